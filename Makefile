@@ -1,0 +1,109 @@
+# tunneld and dispatcher.  See README.md.
+
+SHELL	:= /bin/bash
+
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/bin
+BUILD	?= build
+CC	?= cc
+CFLAGS	?= -O2 -g
+PYTHON	?= /usr/bin/python3
+FUZZ_TIME ?= 60
+
+PKGS	 = libuv openssl jansson
+WARN	 = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+INC	 = -Icommon -Itunneld
+DEPCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEPLIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) -MMD -MP
+
+COMMON_SRC	= $(wildcard common/*.c)
+TUNLIB_SRC	= $(filter-out tunneld/main.c,$(wildcard tunneld/*.c))
+UNIT_SRC	= $(wildcard tests/unit/test_*.c)
+FUZZ_SRC	= $(wildcard tests/fuzz/fuzz_*.c)
+
+COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+TUNLIB_OBJ	= $(TUNLIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+PROGS		= $(BUILD)/tunneld
+
+ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+		  -fno-sanitize-recover=undefined
+
+.PHONY: all deps test unit e2e fuzz bench run install clean
+
+all: deps $(PROGS)
+
+# Installs missing Debian packages (a no-op once everything is there).
+deps:
+	@scripts/install-deps
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -c $< -o $@
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libtun.a: $(TUNLIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+LIBS = $(BUILD)/libtun.a $(BUILD)/libcommon.a
+
+$(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(DEPLIBS) $(shell pkg-config --libs cmocka)
+
+# The suite runs against binaries built with AddressSanitizer and UBSan.
+test: deps
+	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" unit e2e
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+e2e: $(PROGS) $(BUILD)/tests/lws-peer
+	cd tests/e2e && TUNNELD=$(abspath $(BUILD)/tunneld) \
+	    LWS_PEER=$(abspath $(BUILD)/tests/lws-peer) \
+	    $(PYTHON) -m pytest -q -x -p no:cacheprovider .
+
+$(BUILD)/tests/lws-peer: tests/e2e/lws-peer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs libwebsockets)
+
+# Each libFuzzer target runs FUZZ_TIME seconds from its seed corpus.
+fuzz: deps
+	$(MAKE) BUILD=build/fuzz CC=clang \
+	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" fuzz-run
+
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -fsanitize=fuzzer -o $@ $^ $(DEPLIBS)
+
+fuzz-run: $(FUZZ_BIN)
+	@set -eo pipefail; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	    mkdir -p $(BUILD)/corpus/$$n; \
+	    seeds=tests/fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
+	    echo "== $$n ($(FUZZ_TIME) s)"; \
+	    $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/ $(BUILD)/corpus/$$n $$seeds \
+	        2>&1 | tail -n 12; done
+
+bench: all
+	bench/run
+
+run: all
+	scripts/demo
+
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(PROGS) $(DESTDIR)$(BINDIR)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,462 @@
+/*
+ * Addresses, forwards and CIDR ranges of kptunnel's command line (wire spec
+ * 8.2, 8.4).  kptunnel parses an address as a URL ("http://" prepended
+ * unless the text has "://") and splits the authority on ':'; this parser
+ * accepts the same texts, plus bracketed IPv6 literals, and is stricter
+ * about characters that have no business in a host name.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+#include "err.h"
+
+/* Longest text inside brackets: an IPv6 address plus a zone. */
+#define ADDR_V6_MAX	(INET6_ADDRSTRLEN + 64)
+
+static int
+addr_is_alpha(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int
+addr_is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* URL scheme syntax (RFC 3986): ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
+static int
+addr_scheme_ok(const char *s, size_t n)
+{
+	size_t	 i;
+
+	if (n == 0 || !addr_is_alpha((unsigned char)s[0]))
+		return 0;
+	for (i = 1; i < n; i++)
+		if (!addr_is_alpha((unsigned char)s[i]) &&
+		    !addr_is_digit((unsigned char)s[i]) &&
+		    s[i] != '+' && s[i] != '-' && s[i] != '.')
+			return 0;
+	return 1;
+}
+
+/* Characters of a DNS name or IPv4 address (plus '_' and '~' as URLs allow). */
+static int
+addr_host_char(int c)
+{
+	return addr_is_alpha(c) || addr_is_digit(c) || c == '-' ||
+	    c == '.' || c == '_' || c == '~';
+}
+
+/* Path, query and fragment keep their text but controls and spaces. */
+static int
+addr_text_ok(const char *what, const char *s, size_t n, char *err)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c <= 0x20 || c == 0x7f) {
+			err_set(err, "invalid character in %s", what);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+addr_copy_part(const char *what, const char *s, size_t n, char *out,
+    size_t cap, char *err)
+{
+	if (n >= cap) {
+		err_set(err, "%s too long", what);
+		return -1;
+	}
+	if (!addr_text_ok(what, s, n, err))
+		return -1;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* An IPv6 literal with an optional %zone, as found between brackets. */
+static int
+addr_v6_ok(const char *s, size_t n)
+{
+	char		 buf[ADDR_V6_MAX];
+	struct in6_addr	 a;
+	const char	*pct;
+	size_t		 alen, i;
+
+	if (n == 0 || n >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	alen = n;
+	if ((pct = memchr(buf, '%', n)) != NULL) {
+		alen = (size_t)(pct - buf);
+		if (alen + 1 == n)
+			return 0;
+		for (i = alen + 1; i < n; i++)
+			if (!addr_host_char((unsigned char)buf[i]))
+				return 0;
+		buf[alen] = '\0';
+	}
+	return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+static int
+addr_parse1(const char *s, size_t n, struct hostinfo *h, char *err)
+{
+	const char	*p, *end, *sep, *host, *port;
+	size_t		 i, hlen, plen;
+	long		 v;
+
+	memset(h, 0, sizeof(*h));
+	end = s + n;
+	if (memchr(s, '\0', n) != NULL) {
+		err_set(err, "invalid address");
+		return -1;
+	}
+
+	/* kptunnel keeps no scheme: it is always "" on the wire. */
+	p = s;
+	for (i = 0; i + 3 <= n; i++) {
+		if (memcmp(s + i, "://", 3) == 0) {
+			if (!addr_scheme_ok(s, i)) {
+				err_set(err, "invalid scheme in '%.*s'",
+				    (int)(n > 64 ? 64 : n), s);
+				return -1;
+			}
+			p = s + i + 3;
+			break;
+		}
+	}
+
+	/* Authority up to the path, query or fragment. */
+	for (sep = p; sep < end && *sep != '/' && *sep != '?' && *sep != '#';
+	    sep++)
+		;
+	if (p < sep && *p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(sep - p));
+
+		if (rb == NULL || !addr_v6_ok(p + 1, (size_t)(rb - p - 1))) {
+			err_set(err, "invalid IPv6 address");
+			return -1;
+		}
+		if (rb + 1 >= sep || rb[1] != ':') {
+			err_set(err, "illegal pattern, need host:port");
+			return -1;
+		}
+		host = p + 1;
+		hlen = (size_t)(rb - p - 1);
+		port = rb + 2;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(sep - p));
+
+		/* Exactly one ':' (kptunnel splits the authority on it). */
+		if (colon == NULL ||
+		    memchr(colon + 1, ':', (size_t)(sep - colon - 1)) != NULL) {
+			err_set(err, "illegal pattern, need host:port");
+			return -1;
+		}
+		host = p;
+		hlen = (size_t)(colon - p);
+		port = colon + 1;
+		for (i = 0; i < hlen; i++)
+			if (!addr_host_char((unsigned char)host[i])) {
+				err_set(err, "invalid character in host name");
+				return -1;
+			}
+	}
+	if (hlen >= sizeof(h->name)) {
+		err_set(err, "host name too long");
+		return -1;
+	}
+	memcpy(h->name, host, hlen);
+	h->name[hlen] = '\0';
+
+	plen = (size_t)(sep - port);
+	if (plen == 0) {
+		err_set(err, "missing port");
+		return -1;
+	}
+	for (i = 0, v = 0; i < plen; i++) {
+		if (!addr_is_digit((unsigned char)port[i])) {
+			err_set(err, "port is not a number");
+			return -1;
+		}
+		v = v * 10 + (port[i] - '0');
+		if (v > 65535) {
+			err_set(err, "port out of range");
+			return -1;
+		}
+	}
+	h->port = (int)v;
+
+	/* "/path?query#fragment": the fragment is dropped, as a URL parser does. */
+	if (sep < end && *sep == '/') {
+		for (p = sep; p < end && *p != '?' && *p != '#'; p++)
+			;
+		if (addr_copy_part("path", sep, (size_t)(p - sep), h->path,
+		    sizeof(h->path), err) == -1)
+			return -1;
+		sep = p;
+	}
+	if (sep < end && *sep == '?') {
+		for (p = sep + 1; p < end && *p != '#'; p++)
+			;
+		if (addr_copy_part("query", sep + 1, (size_t)(p - sep - 1),
+		    h->query, sizeof(h->query), err) == -1)
+			return -1;
+		sep = p;
+	}
+	if (sep < end && !addr_text_ok("fragment", sep, (size_t)(end - sep),
+	    err))
+		return -1;
+	return 0;
+}
+
+/*
+ * addr_parse() on s[0..n), which need not be NUL-terminated; h is all zero
+ * after a failure.
+ */
+static int
+addr_parsen(const char *s, size_t n, struct hostinfo *h, char *err)
+{
+	if (addr_parse1(s, n, h, err) == -1) {
+		memset(h, 0, sizeof(*h));
+		return -1;
+	}
+	return 0;
+}
+
+int
+addr_parse(const char *s, struct hostinfo *h, char *err)
+{
+	if (s == NULL) {
+		memset(h, 0, sizeof(*h));
+		err_set(err, "missing address");
+		return -1;
+	}
+	return addr_parsen(s, strlen(s), h, err);
+}
+
+void
+addr_format(const struct hostinfo *h, char *out, size_t cap)
+{
+	if (out == NULL || cap == 0)
+		return;
+	if (strchr(h->name, ':') != NULL)
+		snprintf(out, cap, "[%s]:%d", h->name, h->port);
+	else
+		snprintf(out, cap, "%s:%d", h->name, h->port);
+}
+
+int
+fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
+{
+	const char	*part[3], *c;
+	size_t		 len[3], np = 0, i;
+	char		 why[ERR_LEN];
+
+	memset(f, 0, sizeof(*f));
+	if (s == NULL) {
+		err_set(err, "missing forward");
+		return -1;
+	}
+	/* strings.Split(s, ","): count the parts, keep the first three. */
+	part[0] = s;
+	for (c = s; ; c++) {
+		if (*c == ',' || *c == '\0') {
+			if (np < 3) {
+				len[np] = (size_t)(c - part[np]);
+				if (np + 1 < 3 && *c == ',')
+					part[np + 1] = c + 1;
+			}
+			np++;
+			if (*c == '\0')
+				break;
+		}
+	}
+	i = 0;
+	f->reverse = default_reverse ? 1 : 0;
+	if (np == 3) {
+		if (len[0] == 1 && part[0][0] == 'r')
+			f->reverse = 1;
+		else if (len[0] == 1 && part[0][0] == 't')
+			f->reverse = 0;
+		else {
+			err_set(err, "illegal forward type");
+			return -1;
+		}
+		i = 1;
+	}
+	if (np - i != 2) {
+		err_set(err, "illegal forward. need ','");
+		return -1;
+	}
+	if (addr_parsen(part[i], len[i], &f->src, why) == -1) {
+		err_set(err, "src: %s", why);
+		return -1;
+	}
+	if (addr_parsen(part[i + 1], len[i + 1], &f->dst, why) == -1) {
+		err_set(err, "dst: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+addr_host_equal(const struct hostinfo *a, const struct hostinfo *b)
+{
+	return a->port == b->port && strcmp(a->name, b->name) == 0 &&
+	    strcmp(a->path, b->path) == 0 && strcmp(a->query, b->query) == 0;
+}
+
+int
+fwd_equal(const struct fwd *a, const struct fwd *b)
+{
+	return (a->reverse != 0) == (b->reverse != 0) &&
+	    addr_host_equal(&a->src, &b->src) &&
+	    addr_host_equal(&a->dst, &b->dst);
+}
+
+int
+cidr_parse(const char *s, struct cidr *c, char *err)
+{
+	char		 buf[INET6_ADDRSTRLEN];
+	const char	*slash, *m;
+	size_t		 alen;
+	int		 max, bits, i;
+
+	memset(c, 0, sizeof(*c));
+	if (s == NULL || *s == '\0') {
+		err_set(err, "empty address range");
+		return -1;
+	}
+	slash = strchr(s, '/');
+	alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	if (alen == 0 || alen >= sizeof(buf)) {
+		err_set(err, "invalid address range");
+		return -1;
+	}
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (memchr(buf, ':', alen) != NULL) {
+		c->family = AF_INET6;
+		max = 128;
+	} else {
+		c->family = AF_INET;
+		max = 32;
+	}
+	if (inet_pton(c->family, buf, c->addr) != 1) {
+		memset(c, 0, sizeof(*c));
+		err_set(err, "invalid address '%s'", buf);
+		return -1;
+	}
+	bits = 0;
+	if (slash != NULL) {
+		m = slash + 1;
+		if (*m == '\0') {
+			memset(c, 0, sizeof(*c));
+			err_set(err, "missing mask length");
+			return -1;
+		}
+		for (; *m != '\0'; m++) {
+			if (!addr_is_digit((unsigned char)*m) ||
+			    (bits = bits * 10 + (*m - '0')) > max) {
+				memset(c, 0, sizeof(*c));
+				err_set(err, "invalid mask length");
+				return -1;
+			}
+		}
+	}
+	/*
+	 * kptunnel reads a missing mask and /0 as a full-length mask: "-ip
+	 * 10.0.0.1/0" admits 10.0.0.1 only, never everybody.  Kept for
+	 * compatibility with existing command lines.
+	 */
+	if (bits == 0)
+		bits = max;
+	c->bits = bits;
+	/* Clear the host bits so that the range has one representation. */
+	for (i = 0; i < max / 8; i++) {
+		if (bits >= (i + 1) * 8)
+			continue;
+		if (bits > i * 8)
+			c->addr[i] &= (uint8_t)(0xff << (8 - (bits - i * 8)));
+		else
+			c->addr[i] = 0;
+	}
+	return 0;
+}
+
+/* The first bits bits of a and b are equal. */
+static int
+cidr_prefix_eq(const uint8_t *a, const uint8_t *b, int bits)
+{
+	int	 full = bits / 8, rest = bits % 8;
+	uint8_t	 mask;
+
+	if (memcmp(a, b, (size_t)full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (a[full] & mask) == (b[full] & mask);
+}
+
+/*
+ * Both sides are compared as IPv6: IPv4 peers and ranges as v4-mapped
+ * addresses (::ffff:a.b.c.d, /n + 96), so that a dual-stack listener's
+ * mapped peers match IPv4 ranges and mapped ranges match IPv4 peers.
+ */
+int
+cidr_match(const struct cidr *c, const struct sockaddr *sa)
+{
+	static const uint8_t mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+	uint8_t	 peer[16], range[16];
+	int	 bits;
+
+	if (c == NULL || sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		memcpy(peer, mapped, 12);
+		memcpy(peer + 12, &sin->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 =
+		    (const struct sockaddr_in6 *)sa;
+
+		memcpy(peer, &sin6->sin6_addr, 16);
+	} else
+		return 0;
+
+	if (c->family == AF_INET) {
+		if (c->bits < 0 || c->bits > 32)
+			return 0;
+		memcpy(range, mapped, 12);
+		memcpy(range + 12, c->addr, 4);
+		bits = c->bits + 96;
+	} else if (c->family == AF_INET6) {
+		if (c->bits < 0 || c->bits > 128)
+			return 0;
+		memcpy(range, c->addr, 16);
+		bits = c->bits;
+	} else
+		return 0;
+	return cidr_prefix_eq(peer, range, bits);
+}

@@ -1,0 +1,731 @@
+/*
+ * tunneld's command line: kptunnel's (wire spec 8.1-8.3) with Go flag
+ * syntax, plus the options tunneld adds (-handshakeTimeout, -openTimeout,
+ * -sessionTimeout, -cafile, -insecure).
+ *
+ * Go's flag package stops at the first positional; kptunnel re-parses so
+ * that options and positionals may be mixed, and so does this parser.
+ * "--" ends the options; a lone "-" is a positional.
+ */
+
+#include <netinet/in.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "addr.h"
+#include "cli.h"
+#include "crypto.h"
+#include "err.h"
+#include "msg.h"
+
+#define CLI_VERSION	"tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n"
+
+/* Upper bound of every seconds option: keeps milliseconds within an int. */
+#define CLI_MAX_SECONDS	604800
+
+/* mode + server + forwards */
+#define CLI_MAX_POS	(2 + MSG_MAX_FWDS)
+
+static const char cli_usage_text[] =
+"usage: tunneld <mode> <server> [forward ...] [options]\n"
+"       tunneld --help | --version\n"
+"\n"
+"A TCP-over-websocket tunnel, wire compatible with kptunnel 0.2.0.\n"
+"Options and positional arguments may be mixed.  Options are written\n"
+"-name value, --name value, -name=value or --name=value; boolean options\n"
+"-name or -name=true|false.  \"--\" ends the options.\n"
+"\n"
+"Modes:\n"
+"  mode        role    transport  default  forwards\n"
+"  wsserver    server  websocket  t        optional\n"
+"  r-wsserver  server  websocket  r        required\n"
+"  server      server  TCP        t        optional\n"
+"  r-server    server  TCP        r        required\n"
+"  wsclient    client  websocket  t        required\n"
+"  r-wsclient  client  websocket  r        optional\n"
+"  client      client  TCP        t        required\n"
+"  r-client    client  TCP        r        optional\n"
+"  Servers listen on <server>; clients connect to it.  Required forwards\n"
+"  may be left out with -omit or -ctrl.\n"
+"\n"
+"Addresses (<server>, forward src and dst):  [host]:port\n"
+"  host is a name, an IPv4 address, an IPv6 address in brackets, or empty\n"
+"  (all interfaces when listening, the local host when dialing); port is\n"
+"  0..65535.  An optional scheme:// prefix is ignored; a /path?query tail\n"
+"  is kept and sent as kptunnel does.\n"
+"\n"
+"Forwards:  [r,|t,]src,dst\n"
+"  t  the tunnel client listens on src; the tunnel server dials dst\n"
+"  r  the tunnel server listens on src; the tunnel client dials dst\n"
+"  Without a prefix a forward is r in the r-* modes and t otherwise.  A\n"
+"  server's non-empty forward list replaces the client's.  At most 64.\n"
+"  Examples:\n"
+"    :8022,localhost:22                 listen on every interface, port 8022\n"
+"    t,127.0.0.1:8080,intranet:80\n"
+"    r,:2222,192.168.1.10:22\n"
+"    t,[::1]:8080,[2001:db8::1]:22      IPv6 literals in brackets\n"
+"\n"
+"Options (defaults in brackets):\n"
+"  -pass PASS            authentication password [\"\"]\n"
+"  -encPass PASS         encryption password [\"\"]\n"
+"  -encCount N           payloads encrypted per direction: -1 all, 0 none,\n"
+"                        N > 0 the first N+1 (as kptunnel) [-1]\n"
+"  -ip RANGE[,RANGE...]  servers: admit only clients in these ranges,\n"
+"                        a.b.c.d[/n] or IPv6[/n]; repeatable, at most 32.\n"
+"                        No mask or /0 means a single address, as in\n"
+"                        kptunnel [every client]\n"
+"  -int SECONDS          keepalive interval, at least 2 [20]\n"
+"  -ctrl CMD             clients: \"stop\" stops the server, \"bench\" runs a\n"
+"                        benchmark; any value makes forwards optional [\"\"]\n"
+"  -omit                 allow running without forwards [false]\n"
+"  -handshakeTimeout S   seconds for the connection handshake [10]\n"
+"  -openTimeout S        seconds to wait for the peer to open a forwarded\n"
+"                        connection [30]\n"
+"  -sessionTimeout S     servers: seconds a disconnected session is kept\n"
+"                        for the client to resume it [600]\n"
+"  -verbose, -debug      debug logging [false]\n"
+"  -intlog               accepted for compatibility; ignored\n"
+"  -console ADDR         accepted for compatibility; ignored\n"
+"  -prof ADDR            accepted for compatibility; ignored\n"
+"  -h, -help, --help     print this text\n"
+"  -version, --version   print the version\n"
+"\n"
+"Websocket client options:\n"
+"  -wspath PATH          request path [/]\n"
+"  -session ID           session= query value [a random UUIDv4]\n"
+"  -header 'NAME: VAL'   one extra handshake header; the last one wins [none]\n"
+"  -UA AGENT             User-Agent of the proxy CONNECT [Go Http Client]\n"
+"  -proxy URL            HTTP proxy http://[user:pass@]host:port/ [none]\n"
+"  -tls                  connect with TLS (wss://) [false]\n"
+"  -cafile FILE          CA certificates for -tls [the system's]\n"
+"  -insecure             with -tls, do not verify the server's certificate\n"
+"                        (kptunnel's behaviour) [false]\n"
+"\n"
+"Exit status: 0 success (or stopped on request), 1 runtime error,\n"
+"2 usage error.\n";
+
+static const struct {
+	const char	*name;
+	enum cli_mode	 mode;
+} cli_modes[] = {
+	{ "wsserver",	MODE_WSSERVER },
+	{ "r-wsserver",	MODE_R_WSSERVER },
+	{ "server",	MODE_SERVER },
+	{ "r-server",	MODE_R_SERVER },
+	{ "wsclient",	MODE_WSCLIENT },
+	{ "r-wsclient",	MODE_R_WSCLIENT },
+	{ "client",	MODE_CLIENT },
+	{ "r-client",	MODE_R_CLIENT },
+};
+
+#define CLI_NMODES	(sizeof(cli_modes) / sizeof(cli_modes[0]))
+
+int
+cli_mode_is_server(enum cli_mode m)
+{
+	return m == MODE_WSSERVER || m == MODE_R_WSSERVER ||
+	    m == MODE_SERVER || m == MODE_R_SERVER;
+}
+
+int
+cli_mode_is_ws(enum cli_mode m)
+{
+	return m == MODE_WSSERVER || m == MODE_R_WSSERVER ||
+	    m == MODE_WSCLIENT || m == MODE_R_WSCLIENT;
+}
+
+int
+cli_mode_is_reverse(enum cli_mode m)
+{
+	return m == MODE_R_WSSERVER || m == MODE_R_SERVER ||
+	    m == MODE_R_WSCLIENT || m == MODE_R_CLIENT;
+}
+
+const char *
+cli_mode_name(enum cli_mode m)
+{
+	size_t	 i;
+
+	for (i = 0; i < CLI_NMODES; i++)
+		if (cli_modes[i].mode == m)
+			return cli_modes[i].name;
+	return "unknown";
+}
+
+const char *
+cli_usage(void)
+{
+	return cli_usage_text;
+}
+
+/* Option handlers: 0, or -1 with err naming the option. */
+
+static int
+cli_int(const char *opt, const char *val, int min, int max, int *out,
+    char *err)
+{
+	const char	*p = val;
+	long long	 v = 0;
+	int		 neg = 0;
+
+	if (*p == '+' || *p == '-')
+		neg = *p++ == '-';
+	if (*p == '\0') {
+		err_set(err, "-%s: not a number: %s", opt, val);
+		return -1;
+	}
+	for (; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9') {
+			err_set(err, "-%s: not a number: %s", opt, val);
+			return -1;
+		}
+		if (v <= (long long)INT_MAX + 1)
+			v = v * 10 + (*p - '0');
+	}
+	if (neg)
+		v = -v;
+	if (v < min || v > max) {
+		err_set(err, "-%s: out of range: %s", opt, val);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+/* Go's strconv.ParseBool. */
+static int
+cli_bool(const char *opt, const char *val, int *out, char *err)
+{
+	static const char *const yes[] = { "1", "t", "T", "true", "TRUE",
+	    "True" };
+	static const char *const no[] = { "0", "f", "F", "false", "FALSE",
+	    "False" };
+	size_t	 i;
+
+	if (val == NULL) {
+		*out = 1;
+		return 0;
+	}
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(val, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcmp(val, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	err_set(err, "-%s: not a boolean: %s", opt, val);
+	return -1;
+}
+
+/* Printable text without controls; space allowed when told. */
+static int
+cli_text_ok(const char *s, int space)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f || (c == ' ' && !space))
+			return 0;
+	}
+	return 1;
+}
+
+/* Copies a value into a fixed field of the options. */
+static int
+cli_copy(const char *opt, const char *val, char *out, size_t cap,
+    int space, char *err)
+{
+	if (!cli_text_ok(val, space)) {
+		err_set(err, "-%s: invalid character in value", opt);
+		return -1;
+	}
+	if (strlen(val) >= cap) {
+		err_set(err, "-%s: value too long", opt);
+		return -1;
+	}
+	memcpy(out, val, strlen(val) + 1);
+	return 0;
+}
+
+static void
+cli_secret_free(char **p)
+{
+	if (*p != NULL) {
+		OPENSSL_cleanse(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+static int
+cli_secret(const char *opt, const char *val, char **out, char *err)
+{
+	char	*s;
+
+	if ((s = strdup(val)) == NULL) {
+		err_set(err, "-%s: out of memory", opt);
+		return -1;
+	}
+	cli_secret_free(out);
+	*out = s;
+	return 0;
+}
+
+static int
+cli_ip(struct cli_opts *o, const char *val, char *err)
+{
+	char		 one[INET6_ADDRSTRLEN + 8], why[ERR_LEN];
+	const char	*p = val, *comma;
+	size_t		 n;
+
+	for (;;) {
+		comma = strchr(p, ',');
+		n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (n >= sizeof(one)) {
+			err_set(err, "-ip: invalid range: %.*s", (int)(n > 64 ?
+			    64 : n), p);
+			return -1;
+		}
+		memcpy(one, p, n);
+		one[n] = '\0';
+		if (o->ncidr == CLI_MAX_CIDRS) {
+			err_set(err, "-ip: too many ranges (at most %d)",
+			    CLI_MAX_CIDRS);
+			return -1;
+		}
+		if (cidr_parse(one, &o->cidrs[o->ncidr], why) == -1) {
+			err_set(err, "-ip: %s: %s", one, why);
+			return -1;
+		}
+		o->ncidr++;
+		if (comma == NULL)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+/* HTTP token characters (RFC 9110 tchar). */
+static int
+cli_tchar(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || (c != '\0' &&
+	    strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * "NAME: VAL" as Go's http.Header.Add stores it: the name canonicalised
+ * (x-test -> X-Test), the value trimmed.  Names that are not HTTP tokens
+ * and values with line breaks are refused, since they would corrupt or
+ * inject handshake lines.
+ */
+static int
+cli_header(struct cli_opts *o, const char *val, char *err)
+{
+	char		 name[256];
+	const char	*colon, *b, *e, *v, *ve;
+	size_t		 nlen, i;
+	int		 up = 1;
+
+	if ((colon = strchr(val, ':')) == NULL) {
+		err_set(err, "-header: '%s' is not 'NAME: VALUE'", val);
+		return -1;
+	}
+	for (b = val; b < colon && (*b == ' ' || *b == '\t'); b++)
+		;
+	for (e = colon; e > b && (e[-1] == ' ' || e[-1] == '\t'); e--)
+		;
+	nlen = (size_t)(e - b);
+	if (nlen == 0 || nlen >= sizeof(name)) {
+		err_set(err, "-header: invalid header name");
+		return -1;
+	}
+	for (i = 0; i < nlen; i++) {
+		unsigned char c = (unsigned char)b[i];
+
+		if (!cli_tchar(c)) {
+			err_set(err, "-header: invalid header name");
+			return -1;
+		}
+		if (up && c >= 'a' && c <= 'z')
+			c = c - 'a' + 'A';
+		else if (!up && c >= 'A' && c <= 'Z')
+			c = c - 'A' + 'a';
+		name[i] = (char)c;
+		up = c == '-';
+	}
+	name[nlen] = '\0';
+	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+		;
+	for (ve = v + strlen(v); ve > v && (ve[-1] == ' ' || ve[-1] == '\t');
+	    ve--)
+		;
+	for (b = v; b < ve; b++) {
+		unsigned char c = (unsigned char)*b;
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			err_set(err, "-header: invalid character in value");
+			return -1;
+		}
+	}
+	if (nlen + 2 + (size_t)(ve - v) >= sizeof(o->header)) {
+		err_set(err, "-header: value too long");
+		return -1;
+	}
+	snprintf(o->header, sizeof(o->header), "%s: %.*s", name,
+	    (int)(ve - v), v);
+	return 0;
+}
+
+/*
+ * The session id goes into the URL query verbatim (as kptunnel sends it),
+ * so characters that would end or extend the query are refused.
+ */
+static int
+cli_session(struct cli_opts *o, const char *val, char *err)
+{
+	const char	*p;
+
+	if (*val == '\0') {
+		err_set(err, "-session: empty value");
+		return -1;
+	}
+	for (p = val; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') ||
+		    strchr("-._~%!$'()*+,;:@/?", c) != NULL)) {
+			err_set(err, "-session: invalid character in value");
+			return -1;
+		}
+	}
+	return cli_copy("session", val, o->session, sizeof(o->session), 0,
+	    err);
+}
+
+static int
+cli_wspath(struct cli_opts *o, const char *val, char *err)
+{
+	if (val[0] != '/') {
+		err_set(err, "-wspath: must start with '/': %s", val);
+		return -1;
+	}
+	return cli_copy("wspath", val, o->wspath, sizeof(o->wspath), 0, err);
+}
+
+enum cli_opt_id {
+	OPT_PASS, OPT_ENCPASS, OPT_ENCCOUNT, OPT_IP, OPT_INT, OPT_HEADER,
+	OPT_WSPATH, OPT_SESSION, OPT_UA, OPT_CTRL, OPT_OMIT, OPT_VERBOSE,
+	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
+	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
+	OPT_HELP, OPT_VERSION
+};
+
+static const struct {
+	const char		*name;
+	enum cli_opt_id		 id;
+	int			 flag;		/* boolean: value optional */
+} cli_table[] = {
+	{ "pass",		OPT_PASS,		0 },
+	{ "encPass",		OPT_ENCPASS,		0 },
+	{ "encCount",		OPT_ENCCOUNT,		0 },
+	{ "ip",			OPT_IP,			0 },
+	{ "int",		OPT_INT,		0 },
+	{ "header",		OPT_HEADER,		0 },
+	{ "wspath",		OPT_WSPATH,		0 },
+	{ "session",		OPT_SESSION,		0 },
+	{ "UA",			OPT_UA,			0 },
+	{ "ctrl",		OPT_CTRL,		0 },
+	{ "omit",		OPT_OMIT,		1 },
+	{ "verbose",		OPT_VERBOSE,		1 },
+	{ "debug",		OPT_VERBOSE,		1 },
+	{ "intlog",		OPT_INTLOG,		1 },
+	{ "console",		OPT_CONSOLE,		0 },
+	{ "prof",		OPT_PROF,		0 },
+	{ "handshakeTimeout",	OPT_HSTIMEOUT,		0 },
+	{ "openTimeout",	OPT_OPENTIMEOUT,	0 },
+	{ "sessionTimeout",	OPT_SESSTIMEOUT,	0 },
+	{ "proxy",		OPT_PROXY,		0 },
+	{ "tls",		OPT_TLS,		1 },
+	{ "cafile",		OPT_CAFILE,		0 },
+	{ "insecure",		OPT_INSECURE,		1 },
+	{ "h",			OPT_HELP,		1 },
+	{ "help",		OPT_HELP,		1 },
+	{ "version",		OPT_VERSION,		1 },
+};
+
+#define CLI_NOPTS	(sizeof(cli_table) / sizeof(cli_table[0]))
+
+/* Applies one option; name is the table's spelling, val NULL for -flag. */
+static int
+cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
+    const char *val, char *err)
+{
+	int	 b, ignored;
+
+	switch (id) {
+	case OPT_PASS:
+		return cli_secret(name, val, &o->pass, err);
+	case OPT_ENCPASS:
+		return cli_secret(name, val, &o->encpass, err);
+	case OPT_ENCCOUNT:
+		return cli_int(name, val, INT_MIN, INT_MAX, &o->enc_count,
+		    err);
+	case OPT_IP:
+		return cli_ip(o, val, err);
+	case OPT_INT:
+		if (cli_int(name, val, INT_MIN, CLI_MAX_SECONDS, &o->interval,
+		    err) == -1)
+			return -1;
+		/* kptunnel forces short intervals up to 2 s. */
+		if (o->interval < 2)
+			o->interval = 2;
+		return 0;
+	case OPT_HEADER:
+		return cli_header(o, val, err);
+	case OPT_WSPATH:
+		return cli_wspath(o, val, err);
+	case OPT_SESSION:
+		return cli_session(o, val, err);
+	case OPT_UA:
+		return cli_copy(name, val, o->ua, sizeof(o->ua), 1, err);
+	case OPT_CTRL:
+		return cli_copy(name, val, o->ctrl, sizeof(o->ctrl), 0, err);
+	case OPT_PROXY:
+		return cli_copy(name, val, o->proxy, sizeof(o->proxy), 0, err);
+	case OPT_CAFILE:
+		if (*val == '\0') {
+			err_set(err, "-cafile: empty value");
+			return -1;
+		}
+		return cli_copy(name, val, o->cafile, sizeof(o->cafile), 1,
+		    err);
+	case OPT_HSTIMEOUT:
+		return cli_int(name, val, 1, CLI_MAX_SECONDS,
+		    &o->handshake_timeout, err);
+	case OPT_OPENTIMEOUT:
+		return cli_int(name, val, 1, CLI_MAX_SECONDS,
+		    &o->open_timeout, err);
+	case OPT_SESSTIMEOUT:
+		return cli_int(name, val, 1, CLI_MAX_SECONDS,
+		    &o->session_timeout, err);
+	case OPT_OMIT:
+		return cli_bool(name, val, &o->omit, err);
+	case OPT_VERBOSE:
+		if (cli_bool(name, val, &b, err) == -1)
+			return -1;
+		o->verbose = b;
+		return 0;
+	case OPT_TLS:
+		return cli_bool(name, val, &o->tls, err);
+	case OPT_INSECURE:
+		return cli_bool(name, val, &o->insecure, err);
+	case OPT_INTLOG:
+		return cli_bool(name, val, &ignored, err);
+	case OPT_CONSOLE:
+	case OPT_PROF:
+		/* kptunnel's debug console and Go profiler have no equivalent. */
+		return 0;
+	case OPT_HELP:
+	case OPT_VERSION:
+		return cli_bool(name, val, &ignored, err);
+	}
+	return 0;
+}
+
+/* A random lower-case UUIDv4 (RFC 9562), as kptunnel's default -session. */
+static int
+cli_uuid(char *out, size_t cap, char *err)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t	 b[16];
+	size_t	 i, o = 0;
+	char	 why[ERR_LEN];
+
+	if (cap < 37)
+		return -1;
+	if (crypto_random(b, sizeof(b), why) == -1) {
+		err_set(err, "cannot make a session id: %s", why);
+		return -1;
+	}
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	for (i = 0; i < sizeof(b); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 0xf];
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static void
+cli_defaults(struct cli_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->mode = MODE_WSSERVER;
+	o->enc_count = -1;
+	o->interval = 20;
+	strcpy(o->wspath, "/");
+	strcpy(o->ua, "Go Http Client");
+	o->handshake_timeout = 10;
+	o->open_timeout = 30;
+	o->session_timeout = 600;
+}
+
+static void
+cli_text(char *out, size_t outcap, const char *text)
+{
+	if (out != NULL && outcap > 0)
+		snprintf(out, outcap, "%s", text);
+}
+
+/*
+ * On -1 and 1 nothing is left allocated in o (cli_free is harmless but not
+ * needed); on 0 the caller owns o and releases it with cli_free.
+ */
+int
+cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
+    size_t outcap, char *err)
+{
+	const char	*pos[CLI_MAX_POS], *arg, *name, *val, *eq;
+	char		 why[ERR_LEN], nbuf[64];
+	size_t		 npos = 0, i, nlen;
+	int		 a, only_pos = 0, reverse, need_fwd;
+
+	cli_defaults(o);
+	if (out != NULL && outcap > 0)
+		out[0] = '\0';
+	for (a = 1; a < argc && argv != NULL; a++) {
+		arg = argv[a];
+		if (arg == NULL)
+			break;
+		if (only_pos || arg[0] != '-' || arg[1] == '\0') {
+			if (npos == CLI_MAX_POS) {
+				err_set(err, "too many forwards (at most %d)",
+				    MSG_MAX_FWDS);
+				goto fail;
+			}
+			pos[npos++] = arg;
+			continue;
+		}
+		if (strcmp(arg, "--") == 0) {
+			only_pos = 1;
+			continue;
+		}
+		name = arg + (arg[1] == '-' ? 2 : 1);
+		if (*name == '\0' || *name == '-' || *name == '=') {
+			err_set(err, "bad option syntax: %s", arg);
+			goto fail;
+		}
+		eq = strchr(name, '=');
+		nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+		for (i = 0; i < CLI_NOPTS; i++)
+			if (strlen(cli_table[i].name) == nlen &&
+			    strncmp(cli_table[i].name, name, nlen) == 0)
+				break;
+		if (i == CLI_NOPTS) {
+			snprintf(nbuf, sizeof(nbuf), "%.*s", (int)nlen, name);
+			err_set(err, "unknown option -%s", nbuf);
+			goto fail;
+		}
+		if (eq != NULL)
+			val = eq + 1;
+		else if (cli_table[i].flag)
+			val = NULL;
+		else if (a + 1 < argc && argv[a + 1] != NULL)
+			val = argv[++a];
+		else {
+			err_set(err, "option -%s needs a value",
+			    cli_table[i].name);
+			goto fail;
+		}
+		if (cli_apply(o, cli_table[i].id, cli_table[i].name, val,
+		    err) == -1)
+			goto fail;
+		if (cli_table[i].id == OPT_HELP ||
+		    cli_table[i].id == OPT_VERSION) {
+			/* -help=false asks for nothing. */
+			int want = 1;
+
+			(void)cli_bool(cli_table[i].name, val, &want, NULL);
+			if (!want)
+				continue;
+			cli_text(out, outcap, cli_table[i].id == OPT_HELP ?
+			    cli_usage_text : CLI_VERSION);
+			cli_free(o);
+			cli_defaults(o);
+			return 1;
+		}
+	}
+
+	if (npos == 0) {
+		err_set(err, "missing mode");
+		goto fail;
+	}
+	for (i = 0; i < CLI_NMODES; i++)
+		if (strcmp(pos[0], cli_modes[i].name) == 0)
+			break;
+	if (i == CLI_NMODES) {
+		err_set(err, "unknown mode '%s'", pos[0]);
+		goto fail;
+	}
+	o->mode = cli_modes[i].mode;
+	if (npos < 2) {
+		err_set(err, "missing server address");
+		goto fail;
+	}
+	if (addr_parse(pos[1], &o->server, why) == -1) {
+		err_set(err, "server address '%s': %s", pos[1], why);
+		goto fail;
+	}
+	reverse = cli_mode_is_reverse(o->mode);
+	for (i = 2; i < npos; i++) {
+		if (fwd_parse(pos[i], reverse, &o->fwds.fwds[o->fwds.n],
+		    why) == -1) {
+			err_set(err, "forward '%s': %s", pos[i], why);
+			goto fail;
+		}
+		o->fwds.n++;
+	}
+	need_fwd = o->mode == MODE_WSCLIENT || o->mode == MODE_CLIENT ||
+	    o->mode == MODE_R_WSSERVER || o->mode == MODE_R_SERVER;
+	if (need_fwd && o->fwds.n == 0 && !o->omit && o->ctrl[0] == '\0') {
+		err_set(err, "mode %s needs at least one forward",
+		    cli_mode_name(o->mode));
+		goto fail;
+	}
+
+	if ((o->pass == NULL && cli_secret("pass", "", &o->pass, err) == -1) ||
+	    (o->encpass == NULL &&
+	    cli_secret("encPass", "", &o->encpass, err) == -1))
+		goto fail;
+	if (o->session[0] == '\0' &&
+	    cli_uuid(o->session, sizeof(o->session), err) == -1)
+		goto fail;
+	return 0;
+fail:
+	cli_free(o);
+	return -1;
+}
+
+void
+cli_free(struct cli_opts *o)
+{
+	if (o == NULL)
+		return;
+	cli_secret_free(&o->pass);
+	cli_secret_free(&o->encpass);
+	/* The proxy URL may carry user:password. */
+	OPENSSL_cleanse(o->proxy, sizeof(o->proxy));
+}

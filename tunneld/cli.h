@@ -1,0 +1,69 @@
+#ifndef CLI_H
+#define CLI_H
+
+/*
+ * tunneld's command line, kptunnel's (wire spec 8): a mode, a server
+ * address, forwards, and options written -name value, --name value or
+ * -name=value, interleaved with the positionals in any order.
+ */
+
+#include "addr.h"
+#include "msg.h"
+
+#define CLI_MAX_CIDRS	32
+
+enum cli_mode {
+	MODE_WSSERVER,
+	MODE_R_WSSERVER,
+	MODE_SERVER,
+	MODE_R_SERVER,
+	MODE_WSCLIENT,
+	MODE_R_WSCLIENT,
+	MODE_CLIENT,
+	MODE_R_CLIENT
+};
+
+struct cli_opts {
+	enum cli_mode	 mode;
+	struct hostinfo	 server;
+	struct msg_fwdlist fwds;	/* .null unused */
+	char		*pass;		/* malloc'd, cleansed by cli_free */
+	char		*encpass;
+	int		 enc_count;	/* -encCount, default -1 */
+	size_t		 ncidr;
+	struct cidr	 cidrs[CLI_MAX_CIDRS];	/* -ip, repeatable */
+	int		 interval;	/* -int seconds, default 20, min 2 */
+	char		 header[1024];	/* -header canonicalised "Name: value", or "" */
+	char		 wspath[1024];	/* -wspath, default "/" */
+	char		 session[256];	/* -session, default a random UUIDv4 */
+	char		 ua[256];	/* -UA, default "Go Http Client" */
+	char		 ctrl[32];	/* -ctrl: "", "stop", "bench", ... */
+	int		 omit;		/* -omit */
+	int		 verbose;	/* -verbose / -debug */
+	int		 handshake_timeout;	/* -handshakeTimeout s, default 10 */
+	int		 open_timeout;	/* -openTimeout s, CTRL_RESP_HEADER, default 30 */
+	int		 session_timeout;	/* -sessionTimeout s, default 600 */
+	char		 proxy[1024];	/* -proxy http://[user:pass@]host:port/, or "" */
+	int		 tls;		/* -tls: wss:// */
+	char		 cafile[1024];	/* -cafile, or "" for the system store */
+	int		 insecure;	/* -insecure: no certificate check */
+};
+
+/* Mode helpers. */
+int		 cli_mode_is_server(enum cli_mode m);
+int		 cli_mode_is_ws(enum cli_mode m);
+int		 cli_mode_is_reverse(enum cli_mode m);
+const char	*cli_mode_name(enum cli_mode m);
+
+/*
+ * Parses argv.  Returns 0 when the options are complete, 1 when --help or
+ * --version was asked for (out holds the text to print on stdout), -1 on a
+ * usage error (err names the bad argument).
+ */
+int	cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
+	    size_t outcap, char *err);
+void	cli_free(struct cli_opts *o);
+/* The usage text. */
+const char *cli_usage(void);
+
+#endif

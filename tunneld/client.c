@@ -1,0 +1,187 @@
+/*
+ * Client modes: dial the server (raw TCP or websocket), run the handshake,
+ * and when the transport breaks, dial again with backoff and resume the
+ * session (wire spec 7.2).  Definitive refusals end the process.
+ */
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "err.h"
+#include "log.h"
+#include "tunneld.h"
+
+struct dial {
+	uv_getaddrinfo_t gai;
+	uv_connect_t	 connect;
+	uv_tcp_t	*tcp;
+	struct tun	*tun;
+};
+
+static void	client_attempt(uv_timer_t *);
+
+void
+client_fatal(struct tun *t, const char *fmt, ...)
+{
+	char	msg[ERR_LEN];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_err("%s", msg);
+	tun_stop(t, 1);
+}
+
+static void
+client_schedule(struct tun *t)
+{
+	static const unsigned	backoff[] = { 0, 500, 1000, 2000, 5000 };
+	unsigned		delay, jitter = 0;
+
+	delay = backoff[t->attempts < 5 ? t->attempts : 4];
+	if (delay > 0 && RAND_bytes((unsigned char *)&jitter,
+	    sizeof(jitter)) == 1)
+		delay += jitter % (delay / 4 + 1);
+	t->attempts++;
+	uv_timer_start(&t->retry_timer, client_attempt, delay, 0);
+}
+
+void
+client_connection_lost(struct tun *t, const char *why)
+{
+	if (t->stopping)
+		return;
+	if (t->csess == NULL && t->attempts == 0 && why != NULL)
+		log_warnx("cannot connect: %s; retrying", why);
+	client_schedule(t);
+}
+
+void
+client_session_ended(struct tun *t, struct sess *s)
+{
+	if (t->csess == s)
+		t->csess = NULL;
+	if (!t->stopping)
+		tun_stop(t, 1);
+}
+
+static void
+client_dial_failed(struct dial *d, const char *why)
+{
+	struct tun *t = d->tun;
+
+	log_warnx("connect to %s:%d: %s", t->o->server.name,
+	    t->o->server.port, why);
+	if (d->tcp != NULL)
+		uv_close((uv_handle_t *)d->tcp, (uv_close_cb)free);
+	free(d);
+	client_connection_lost(t, why);
+}
+
+static void
+client_connected(uv_connect_t *req, int status)
+{
+	struct dial			*d = req->data;
+	struct tun			*t = d->tun;
+	struct cli_opts			*o = t->o;
+	struct conn_client_params	 cp;
+	struct conn			*c;
+	char				 host[ADDR_NAME_MAX + 16];
+	char				 target[2048], err[ERR_LEN];
+	const char			*mode = "";
+
+	if (status < 0) {
+		client_dial_failed(d, uv_strerror(status));
+		return;
+	}
+	if (t->stopping) {
+		client_dial_failed(d, "stopping");
+		return;
+	}
+	addr_format(&o->server, host, sizeof(host));
+	if (strcmp(o->ctrl, "stop") == 0)
+		mode = "&mode=Disconnect";
+	else if (t->csess != NULL)
+		mode = "&mode=Reconnect";
+	snprintf(target, sizeof(target), "%s?session=%s%s", o->wspath,
+	    o->session, mode);
+	cp.host_port = host;
+	cp.path_query = target;
+	cp.extra_header = o->header[0] ? o->header : NULL;
+	c = conn_new(t->loop, d->tcp, cli_mode_is_ws(o->mode) ?
+	    CONN_WS_CLIENT : CONN_RAW_CLIENT, &cp, NULL, NULL, err);
+	d->tcp = NULL;
+	free(d);
+	if (c == NULL) {
+		client_connection_lost(t, err);
+		return;
+	}
+	hs_client(t, c);
+}
+
+static void
+client_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct dial	*d = req->data;
+	int		 rc;
+
+	if (status < 0) {
+		client_dial_failed(d, uv_strerror(status));
+		return;
+	}
+	if ((d->tcp = malloc(sizeof(*d->tcp))) == NULL) {
+		uv_freeaddrinfo(res);
+		client_dial_failed(d, "out of memory");
+		return;
+	}
+	uv_tcp_init(d->tun->loop, d->tcp);
+	d->connect.data = d;
+	rc = uv_tcp_connect(&d->connect, d->tcp, res->ai_addr,
+	    client_connected);
+	uv_freeaddrinfo(res);
+	if (rc < 0)
+		client_dial_failed(d, uv_strerror(rc));
+}
+
+static void
+client_attempt(uv_timer_t *timer)
+{
+	struct tun	*t = timer->data;
+	struct dial	*d;
+	struct addrinfo	 hints;
+	char		 port[16];
+	int		 rc;
+
+	if (t->stopping)
+		return;
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		client_schedule(t);
+		return;
+	}
+	d->tun = t;
+	d->gai.data = d;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", t->o->server.port);
+	rc = uv_getaddrinfo(t->loop, &d->gai, client_resolved,
+	    t->o->server.name[0] ? t->o->server.name : "localhost", port,
+	    &hints);
+	if (rc < 0)
+		client_dial_failed(d, uv_strerror(rc));
+}
+
+int
+client_start(struct tun *t, char *err)
+{
+	uv_timer_init(t->loop, &t->retry_timer);
+	t->retry_timer.data = t;
+	client_schedule(t);
+	return 0;
+}

@@ -1,0 +1,104 @@
+#ifndef CONN_H
+#define CONN_H
+
+/*
+ * One transport connection: a TCP socket carrying the kptunnel byte stream,
+ * raw or inside websocket frames after an HTTP/1.1 upgrade.  The owner sees
+ * only the de-framed byte stream; the conn answers pings and close frames
+ * itself and applies framing and client masking to what the owner sends.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "ws.h"
+
+#define CONN_HEADROOM	WS_HDR_MAX
+
+struct conn;
+
+/*
+ * An output buffer: data starts CONN_HEADROOM bytes into mem so that the
+ * conn can put a frame header in front without copying.
+ */
+struct obuf {
+	uv_write_t	 req;		/* first: the write callback casts */
+	struct conn	*conn;
+	size_t		 len;		/* payload bytes after the headroom */
+	size_t		 cap;
+	uint8_t		 mem[];
+};
+
+struct conn_cbs {
+	/* The transport is ready; bytes that followed the HTTP head are
+	 * delivered next through on_data. */
+	void	(*on_open)(struct conn *c, void *arg);
+	void	(*on_data)(struct conn *c, void *arg, uint8_t *p, size_t n);
+	/* A write reached the kernel: room to send more, see conn_pending. */
+	void	(*on_drain)(struct conn *c, void *arg);
+	/* The conn is gone (handle closed); reason says why.  The conn is
+	 * freed after this returns. */
+	void	(*on_close)(struct conn *c, void *arg, const char *reason);
+};
+
+/* What a server-side conn learned from the upgrade request. */
+struct conn_http {
+	char	target[2048];
+};
+
+enum conn_kind {
+	CONN_RAW_SERVER,
+	CONN_RAW_CLIENT,
+	CONN_WS_SERVER,
+	CONN_WS_CLIENT
+};
+
+struct conn_client_params {
+	const char	*host_port;	/* Host header */
+	const char	*path_query;	/* request-target */
+	const char	*extra_header;	/* "Name: value" or NULL */
+};
+
+/*
+ * Takes over an accepted or connected TCP handle (allocated by the caller
+ * with malloc, initialised, open).  For a ws client it sends the upgrade
+ * request at once; for a ws server it waits for one.  On failure the
+ * handle is closed and freed and NULL is returned.
+ */
+struct conn	*conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
+		    const struct conn_client_params *cp,
+		    const struct conn_cbs *cbs, void *arg, char *err);
+
+/* A buffer for at least n payload bytes. */
+struct obuf	*conn_obuf(size_t n);
+
+/*
+ * Sends b (one websocket frame, or raw bytes) and takes ownership of it.
+ * Returns 0, or -1 if the conn is closing (b is freed).
+ */
+int		 conn_send(struct conn *c, struct obuf *b);
+
+/* Bytes handed to the kernel but not yet written. */
+size_t		 conn_pending(const struct conn *c);
+
+/* Stops delivering data until conn_resume(); used for back-pressure. */
+void		 conn_pause(struct conn *c);
+void		 conn_resume(struct conn *c);
+
+/* Closes (with a websocket close frame if open); on_close follows. */
+void		 conn_close(struct conn *c, const char *reason);
+
+/* Replaces the callbacks' argument (a conn moves from listener to session). */
+void		 conn_set_owner(struct conn *c, const struct conn_cbs *cbs,
+		    void *arg);
+
+const struct conn_http *conn_http(const struct conn *c);
+const char	*conn_peer(const struct conn *c);	/* "addr:port" */
+int		 conn_is_ws(const struct conn *c);
+
+/* Refuses a server-side ws request with an HTTP status and closes. */
+void		 conn_http_refuse(struct conn *c, int status, const char *body);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * tunneld: a kptunnel-compatible tunnel endpoint.  See tunneld --help.
+ */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "log.h"
+#include "tunneld.h"
+
+static void
+tun_signal(uv_signal_t *sig, int signum)
+{
+	struct tun *t = sig->data;
+
+	log_info("signal %d: stopping", signum);
+	tun_stop(t, 0);
+}
+
+/* Ends the process cleanly: every handle closes, then uv_run returns. */
+void
+tun_stop(struct tun *t, int code)
+{
+	struct sess *s;
+
+	if (t->stopping)
+		return;
+	t->stopping = 1;
+	t->exit_code = code;
+	uv_close((uv_handle_t *)&t->sigint, NULL);
+	uv_close((uv_handle_t *)&t->sigterm, NULL);
+	if (cli_mode_is_server(t->o->mode)) {
+		uv_close((uv_handle_t *)&t->listener, NULL);
+		hs_close_all(t);
+		while ((s = TAILQ_FIRST(&t->sessions)) != NULL)
+			sess_free(s, "shutting down");
+	} else {
+		uv_timer_stop(&t->retry_timer);
+		uv_close((uv_handle_t *)&t->retry_timer, NULL);
+		if (t->csess != NULL)
+			sess_free(t->csess, "shutting down");
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli_opts	 o;
+	struct tun	 t;
+	char		 err[ERR_LEN], out[8192];
+	int		 rc;
+
+	memset(&o, 0, sizeof(o));
+	rc = cli_parse(argc, argv, &o, out, sizeof(out), err);
+	if (rc == 1) {
+		fputs(out, stdout);
+		return 0;
+	}
+	if (rc == -1) {
+		fprintf(stderr, "tunneld: %s\nTry 'tunneld --help'.\n", err);
+		return 2;
+	}
+	log_init("tunneld", o.verbose);
+	signal(SIGPIPE, SIG_IGN);
+	if (o.pass[0] == '\0')
+		log_warnx("-pass is empty: anyone can use this tunnel");
+	if (o.encpass[0] == '\0' && o.enc_count != 0)
+		log_warnx("-encPass is empty: the traffic is only obfuscated");
+
+	memset(&t, 0, sizeof(t));
+	t.loop = uv_default_loop();
+	t.o = &o;
+	TAILQ_INIT(&t.sessions);
+	TAILQ_INIT(&t.handshakes);
+	crypto_magic(o.pass, o.encpass, t.magic);
+	uv_signal_init(t.loop, &t.sigint);
+	uv_signal_init(t.loop, &t.sigterm);
+	t.sigint.data = t.sigterm.data = &t;
+	uv_signal_start(&t.sigint, tun_signal, SIGINT);
+	uv_signal_start(&t.sigterm, tun_signal, SIGTERM);
+
+	if (cli_mode_is_server(o.mode))
+		rc = server_start(&t, err);
+	else
+		rc = client_start(&t, err);
+	if (rc == -1) {
+		log_err("%s", err);
+		tun_stop(&t, 1);
+	}
+	uv_run(t.loop, UV_RUN_DEFAULT);
+	uv_loop_close(t.loop);
+	cli_free(&o);
+	return t.exit_code;
+}

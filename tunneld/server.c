@@ -1,0 +1,213 @@
+/*
+ * Server modes: accept transport connections (raw TCP or websocket),
+ * admit them (-ip), run their handshake, and keep the sessions, which wait
+ * detached for their client to resume until -sessionTimeout.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "log.h"
+#include "tunneld.h"
+
+#define SERVER_ACCEPTS_PER_CALL	32
+#define SERVER_MAX_HANDSHAKES	512
+
+/* A refused peer, answered after kptunnel's delay. */
+struct refusal {
+	uv_timer_t	 timer;
+	struct conn	*conn;
+	int		 ws;
+};
+
+static int	server_nhandshakes(struct tun *);
+
+static void
+server_refusal_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void
+server_refusal_fire(uv_timer_t *timer)
+{
+	struct refusal *r = timer->data;
+
+	if (r->ws)
+		conn_http_refuse(r->conn, 406, "");
+	else
+		conn_close(r->conn, "address not allowed");
+	uv_close((uv_handle_t *)&r->timer, server_refusal_closed);
+}
+
+static void
+server_refusal_conn_closed(struct conn *c, void *arg, const char *reason)
+{
+}
+
+static void
+server_refusal_data(struct conn *c, void *arg, uint8_t *p, size_t n)
+{
+}
+
+static void
+server_refusal_open(struct conn *c, void *arg)
+{
+}
+
+static const struct conn_cbs server_refusal_cbs = {
+	.on_open = server_refusal_open,
+	.on_data = server_refusal_data,
+	.on_close = server_refusal_conn_closed,
+};
+
+static int
+server_admit(struct tun *t, uv_tcp_t *tcp)
+{
+	struct sockaddr_storage	ss;
+	int			len = sizeof(ss);
+	size_t			i;
+
+	if (t->o->ncidr == 0)
+		return 1;
+	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	for (i = 0; i < t->o->ncidr; i++)
+		if (cidr_match(&t->o->cidrs[i], (struct sockaddr *)&ss))
+			return 1;
+	return 0;
+}
+
+static void
+server_accept_cb(uv_stream_t *lst, int status)
+{
+	struct tun	*t = lst->data;
+	uv_tcp_t	*tcp;
+	struct conn	*c;
+	struct refusal	*r;
+	char		 err[ERR_LEN];
+	int		 i, ws = cli_mode_is_ws(t->o->mode);
+
+	if (status < 0) {
+		log_warnx("accept: %s", uv_strerror(status));
+		return;
+	}
+	for (i = 0; i < SERVER_ACCEPTS_PER_CALL; i++) {
+		if ((tcp = malloc(sizeof(*tcp))) == NULL)
+			return;
+		uv_tcp_init(t->loop, tcp);
+		if (uv_accept(lst, (uv_stream_t *)tcp) != 0) {
+			uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+			return;
+		}
+		if (!server_admit(t, tcp) ||
+		    server_nhandshakes(t) >= SERVER_MAX_HANDSHAKES) {
+			c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
+			    CONN_RAW_SERVER, NULL, &server_refusal_cbs, NULL,
+			    err);
+			if (c == NULL)
+				continue;
+			log_warnx("%s: connection refused (%s)", conn_peer(c),
+			    server_admit(t, tcp) ? "too many handshakes" :
+			    "not in -ip");
+			conn_pause(c);
+			if ((r = calloc(1, sizeof(*r))) == NULL) {
+				conn_close(c, "out of memory");
+				continue;
+			}
+			r->conn = c;
+			r->ws = ws;
+			uv_timer_init(t->loop, &r->timer);
+			r->timer.data = r;
+			uv_timer_start(&r->timer, server_refusal_fire,
+			    TUN_REFUSE_DELAY_MS, 0);
+			continue;
+		}
+		c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
+		    CONN_RAW_SERVER, NULL, NULL, NULL, err);
+		if (c == NULL) {
+			log_warnx("accept: %s", err);
+			continue;
+		}
+		log_debug("%s: connected", conn_peer(c));
+		hs_start(t, c);
+	}
+}
+
+static int
+server_nhandshakes(struct tun *t)
+{
+	struct hs	*h;
+	int		 n = 0;
+
+	TAILQ_FOREACH(h, &t->handshakes, link)
+		n++;
+	return n;
+}
+
+int
+server_start(struct tun *t, char *err)
+{
+	struct cli_opts		*o = t->o;
+	struct addrinfo		 hints;
+	uv_getaddrinfo_t	 req;
+	char			 port[16], host[ADDR_NAME_MAX + 16];
+	const char		*ready;
+	int			 rc;
+
+	TAILQ_INIT(&t->sessions);
+	TAILQ_INIT(&t->handshakes);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(port, sizeof(port), "%d", o->server.port);
+	addr_format(&o->server, host, sizeof(host));
+	rc = uv_getaddrinfo(t->loop, &req, NULL,
+	    o->server.name[0] ? o->server.name : "::", port, &hints);
+	if (rc < 0) {
+		err_set(err, "%s: %s", host, uv_strerror(rc));
+		return -1;
+	}
+	uv_tcp_init(t->loop, &t->listener);
+	t->listener.data = t;
+	rc = uv_tcp_bind(&t->listener, req.addrinfo->ai_addr, 0);
+	uv_freeaddrinfo(req.addrinfo);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&t->listener, 511,
+		    server_accept_cb);
+	if (rc < 0) {
+		err_set(err, "listen on %s: %s", host, uv_strerror(rc));
+		return -1;
+	}
+	/* The readiness lines kptunnel's dispatcher waits for (8.6). */
+	switch (o->mode) {
+	case MODE_WSSERVER:	ready = "start websocket -- "; break;
+	case MODE_R_WSSERVER:	ready = "start reverse websocket -- "; break;
+	case MODE_R_SERVER:	ready = "waiting reverse --- "; break;
+	default:		ready = "waiting --- "; break;
+	}
+	log_info("%s%s (%s)", ready, host, cli_mode_name(o->mode));
+	return 0;
+}
+
+struct sess *
+server_find(struct tun *t, const char *token)
+{
+	struct sess *s;
+
+	TAILQ_FOREACH(s, &t->sessions, link)
+		if (!s->closing && crypto_streq(s->token, token))
+			return s;
+	return NULL;
+}
+
+void
+server_session_ended(struct tun *t, struct sess *s)
+{
+	TAILQ_REMOVE(&t->sessions, s, link);
+}

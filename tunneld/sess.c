@@ -1,0 +1,452 @@
+/*
+ * The session: what survives a transport connection.  It numbers every
+ * counted packet (NORMAL and SYNC, wire spec 6.1), keeps those the peer may
+ * not have read yet so that a resumed connection can resend them from the
+ * peer's ReadNo (wire spec 7.3), parses the peer's packet stream and hands
+ * CITI traffic to mux.c.
+ *
+ * History is trimmed on proof of receipt only: a SYNC for a CITI's packet,
+ * or a reply to our CTRL_HEADER / CTRL_RESP_HEADER, proves that the peer
+ * read every packet up to it, because it reads in order.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "log.h"
+#include "tunneld.h"
+
+static const struct conn_cbs sess_cbs;
+
+static void	sess_tick(uv_timer_t *);
+
+void
+xport_free(struct xport *x)
+{
+	enc_free(x->enc);
+	enc_free(x->dec);
+	x->enc = x->dec = NULL;
+	buf_free(&x->in);
+}
+
+struct opkt *
+sess_opkt_new(size_t cap)
+{
+	struct opkt *p;
+
+	if ((p = malloc(sizeof(*p) + cap)) == NULL)
+		return NULL;
+	memset(p, 0, sizeof(*p));
+	p->kind = PKT_NORMAL;
+	p->cap = cap;
+	return p;
+}
+
+struct sess *
+sess_new(struct tun *t, int server)
+{
+	struct sess	*s;
+	uint8_t		 raw[9];
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->tun = t;
+	s->server = server;
+	TAILQ_INIT(&s->out);
+	if (server) {
+		s->id = ++t->next_session_id;
+		/* 12 characters, as kptunnel's tokens (wire spec 5.5). */
+		if (crypto_random(raw, sizeof(raw), NULL) == -1) {
+			free(s);
+			return NULL;
+		}
+		crypto_b64(raw, sizeof(raw), s->token);
+		TAILQ_INSERT_TAIL(&t->sessions, s, link);
+	}
+	mux_init(s);
+	uv_timer_init(t->loop, &s->tick);
+	s->tick.data = s;
+	s->handles = 1;
+	s->detached_at = uv_now(t->loop);
+	uv_timer_start(&s->tick, sess_tick, 1000, 1000);
+	return s;
+}
+
+static void
+sess_release(struct sess *s)
+{
+	struct opkt *p;
+
+	while ((p = TAILQ_FIRST(&s->out)) != NULL) {
+		TAILQ_REMOVE(&s->out, p, link);
+		free(p);
+	}
+	free(s->tab);
+	free(s);
+}
+
+void
+sess_unref(struct sess *s)
+{
+	if (--s->handles == 0)
+		sess_release(s);
+}
+
+static void
+sess_handle_closed(uv_handle_t *h)
+{
+	sess_unref(h->data);
+}
+
+/* Closes the transport, if any; the session stays. */
+static void
+sess_drop_xport(struct sess *s, const char *why)
+{
+	struct xport *x = s->x;
+
+	if (x == NULL)
+		return;
+	s->x = NULL;
+	if (x->conn != NULL) {
+		conn_set_owner(x->conn, &sess_cbs, NULL);
+		conn_close(x->conn, why);
+	}
+	xport_free(x);
+	free(x);
+	s->detached_at = uv_now(s->tun->loop);
+}
+
+void
+sess_free(struct sess *s, const char *why)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	log_info("session %" PRId64 ": closed: %s (in %" PRIu64 " bytes, out %"
+	    PRIu64 " bytes, %d reconnects)", s->id, why, s->bytes_in,
+	    s->bytes_out, s->reconnects);
+	sess_drop_xport(s, why);
+	mux_stop(s);
+	uv_timer_stop(&s->tick);
+	uv_close((uv_handle_t *)&s->tick, sess_handle_closed);
+	if (s->server)
+		server_session_ended(s->tun, s);
+	else
+		client_session_ended(s->tun, s);
+}
+
+void
+sess_detach(struct sess *s, const char *why)
+{
+	if (s->x == NULL || s->closing)
+		return;
+	log_warnx("session %" PRId64 ": transport lost: %s", s->id, why);
+	sess_drop_xport(s, why);
+	if (!s->server)
+		client_connection_lost(s->tun, why);
+}
+
+int
+sess_can_resume(const struct sess *s, uint64_t peer_read_no,
+    uint64_t peer_write_no, char *err)
+{
+	if (peer_read_no > s->write_no) {
+		err_set(err, "peer read %" PRIu64 " packets but only %" PRIu64
+		    " were sent", peer_read_no, s->write_no);
+		return -1;
+	}
+	if (peer_read_no < s->hist_floor) {
+		err_set(err, "packets from %" PRIu64 " are needed but history "
+		    "starts at %" PRIu64, peer_read_no, s->hist_floor);
+		return -1;
+	}
+	if (peer_write_no < s->read_no) {
+		err_set(err, "peer wrote %" PRIu64 " packets but %" PRIu64
+		    " were read", peer_write_no, s->read_no);
+		return -1;
+	}
+	return 0;
+}
+
+/* Frees the history up to and including seq (already sent packets only). */
+void
+sess_acked(struct sess *s, uint64_t seq)
+{
+	struct opkt *p;
+
+	while ((p = TAILQ_FIRST(&s->out)) != NULL && p != s->cursor &&
+	    p->seq <= seq) {
+		TAILQ_REMOVE(&s->out, p, link);
+		s->hist_bytes -= p->len;
+		free(p);
+	}
+	s->hist_floor = p ? p->seq : s->next_seq;
+	if (s->congested)
+		sess_flush(s);
+}
+
+void
+sess_attach(struct sess *s, struct xport *x, uint64_t peer_read_no)
+{
+	struct opkt	*p;
+
+	if (s->x != NULL) {
+		/* A resume pre-empts a connection we still thought alive. */
+		log_warnx("session %" PRId64 ": replacing its connection",
+		    s->id);
+		sess_drop_xport(s, "replaced by a new connection");
+	}
+	if (s->started)
+		s->reconnects++;
+	s->x = x;
+	conn_set_owner(x->conn, &sess_cbs, s);
+	/* Resend from the peer's ReadNo (checked by sess_can_resume). */
+	sess_acked(s, peer_read_no == 0 ? 0 : peer_read_no - 1);
+	if (peer_read_no == 0)
+		s->hist_floor = TAILQ_FIRST(&s->out) ?
+		    TAILQ_FIRST(&s->out)->seq : s->next_seq;
+	s->unsent_bytes = 0;
+	s->cursor = NULL;
+	TAILQ_FOREACH(p, &s->out, link) {
+		if (p->seq >= peer_read_no) {
+			if (s->cursor == NULL)
+				s->cursor = p;
+			s->unsent_bytes += p->len;
+		}
+	}
+	s->write_no = peer_read_no;
+	s->last_rx = s->last_ka = uv_now(s->tun->loop);
+	if (!s->started) {
+		s->started = 1;
+		if (mux_start(s) == -1) {
+			sess_free(s, "cannot open the forward listeners");
+			return;
+		}
+	}
+	sess_flush(s);
+	/* Packets that arrived with the handshake's last read. */
+	if (s->x != NULL && buf_unread(&x->in) > 0)
+		sess_on_data(s, NULL, 0);
+}
+
+static void
+sess_enqueue_common(struct sess *s, struct opkt *p)
+{
+	p->seq = s->next_seq++;
+	TAILQ_INSERT_TAIL(&s->out, p, link);
+	if (s->cursor == NULL)
+		s->cursor = p;
+	s->unsent_bytes += p->len;
+	s->hist_bytes += p->len;
+}
+
+void
+sess_enqueue(struct sess *s, struct opkt *p)
+{
+	sess_enqueue_common(s, p);
+	sess_flush(s);
+}
+
+int
+sess_send_ctrl(struct sess *s, const char *msg, size_t n)
+{
+	struct opkt *p;
+
+	if ((p = sess_opkt_new(n)) == NULL)
+		return -1;
+	p->citi = PKT_CITI_CTRL;
+	p->len = n;
+	memcpy(p->data, msg, n);
+	sess_enqueue(s, p);
+	return 0;
+}
+
+void
+sess_send_sync(struct sess *s, uint32_t citi, int64_t packno)
+{
+	struct opkt *p;
+
+	if ((p = sess_opkt_new(0)) == NULL)
+		return;
+	p->kind = PKT_SYNC;
+	p->citi = citi;
+	p->packno = packno;
+	sess_enqueue(s, p);
+}
+
+static void
+sess_update_congestion(struct sess *s)
+{
+	size_t	pending = s->x ? conn_pending(s->x->conn) : 0;
+	int	was = s->congested;
+
+	if (s->unsent_bytes + pending > TUN_CONGEST_HIGH ||
+	    s->hist_bytes > TUN_HISTORY_MAX)
+		s->congested = 1;
+	else if (s->unsent_bytes + pending < TUN_CONGEST_LOW &&
+	    s->hist_bytes < TUN_HISTORY_MAX / 2)
+		s->congested = 0;
+	if (was != s->congested)
+		mux_congestion(s, s->congested);
+}
+
+/* Writes queued packets while the kernel takes them, coalesced. */
+void
+sess_flush(struct sess *s)
+{
+	struct xport	*x = s->x;
+	struct obuf	*b;
+	struct opkt	*p;
+	uint8_t		*w;
+	size_t		 len;
+
+	while (x != NULL && !s->closing && (s->cursor != NULL ||
+	    s->dummy_due) && conn_pending(x->conn) < TUN_COALESCE) {
+		if ((b = conn_obuf(TUN_COALESCE)) == NULL)
+			break;
+		w = b->mem + CONN_HEADROOM;
+		len = 0;
+		if (s->dummy_due) {
+			w[len++] = PKT_DUMMY;
+			s->dummy_due = 0;
+		}
+		while ((p = s->cursor) != NULL) {
+			if (p->kind == PKT_SYNC) {
+				if (len + PKT_SYNC_LEN > TUN_COALESCE)
+					break;
+				pkt_put_sync(w + len, p->citi, p->packno);
+				len += PKT_SYNC_LEN;
+			} else {
+				if (len + PKT_NORMAL_HDR + p->len > TUN_COALESCE)
+					break;
+				pkt_put_normal_hdr(w + len, p->citi, p->len);
+				len += PKT_NORMAL_HDR;
+				memcpy(w + len, p->data, p->len);
+				enc_packet(x->enc, w + len, p->len);
+				len += p->len;
+			}
+			s->unsent_bytes -= p->len;
+			s->write_no++;
+			s->cursor = TAILQ_NEXT(p, link);
+		}
+		b->len = len;
+		s->bytes_out += len;
+		if (conn_send(x->conn, b) == -1)
+			break;
+	}
+	sess_update_congestion(s);
+}
+
+/* Parses and dispatches the peer's packets. */
+void
+sess_on_data(struct sess *s, uint8_t *in, size_t n)
+{
+	struct xport	*x = s->x;
+	struct pkt	 p;
+	char		 err[ERR_LEN];
+	ssize_t		 used;
+
+	if (x == NULL)
+		return;
+	if (n > 0 && buf_append(&x->in, in, n, TUN_INBUF_MAX) == -1) {
+		sess_detach(s, "input buffer overflow");
+		return;
+	}
+	s->bytes_in += n;
+	s->last_rx = uv_now(s->tun->loop);
+	while (s->x == x && !s->closing) {
+		used = pkt_parse(buf_head(&x->in), buf_unread(&x->in), &p, err);
+		if (used == 0)
+			break;
+		if (used < 0)
+			goto fail;
+		switch (p.kind) {
+		case PKT_DUMMY:
+			break;
+		case PKT_SYNC:
+			s->read_no++;
+			if (mux_sync(s, p.citi, p.packno, err) == -1)
+				goto fail;
+			break;
+		case PKT_NORMAL:
+			s->read_no++;
+			enc_packet(x->dec, p.payload, p.len);
+			if (p.citi == PKT_CITI_CTRL) {
+				if (p.len > 0)
+					mux_ctrl(s, p.payload, p.len);
+			} else if (mux_data(s, p.citi, p.payload, p.len,
+			    err) == -1)
+				goto fail;
+			break;
+		}
+		if (s->x == x)
+			buf_consume(&x->in, used);
+	}
+	return;
+fail:
+	log_warnx("session %" PRId64 ": %s", s->id, err);
+	sess_detach(s, err);
+}
+
+static void
+sess_tick(uv_timer_t *timer)
+{
+	struct sess	*s = timer->data;
+	struct cli_opts	*o = s->tun->o;
+	uint64_t	 now = uv_now(s->tun->loop);
+	uint64_t	 ival = (uint64_t)o->interval * 1000;
+
+	if (s->x != NULL) {
+		if (now - s->last_ka >= ival) {
+			s->last_ka = now;
+			s->dummy_due = 1;
+			sess_flush(s);
+		}
+		if (now - s->last_rx > 3 * ival) {
+			sess_detach(s, "no traffic for 3 keepalive intervals");
+			return;
+		}
+	} else if (s->server && now - s->detached_at >
+	    (uint64_t)o->session_timeout * 1000) {
+		sess_free(s, "not resumed within -sessionTimeout");
+		return;
+	}
+	mux_tick(s, now);
+}
+
+static void
+sess_on_conn_data(struct conn *c, void *arg, uint8_t *p, size_t n)
+{
+	if (arg != NULL)
+		sess_on_data(arg, p, n);
+}
+
+static void
+sess_on_drain(struct conn *c, void *arg)
+{
+	if (arg != NULL)
+		sess_flush(arg);
+}
+
+static void
+sess_on_close(struct conn *c, void *arg, const char *reason)
+{
+	struct sess *s = arg;
+
+	if (s == NULL || s->x == NULL || s->x->conn != c)
+		return;
+	s->x->conn = NULL;
+	sess_detach(s, reason);
+}
+
+static const struct conn_cbs sess_cbs = {
+	.on_data = sess_on_conn_data,
+	.on_drain = sess_on_drain,
+	.on_close = sess_on_close,
+};
