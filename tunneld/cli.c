@@ -65,9 +65,13 @@ static const char cli_usage_text[] =
 "  Without a prefix a forward is r in the r-* modes and t otherwise.  A\n"
 "  server's non-empty forward list replaces the client's.  At most 64.\n"
 "  Examples:\n"
-"    :8022,localhost:22                 listen on every interface, port 8022\n"
-"    t,127.0.0.1:8080,intranet:80\n"
-"    r,:2222,192.168.1.10:22\n"
+"    tunneld wsserver :8080 -pass s\n"
+"    tunneld wsclient gw.example:8080 :8022,localhost:22 -pass s\n"
+"        the client listens on port 8022 of every interface; the server\n"
+"        dials localhost:22 for each connection\n"
+"    tunneld r-wsserver :8080 r,127.0.0.1:2222,192.168.1.10:22 -pass s\n"
+"        the server listens on 127.0.0.1:2222; the client dials\n"
+"        192.168.1.10:22\n"
 "    t,[::1]:8080,[2001:db8::1]:22      IPv6 literals in brackets\n"
 "\n"
 "Options (defaults in brackets):\n"
@@ -537,7 +541,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return 0;
 	case OPT_HELP:
 	case OPT_VERSION:
-		return cli_bool(name, val, &ignored, err);
+		/* Answered by cli_parse. */
+		return 0;
 	}
 	return 0;
 }
@@ -601,7 +606,7 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 	const char	*pos[CLI_MAX_POS], *arg, *name, *val, *eq;
 	char		 why[ERR_LEN], nbuf[64];
 	size_t		 npos = 0, i, nlen;
-	int		 a, only_pos = 0, reverse, need_fwd;
+	int		 a, only_pos = 0, reverse, need_fwd, want;
 
 	cli_defaults(o);
 	if (out != NULL && outcap > 0)
@@ -650,15 +655,14 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 			    cli_table[i].name);
 			goto fail;
 		}
-		if (cli_apply(o, cli_table[i].id, cli_table[i].name, val,
-		    err) == -1)
-			goto fail;
 		if (cli_table[i].id == OPT_HELP ||
 		    cli_table[i].id == OPT_VERSION) {
-			/* -help=false asks for nothing. */
-			int want = 1;
-
-			(void)cli_bool(cli_table[i].name, val, &want, NULL);
+			/*
+			 * Answered at once, whatever follows, as Go's flag
+			 * package does; -help=false asks for nothing.
+			 */
+			if (cli_bool(cli_table[i].name, val, &want, err) == -1)
+				goto fail;
 			if (!want)
 				continue;
 			cli_text(out, outcap, cli_table[i].id == OPT_HELP ?
@@ -667,6 +671,9 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 			cli_defaults(o);
 			return 1;
 		}
+		if (cli_apply(o, cli_table[i].id, cli_table[i].name, val,
+		    err) == -1)
+			goto fail;
 	}
 
 	if (npos == 0) {

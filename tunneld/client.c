@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include "err.h"
 #include "log.h"
@@ -111,9 +113,15 @@ client_connected(uv_connect_t *req, int status)
 		mode = "&mode=Reconnect";
 	snprintf(target, sizeof(target), "%s?session=%s%s", o->wspath,
 	    o->session, mode);
+	memset(&cp, 0, sizeof(cp));
 	cp.host_port = host;
 	cp.path_query = target;
 	cp.extra_header = o->header[0] ? o->header : NULL;
+	cp.proxy = t->use_proxy ? &t->proxy : NULL;
+	cp.user_agent = o->ua;
+	cp.ssl_ctx = t->ssl_ctx;
+	cp.tls_host = o->server.name[0] ? o->server.name : "localhost";
+	cp.tls_verify_name = !o->insecure;
 	c = conn_new(t->loop, d->tcp, cli_mode_is_ws(o->mode) ?
 	    CONN_WS_CLIENT : CONN_RAW_CLIENT, &cp, NULL, NULL, err);
 	d->tcp = NULL;
@@ -169,12 +177,53 @@ client_attempt(uv_timer_t *timer)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%d", t->o->server.port);
-	rc = uv_getaddrinfo(t->loop, &d->gai, client_resolved,
-	    t->o->server.name[0] ? t->o->server.name : "localhost", port,
-	    &hints);
+	if (t->use_proxy) {
+		snprintf(port, sizeof(port), "%d", t->proxy.port);
+		rc = uv_getaddrinfo(t->loop, &d->gai, client_resolved,
+		    t->proxy.host, port, &hints);
+	} else {
+		snprintf(port, sizeof(port), "%d", t->o->server.port);
+		rc = uv_getaddrinfo(t->loop, &d->gai, client_resolved,
+		    t->o->server.name[0] ? t->o->server.name : "localhost",
+		    port, &hints);
+	}
 	if (rc < 0)
 		client_dial_failed(d, uv_strerror(rc));
+}
+
+static int
+client_tls_init(struct tun *t, char *err)
+{
+	struct cli_opts	*o = t->o;
+	SSL_CTX		*ctx;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		err_set(err, "TLS: cannot create a context");
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (!o->insecure) {
+		if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
+		    (o->cafile[0] != '\0' &&
+		    SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) != 1)) {
+			err_set(err, "TLS: cannot load CA certificates%s%s: %s",
+			    o->cafile[0] ? " from " : "", o->cafile,
+			    ERR_reason_error_string(ERR_get_error()));
+			SSL_CTX_free(ctx);
+			return -1;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	} else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	t->ssl_ctx = ctx;
+	return 0;
+}
+
+void
+client_free(struct tun *t)
+{
+	SSL_CTX_free(t->ssl_ctx);
+	t->ssl_ctx = NULL;
 }
 
 int
@@ -182,6 +231,13 @@ client_start(struct tun *t, char *err)
 {
 	uv_timer_init(t->loop, &t->retry_timer);
 	t->retry_timer.data = t;
+	if (t->o->proxy[0] != '\0') {
+		if (proxy_parse_url(t->o->proxy, &t->proxy, err) == -1)
+			return -1;
+		t->use_proxy = 1;
+	}
+	if (t->o->tls && client_tls_init(t, err) == -1)
+		return -1;
 	client_schedule(t);
 	return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "proxy.h"
 #include "ws.h"
 
 #define CONN_HEADROOM	WS_HDR_MAX
@@ -56,9 +57,14 @@ enum conn_kind {
 };
 
 struct conn_client_params {
-	const char	*host_port;	/* Host header */
+	const char	*host_port;	/* Host header, CONNECT target */
 	const char	*path_query;	/* request-target */
 	const char	*extra_header;	/* "Name: value" or NULL */
+	const struct proxy *proxy;	/* HTTP CONNECT first, or NULL */
+	const char	*user_agent;	/* for the proxy */
+	void		*ssl_ctx;	/* SSL_CTX: TLS first, or NULL */
+	const char	*tls_host;	/* SNI and certificate name */
+	int		 tls_verify_name;
 };
 
 /*

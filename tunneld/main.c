@@ -93,6 +93,7 @@ main(int argc, char **argv)
 	}
 	uv_run(t.loop, UV_RUN_DEFAULT);
 	uv_loop_close(t.loop);
+	client_free(&t);
 	cli_free(&o);
 	return t.exit_code;
 }

@@ -159,8 +159,8 @@ server_start(struct tun *t, char *err)
 	const char		*ready;
 	int			 rc;
 
-	TAILQ_INIT(&t->sessions);
-	TAILQ_INIT(&t->handshakes);
+	uv_tcp_init(t->loop, &t->listener);
+	t->listener.data = t;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -173,8 +173,6 @@ server_start(struct tun *t, char *err)
 		err_set(err, "%s: %s", host, uv_strerror(rc));
 		return -1;
 	}
-	uv_tcp_init(t->loop, &t->listener);
-	t->listener.data = t;
 	rc = uv_tcp_bind(&t->listener, req.addrinfo->ai_addr, 0);
 	uv_freeaddrinfo(req.addrinfo);
 	if (rc == 0)

@@ -207,10 +207,9 @@ sess_attach(struct sess *s, struct xport *x, uint64_t peer_read_no)
 	s->x = x;
 	conn_set_owner(x->conn, &sess_cbs, s);
 	/* Resend from the peer's ReadNo (checked by sess_can_resume). */
-	sess_acked(s, peer_read_no == 0 ? 0 : peer_read_no - 1);
-	if (peer_read_no == 0)
-		s->hist_floor = TAILQ_FIRST(&s->out) ?
-		    TAILQ_FIRST(&s->out)->seq : s->next_seq;
+	s->cursor = NULL;	/* everything is resendable until proven read */
+	if (peer_read_no > 0)
+		sess_acked(s, peer_read_no - 1);
 	s->unsent_bytes = 0;
 	s->cursor = NULL;
 	TAILQ_FOREACH(p, &s->out, link) {

@@ -20,6 +20,7 @@
 #include "enc.h"
 #include "msg.h"
 #include "pkt.h"
+#include "proxy.h"
 
 #define TUN_SYNC_GROUP		30	/* PACKET_NUM_BASE */
 #define TUN_WINDOW		59	/* packets beyond the last SYNC group */
@@ -48,6 +49,9 @@ struct tun {
 	int64_t			 next_session_id;
 	/* client */
 	struct sess		*csess;		/* the one session */
+	void			*ssl_ctx;	/* SSL_CTX for -tls */
+	struct proxy		 proxy;
+	int			 use_proxy;
 	uv_timer_t		 retry_timer;
 	int			 attempts;
 	uv_signal_t		 sigint, sigterm;
@@ -172,6 +176,7 @@ int	 server_start(struct tun *t, char *err);
 void	 server_session_ended(struct tun *t, struct sess *s);
 struct sess *server_find(struct tun *t, const char *token);
 int	 client_start(struct tun *t, char *err);
+void	 client_free(struct tun *t);
 void	 client_connection_lost(struct tun *t, const char *why);
 void	 client_session_ended(struct tun *t, struct sess *s);
 void	 client_fatal(struct tun *t, const char *fmt, ...)

@@ -536,6 +536,75 @@ test_enc_matches_evp(void **state)
 }
 
 /*
+ * Both directions against raw EVP CFB over a long stream cut into random
+ * packets, from 0 bytes to more than the 64 KiB maximum: decryption builds
+ * its keystream in runs of blocks, so every alignment and run length of a
+ * packet against the block grid has to give EVP's stream.
+ */
+static void
+test_enc_random_splits(void **state)
+{
+	enum { LEN = 600000 };
+	struct enc	*d, *e;
+	uint8_t		 key[CRYPTO_SHA256_LEN], *msg, *ct, *b, *iv;
+	char		 err[ERR_LEN];
+	uint32_t	 seed = 1;
+	size_t		 off, n, ivn, round;
+
+	msg = malloc(LEN);
+	ct = malloc(LEN);
+	b = malloc(LEN);
+	assert_non_null(msg);
+	assert_non_null(ct);
+	assert_non_null(b);
+	fill(msg, LEN, 99);
+	crypto_sha256("x", 1, key);
+	iv = unhex(nist_iv, &ivn);
+	memcpy(ct, msg, LEN);
+	evp_cfb(key, iv, 1, ct, LEN, LEN);
+
+	for (round = 0; round < 4; round++) {
+		d = enc_new("x", -1, 1, err);
+		e = enc_new("x", -1, 0, err);
+		assert_non_null(d);
+		assert_non_null(e);
+		memcpy(b, ct, LEN);
+		for (off = 0; off < LEN; off += n) {
+			seed = seed * 1103515245 + 12345;
+			switch ((seed >> 16) % 4) {
+			case 0:
+				n = (seed >> 8) % 17;
+				break;
+			case 1:
+				n = (seed >> 8) % 300;
+				break;
+			case 2:
+				n = (seed >> 4) % 9000;
+				break;
+			default:
+				n = (seed >> 4) % 70000;
+				break;
+			}
+			if (n > LEN - off)
+				n = LEN - off;
+			enc_packet(d, b + off, n);
+			assert_memory_equal(b + off, msg + off, n);
+			enc_packet(e, b + off, n);
+			assert_memory_equal(b + off, ct + off, n);
+			/* Empty payloads in between change nothing. */
+			enc_packet(d, b + off, 0);
+			enc_packet(e, b + off, 0);
+		}
+		enc_free(d);
+		enc_free(e);
+	}
+	free(iv);
+	free(msg);
+	free(ct);
+	free(b);
+}
+
+/*
  * Decrypts one direction of the capture with a single state and returns
  * the NUL-terminated plaintexts; re-encrypting each must give Go's bytes.
  */
@@ -657,6 +726,7 @@ main(void)
 		cmocka_unit_test(test_enc_stream_continuity),
 		cmocka_unit_test(test_nist_cfb128_aes256),
 		cmocka_unit_test(test_enc_matches_evp),
+		cmocka_unit_test(test_enc_random_splits),
 		cmocka_unit_test(test_capture_encrypted),
 	};
 
