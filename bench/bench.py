@@ -444,6 +444,18 @@ class Setup:
 
 
 def setup_variant(key, cfg, procs, ports, tunneld, iperf_port, echo_port):
+    """Start the relay/tunnel for one variant; stops what it started on error."""
+    before = set(map(id, procs.procs))
+    try:
+        return _setup_variant(key, cfg, procs, ports, tunneld, iperf_port,
+                              echo_port)
+    except BaseException:
+        for p in [p for p in procs.procs if id(p) not in before]:
+            procs.stop(p)
+        raise
+
+
+def _setup_variant(key, cfg, procs, ports, tunneld, iperf_port, echo_port):
     if key == "direct":
         return Setup(key, iperf_port, echo_port)
     if key == "socat":
@@ -515,9 +527,6 @@ def run_variant(key, label, cfg, ctx, res):
     except Exception as e:
         r["errors"].append("setup: %s" % e)
         log("%s setup failed: %s" % (key, e))
-        for p in procs.procs[:]:
-            if p.name.startswith(key + "-") or p.name.startswith("socat"):
-                procs.stop(p)
         return
 
     try:
@@ -728,8 +737,6 @@ def report(res, ctx):
         L.append("|---|---:|---:|---:|---:|---|---|")
         for k in tun:
             i, s = g(k, "rss_idle"), g(k, "rss_streams")
-            vals = [x[0]["VmRSS"] / MIB if x else None
-                    for x in (i, s)] if False else None
             si = i[0]["VmRSS"] / MIB if i else None
             ci = i[1]["VmRSS"] / MIB if i else None
             ss = s[0]["VmRSS"] / MIB if s else None

@@ -203,7 +203,7 @@ addr_parse1(const char *s, size_t n, struct hostinfo *h, char *err)
 	}
 	h->port = (int)v;
 
-	/* "/path?query#fragment": the fragment is dropped, as a URL parser does. */
+	/* "/path?query#fragment": a URL parser drops the fragment too. */
 	if (sep < end && *sep == '/') {
 		for (p = sep; p < end && *p != '?' && *p != '#'; p++)
 			;

@@ -43,7 +43,7 @@ gojson_rewrite(const char *t, size_t n, char *out)
 		c = (unsigned char)t[i];
 		if (c == '\\' && i + 1 < n) {
 			if (t[i + 1] == 'u' && i + 5 < n) {
-				/* Go writes \u001f where jansson writes \u001F. */
+				/* Go: \u001f, jansson: \u001F. */
 				if (out != NULL) {
 					out[o] = '\\';
 					out[o + 1] = 'u';

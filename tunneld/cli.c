@@ -537,7 +537,7 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_bool(name, val, &ignored, err);
 	case OPT_CONSOLE:
 	case OPT_PROF:
-		/* kptunnel's debug console and Go profiler have no equivalent. */
+		/* kptunnel's debug console and Go profiler: no equivalent. */
 		return 0;
 	case OPT_HELP:
 	case OPT_VERSION:

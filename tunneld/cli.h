@@ -43,9 +43,9 @@ struct cli_opts {
 	int		 handshake_timeout;	/* -handshakeTimeout s, default 10 */
 	int		 open_timeout;	/* -openTimeout s, CTRL_RESP_HEADER, default 30 */
 	int		 session_timeout;	/* -sessionTimeout s, default 600 */
-	char		 proxy[1024];	/* -proxy http://[user:pass@]host:port/, or "" */
+	char		 proxy[1024];	/* -proxy URL or ""; cleansed */
 	int		 tls;		/* -tls: wss:// */
-	char		 cafile[1024];	/* -cafile, or "" for the system store */
+	char		 cafile[1024];	/* -cafile, "" for the system's */
 	int		 insecure;	/* -insecure: no certificate check */
 };
 

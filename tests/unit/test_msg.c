@@ -30,9 +30,9 @@ static const char resp_54[] =
     "uoVhWMmJam1dPxDgBLCPtzAbLl9xRw==\",\"Hint\":\"t5ZJ/A4/g4lwEpQFO2BaNOGtPl"
     "R7nfkCZHQ1JfP7Y90=\",\"SessionToken\":\"\",\"WriteNo\":0,\"ReadNo\":0,"
     "\"Ctrl\":0,\"ForwardList\":[{\"IsReverseTunnel\":false,\"Src\":{\"Scheme"
-    "\":\"\",\"Name\":\"\",\"Port\":17002,\"Path\":\"\",\"Query\":\"\"},\"Dst\":"
-    "{\"Scheme\":\"\",\"Name\":\"localhost\",\"Port\":17001,\"Path\":\"\","
-    "\"Query\":\"\"}}]}";
+    "\":\"\",\"Name\":\"\",\"Port\":17002,\"Path\":\"\",\"Query\":\"\"},"
+    "\"Dst\":{\"Scheme\":\"\",\"Name\":\"localhost\",\"Port\":17001,"
+    "\"Path\":\"\",\"Query\":\"\"}}]}";
 
 /* captures/kptunnel-rws-plain.json: the r-wsserver's AuthResult. */
 static const char result_rws[] =
@@ -258,7 +258,8 @@ test_ctrl_encode(void **state)
 	    "\"dial tcp 127.0.0.1:17009: connect: connection refused\","
 	    "\"CitiId\":1}";
 	static const char big[] = "\x00{\"HostInfo\":{\"Scheme\":\"\",\"Name\":"
-	    "\"::1\",\"Port\":65535,\"Path\":\"/p\",\"Query\":\"a=1\\u0026b=2\"},"
+	    "\"::1\",\"Port\":65535,\"Path\":\"/p\",\"Query\":"
+	    "\"a=1\\u0026b=2\"},"
 	    "\"CitiId\":4294967295}";
 	struct msg_header h, dh;
 	struct msg_resp_header r, dr;
@@ -307,8 +308,10 @@ test_ctrl_encode(void **state)
 static void
 test_escapes(void **state)
 {
-	static const char want[] = "{\"Ver\":\"\\u003c\\u003e\\u0026/\\\\\\\"\","
-	    "\"Challenge\":\"\\u0001\\u001f\\n\\t\\r\x7f\\u2028\\u2029\xc3\xa9\","
+	static const char want[] =
+	    "{\"Ver\":\"\\u003c\\u003e\\u0026/\\\\\\\"\","
+	    "\"Challenge\":\"\\u0001\\u001f\\n\\t\\r\x7f"
+	    "\\u2028\\u2029\xc3\xa9\","
 	    "\"Mode\":\"a\xef\xbf\xbd" "b\xef\xbf\xbd(\"}";
 	struct msg_challenge m, d;
 	char	 err[ERR_LEN];
@@ -316,7 +319,8 @@ test_escapes(void **state)
 
 	memset(&m, 0, sizeof(m));
 	strcpy(m.ver, "<>&/\\\"");
-	strcpy(m.challenge, "\x01\x1f\n\t\r\x7f\xe2\x80\xa8\xe2\x80\xa9\xc3\xa9");
+	strcpy(m.challenge,
+	    "\x01\x1f\n\t\r\x7f\xe2\x80\xa8\xe2\x80\xa9\xc3\xa9");
 	/*
 	 * Invalid UTF-8: each bad byte becomes U+FFFD as in Go (which writes
 	 * it as the escape \ufffd; the decoded text is the same).
@@ -430,7 +434,8 @@ test_decode_go_semantics(void **state)
 	static const char ci[] = "{\"result\":\"ok\",\"SESSIONID\":7,"
 	    "\"sessiontoken\":\"tok\",\"writeNo\":3,\"READNO\":4,"
 	    "\"forwardlist\":[{\"isreversetunnel\":true,\"src\":{\"port\":1,"
-	    "\"NAME\":\"a\"},\"DST\":{\"Port\":2,\"name\":\"b\",\"path\":\"/x\","
+	    "\"NAME\":\"a\"},\"DST\":{\"Port\":2,\"name\":\"b\","
+	    "\"path\":\"/x\","
 	    "\"query\":\"q\",\"scheme\":\"http://\"}}]}";
 	static const char unknown[] = "{\"Ver\":\"1.00\",\"Extra\":{\"deep\":"
 	    "[1,2,{\"x\":null}]},\"Mode\":\"r-server\",\"Other\":1.5e300,"
@@ -678,6 +683,65 @@ test_roundtrip_many(void **state)
 	assert_null(msg_result_encode(&m, &n));
 }
 
+/* Go's bytes decode and encode back to exactly the same bytes. */
+static void
+test_go_bytes_identity(void **state)
+{
+	static const char *const chal[] = {
+		"{\"Ver\":\"1.00\",\"Challenge\":\"ORemj2aCYExdYNwfhZaoV8HPqygjAkeMM"
+		    "GEKPavz27c=\",\"Mode\":\"wsserver\"}",
+		"{\"Ver\":\"1.00\",\"Challenge\":\"DDPib5P3lbgsP8LGO2gFJq7qaWPFHJfA6"
+		    "L3iMumWU/k=\",\"Mode\":\"r-wsserver\"}",
+	};
+	static const char *const resp[] = {
+		resp_54, resp_reconnect,
+		"{\"Response\":\"OGj48JGfMWJYFIilyBfRbuU4ayKIU/urOxmZ6xSLVpPZxR5cB"
+		    "NKd81IaPmsAcMbJJB0L3bFuRPY7fBw0NUcR9g==\",\"Hint\":\"b4aPkROQf"
+		    "fACTZpjUPVqRF1/mOnRxqzLwr9bKxdLPs8=\",\"SessionToken\":\"\","
+		    "\"WriteNo\":0,\"ReadNo\":0,\"Ctrl\":0,\"ForwardList\":[]}",
+	};
+	static const char *const res[] = {
+		result_rws,
+		"{\"Result\":\"ok\",\"SessionId\":1,\"SessionToken\":\"54docndSIO"
+		    "oM\",\"WriteNo\":0,\"ReadNo\":0,\"ForwardList\":[]}",
+	};
+	static const char hdr[] = "\x00{\"HostInfo\":{\"Scheme\":\"\",\"Name\":"
+	    "\"127.0.0.1\",\"Port\":44779,\"Path\":\"\",\"Query\":\"\"},"
+	    "\"CitiId\":1}";
+	static const char rh[] = "\x01{\"Result\":true,\"Mess\":"
+	    "\"\\u003cnil\\u003e\",\"CitiId\":2}";
+	struct msg_challenge c;
+	struct msg_response m;
+	struct msg_result r;
+	struct msg_header h;
+	struct msg_resp_header rr;
+	char	 err[ERR_LEN];
+	size_t	 i, n;
+
+	for (i = 0; i < sizeof(chal) / sizeof(chal[0]); i++) {
+		assert_int_equal(msg_challenge_decode(S(chal[i]),
+		    strlen(chal[i]), &c, err), 0);
+		expect_bytes(msg_challenge_encode(&c, &n), &n, chal[i],
+		    strlen(chal[i]));
+	}
+	for (i = 0; i < sizeof(resp) / sizeof(resp[0]); i++) {
+		assert_int_equal(msg_response_decode(S(resp[i]),
+		    strlen(resp[i]), &m, err), 0);
+		expect_bytes(msg_response_encode(&m, &n), &n, resp[i],
+		    strlen(resp[i]));
+	}
+	for (i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
+		assert_int_equal(msg_result_decode(S(res[i]), strlen(res[i]),
+		    &r, err), 0);
+		expect_bytes(msg_result_encode(&r, &n), &n, res[i],
+		    strlen(res[i]));
+	}
+	assert_int_equal(msg_ctrl_decode(L(hdr), &h, &rr, err), 0);
+	expect_bytes(msg_header_encode(&h, &n), &n, hdr, sizeof(hdr) - 1);
+	assert_int_equal(msg_ctrl_decode(L(rh), &h, &rr, err), 1);
+	expect_bytes(msg_resp_header_encode(&rr, &n), &n, rh, sizeof(rh) - 1);
+}
+
 int
 main(void)
 {
@@ -695,6 +759,7 @@ main(void)
 		cmocka_unit_test(test_string_limits),
 		cmocka_unit_test(test_ctrl_decode),
 		cmocka_unit_test(test_roundtrip_many),
+		cmocka_unit_test(test_go_bytes_identity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
