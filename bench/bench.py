@@ -21,6 +21,7 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import statistics
@@ -505,41 +506,66 @@ def hold_streams(port, n):
 
 def run_variant(key, label, cfg, ctx, res):
     procs, ports, tunneld = ctx["procs"], ctx["ports"], ctx["tunneld"]
-    r = res.setdefault(key, {"label": label, "errors": [], "raw": {}})
+    r = res.setdefault(key, {"label": label, "errors": [], "raw": {},
+                             "restarts": 0})
+    cur = {"st": None}
+
+    def start():
+        cur["st"] = setup_variant(key, cfg, procs, ports, tunneld,
+                                  ctx["iperf_port"], ctx["echo_port"])
+        return cur["st"]
+
+    def stop():
+        st = cur["st"]
+        cur["st"] = None
+        for p in (st.procs if st else []):
+            procs.stop(p)
 
     def attempt(name, fn):
+        """Runs one measurement; a dead tunnel is reported, then restarted
+        (at most 3 times per variant) so the other figures still come."""
+        st = cur["st"]
         try:
+            if st is None:
+                raise RuntimeError("not running")
             st.check_alive()
-            v = fn()
+            v = fn(st)
             st.check_alive()
             return v
         except Exception as e:  # record and carry on with other figures
             msg = "%s: %s" % (name, e)
             log("%s %s" % (key, msg))
             r["errors"].append(msg)
+            dead = st is None or any(p is not None and p.poll() is not None
+                                     for p in (st.srv, st.cli))
+            if dead and r["restarts"] < 3:
+                r["restarts"] += 1
+                log("%s: restarting the tunnel" % key)
+                stop()
+                try:
+                    start()
+                    time.sleep(0.5)
+                except Exception as e2:
+                    r["errors"].append("restart: %s" % e2)
             return None
 
     log("== %s: %s" % (key, label))
-    st = None
     try:
-        st = setup_variant(key, cfg, procs, ports, tunneld,
-                           ctx["iperf_port"], ctx["echo_port"])
+        start()
     except Exception as e:
         r["errors"].append("setup: %s" % e)
         log("%s setup failed: %s" % (key, e))
         return
 
     try:
-        if st.srv is not None:
+        if cfg is not None:
             time.sleep(1.0)  # session up, let it settle
-
-            def idle():
-                return rss(st.srv.pid), rss(st.cli.pid)
-            v = attempt("rss idle", idle)
+            v = attempt("rss idle", lambda st: (rss(st.srv.pid),
+                                                rss(st.cli.pid)))
             if v:
                 r["rss_idle"] = v
 
-            def streams():
+            def streams(st):
                 socks = hold_streams(st.echo_entry, IDLE_STREAMS)
                 try:
                     time.sleep(1.0)
@@ -556,7 +582,7 @@ def run_variant(key, label, cfg, ctx, res):
         # 1-byte RTT: best (lowest median) of REPEATS+1 runs
         rtts = []
         for _ in range(REPEATS + 1):
-            v = attempt("rtt", lambda: measure_rtt(st.echo_entry))
+            v = attempt("rtt", lambda st: measure_rtt(st.echo_entry))
             if v:
                 rtts.append(v)
         r["raw"]["rtt"] = rtts
@@ -569,8 +595,8 @@ def run_variant(key, label, cfg, ctx, res):
             vals = []
             for _ in range(REPEATS):
                 v = attempt("iperf3 %s" % d,
-                            lambda: iperf(procs, ports, ctx["iperf_port"],
-                                          st.iperf_entry, rev))
+                            lambda st: iperf(procs, ports, ctx["iperf_port"],
+                                             st.iperf_entry, rev))
                 if v is not None:
                     vals.append(v)
             r["raw"][d] = vals
@@ -582,8 +608,8 @@ def run_variant(key, label, cfg, ctx, res):
         # connections per second, best of REPEATS
         vals = []
         for _ in range(REPEATS):
-            v = attempt("conn/s", lambda: measure_conn_rate(st.echo_entry,
-                                                            ctx["kids"]))
+            v = attempt("conn/s", lambda st: measure_conn_rate(
+                st.echo_entry, ctx["kids"]))
             if v:
                 vals.append(v)
                 if v[2]:
@@ -595,17 +621,23 @@ def run_variant(key, label, cfg, ctx, res):
             log("%s conn/s %.0f %s" % (key, r["conn"][0],
                                        ["%.0f" % x[0] for x in vals]))
 
-        if st.srv is not None:
-            v = attempt("rss after", lambda: (rss(st.srv.pid),
-                                              rss(st.cli.pid)))
+        if cfg is not None:
+            v = attempt("rss after", lambda st: (rss(st.srv.pid),
+                                                 rss(st.cli.pid)))
             if v:
                 r["rss_after"] = v
     finally:
-        for p in (st.procs if st else []):
-            if p.poll() is not None and p in (st.srv, st.cli):
-                r["errors"].append("%s exited early with %s" %
-                                   (p.name, p.returncode))
-            procs.stop(p)
+        st = cur["st"]
+        if st is not None:
+            for p in (st.srv, st.cli):
+                if p is not None and p.poll() is not None:
+                    r["errors"].append("%s exited early with %s" %
+                                       (p.name, p.returncode))
+        stop()
+    if r["restarts"]:
+        r["errors"].append("tunnel restarted %d time(s) after dying; "
+                           "figures after a restart come from a fresh "
+                           "tunnel" % r["restarts"])
 
 
 # --------------------------------------------------------------------------
@@ -748,13 +780,14 @@ def report(res, ctx):
                                fmt(ci, "%.2f"), fmt(ss, "%.2f"),
                                fmt(cs, "%.2f"), verdict(ok)))
         L.append("")
-        L.append("RSS detail (MiB, server / client): RssAnon idle, "
-                 "RssAnon with streams, VmRSS and VmHWM after the whole "
-                 "workload.")
+        L.append("RSS detail (MiB, server / client): RssFile (mapped "
+                 "binary and shared libraries) and RssAnon (heap) idle, "
+                 "RssAnon with the streams open, RssAnon and VmHWM (peak "
+                 "RSS) after the whole workload (streams closed).")
         L.append("")
-        L.append("| variant | RssAnon idle | RssAnon streams | VmRSS after "
-                 "| VmHWM after |")
-        L.append("|---|---:|---:|---:|---:|")
+        L.append("| variant | RssFile idle | RssAnon idle | RssAnon streams "
+                 "| RssAnon after | VmHWM after |")
+        L.append("|---|---:|---:|---:|---:|---:|")
         for k in tun:
             def pair(field, key2):
                 v = g(k, field)
@@ -762,10 +795,10 @@ def report(res, ctx):
                     return "ERR"
                 return "%.2f / %.2f" % (v[0].get(key2, 0) / MIB,
                                         v[1].get(key2, 0) / MIB)
-            L.append("| %s | %s | %s | %s | %s |" % (
-                res[k]["label"], pair("rss_idle", "RssAnon"),
-                pair("rss_streams", "RssAnon"), pair("rss_after", "VmRSS"),
-                pair("rss_after", "VmHWM")))
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                res[k]["label"], pair("rss_idle", "RssFile"),
+                pair("rss_idle", "RssAnon"), pair("rss_streams", "RssAnon"),
+                pair("rss_after", "RssAnon"), pair("rss_after", "VmHWM")))
         L.append("")
 
     # raw repeats
@@ -875,6 +908,10 @@ def main():
         procs.stop_all()
     ctx["load1"] = loadavg()
     text = report(res, ctx)
+    if any(r["errors"] for r in res.values()):
+        text += "\nProcess logs kept in %s\n" % procs.tmp
+    else:
+        shutil.rmtree(procs.tmp, ignore_errors=True)
     text += "\nTotal bench time: %.0f s\n" % (time.monotonic() - t_start)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:

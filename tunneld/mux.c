@@ -474,6 +474,12 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		mux_send_resp(s, m->citi, 0, "citi id in use");
 		return;
 	}
+	if (s->nciti >= TUN_MAX_CITIS) {
+		log_warnx("session %" PRId64 ": citi %08" PRIx32 " for %s: "
+		    "too many open streams, refused", s->id, m->citi, host);
+		mux_send_resp(s, m->citi, 0, "too many streams");
+		return;
+	}
 	if (!mux_dial_allowed(s, &m->host)) {
 		log_warnx("session %" PRId64 ": refused to dial %s: not a "
 		    "target of the forward list", s->id, host);
@@ -526,24 +532,21 @@ mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 	mux_update_reading(ci);
 }
 
-void
-mux_ctrl(struct sess *s, uint8_t *p, size_t n)
+int
+mux_ctrl(struct sess *s, uint8_t *p, size_t n, char *err)
 {
 	struct msg_header	h;
 	struct msg_resp_header	r;
-	char			err[ERR_LEN];
 	int			type;
 
 	type = msg_ctrl_decode(p, n, &h, &r, err);
-	if (type < 0) {
-		log_warnx("session %" PRId64 ": bad control message: %s",
-		    s->id, err);
-		return;
-	}
+	if (type < 0)
+		return -1;
 	if (type == MSG_CTRL_HEADER)
 		mux_on_header(s, &h);
 	else if (type == MSG_CTRL_RESP_HEADER)
 		mux_on_resp(s, &r);
+	return 0;
 }
 
 static void
@@ -706,6 +709,19 @@ mux_accept_cb(uv_stream_t *server, int status)
 
 	if (status < 0 || s->closing)
 		return;
+	if (s->nciti >= TUN_MAX_CITIS) {
+		uv_tcp_t *tmp = malloc(sizeof(*tmp));
+
+		/* Take the connection off the backlog and close it. */
+		if (tmp == NULL)
+			return;
+		uv_tcp_init(s->tun->loop, tmp);
+		if (uv_accept(server, (uv_stream_t *)tmp) == 0)
+			log_warnx("session %" PRId64 ": too many open streams, "
+			    "local connection refused", s->id);
+		uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+		return;
+	}
 	do {
 		id = s->next_citi++;
 		if (s->next_citi == 0)

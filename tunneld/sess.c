@@ -11,6 +11,9 @@
  */
 
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,8 +380,9 @@ sess_on_data(struct sess *s, uint8_t *in, size_t n)
 			s->read_no++;
 			enc_packet(x->dec, p.payload, p.len);
 			if (p.citi == PKT_CITI_CTRL) {
-				if (p.len > 0)
-					mux_ctrl(s, p.payload, p.len);
+				if (p.len > 0 && mux_ctrl(s, p.payload, p.len,
+				    err) == -1)
+					goto fail;
 			} else if (mux_data(s, p.citi, p.payload, p.len,
 			    err) == -1)
 				goto fail;
@@ -417,6 +421,19 @@ sess_tick(uv_timer_t *timer)
 		return;
 	}
 	mux_tick(s, now);
+	/*
+	 * After a burst, give the freed buffers back to the system: an idle
+	 * tunnel should cost what an idle tunnel needs.
+	 */
+	if (s->bytes_in + s->bytes_out != s->bytes_at_tick) {
+		s->bytes_at_tick = s->bytes_in + s->bytes_out;
+		s->trimmed = 0;
+	} else if (!s->trimmed) {
+		s->trimmed = 1;
+#ifdef __GLIBC__
+		malloc_trim(0);
+#endif
+	}
 }
 
 static void

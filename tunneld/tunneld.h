@@ -30,6 +30,7 @@
 #define TUN_HISTORY_MAX		(64u * 1024 * 1024)
 #define TUN_CITI_FIRST		0x80000001u	/* our ids, clear of Go's */
 #define TUN_REFUSE_DELAY_MS	3000
+#define TUN_MAX_CITIS		8192	/* open streams per session */
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)
 
 struct sess;
@@ -134,6 +135,8 @@ struct sess {
 	int		 handles;	/* open libuv handles owned */
 	/* counters for logs */
 	uint64_t	 bytes_in, bytes_out;
+	uint64_t	 bytes_at_tick;	/* activity seen by the last tick */
+	int		 trimmed;
 	int		 reconnects;
 };
 
@@ -163,7 +166,7 @@ void	 xport_free(struct xport *x);
 void	 mux_init(struct sess *s);
 int	 mux_start(struct sess *s);		/* open listeners */
 void	 mux_stop(struct sess *s);		/* close everything */
-void	 mux_ctrl(struct sess *s, uint8_t *p, size_t n);
+int	 mux_ctrl(struct sess *s, uint8_t *p, size_t n, char *err);
 int	 mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n,
 	    char *err);
 int	 mux_sync(struct sess *s, uint32_t id, int64_t packno, char *err);

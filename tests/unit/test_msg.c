@@ -688,22 +688,26 @@ static void
 test_go_bytes_identity(void **state)
 {
 	static const char *const chal[] = {
-		"{\"Ver\":\"1.00\",\"Challenge\":\"ORemj2aCYExdYNwfhZaoV8HPqygjAkeMM"
-		    "GEKPavz27c=\",\"Mode\":\"wsserver\"}",
-		"{\"Ver\":\"1.00\",\"Challenge\":\"DDPib5P3lbgsP8LGO2gFJq7qaWPFHJfA6"
-		    "L3iMumWU/k=\",\"Mode\":\"r-wsserver\"}",
+		"{\"Ver\":\"1.00\",\"Challenge\":"
+		"\"ORemj2aCYExdYNwfhZaoV8HPqygjAkeMMGEKPavz27c=\","
+		"\"Mode\":\"wsserver\"}",
+		"{\"Ver\":\"1.00\",\"Challenge\":"
+		"\"DDPib5P3lbgsP8LGO2gFJq7qaWPFHJfA6L3iMumWU/k=\","
+		"\"Mode\":\"r-wsserver\"}",
 	};
 	static const char *const resp[] = {
 		resp_54, resp_reconnect,
-		"{\"Response\":\"OGj48JGfMWJYFIilyBfRbuU4ayKIU/urOxmZ6xSLVpPZxR5cB"
-		    "NKd81IaPmsAcMbJJB0L3bFuRPY7fBw0NUcR9g==\",\"Hint\":\"b4aPkROQf"
-		    "fACTZpjUPVqRF1/mOnRxqzLwr9bKxdLPs8=\",\"SessionToken\":\"\","
-		    "\"WriteNo\":0,\"ReadNo\":0,\"Ctrl\":0,\"ForwardList\":[]}",
+		"{\"Response\":\"OGj48JGfMWJYFIilyBfRbuU4ayKIU/urOxmZ6xSLVpP"
+		"ZxR5cBNKd81IaPmsAcMbJJB0L3bFuRPY7fBw0NUcR9g==\",\"Hint\":"
+		"\"b4aPkROQffACTZpjUPVqRF1/mOnRxqzLwr9bKxdLPs8=\","
+		"\"SessionToken\":\"\",\"WriteNo\":0,\"ReadNo\":0,"
+		"\"Ctrl\":0,\"ForwardList\":[]}",
 	};
 	static const char *const res[] = {
 		result_rws,
-		"{\"Result\":\"ok\",\"SessionId\":1,\"SessionToken\":\"54docndSIO"
-		    "oM\",\"WriteNo\":0,\"ReadNo\":0,\"ForwardList\":[]}",
+		"{\"Result\":\"ok\",\"SessionId\":1,\"SessionToken\":"
+		"\"54docndSIOoM\",\"WriteNo\":0,\"ReadNo\":0,"
+		"\"ForwardList\":[]}",
 	};
 	static const char hdr[] = "\x00{\"HostInfo\":{\"Scheme\":\"\",\"Name\":"
 	    "\"127.0.0.1\",\"Port\":44779,\"Path\":\"\",\"Query\":\"\"},"
