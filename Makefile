@@ -10,23 +10,25 @@ CFLAGS	?= -O2 -g
 PYTHON	?= /usr/bin/python3
 FUZZ_TIME ?= 60
 
-PKGS	 = libuv openssl jansson
-WARN	 = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+PKGS	 = libuv openssl jansson libmicrohttpd lua5.4
+WARN	 = -std=c11 -D_GNU_SOURCE \
 	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-INC	 = -Icommon -Itunneld
+INC	 = -Icommon -Itunneld -Idispatcher
 DEPCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEPLIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) -MMD -MP
 
 COMMON_SRC	= $(wildcard common/*.c)
 TUNLIB_SRC	= $(filter-out tunneld/main.c,$(wildcard tunneld/*.c))
+DISPLIB_SRC	= $(filter-out dispatcher/main.c,$(wildcard dispatcher/*.c))
 UNIT_SRC	= $(wildcard tests/unit/test_*.c)
 FUZZ_SRC	= $(wildcard tests/fuzz/fuzz_*.c)
 
 COMMON_OBJ	= $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 TUNLIB_OBJ	= $(TUNLIB_SRC:%.c=$(BUILD)/obj/%.o)
+DISPLIB_OBJ	= $(DISPLIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-PROGS		= $(BUILD)/tunneld
+PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
 
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
@@ -49,10 +51,16 @@ $(BUILD)/libcommon.a: $(COMMON_OBJ)
 $(BUILD)/libtun.a: $(TUNLIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-LIBS = $(BUILD)/libtun.a $(BUILD)/libcommon.a
+$(BUILD)/libdisp.a: $(DISPLIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(LIBS)
+LIBS = $(BUILD)/libdisp.a $(BUILD)/libtun.a $(BUILD)/libcommon.a
+
+$(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(BUILD)/libtun.a $(BUILD)/libcommon.a
 	$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
+
+$(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)

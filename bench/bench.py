@@ -440,8 +440,8 @@ class Setup:
     def check_alive(self):
         for p in (self.srv, self.cli):
             if p is not None and p.poll() is not None:
-                raise RuntimeError("%s died (exit %s):\n%s"
-                                   % (p.name, p.returncode, logtail(p)))
+                raise RuntimeError("%s died (exit %s)"
+                                   % (p.name, p.returncode))
 
 
 def setup_variant(key, cfg, procs, ports, tunneld, iperf_port, echo_port):
@@ -536,9 +536,12 @@ def run_variant(key, label, cfg, ctx, res):
             msg = "%s: %s" % (name, e)
             log("%s %s" % (key, msg))
             r["errors"].append(msg)
-            dead = st is None or any(p is not None and p.poll() is not None
-                                     for p in (st.srv, st.cli))
-            if dead and r["restarts"] < 3:
+            dead = [p for p in ((st.srv, st.cli) if st else ())
+                    if p is not None and p.poll() is not None]
+            for p in dead:
+                r["errors"].append("%s exited with %s; last log lines:\n%s"
+                                   % (p.name, p.returncode, logtail(p, 6)))
+            if (dead or st is None) and r["restarts"] < 12:
                 r["restarts"] += 1
                 log("%s: restarting the tunnel" % key)
                 stop()
@@ -677,7 +680,10 @@ def report(res, ctx):
     L.append("- date: %s; host: %s, %d CPUs; load average before/after: %s / %s"
              % (time.strftime("%Y-%m-%d %H:%M:%S"), socket.gethostname(),
                 os.cpu_count(), ctx["load0"], ctx["load1"]))
-    L.append("- binary: `%s` (git %s)" % (ctx["tunneld"], ctx["git"]))
+    L.append("- binary: `%s`, built %s; repository at git %s"
+             % (ctx["tunneld"], time.strftime(
+                 "%Y-%m-%d %H:%M:%S", time.localtime(
+                     os.stat(ctx["tunneld"]).st_mtime)), ctx["git"]))
     L.append("- method: everything on 127.0.0.1; throughput = iperf3 -t %d -J "
              "sum_received, one stream, best of %d; RTT = 1-byte ping-pong "
              "x%d over one stream to a Python epoll echo server "
@@ -851,10 +857,67 @@ def loadavg():
         return "?"
 
 
+def profile_main(key, workload):
+    """bench/run profile VARIANT {up|down|conn|rtt}: perf record -g on both
+    tunneld processes during one workload run, then a flat perf report."""
+    cfgs = {k: c for k, _, c in VARIANTS if c}
+    if key not in cfgs or workload not in ("up", "down", "conn", "rtt"):
+        log("usage: bench/run profile {%s} {up|down|conn|rtt}"
+            % "|".join(cfgs))
+        return 2
+    tunneld = os.environ.get("TUNNELD", "build/tunneld")
+    if not os.path.isabs(tunneld):
+        tunneld = os.path.join(ROOT, tunneld)
+    procs, ports, kids = Procs(), Ports(), set()
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    try:
+        echo_port, iperf_port = ports.get(), ports.get()
+        echo = procs.spawn([sys.executable, os.path.abspath(__file__), "echo",
+                            str(echo_port)], "echo")
+        wait_listen(echo_port, proc=echo)
+        st = setup_variant(key, cfgs[key], procs, ports, tunneld, iperf_port,
+                           echo_port)
+        time.sleep(0.5)
+        data = os.path.join(procs.tmp, "perf.data")
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", data, "-p",
+                                 "%d,%d" % (st.srv.pid, st.cli.pid)],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        if workload in ("up", "down"):
+            v = "%.2f Gbit/s" % iperf(procs, ports, iperf_port,
+                                      st.iperf_entry, workload == "down")
+        elif workload == "conn":
+            v = "%.0f conn/s" % measure_conn_rate(st.echo_entry, kids)[0]
+        else:
+            v = "%.1f us median" % measure_rtt(st.echo_entry)[0]
+        perf.send_signal(signal.SIGINT)
+        perf.wait(30)
+        print("# %s %s: %s (server pid %d, client pid %d)"
+              % (key, workload, v, st.srv.pid, st.cli.pid))
+        for name, pid in (("server", st.srv.pid), ("client", st.cli.pid)):
+            print("\n## tunneld %s (pid %d), flat, self time\n" % (name, pid))
+            out = subprocess.run(["perf", "report", "--stdio", "-i", data,
+                                  "--no-children", "-g", "none",
+                                  "--pid", str(pid), "--percentage", "relative",
+                                  "--percent-limit",
+                                  "0.7"], capture_output=True, text=True)
+            lines = [ln for ln in out.stdout.splitlines()
+                     if ln.strip() and not ln.startswith("#")]
+            print("\n".join(lines[:40]))
+        print("\nperf data: %s (perf report -i %s --no-children)"
+              % (data, data))
+    finally:
+        procs.stop_all()
+    return 0
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "echo":
         echo_main(int(sys.argv[2]))
         return 0
+    if len(sys.argv) >= 2 and sys.argv[1] == "profile":
+        return profile_main(*(sys.argv[2:4] + ["", ""])[:2])
 
     tunneld = os.environ.get("TUNNELD", "build/tunneld")
     if not os.path.isabs(tunneld):

@@ -556,8 +556,10 @@ cli_uuid(char *out, size_t cap, char *err)
 	size_t	 i, o = 0;
 	char	 why[ERR_LEN];
 
-	if (cap < 37)
+	if (cap < 37) {
+		err_set(err, "no room for a session id");
 		return -1;
+	}
 	if (crypto_random(b, sizeof(b), why) == -1) {
 		err_set(err, "cannot make a session id: %s", why);
 		return -1;

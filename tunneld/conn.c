@@ -400,6 +400,46 @@ fail:
 	return NULL;
 }
 
+struct conn *
+conn_adopt(uv_loop_t *loop, uv_tcp_t *tcp, const uint8_t *pre, size_t npre,
+    char *err)
+{
+	struct conn *c;
+
+	if (npre > CONN_RBUF) {
+		err_set(err, "too many bytes read ahead");
+		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+		return NULL;
+	}
+	if ((c = conn_new(loop, tcp, CONN_WS_SERVER, NULL, NULL, NULL,
+	    err)) == NULL)
+		return NULL;
+	c->state = CONN_OPEN;
+	conn_pause(c);		/* until the owner is in place: conn_kick */
+	if (npre > 0) {
+		if ((c->rbuf = malloc(CONN_RBUF)) == NULL) {
+			err_set(err, "out of memory");
+			conn_close(c, "out of memory");
+			return NULL;
+		}
+		memcpy(c->rbuf, pre, npre);
+		c->rlen = npre;
+	}
+	return c;
+}
+
+void
+conn_kick(struct conn *c)
+{
+	conn_resume(c);
+}
+
+int
+conn_is_open(const struct conn *c)
+{
+	return c->state == CONN_OPEN;
+}
+
 void
 conn_set_owner(struct conn *c, const struct conn_cbs *cbs, void *arg)
 {

@@ -77,6 +77,16 @@ struct conn	*conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
 		    const struct conn_client_params *cp,
 		    const struct conn_cbs *cbs, void *arg, char *err);
 
+/*
+ * Takes over a websocket whose upgrade someone else (the dispatcher) did,
+ * with the npre bytes it had already read.  Nothing is read until
+ * conn_kick(), once the owner is set.
+ */
+struct conn	*conn_adopt(uv_loop_t *loop, uv_tcp_t *tcp, const uint8_t *pre,
+		    size_t npre, char *err);
+void		 conn_kick(struct conn *c);
+int		 conn_is_open(const struct conn *c);
+
 /* A buffer for at least n payload bytes. */
 struct obuf	*conn_obuf(size_t n);
 

@@ -565,8 +565,10 @@ hs_start(struct tun *t, struct conn *c)
 
 	if ((h = hs_new(t, c)) == NULL)
 		return;
-	if (!conn_is_ws(c))
+	/* Raw and adopted (already upgraded) conns are open from the start. */
+	if (conn_is_open(c))
 		hs_on_open(c, h);
+	conn_kick(c);
 }
 
 void

@@ -33,6 +33,8 @@ tun_stop(struct tun *t, int code)
 	t->exit_code = code;
 	uv_close((uv_handle_t *)&t->sigint, NULL);
 	uv_close((uv_handle_t *)&t->sigterm, NULL);
+	if (t->worker)
+		worker_stop(t);
 	if (cli_mode_is_server(t->o->mode)) {
 		uv_close((uv_handle_t *)&t->listener, NULL);
 		hs_close_all(t);
@@ -54,6 +56,8 @@ main(int argc, char **argv)
 	char		 err[ERR_LEN], out[8192];
 	int		 rc;
 
+	if (argc > 1 && strcmp(argv[1], "worker") == 0)
+		return worker_main(argc, argv);
 	memset(&o, 0, sizeof(o));
 	rc = cli_parse(argc, argv, &o, out, sizeof(out), err);
 	if (rc == 1) {

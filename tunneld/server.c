@@ -205,7 +205,9 @@ server_find(struct tun *t, const char *token)
 }
 
 void
-server_session_ended(struct tun *t, struct sess *s)
+server_session_ended(struct tun *t, struct sess *s, const char *why)
 {
 	TAILQ_REMOVE(&t->sessions, s, link);
+	if (t->worker)
+		worker_session_ended(t, why);
 }

@@ -139,7 +139,7 @@ sess_free(struct sess *s, const char *why)
 	uv_timer_stop(&s->tick);
 	uv_close((uv_handle_t *)&s->tick, sess_handle_closed);
 	if (s->server)
-		server_session_ended(s->tun, s);
+		server_session_ended(s->tun, s, why);
 	else
 		client_session_ended(s->tun, s);
 }
@@ -150,6 +150,10 @@ sess_detach(struct sess *s, const char *why)
 	if (s->x == NULL || s->closing)
 		return;
 	log_warnx("session %" PRId64 ": transport lost: %s", s->id, why);
+	if (worker_is_oneshot(s->tun)) {
+		sess_free(s, why);	/* a OneShot tunnel ends with its link */
+		return;
+	}
 	sess_drop_xport(s, why);
 	if (!s->server)
 		client_connection_lost(s->tun, why);

@@ -43,6 +43,7 @@ struct tun {
 	uint8_t			 magic[32];
 	int			 exit_code;
 	int			 stopping;
+	int			 worker;	/* run by the dispatcher */
 	/* server */
 	uv_tcp_t		 listener;
 	TAILQ_HEAD(, sess)	 sessions;
@@ -176,7 +177,7 @@ size_t	 mux_count(const struct sess *s);
 
 /* server.c / client.c */
 int	 server_start(struct tun *t, char *err);
-void	 server_session_ended(struct tun *t, struct sess *s);
+void	 server_session_ended(struct tun *t, struct sess *s, const char *why);
 struct sess *server_find(struct tun *t, const char *token);
 int	 client_start(struct tun *t, char *err);
 void	 client_free(struct tun *t);
@@ -185,5 +186,11 @@ void	 client_session_ended(struct tun *t, struct sess *s);
 void	 client_fatal(struct tun *t, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 tun_stop(struct tun *t, int code);
+
+/* worker.c */
+int	 worker_main(int argc, char **argv);
+void	 worker_session_ended(struct tun *t, const char *why);
+int	 worker_is_oneshot(const struct tun *t);
+void	 worker_stop(struct tun *t);
 
 #endif

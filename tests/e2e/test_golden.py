@@ -27,7 +27,6 @@ test_golden.py.  Encrypted variants need python3-cryptography; without it
 they are reported as skipped with that reason.
 """
 
-import base64
 import json
 import os
 import re
@@ -38,7 +37,7 @@ import time
 import pytest
 
 import golden as G
-from golden import (Cfb, Packet, PacketStream, Reader, build_frame,
+from golden import (Cfb, PacketStream, Reader, build_frame,
                     challenge_response, is_b64_of, load_capture, normal,
                     parse_frames, parse_packets, split_http, ws_accept)
 
@@ -110,10 +109,6 @@ class Side:
                 if p.kind == G.KIND_NORMAL:
                     p.payload = rx(p.payload)
                 self.held.append(p)
-
-    def auth(self):
-        """The auth-phase packets (NORMAL on CITI 0 before the session)."""
-        return self.packets
 
 
 class Rec:
@@ -213,9 +208,10 @@ class Peer:
         return build_frame(pkt_plain, mask=(self.role == "client"))
 
     def send(self, pkt_plain):
-        self.sock.sendall(self.wire(pkt_plain))
+        self.send_raw(self.wire(pkt_plain))
 
     def send_raw(self, data):
+        self.sock.settimeout(G.TIMEOUT)     # reads may have shrunk it
         self.sock.sendall(data)
 
     # -- receiving
@@ -398,6 +394,8 @@ def citi_subst(pkt_plain, go_id, our_id, ports=()):
     """Recorded packet with CITI id go_id -> our_id in the header and in the
     control JSON ("CitiId":n), plus port substitutions."""
     p, _ = G.parse_packet(pkt_plain)
+    if p.kind != G.KIND_NORMAL:
+        return p.raw
     payload = p.payload
     citi = p.citi
     if citi == go_id:
@@ -405,7 +403,8 @@ def citi_subst(pkt_plain, go_id, our_id, ports=()):
     if citi == 0 and payload:
         payload = subst(payload, [(b'"CitiId":%d}' % go_id, b'"CitiId":%d}' % our_id)],
                         "control message")
-        payload = subst(payload, list(ports), "control message") if ports else payload
+        if ports:
+            payload = subst(payload, list(ports), "control message")
     return normal(citi, payload)
 
 
@@ -483,7 +482,8 @@ def test_capture_decodes(name):
                     eq(normal(p.citi, tx(p.payload)), p.raw, "re-encrypted %r" % p)
     if "reconnect" in name:
         c0, c1 = recs
-        eq(c0.c2s.held and [plain(p) for p in c0.c2s.held],
+        assert len(c0.c2s.held) == 2 and len(c0.s2c.held) == 2
+        eq([plain(p) for p in c0.c2s.held],
            [plain(p) for p in c1.c2s.packets[1:3]], "client resend = held packets")
         eq([plain(p) for p in c0.s2c.held],
            [plain(p) for p in c1.s2c.packets[3:5]], "server resend = held packets")
@@ -494,3 +494,319 @@ def test_capture_decodes(name):
         assert b"&mode=Reconnect " in c1.c2s.head
 
 
+# ---------------------------------------------------------------------------
+# shared scenario pieces
+
+def auth_wire(peer, side, i):
+    """Wire bytes of recorded auth packet i of `side`, re-encoded with our
+    tx cipher state and checked identical to the recorded wire bytes (one
+    packet per frame in every recorded auth phase)."""
+    p = side.packets[i]
+    w = peer.wire(plain(p))
+    rec_wire = p.raw
+    if peer.ws:
+        fr = [f for f in side.frames if f.payload == p.raw]
+        assert fr, "recorded packet %r is not alone in a frame" % p
+        rec_wire = fr[0].raw
+    eq(w, rec_wire, "re-encoded recorded packet %r" % p)
+    return w
+
+
+def client_handshake(peer, rec, port, local, echo_port, result_pairs=()):
+    """Fake Go server: websocket handshake, lack, magic, challenge, check our
+    client's AuthResponse, send the AuthResult.  The server items are the
+    recorded bytes (AuthResult re-encoded when result_pairs substitutes
+    forward ports in it)."""
+    if peer.ws:
+        head = peer.read_http_head()
+        key = check_client_request(head, rec.c2s.head, port)
+        peer.send_raw(server_101(rec.s2c.head, key))
+    # Go's server writes its 20 lack bytes first, then reads the client's
+    for w in rec.s2c.lack_wire:
+        peer.send_raw(w)
+    eq(peer.lack(), rec.c2s.lack, "client lack-offset pattern")
+    peer.send_raw(auth_wire(peer, rec.s2c, 0) + auth_wire(peer, rec.s2c, 1))
+    challenge = jfield(rec.s2c.packets[1].payload, "Challenge")
+    got = peer.auth_packet("AuthResponse")
+    check_auth_response(got.payload, rec.c2s.packets[0], challenge, local, echo_port)
+    if result_pairs:
+        peer.send(normal(0, subst(rec.s2c.packets[2].payload, list(result_pairs),
+                                  "AuthResult")))
+    else:
+        peer.send_raw(auth_wire(peer, rec.s2c, 2))
+
+
+def server_handshake(peer, rec, port, local, echo_port, token=None):
+    """Fake Go client: recorded request (Host fixed up), exact 101, lack
+    both ways, magic, challenge shape, AuthResponse for the challenge (the
+    recorded one, token replaced when resuming), AuthResult shape.
+    Returns the SessionToken."""
+    if peer.ws:
+        req = re.sub(rb"\r\nHost: 127\.0\.0\.1:\d+\r\n",
+                     b"\r\nHost: 127.0.0.1:%d\r\n" % port, rec.c2s.head)
+        peer.send_raw(req)
+        head = peer.read_http_head()
+        # same Sec-WebSocket-Key as recorded -> the very same response
+        eq(head, rec.s2c.head, "websocket 101 response")
+    eq(peer.lack(), rec.s2c.lack, "server lack-offset pattern (sent first)")
+    for w in rec.c2s.lack_wire:
+        peer.send_raw(w)
+    mg = peer.auth_packet("magic")
+    eq(mg.raw, rec.s2c.packets[0].raw, "magic packet on the wire")
+    ch = peer.auth_packet("AuthChallenge")
+    challenge = check_challenge(ch.payload, rec.s2c.packets[1].payload)
+    resp = make_response(rec.c2s.packets[0].payload, challenge, local, echo_port, token)
+    peer.send(normal(0, resp))
+    res = peer.auth_packet("AuthResult")
+    return check_auth_result(res.payload, rec.s2c.packets[2].payload, local, echo_port)
+
+
+def fake_dials(peer, plan, answer_side, local, ports, our_ids=True):
+    """Our binary listens on LOCAL, the fake peer is the dialing side: for
+    every recorded CITI open a local connection, check the CTRL_HEADER,
+    answer with the recorded CTRL_RESP_HEADER, relay the recorded data both
+    ways, close locally and check the zero-length close."""
+    for n, (gid, hdr, resp, idata, adata) in enumerate(plan, 1):
+        ours = OUR_CITI_BASE + n if our_ids else gid
+        lsock = G.connect(local)
+        lr = Reader(lsock, "local connection %d" % n)
+        eq(plain(peer.packet()), citi_subst(plain(hdr), gid, ours, ports),
+           "CTRL_HEADER for local connection %d (Go id %d -> ours %#x)" % (n, gid, ours))
+        peer.send(citi_subst(plain(resp), gid, ours))
+        if idata:
+            lsock.sendall(idata)
+            eq(peer.data(ours, len(idata)), idata, "local bytes as NORMAL packets")
+            for q in answer_side.packets:
+                if q.kind == G.KIND_NORMAL and q.citi == gid and q.payload:
+                    peer.send(citi_subst(plain(q), gid, ours))
+            eq(lr.read_exact(len(adata)), adata, "echo delivered to the local socket")
+        lsock.close()
+        eq(plain(peer.packet()), normal(ours, b""),
+           "zero-length close after the local socket closed")
+        peer.send(normal(ours, b""))
+
+
+def binary_dials(peer, plan, init_side, ports, received):
+    """The fake peer opens the recorded CITIs (Go ids kept), our binary dials
+    the echo server: CTRL_RESP_HEADER byte-identical, data echoed, the
+    zero-length close answered."""
+    for n, (gid, hdr, resp, idata, adata) in enumerate(plan, 1):
+        peer.send(citi_subst(plain(hdr), gid, gid, ports))
+        eq(plain(peer.packet()), plain(resp), "CTRL_RESP_HEADER for CITI %d" % gid)
+        if idata:
+            for q in init_side.packets:
+                if q.kind == G.KIND_NORMAL and q.citi == gid and q.payload:
+                    peer.send(plain(q))
+            eq(peer.data(gid, len(adata)), adata, "echo on CITI %d" % gid)
+        peer.send(normal(gid, b""))
+        eq(plain(peer.packet()), normal(gid, b""), "zero-length close answer")
+    eq([bytes(r) for r in received], [p[3] for p in plan],
+       "bytes received by the echo server, per dialed connection")
+
+
+def dst_ports(forward_list, echo_port):
+    return [(b'"Port":%d,' % fw["Dst"]["Port"], b'"Port":%d,' % echo_port)
+            for fw in forward_list]
+
+
+# ---------------------------------------------------------------------------
+# 1. our client (t forward) against the recorded Go server
+
+T_CAPTURES = ["kptunnel-ws-plain.json", "kptunnel-ws-encrypted.json",
+              "kptunnel-tcp-plain.json"]
+
+
+@pytest.mark.parametrize("name", [needs_crypto(n) for n in T_CAPTURES])
+def test_client_vs_recorded_server(name, procs):
+    d, (rec,), ws, enc = recording(name)
+    ls = G.listen()
+    port = ls.getsockname()[1]
+    local, echo_port = G.free_port(), G.free_port()   # nobody dials ECHO here
+    proc = procs(cmdline(d["client"], port, local, echo_port))
+    peer = Peer(G.accept(ls), ws, "server", enc, "our client")
+    client_handshake(peer, rec, port, local, echo_port)
+    fw = jfield(rec.c2s.packets[0].payload, "ForwardList")
+    plan = citi_plan(rec.c2s, rec.s2c, rec.c2s)
+    assert plan
+    fake_dials(peer, plan, rec.s2c, local, dst_ports(fw, echo_port))
+    peer.quiet()
+    peer.check_frames()
+    assert proc.alive(), "our client exited"
+    peer.close()
+    ls.close()
+
+
+# ---------------------------------------------------------------------------
+# 2. our server (t forward) against the recorded Go client
+
+@pytest.mark.parametrize("name", [needs_crypto(n) for n in T_CAPTURES])
+def test_server_vs_recorded_client(name, procs, echo):
+    d, (rec,), ws, enc = recording(name)
+    echo_port, received = echo
+    port, local = G.free_port(), G.free_port()
+    proc = procs(cmdline(d["server"], port))
+    peer = Peer(G.connect(port), ws, "client", enc, "our server")
+    server_handshake(peer, rec, port, local, echo_port)
+    fw = jfield(rec.c2s.packets[0].payload, "ForwardList")
+    plan = citi_plan(rec.c2s, rec.s2c, rec.c2s)
+    binary_dials(peer, plan, rec.c2s, dst_ports(fw, echo_port), received)
+    peer.quiet()
+    peer.check_frames()
+    assert proc.alive(), "our server exited"
+    peer.close()
+
+
+# ---------------------------------------------------------------------------
+# 5. reverse forwards (r-wsserver / r-wsclient)
+
+RWS = "kptunnel-rws-plain.json"
+
+
+def test_rserver_vs_recorded_rclient(procs):
+    d, (rec,), ws, enc = recording(RWS)
+    port, local, echo_port = G.free_port(), G.free_port(), G.free_port()
+    proc = procs(cmdline(d["server"], port, local, echo_port))
+    peer = Peer(G.connect(port), ws, "client", enc, "our r-wsserver")
+    server_handshake(peer, rec, port, local, echo_port)
+    fw = jfield(rec.s2c.packets[2].payload, "ForwardList")
+    plan = citi_plan(rec.c2s, rec.s2c, rec.s2c)
+    fake_dials(peer, plan, rec.c2s, local, dst_ports(fw, echo_port))
+    peer.quiet()
+    peer.check_frames()
+    assert proc.alive(), "our r-wsserver exited"
+    peer.close()
+
+
+def test_rclient_vs_recorded_rserver(procs, echo):
+    d, (rec,), ws, enc = recording(RWS)
+    echo_port, received = echo
+    ls = G.listen()
+    port = ls.getsockname()[1]
+    local = G.free_port()
+    proc = procs(cmdline(d["client"], port))
+    peer = Peer(G.accept(ls), ws, "server", enc, "our r-wsclient")
+    fw = jfield(rec.s2c.packets[2].payload, "ForwardList")
+    client_handshake(peer, rec, port, local, echo_port,
+                     result_pairs=port_pairs(fw, local, echo_port))
+    plan = citi_plan(rec.c2s, rec.s2c, rec.s2c)
+    binary_dials(peer, plan, rec.s2c, dst_ports(fw, echo_port), received)
+    peer.quiet()
+    peer.check_frames()
+    assert proc.alive(), "our r-wsclient exited"
+    peer.close()
+    ls.close()
+
+
+# ---------------------------------------------------------------------------
+# 4. resume after a transport cut (kptunnel-ws-reconnect*.json)
+
+RECONNECT = ["kptunnel-ws-reconnect.json", "kptunnel-ws-reconnect-encrypted.json"]
+
+
+@pytest.mark.parametrize("name", [needs_crypto(n) for n in RECONNECT])
+def test_server_resume(name, procs, echo):
+    """Our server, fake Go client.  Connection 0 as recorded: client #0
+    CTRL_HEADER, #1..#3 messages 1-3, server #0 response and #1..#3 echoes;
+    the echoes #2, #3 are lost (s2c_held), the client's #4, #5 (messages 4,
+    5) never reach the server (c2s_held); cut.  Connection 1: resume with
+    the recorded counters WriteNo 6 ReadNo 2; the server must answer WriteNo
+    4 ReadNo 4 and resend #2 and #3 unchanged (wire spec 7.3)."""
+    d, (r0, r1), ws, enc = recording(name)
+    echo_port, received = echo
+    port, local = G.free_port(), G.free_port()
+    proc = procs(cmdline(d["server"], port))
+
+    peer = Peer(G.connect(port), ws, "client", enc, "our server, connection 0")
+    token = server_handshake(peer, r0, port, local, echo_port)
+    fw = jfield(r0.c2s.packets[0].payload, "ForwardList")
+    hdr, msgs = r0.c2s.packets[1], r0.c2s.packets[2:5]
+    resp, echoes = r0.s2c.packets[3], r0.s2c.packets[4:5] + r0.s2c.held
+    assert len(msgs) == 3 and len(echoes) == 3
+    peer.send(citi_subst(plain(hdr), 1, 1, dst_ports(fw, echo_port)))       # c#0
+    eq(plain(peer.packet()), plain(resp), "CTRL_RESP_HEADER (server #0)")
+    for i, (m, e) in enumerate(zip(msgs, echoes), 1):                       # c#1..#3
+        peer.send(plain(m))
+        eq(plain(peer.packet()), plain(e), "echo (server #%d)" % i)        # s#1..#3
+    peer.check_frames()
+    peer.close()                   # cut: s#2, s#3 and c#4, c#5 are lost
+
+    peer = Peer(G.connect(port), ws, "client", enc, "our server, connection 1")
+    tok1 = server_handshake(peer, r1, port, local, echo_port, token=token)
+    eq(tok1, token, "SessionToken after resume")
+    # resend from our ReadNo (2) up to its WriteNo (4): #2, #3, same content
+    for i, e in enumerate(r0.s2c.held, 2):
+        got = peer.packet()
+        eq(plain(got), plain(e), "resent server packet #%d" % i)
+        if enc == 0:
+            eq(got.raw, e.raw, "resent server packet #%d on the wire" % i)
+    # our own resend (#4, #5) and the DUMMY, exactly as the Go client did
+    for q in r1.c2s.packets[1:4]:
+        peer.send(plain(q))
+    want = b"".join(p.payload for p in r1.s2c.packets if p.kind == G.KIND_NORMAL
+                    and p.citi == 1 and p.payload)[20:]   # after messages 2, 3
+    eq(peer.data(1, len(want)), want, "echo of the resent messages 4 and 5")
+    peer.send(normal(1, b""))                                               # c#6
+    eq(plain(peer.packet()), normal(1, b""), "zero-length close answer")
+    peer.quiet()
+    peer.check_frames()
+    eq([bytes(r) for r in received], [d["echoed"].encode()],
+       "the echo server saw every message once, on one connection")
+    assert proc.alive(), "our server exited"
+    peer.close()
+
+
+@pytest.mark.parametrize("name", [needs_crypto(n) for n in RECONNECT])
+def test_client_resume(name, procs):
+    """Our client, fake Go server: the same cut seen from the other side.
+    Our client must reconnect with &mode=Reconnect, present the recorded
+    token with WriteNo 6 ReadNo 2, resend its #4 and #5 after the AuthResult
+    (WriteNo 4 ReadNo 4), and deliver the server's resent #2, #3 and the
+    echo of 4+5 to the local socket exactly once."""
+    d, (r0, r1), ws, enc = recording(name)
+    ls = G.listen()
+    port = ls.getsockname()[1]
+    local, echo_port = G.free_port(), G.free_port()
+    proc = procs(cmdline(d["client"], port, local, echo_port))
+
+    peer = Peer(G.accept(ls), ws, "server", enc, "our client, connection 0")
+    client_handshake(peer, r0, port, local, echo_port)
+    fw = jfield(r0.c2s.packets[0].payload, "ForwardList")
+    ours = OUR_CITI_BASE + 1
+    lsock = G.connect(local)
+    lr = Reader(lsock, "local connection")
+    eq(plain(peer.packet()),
+       citi_subst(plain(r0.c2s.packets[1]), 1, ours, dst_ports(fw, echo_port)),
+       "CTRL_HEADER")
+    peer.send(citi_subst(plain(r0.s2c.packets[3]), 1, ours))
+    msgs = r0.c2s.packets[2:5] + r0.c2s.held          # messages 1..5 (#1..#5)
+    for i, m in enumerate(msgs, 1):
+        lsock.sendall(m.payload)
+        eq(plain(peer.packet()), citi_subst(plain(m), 1, ours), "client #%d" % i)
+        if i == 1:                                     # only s#1 gets through
+            peer.send(citi_subst(plain(r0.s2c.packets[4]), 1, ours))
+            eq(lr.read_exact(len(m.payload)), m.payload, "echo of message 1")
+    peer.check_frames()
+    peer.close()                   # cut: s#2, s#3 and c#4, c#5 are lost
+
+    peer = Peer(G.accept(ls, timeout=10), ws, "server", enc, "our client, connection 1")
+    client_handshake(peer, r1, port, local, echo_port)   # checks W6 R2 + token
+    for i, m in enumerate(r1.c2s.packets[1:3], 4):
+        eq(plain(peer.packet()), citi_subst(plain(m), 1, ours), "resent client #%d" % i)
+    # the recorded server side: resent #2, #3, DUMMY, #4 (echo 4+5), #5 close
+    for q in r1.s2c.packets[3:7]:
+        peer.send(citi_subst(plain(q), 1, ours) if q.kind == G.KIND_NORMAL else q.raw)
+    rest = b"".join(m.payload for m in msgs[1:])
+    eq(lr.read_exact(len(rest)), rest, "local socket: messages 2-5 exactly once")
+    peer.send(normal(ours, b""))
+    # Go closes the local socket completely on the peer's len-0; tunneld
+    # only shuts down its write side (half-close, mux.c) and sends its own
+    # len-0 when the local application closes.  Like the recorded local
+    # client, close on EOF; the wire sequence is then the recorded one.
+    eq(lr.wait_eof(), b"", "local socket: EOF after the peer's close")
+    lsock.close()
+    eq(plain(peer.packet()), normal(ours, b""), "zero-length close (client #6)")
+    peer.quiet()
+    peer.check_frames()
+    assert proc.alive(), "our client exited"
+    peer.close()
+    ls.close()

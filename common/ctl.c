@@ -1,0 +1,211 @@
+/*
+ * Control messages over SOCK_SEQPACKET unix sockets, with descriptor
+ * passing in the manner of OpenSSH's monitor_fdpass.c: the receiver checks
+ * every field of what arrived and closes anything it did not ask for.
+ */
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "err.h"
+
+const char *
+ctl_type_name(int type)
+{
+	switch (type) {
+	case CTL_CONFIG:	return "config";
+	case CTL_READY:		return "ready";
+	case CTL_CONN:		return "conn";
+	case CTL_CONN_OK:	return "conn-ok";
+	case CTL_STATS_REQ:	return "stats-req";
+	case CTL_STATS:		return "stats";
+	case CTL_STOP:		return "stop";
+	case CTL_END:		return "end";
+	}
+	return "unknown";
+}
+
+json_t *
+ctl_new(int type)
+{
+	json_t *m = json_object();
+
+	if (m != NULL && json_object_set_new(m, "type",
+	    json_integer(type)) != 0) {
+		json_decref(m);
+		return NULL;
+	}
+	return m;
+}
+
+int
+ctl_type(const json_t *msg)
+{
+	json_t *t = json_object_get(msg, "type");
+
+	if (!json_is_integer(t) || json_integer_value(t) < 0 ||
+	    json_integer_value(t) > 1000)
+		return -1;
+	return (int)json_integer_value(t);
+}
+
+int
+ctl_wait(int sock, int timeout_ms)
+{
+	struct pollfd	pfd = { .fd = sock, .events = POLLIN };
+	int		rc;
+
+	do
+		rc = poll(&pfd, 1, timeout_ms);
+	while (rc == -1 && errno == EINTR);
+	return rc > 0;
+}
+
+int
+ctl_send(int sock, const json_t *msg, int fd, int timeout_ms, char *err)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsgbuf;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct pollfd	 pfd = { .fd = sock, .events = POLLOUT };
+	struct cmsghdr	*cm;
+	char		*text;
+	ssize_t		 n;
+	int		 rc = -1;
+
+	if ((text = json_dumps(msg, JSON_COMPACT)) == NULL) {
+		err_set(err, "cannot encode a control message");
+		return -1;
+	}
+	if (strlen(text) >= CTL_MSG_MAX) {
+		err_set(err, "control message too long");
+		goto done;
+	}
+	memset(&mh, 0, sizeof(mh));
+	iov.iov_base = text;
+	iov.iov_len = strlen(text);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (fd >= 0) {
+		memset(&cmsgbuf, 0, sizeof(cmsgbuf));
+		mh.msg_control = cmsgbuf.buf;
+		mh.msg_controllen = sizeof(cmsgbuf.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	for (;;) {
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN && timeout_ms > 0 &&
+		    poll(&pfd, 1, timeout_ms) > 0)
+			continue;
+		err_set(err, "sendmsg: %s", strerror(errno));
+		goto done;
+	}
+	if ((size_t)n != iov.iov_len) {
+		err_set(err, "sendmsg: short write");
+		goto done;
+	}
+	rc = 0;
+done:
+	free(text);
+	return rc;
+}
+
+int
+ctl_recv(int sock, json_t **msg, int *fd, char *err)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(4 * sizeof(int))];
+	} cmsgbuf;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	json_error_t	 jerr;
+	char		*buf;
+	ssize_t		 n;
+	size_t		 i, nfd;
+	int		 fds[4], got = -1, rc = -1;
+
+	*msg = NULL;
+	*fd = -1;
+	if ((buf = malloc(CTL_MSG_MAX)) == NULL) {
+		err_set(err, "out of memory");
+		return -1;
+	}
+	memset(&mh, 0, sizeof(mh));
+	iov.iov_base = buf;
+	iov.iov_len = CTL_MSG_MAX;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cmsgbuf.buf;
+	mh.msg_controllen = sizeof(cmsgbuf.buf);
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (n == -1) {
+		if (errno == EAGAIN) {
+			rc = -2;
+			goto done;
+		}
+		err_set(err, "recvmsg: %s", strerror(errno));
+		goto done;
+	}
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS ||
+		    cm->cmsg_len < CMSG_LEN(0))
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (nfd > 4)
+			nfd = 4;
+		memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
+		for (i = 0; i < nfd; i++) {
+			if (got == -1)
+				got = fds[i];
+			else
+				close(fds[i]);	/* one fd per message */
+		}
+	}
+	if (n == 0) {
+		rc = 0;
+		goto done;
+	}
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		err_set(err, "control message truncated");
+		goto done;
+	}
+	*msg = json_loadb(buf, n, 0, &jerr);
+	if (*msg == NULL || !json_is_object(*msg) || ctl_type(*msg) < 0) {
+		err_set(err, "malformed control message: %s",
+		    *msg == NULL ? jerr.text : "no type");
+		json_decref(*msg);
+		*msg = NULL;
+		goto done;
+	}
+	*fd = got;
+	got = -1;
+	rc = 1;
+done:
+	if (got != -1)
+		close(got);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,57 @@
+#ifndef CTL_H
+#define CTL_H
+
+/*
+ * Control messages between the dispatcher and its tunneld workers: one
+ * JSON object per SOCK_SEQPACKET message, {"type": N, ...}, with at most
+ * one file descriptor attached (SCM_RIGHTS).  Requests are even, replies
+ * odd; values never change.
+ */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define CTL_MSG_MAX	65536
+
+enum ctl_type {
+	CTL_CONFIG	= 2,	/* d->w: tunnel parameters (secrets) */
+	CTL_READY	= 3,	/* w->d: listening; pid, socket path */
+	CTL_CONN	= 4,	/* d->w: a client socket + bytes already read */
+	CTL_CONN_OK	= 5,	/* w->d: taken */
+	CTL_STATS_REQ	= 6,	/* d->w */
+	CTL_STATS	= 7,	/* w->d: counters */
+	CTL_STOP	= 8,	/* d->w: end the tunnel */
+	CTL_END		= 9	/* w->d: the worker is ending; reason */
+};
+
+/* Name of a type, for logs; "unknown" otherwise. */
+const char	*ctl_type_name(int type);
+
+/*
+ * Sends msg (a JSON object, "type" included) and fd (-1 for none) as one
+ * message.  Retries EINTR and, up to timeout_ms, EAGAIN.  Returns 0, or
+ * -1 with err.  Does not close fd.
+ */
+int	 ctl_send(int sock, const json_t *msg, int fd, int timeout_ms,
+	    char *err);
+
+/*
+ * Receives one message: *msg (new reference, an object with an integer
+ * "type") and *fd (-1 if none; extra descriptors are closed).  Returns 1,
+ * 0 on EOF, -2 if nothing is there yet (non-blocking socket), -1 with err
+ * on a malformed message (any attached fd is closed).
+ */
+int	 ctl_recv(int sock, json_t **msg, int *fd, char *err);
+
+/* Builds {"type": type} plus the pairs of fmt as json_pack would. */
+json_t	*ctl_new(int type);
+
+/* The message type, or -1. */
+int	 ctl_type(const json_t *msg);
+
+/* Blocks up to timeout_ms for a message on sock; 0 on timeout. */
+int	 ctl_wait(int sock, int timeout_ms);
+
+#endif

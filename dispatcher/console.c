@@ -1,0 +1,326 @@
+/*
+ * The admin console: a JSON API to list and stop tunnels and reload the
+ * policy, and Prometheus metrics.  Loopback by default; a bearer token is
+ * required when it listens anywhere else (main.c refuses to start without).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "crypto.h"
+#include "ctl.h"
+#include "disp.h"
+#include "err.h"
+#include "log.h"
+
+static enum MHD_Result
+console_send(struct MHD_Connection *c, int status, const char *type,
+    char *body)
+{
+	struct MHD_Response	*resp;
+	enum MHD_Result		 rc;
+
+	resp = MHD_create_response_from_buffer(strlen(body), body,
+	    MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", type);
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	rc = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static enum MHD_Result
+console_json(struct MHD_Connection *c, int status, json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT);
+
+	json_decref(v);
+	if (s == NULL)
+		return MHD_NO;
+	return console_send(c, status, "application/json", s);
+}
+
+static enum MHD_Result
+console_error(struct MHD_Connection *c, int status, const char *msg)
+{
+	return console_json(c, status, json_pack("{ss}", "error", msg));
+}
+
+/* A snapshot of the registry, each entry referenced. */
+static size_t
+console_snapshot(struct disp *d, struct dworker ***out)
+{
+	struct dworker	 *w, **v;
+	size_t		  n = 0, i = 0;
+
+	pthread_mutex_lock(&d->lock);
+	LIST_FOREACH(w, &d->workers, link)
+		n++;
+	if ((v = calloc(n + 1, sizeof(*v))) != NULL)
+		LIST_FOREACH(w, &d->workers, link) {
+			w->refs++;
+			v[i++] = w;
+		}
+	pthread_mutex_unlock(&d->lock);
+	*out = v;
+	return v ? i : 0;
+}
+
+static void
+console_release(struct disp *d, struct dworker **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		worker_unref(d, v[i]);
+	free(v);
+}
+
+static json_t *
+console_tunnel(struct dworker *w)
+{
+	json_t	*st, *o;
+	char	 err[ERR_LEN];
+
+	o = json_pack("{ss ss ss ss ss ss si sI sI}", "id", w->key,
+	    "tenant", w->tenant, "tunnel", w->id, "session", w->session,
+	    "client", w->remote, "mode", w->mode, "pid", (int)w->pid,
+	    "started", (json_int_t)w->started,
+	    "handovers", (json_int_t)w->handovers);
+	if ((st = worker_stats(w, err)) == NULL) {
+		json_object_set_new(o, "error", json_string(err));
+		return o;
+	}
+	json_object_set(o, "bytes_in", json_object_get(st, "bytes_in"));
+	json_object_set(o, "bytes_out", json_object_get(st, "bytes_out"));
+	json_object_set(o, "streams", json_object_get(st, "streams"));
+	json_object_set(o, "reconnects", json_object_get(st, "reconnects"));
+	json_object_set(o, "connected", json_object_get(st, "connected"));
+	if (w->pid == 0)
+		json_object_set(o, "pid", json_object_get(st, "pid"));
+	json_decref(st);
+	return o;
+}
+
+static enum MHD_Result
+console_tunnels(struct MHD_Connection *c, struct disp *d)
+{
+	struct dworker	**v;
+	json_t		 *a = json_array();
+	size_t		  n, i;
+
+	n = console_snapshot(d, &v);
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, console_tunnel(v[i]));
+	console_release(d, v, n);
+	return console_json(c, 200, a);
+}
+
+static enum MHD_Result
+console_stop_tunnel(struct MHD_Connection *c, struct disp *d, const char *id)
+{
+	struct dworker	**v;
+	size_t		  n, i;
+	char		  err[ERR_LEN];
+	int		  found = 0, rc = 0;
+
+	n = console_snapshot(d, &v);
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i]->key, id) == 0) {
+			found = 1;
+			rc = worker_stop(v[i], err);
+		}
+	console_release(d, v, n);
+	if (!found)
+		return console_error(c, 404, "no such tunnel");
+	if (rc == -1)
+		return console_error(c, 502, err);
+	log_info("console: tunnel %s stopped", id);
+	return console_json(c, 200, json_pack("{ss}", "stopped", id));
+}
+
+static void
+console_metric(char **buf, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+console_metric(char **buf, size_t *len, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 line[512], *nb;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line) ||
+	    (nb = realloc(*buf, *len + n + 1)) == NULL)
+		return;
+	memcpy(nb + *len, line, n + 1);
+	*buf = nb;
+	*len += n;
+}
+
+static enum MHD_Result
+console_metrics(struct MHD_Connection *c, struct disp *d)
+{
+	static const char *const labels[] = { "101", "policy_refusal",
+	    "400", "404", "5xx", "other" };
+	struct dworker	**v;
+	json_t		 *st;
+	char		 *buf = NULL, err[ERR_LEN];
+	size_t		  len = 0, n, i;
+	unsigned long	  calls;
+	long long	  in = 0, out = 0, streams = 0;
+
+	n = console_snapshot(d, &v);
+	for (i = 0; i < n; i++) {
+		if ((st = worker_stats(v[i], err)) == NULL)
+			continue;
+		in += json_integer_value(json_object_get(st, "bytes_in"));
+		out += json_integer_value(json_object_get(st, "bytes_out"));
+		streams += json_integer_value(json_object_get(st, "streams"));
+		json_decref(st);
+	}
+	console_release(d, v, n);
+	console_metric(&buf, &len, "# HELP tunneld_tunnels Live tunnels "
+	    "(workers).\n# TYPE tunneld_tunnels gauge\ntunneld_tunnels %zu\n",
+	    n);
+	console_metric(&buf, &len, "# HELP tunneld_streams Open streams in "
+	    "all tunnels.\n# TYPE tunneld_streams gauge\ntunneld_streams %lld\n",
+	    streams);
+	console_metric(&buf, &len, "# HELP tunneld_admissions_total Upgrade "
+	    "requests by outcome.\n# TYPE tunneld_admissions_total counter\n");
+	for (i = 0; i < 6; i++)
+		console_metric(&buf, &len,
+		    "tunneld_admissions_total{status=\"%s\"} %lu\n", labels[i],
+		    atomic_load(&d->m.admissions[i]));
+	calls = atomic_load(&d->m.policy_calls);
+	console_metric(&buf, &len, "# HELP tunneld_policy_errors_total Lua "
+	    "errors, budget and memory overruns.\n# TYPE "
+	    "tunneld_policy_errors_total counter\ntunneld_policy_errors_total "
+	    "%lu\n", atomic_load(&d->m.policy_errors));
+	console_metric(&buf, &len, "# HELP tunneld_policy_seconds Time in "
+	    "policy calls.\n# TYPE tunneld_policy_seconds summary\n"
+	    "tunneld_policy_seconds_sum %.6f\ntunneld_policy_seconds_count "
+	    "%lu\n", atomic_load(&d->m.policy_usec) / 1e6, calls);
+	console_metric(&buf, &len, "# HELP tunneld_workers_started_total "
+	    "Workers spawned.\n# TYPE tunneld_workers_started_total counter\n"
+	    "tunneld_workers_started_total %lu\n",
+	    atomic_load(&d->m.spawned));
+	console_metric(&buf, &len, "# HELP tunneld_workers_ended_total "
+	    "Workers ended.\n# TYPE tunneld_workers_ended_total counter\n"
+	    "tunneld_workers_ended_total %lu\n", atomic_load(&d->m.ended));
+	console_metric(&buf, &len, "# HELP tunneld_bytes_total Tunnel bytes "
+	    "on the transports of live tunnels.\n# TYPE tunneld_bytes_total "
+	    "counter\ntunneld_bytes_total{direction=\"in\"} %lld\n"
+	    "tunneld_bytes_total{direction=\"out\"} %lld\n", in, out);
+	if (buf == NULL)
+		return MHD_NO;
+	return console_send(c, 200, "text/plain; version=0.0.4", buf);
+}
+
+static int
+console_authorized(struct MHD_Connection *c, struct disp *d)
+{
+	const char	*h;
+	char		 want[300];
+
+	if (d->console_token[0] == '\0')
+		return 1;
+	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	snprintf(want, sizeof(want), "Bearer %s", d->console_token);
+	return h != NULL && crypto_streq(h, want);
+}
+
+static enum MHD_Result
+console_access(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **req_cls)
+{
+	struct disp	*d = cls;
+	char		 err[ERR_LEN], id[DISP_KEY_LEN + 1];
+	int		 get = strcmp(method, "GET") == 0;
+	int		 post = strcmp(method, "POST") == 0;
+
+	if (*req_cls == NULL) {
+		*req_cls = (void *)1;
+		return MHD_YES;
+	}
+	if (*upload_data_size != 0) {
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!console_authorized(c, d))
+		return console_error(c, 401, "bearer token required");
+	if (get && strcmp(url, "/api/tunnels") == 0)
+		return console_tunnels(c, d);
+	if (get && strcmp(url, "/metrics") == 0)
+		return console_metrics(c, d);
+	if (post && strcmp(url, "/api/reload") == 0) {
+		if (disp_reload(d, err) == -1) {
+			log_err("console: reload failed: %s", err);
+			return console_error(c, 500, err);
+		}
+		log_info("console: policy reloaded");
+		return console_json(c, 200, json_pack("{sb}", "reloaded", 1));
+	}
+	if (post && strncmp(url, "/api/tunnels/", 13) == 0 &&
+	    strlen(url) == 13 + DISP_KEY_LEN + 5 &&
+	    strcmp(url + 13 + DISP_KEY_LEN, "/stop") == 0) {
+		memcpy(id, url + 13, DISP_KEY_LEN);
+		id[DISP_KEY_LEN] = '\0';
+		return console_stop_tunnel(c, d, id);
+	}
+	if (get || post)
+		return console_error(c, 404, "not found");
+	return console_error(c, 405, "method not allowed");
+}
+
+int
+console_start(struct disp *d, char *err)
+{
+	struct addrinfo	 hints, *res = NULL;
+	char		 port[16];
+	int		 rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", d->console.port);
+	if ((rc = getaddrinfo(d->console.name, port, &hints, &res)) != 0) {
+		err_set(err, "-console %s: %s", d->console.name,
+		    gai_strerror(rc));
+		return -1;
+	}
+	d->admin = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_THREAD_PER_CONNECTION |
+	    (res->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+	    console_access, d, MHD_OPTION_SOCK_ADDR, res->ai_addr,
+	    MHD_OPTION_CONNECTION_LIMIT, 64u,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+	freeaddrinfo(res);
+	if (d->admin == NULL) {
+		err_set(err, "cannot listen on console %s:%d", d->console.name,
+		    d->console.port);
+		return -1;
+	}
+	return 0;
+}
+
+void
+console_stop(struct disp *d)
+{
+	if (d->admin != NULL)
+		MHD_stop_daemon(d->admin);
+	d->admin = NULL;
+}

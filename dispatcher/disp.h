@@ -1,0 +1,141 @@
+#ifndef DISP_H
+#define DISP_H
+
+/*
+ * dispatcher: the one public port of a multi-tenant host.  Each websocket
+ * upgrade is admitted by the operator's Lua policy and its socket handed to
+ * the tunneld worker of its session (front.c); workers are spawned,
+ * registered and watched by workers.c; console.c serves the admin API.
+ *
+ * Threads: libmicrohttpd's thread pools run front.c and console.c; the main
+ * thread runs a libuv loop that reaps workers, reads their control
+ * channels, fires delayed refusals and handles signals.  The registry is
+ * shared under disp.lock.
+ */
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "addr.h"
+#include "policy.h"
+
+#define DISP_MAX_CIDRS		32
+#define DISP_KEY_LEN		32	/* hex chars of SHA-256(session) */
+#define DISP_REFUSE_DELAY_MS	3000
+#define DISP_HANDOVER_MS	2000
+#define DISP_SPAWN_MS		5000
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+struct dworker {
+	LIST_ENTRY(dworker) link;
+	int		 refs;		/* under disp.lock */
+	char		 key[DISP_KEY_LEN + 1];
+	char		 session[256];
+	char		 sock[108];
+	char		 tenant[128];
+	char		 id[128];
+	char		 mode[16];
+	char		 connect_mode[16];
+	char		 remote[64];	/* client address of the last hand-over */
+	pid_t		 pid;		/* 0 if not our child (adopted) */
+	int		 ctl_fd;	/* watched for CTL_END / EOF */
+	uv_poll_t	 poll;
+	int		 polling;
+	int		 ended;
+	time_t		 started;
+	unsigned	 handovers;
+	struct policy_tunnel info;	/* secrets cleansed after spawn */
+};
+LIST_HEAD(dworker_list, dworker);
+
+/* A request waiting out the refusal delay. */
+struct delayed {
+	TAILQ_ENTRY(delayed) link;
+	struct MHD_Connection *conn;
+	uint64_t	 due;		/* ms, CLOCK_MONOTONIC */
+};
+
+struct disp_metrics {
+	atomic_ulong	 admissions[6];	/* 101, 4xx policy, 400, 404, 5xx, other */
+	atomic_ulong	 policy_errors;
+	atomic_ulong	 policy_calls;
+	atomic_ulong	 policy_usec;	/* total time in the policy */
+	atomic_ulong	 spawned;
+	atomic_ulong	 ended;
+};
+
+struct disp {
+	/* configuration */
+	struct hostinfo	 listen;
+	char		 path[256];
+	char		 handler_lua[1024];
+	char		 canaccept_lua[1024];
+	char		 state_dir[64];
+	char		 tunneld[1024];
+	struct hostinfo	 console;
+	int		 console_on;
+	char		 console_token[256];
+	int		 console_public;
+	struct cidr	 cidrs[DISP_MAX_CIDRS];
+	size_t		 ncidr;
+	int		 max_session;
+	int		 reqinfo;
+	int		 verbose;
+	int		 per_ip;
+	int		 max_pending;
+	int		 request_timeout;
+	/* state */
+	pthread_mutex_t	 lock;
+	struct policy	*policy;	/* under lock; refcounted */
+	struct dworker_list workers;
+	int		 nworkers;
+	TAILQ_HEAD(, delayed) delayed;
+	struct MHD_Daemon *front;
+	struct MHD_Daemon *admin;
+	uv_loop_t	*loop;
+	uv_async_t	 wake;		/* new workers to watch, reload */
+	uv_timer_t	 tick;
+	uv_signal_t	 sigchld, sighup, sigint, sigterm;
+	int		 reload_asked;
+	struct disp_metrics m;
+};
+
+/* front.c */
+int	 front_start(struct disp *d, char *err);
+void	 front_stop(struct disp *d);
+void	 front_delay_tick(struct disp *d);
+
+/* workers.c */
+void	 worker_key(const char *session, char *key);
+struct dworker *worker_find(struct disp *d, const char *key);	/* +ref */
+void	 worker_unref(struct disp *d, struct dworker *w);
+int	 worker_spawn(struct disp *d, const struct policy_tunnel *ti,
+	    const char *session, struct dworker **out, char *err);
+int	 worker_handover(struct dworker *w, int fd, const void *extra,
+	    size_t n, char *err);
+int	 worker_stop(struct dworker *w, char *err);
+json_t	*worker_stats(struct dworker *w, char *err);
+void	 worker_watch_pending(struct disp *d);
+void	 worker_reap(struct disp *d);
+int	 worker_scan(struct disp *d, char *err);
+int	 worker_count(struct disp *d);
+
+/* console.c */
+int	 console_start(struct disp *d, char *err);
+void	 console_stop(struct disp *d);
+
+/* main.c */
+int	 disp_reload(struct disp *d, char *err);
+struct policy *disp_policy(struct disp *d);	/* +ref */
+uint64_t disp_now_ms(void);
+
+#endif

@@ -1,0 +1,545 @@
+/*
+ * The public port: libmicrohttpd with upgrades.  Each request goes through
+ * admission (path, -ip, canAccept), then either to the worker that already
+ * holds its session or, for a new session, to getTunnelInfo and a freshly
+ * spawned worker; the upgraded socket is handed to the worker and the
+ * dispatcher forgets it.  Refusals wait kptunnel's 3 s with the connection
+ * suspended, so that no handler thread sleeps.
+ */
+
+#include <sys/socket.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "disp.h"
+#include "err.h"
+#include "log.h"
+#include "ws.h"
+
+#define FRONT_MAX_HEADERS	64
+
+enum front_metric { M_101, M_POLICY, M_400, M_404, M_5XX, M_OTHER };
+
+struct freq {
+	struct disp	*d;
+	int		 resumed;	/* back from the refusal delay */
+	int		 status;
+	char		 body[1024];
+	struct dworker	*w;		/* hand-over target (+ref) */
+	char		 remote[64];
+};
+
+struct hdrs {
+	struct policy_kv kv[FRONT_MAX_HEADERS];
+	char		*names[FRONT_MAX_HEADERS];
+	size_t		 n;
+	char		 query[2048];
+	size_t		 qlen;
+	int		 overflow;
+};
+
+static void
+front_count(struct disp *d, int status)
+{
+	int i;
+
+	if (status == 101)
+		i = M_101;
+	else if (status == 400)
+		i = M_400;
+	else if (status == 404)
+		i = M_404;
+	else if (status >= 500)
+		i = M_5XX;
+	else if (status == 403 || status == 406 || status == 401)
+		i = M_POLICY;
+	else
+		i = M_OTHER;
+	atomic_fetch_add(&d->m.admissions[i], 1);
+}
+
+static enum MHD_Result
+front_reply(struct MHD_Connection *c, struct disp *d, int status,
+    const char *body)
+{
+	struct MHD_Response	*resp;
+	enum MHD_Result		 rc;
+
+	front_count(d, status);
+	resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
+	    MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type",
+	    "text/plain; charset=utf-8");
+	rc = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* Answers after the refusal delay, with the connection suspended. */
+static enum MHD_Result
+front_refuse_later(struct MHD_Connection *c, struct freq *r, int status,
+    const char *body)
+{
+	struct disp	*d = r->d;
+	struct delayed	*dl;
+
+	r->status = status;
+	snprintf(r->body, sizeof(r->body), "%s", body);
+	if ((dl = calloc(1, sizeof(*dl))) == NULL)
+		return front_reply(c, d, status, body);
+	dl->conn = c;
+	dl->due = disp_now_ms() + DISP_REFUSE_DELAY_MS;
+	pthread_mutex_lock(&d->lock);
+	TAILQ_INSERT_TAIL(&d->delayed, dl, link);
+	MHD_suspend_connection(c);
+	pthread_mutex_unlock(&d->lock);
+	return MHD_YES;
+}
+
+/* Loop thread: resume the refused requests whose delay is over. */
+void
+front_delay_tick(struct disp *d)
+{
+	struct delayed	*dl;
+	uint64_t	 now = disp_now_ms();
+
+	pthread_mutex_lock(&d->lock);
+	while ((dl = TAILQ_FIRST(&d->delayed)) != NULL && dl->due <= now) {
+		TAILQ_REMOVE(&d->delayed, dl, link);
+		MHD_resume_connection(dl->conn);
+		free(dl);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+static enum MHD_Result
+front_header_it(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct hdrs	*h = cls;
+	char		*name;
+	size_t		 i;
+
+	if (h->n == FRONT_MAX_HEADERS) {
+		h->overflow = 1;
+		return MHD_NO;
+	}
+	if ((name = strdup(key)) == NULL)
+		return MHD_NO;
+	for (i = 0; name[i]; i++)
+		name[i] = tolower((unsigned char)name[i]);
+	h->names[h->n] = name;
+	h->kv[h->n].name = name;
+	h->kv[h->n].value = value ? value : "";
+	h->n++;
+	return MHD_YES;
+}
+
+static enum MHD_Result
+front_query_it(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct hdrs	*h = cls;
+	int		 n;
+
+	n = snprintf(h->query + h->qlen, sizeof(h->query) - h->qlen, "%s%s%s%s",
+	    h->qlen ? "&" : "", key, value ? "=" : "", value ? value : "");
+	if (n < 0 || (size_t)n >= sizeof(h->query) - h->qlen) {
+		h->overflow = 1;
+		return MHD_NO;
+	}
+	h->qlen += n;
+	return MHD_YES;
+}
+
+static void
+front_hdrs_free(struct hdrs *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n; i++)
+		free(h->names[i]);
+}
+
+static const char *
+front_header(const struct hdrs *h, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < h->n; i++)
+		if (strcmp(h->kv[i].name, name) == 0)
+			return h->kv[i].value;
+	return NULL;
+}
+
+/* Does the comma-separated list contain token (case-insensitive)? */
+static int
+front_has_token(const char *list, const char *token)
+{
+	size_t		 n = strlen(token);
+	const char	*p = list;
+
+	while (p != NULL && *p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (strncasecmp(p, token, n) == 0 &&
+		    (p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == '\t'))
+			return 1;
+		p = strchr(p, ',');
+	}
+	return 0;
+}
+
+static void
+front_remote(struct MHD_Connection *c, char *out, size_t cap,
+    struct sockaddr_storage *ss)
+{
+	const union MHD_ConnectionInfo	*ci;
+	const struct sockaddr		*sa;
+
+	memset(ss, 0, sizeof(*ss));
+	snprintf(out, cap, "?");
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || (sa = ci->client_addr) == NULL)
+		return;
+	if (sa->sa_family == AF_INET) {
+		memcpy(ss, sa, sizeof(struct sockaddr_in));
+		uv_ip4_name((const struct sockaddr_in *)sa, out, cap);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(ss, sa, sizeof(struct sockaddr_in6));
+		uv_ip6_name((const struct sockaddr_in6 *)sa, out, cap);
+	}
+}
+
+static void
+front_upgraded(void *cls, struct MHD_Connection *c, void *req_cls,
+    const char *extra_in, size_t extra_in_size, MHD_socket sock,
+    struct MHD_UpgradeResponseHandle *urh)
+{
+	struct freq	*r = req_cls;
+	char		 err[ERR_LEN];
+
+	snprintf(r->w->remote, sizeof(r->w->remote), "%s", r->remote);
+	if (worker_handover(r->w, sock, extra_in, extra_in_size, err) == -1)
+		log_warnx("%s: hand-over to worker %d failed: %s", r->remote,
+		    (int)r->w->pid, err);
+	else
+		log_debug("%s: handed to worker %d (session %s)", r->remote,
+		    (int)r->w->pid, r->w->key);
+	/* Closes our copy only: the worker keeps the connection. */
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static enum MHD_Result
+front_upgrade(struct MHD_Connection *c, struct freq *r, const char *key)
+{
+	struct MHD_Response	*resp;
+	char			 accept[29];
+	enum MHD_Result		 rc;
+
+	if (ws_accept_key(key, accept) == -1)
+		return front_reply(c, r->d, 400, "bad Sec-WebSocket-Key");
+	resp = MHD_create_response_for_upgrade(front_upgraded, r);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Upgrade", "websocket");
+	MHD_add_response_header(resp, "Connection", "Upgrade");
+	MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
+	front_count(r->d, 101);
+	rc = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* Checks a policy's answer before anything is started with it. */
+static int
+front_check_tunnel(const struct policy_tunnel *ti, char *err)
+{
+	static const char *const modes[] = { "server", "r-server", "wsserver",
+	    "r-wsserver" };
+	struct fwd	f;
+	size_t		i;
+	int		ok = 0;
+
+	for (i = 0; i < 4; i++)
+		ok |= strcmp(ti->mode, modes[i]) == 0;
+	if (!ok) {
+		err_set(err, "getTunnelInfo: mode '%s' is not a server mode",
+		    ti->mode);
+		return -1;
+	}
+	for (i = 0; i < ti->nfwd; i++)
+		if (fwd_parse(ti->forwards[i], ti->mode[0] == 'r', &f,
+		    err) == -1)
+			return -1;
+	return 0;
+}
+
+static enum MHD_Result
+front_request(struct MHD_Connection *c, struct freq *r, const char *url,
+    const char *method)
+{
+	struct disp		*d = r->d;
+	struct sockaddr_storage	 ss;
+	struct policy_req	 preq;
+	struct policy_verdict	 v;
+	struct policy_tunnel	 ti;
+	struct policy		*p = NULL;
+	struct hdrs		 h;
+	struct dworker		*w = NULL;
+	const char		*session, *mode, *key, *up, *conn, *ver;
+	char			 err[ERR_LEN], wkey[DISP_KEY_LEN + 1];
+	uint64_t		 t0;
+	size_t			 i;
+	int			 ok, rc;
+	enum MHD_Result		 res;
+
+	memset(&h, 0, sizeof(h));
+	front_remote(c, r->remote, sizeof(r->remote), &ss);
+	if (strcmp(url, d->path) != 0)
+		return front_refuse_later(c, r, 406, "");
+	if (d->ncidr > 0) {
+		for (i = 0, ok = 0; i < d->ncidr && !ok; i++)
+			ok = cidr_match(&d->cidrs[i], (struct sockaddr *)&ss);
+		if (!ok) {
+			log_info("%s: refused by -ip", r->remote);
+			return front_refuse_later(c, r, 406, "");
+		}
+	}
+	MHD_get_connection_values(c, MHD_HEADER_KIND, front_header_it, &h);
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, front_query_it,
+	    &h);
+	if (h.overflow) {
+		res = front_reply(c, d, 431, "too many header fields");
+		goto done;
+	}
+	session = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	    "session");
+	mode = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mode");
+	session = session ? session : "";
+	mode = mode ? mode : "";
+	memset(&preq, 0, sizeof(preq));
+	preq.method = method;
+	preq.path = url;
+	preq.query = h.query;
+	preq.headers = h.kv;
+	preq.nheaders = h.n;
+	preq.remote_addr = r->remote;
+	preq.session = session;
+	preq.mode = mode;
+
+	if ((p = disp_policy(d)) == NULL) {
+		res = front_reply(c, d, 500, "no policy loaded");
+		goto done;
+	}
+	t0 = disp_now_ms();
+	rc = policy_can_accept(p, &preq, &v, err);
+	atomic_fetch_add(&d->m.policy_calls, 1);
+	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
+	if (rc == -1) {
+		atomic_fetch_add(&d->m.policy_errors, 1);
+		log_err("%s: canAccept failed: %s", r->remote, err);
+		res = front_reply(c, d, 500, "policy error");
+		goto done;
+	}
+	if (!v.accept) {
+		log_info("%s: refused by canAccept: %d", r->remote, v.status);
+		res = front_refuse_later(c, r, v.status, v.body);
+		goto done;
+	}
+	if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	    "reqinfo") != NULL) {
+		char body[64];
+
+		if (!d->reqinfo) {
+			res = front_refuse_later(c, r, 400, "deny reqInfo");
+			goto done;
+		}
+		snprintf(body, sizeof(body), "{\"Count\":%d}", worker_count(d));
+		res = front_reply(c, d, 200, body);
+		goto done;
+	}
+	/* The websocket handshake of RFC 6455 (Origin is not required). */
+	up = front_header(&h, "upgrade");
+	conn = front_header(&h, "connection");
+	ver = front_header(&h, "sec-websocket-version");
+	key = front_header(&h, "sec-websocket-key");
+	if (strcmp(method, "GET") != 0 || up == NULL || conn == NULL ||
+	    !front_has_token(up, "websocket") ||
+	    !front_has_token(conn, "upgrade") || key == NULL ||
+	    strlen(key) != 24) {
+		res = front_reply(c, d, 400, "not websocket protocol");
+		goto done;
+	}
+	if (ver == NULL || strcmp(ver, "13") != 0) {
+		res = front_reply(c, d, 426, "websocket version 13 only");
+		goto done;
+	}
+	if (session[0] != '\0') {
+		worker_key(session, wkey);
+		w = worker_find(d, wkey);
+	}
+	if (w != NULL) {
+		/* Reconnect, Disconnect (the worker checks the password and
+		 * ends the session) and a known session without mode= all
+		 * go to the worker that holds it. */
+		log_info("%s: session %s (%s) to worker %d", r->remote, wkey,
+		    mode[0] ? mode : "no mode", (int)w->pid);
+		r->w = w;
+		res = front_upgrade(c, r, key);
+		goto done;
+	}
+	if (strcmp(mode, "Reconnect") == 0 || strcmp(mode, "Disconnect") == 0) {
+		log_info("%s: %s for unknown session", r->remote, mode);
+		res = front_refuse_later(c, r, 404, "unknown session");
+		goto done;
+	}
+	if (worker_count(d) >= d->max_session) {
+		log_warnx("%s: refused: %d tunnels already (-maxSession)",
+		    r->remote, d->max_session);
+		res = front_refuse_later(c, r, 503, "too many tunnels");
+		goto done;
+	}
+	memset(&ti, 0, sizeof(ti));
+	t0 = disp_now_ms();
+	rc = policy_get_tunnel(p, &preq, &ti, err);
+	atomic_fetch_add(&d->m.policy_calls, 1);
+	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
+	if (rc == -1) {
+		atomic_fetch_add(&d->m.policy_errors, 1);
+		log_err("%s: getTunnelInfo failed: %s", r->remote, err);
+		res = front_reply(c, d, 500, "policy error");
+		goto done;
+	}
+	if (rc == 1) {
+		log_info("%s: no tunnel: %s", r->remote, err);
+		res = front_refuse_later(c, r, 403, err);
+		goto done;
+	}
+	if (front_check_tunnel(&ti, err) == -1 ||
+	    worker_spawn(d, &ti, session, &w, err) == -1) {
+		OPENSSL_cleanse(&ti, sizeof(ti));
+		log_err("%s: cannot start a worker: %s", r->remote, err);
+		res = front_reply(c, d, 500, "cannot start the tunnel");
+		goto done;
+	}
+	OPENSSL_cleanse(&ti, sizeof(ti));
+	log_info("%s: tenant '%s' session %s: worker %d started", r->remote,
+	    w->tenant, w->key, (int)w->pid);
+	r->w = w;
+	res = front_upgrade(c, r, key);
+done:
+	if (p != NULL)
+		policy_unref(p);
+	front_hdrs_free(&h);
+	return res;
+}
+
+static enum MHD_Result
+front_access(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **req_cls)
+{
+	struct disp *d = cls;
+	struct freq *r = *req_cls;
+
+	if (r == NULL) {
+		if ((r = calloc(1, sizeof(*r))) == NULL)
+			return MHD_NO;
+		r->d = d;
+		*req_cls = r;
+		return MHD_YES;		/* headers are all here next call */
+	}
+	if (r->status != 0)		/* back from the refusal delay */
+		return front_reply(c, d, r->status, r->body);
+	if (*upload_data_size != 0) {
+		*upload_data_size = 0;	/* a body is not expected: drop it */
+		return MHD_YES;
+	}
+	return front_request(c, r, url, method);
+}
+
+static void
+front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct freq *r = *req_cls;
+
+	if (r == NULL)
+		return;
+	if (r->w != NULL)
+		worker_unref(r->d, r->w);
+	free(r);
+	*req_cls = NULL;
+}
+
+int
+front_start(struct disp *d, char *err)
+{
+	struct addrinfo	 hints, *res = NULL;
+	char		 port[16];
+	int		 rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(port, sizeof(port), "%d", d->listen.port);
+	rc = getaddrinfo(d->listen.name[0] ? d->listen.name : NULL, port,
+	    &hints, &res);
+	if (rc != 0) {
+		err_set(err, "%s: %s", d->listen.name, gai_strerror(rc));
+		return -1;
+	}
+	d->front = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+	    MHD_ALLOW_UPGRADE | MHD_ALLOW_SUSPEND_RESUME |
+	    (res->ai_family == AF_INET6 ? MHD_USE_DUAL_STACK : 0),
+	    0, NULL, NULL, front_access, d,
+	    MHD_OPTION_SOCK_ADDR, res->ai_addr,
+	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->max_pending,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)d->per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->request_timeout,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
+	    MHD_OPTION_NOTIFY_COMPLETED, front_completed, d,
+	    MHD_OPTION_END);
+	freeaddrinfo(res);
+	if (d->front == NULL) {
+		err_set(err, "cannot listen on %s:%d", d->listen.name,
+		    d->listen.port);
+		return -1;
+	}
+	return 0;
+}
+
+void
+front_stop(struct disp *d)
+{
+	struct delayed *dl;
+
+	if (d->front == NULL)
+		return;
+	/* Suspended connections must be resumed before the daemon stops. */
+	pthread_mutex_lock(&d->lock);
+	while ((dl = TAILQ_FIRST(&d->delayed)) != NULL) {
+		TAILQ_REMOVE(&d->delayed, dl, link);
+		MHD_resume_connection(dl->conn);
+		free(dl);
+	}
+	pthread_mutex_unlock(&d->lock);
+	MHD_stop_daemon(d->front);
+	d->front = NULL;
+}

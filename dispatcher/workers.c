@@ -1,0 +1,518 @@
+/*
+ * The workers: one tunneld process per client session, spawned with
+ * posix_spawn and configured over a socketpair on its fd 3, found again
+ * through its unix socket in the state directory (the filesystem is the
+ * registry that survives a dispatcher restart).
+ */
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "crypto.h"
+#include "ctl.h"
+#include "disp.h"
+#include "err.h"
+#include "log.h"
+
+extern char **environ;
+
+void
+worker_key(const char *session, char *key)
+{
+	static const char	hex[] = "0123456789abcdef";
+	uint8_t			h[32];
+	int			i;
+
+	crypto_sha256(session, strlen(session), h);
+	for (i = 0; i < DISP_KEY_LEN / 2; i++) {
+		key[2 * i] = hex[h[i] >> 4];
+		key[2 * i + 1] = hex[h[i] & 15];
+	}
+	key[DISP_KEY_LEN] = '\0';
+}
+
+struct dworker *
+worker_find(struct disp *d, const char *key)
+{
+	struct dworker *w;
+
+	pthread_mutex_lock(&d->lock);
+	LIST_FOREACH(w, &d->workers, link)
+		if (!w->ended && strcmp(w->key, key) == 0) {
+			w->refs++;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+	return w;
+}
+
+int
+worker_count(struct disp *d)
+{
+	int n;
+
+	pthread_mutex_lock(&d->lock);
+	n = d->nworkers;
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+static void
+worker_free(struct dworker *w)
+{
+	OPENSSL_cleanse(&w->info, sizeof(w->info));
+	free(w);
+}
+
+void
+worker_unref(struct disp *d, struct dworker *w)
+{
+	int last;
+
+	pthread_mutex_lock(&d->lock);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&d->lock);
+	if (last)
+		worker_free(w);
+}
+
+/* Opens a control connection to a worker's unix socket. */
+static int
+worker_connect(const char *path, char *err)
+{
+	struct sockaddr_un	sun;
+	int			fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) == -1) {
+		err_set(err, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		err_set(err, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Sends one request and waits for a reply of type want. */
+static json_t *
+worker_ask(const char *path, json_t *req, int fd_attach, int want,
+    int timeout_ms, char *err)
+{
+	json_t	*reply = NULL;
+	int	 fd, rfd, rc;
+
+	if ((fd = worker_connect(path, err)) == -1)
+		return NULL;
+	if (ctl_send(fd, req, fd_attach, timeout_ms, err) == -1)
+		goto done;
+	if (!ctl_wait(fd, timeout_ms)) {
+		err_set(err, "worker did not answer in %d ms", timeout_ms);
+		goto done;
+	}
+	rc = ctl_recv(fd, &reply, &rfd, err);
+	if (rfd != -1)
+		close(rfd);
+	if (rc != 1) {
+		if (rc == 0)
+			err_set(err, "worker closed the control connection");
+		goto done;
+	}
+	if (ctl_type(reply) != want) {
+		err_set(err, "worker answered %s", ctl_type_name(
+		    ctl_type(reply)));
+		json_decref(reply);
+		reply = NULL;
+	}
+done:
+	close(fd);
+	return reply;
+}
+
+int
+worker_handover(struct dworker *w, int fd, const void *extra, size_t n,
+    char *err)
+{
+	json_t	*m, *r;
+	char	*b64;
+
+	if ((b64 = malloc(4 * ((n + 2) / 3) + 1)) == NULL) {
+		err_set(err, "out of memory");
+		return -1;
+	}
+	crypto_b64(extra, n, b64);
+	m = ctl_new(CTL_CONN);
+	json_object_set_new(m, "extra", json_string(b64));
+	free(b64);
+	r = worker_ask(w->sock, m, fd, CTL_CONN_OK, DISP_HANDOVER_MS, err);
+	json_decref(m);
+	if (r == NULL)
+		return -1;
+	json_decref(r);
+	w->handovers++;
+	return 0;
+}
+
+int
+worker_stop(struct dworker *w, char *err)
+{
+	json_t	*m = ctl_new(CTL_STOP);
+	int	 fd, rc = -1;
+
+	if ((fd = worker_connect(w->sock, err)) == -1)
+		goto done;
+	rc = ctl_send(fd, m, -1, 1000, err);
+	close(fd);
+done:
+	json_decref(m);
+	return rc;
+}
+
+json_t *
+worker_stats(struct dworker *w, char *err)
+{
+	json_t *m = ctl_new(CTL_STATS_REQ), *r;
+
+	r = worker_ask(w->sock, m, -1, CTL_STATS, 1000, err);
+	json_decref(m);
+	return r;
+}
+
+static json_t *
+worker_config(const struct policy_tunnel *ti, const char *session,
+    const char *sock, int verbose)
+{
+	json_t	*m = ctl_new(CTL_CONFIG), *fwds = json_array();
+	size_t	 i;
+
+	for (i = 0; i < ti->nfwd; i++)
+		json_array_append_new(fwds, json_string(ti->forwards[i]));
+	json_object_set_new(m, "mode", json_string(ti->mode));
+	json_object_set_new(m, "pass", json_string(ti->pass));
+	json_object_set_new(m, "encPass", json_string(ti->encpass));
+	json_object_set_new(m, "encCount", json_integer(ti->enc_count));
+	json_object_set_new(m, "forwards", fwds);
+	json_object_set_new(m, "connectMode", json_string(ti->connect_mode));
+	json_object_set_new(m, "idleTimeout", json_integer(ti->idle_timeout));
+	json_object_set_new(m, "keepalive", json_integer(ti->keepalive));
+	json_object_set_new(m, "tenant", json_string(ti->tenant));
+	json_object_set_new(m, "id", json_string(ti->id));
+	json_object_set_new(m, "session", json_string(session));
+	json_object_set_new(m, "sock", json_string(sock));
+	json_object_set_new(m, "verbose", json_boolean(verbose));
+	return m;
+}
+
+/* Registers w and asks the loop thread to watch its control channel. */
+static void
+worker_register(struct disp *d, struct dworker *w)
+{
+	pthread_mutex_lock(&d->lock);
+	w->refs++;		/* the registry's */
+	LIST_INSERT_HEAD(&d->workers, w, link);
+	d->nworkers++;
+	pthread_mutex_unlock(&d->lock);
+	uv_async_send(&d->wake);
+}
+
+int
+worker_spawn(struct disp *d, const struct policy_tunnel *ti,
+    const char *session, struct dworker **out, char *err)
+{
+	posix_spawn_file_actions_t	 fa;
+	struct dworker			*w;
+	json_t				*cfg = NULL, *r = NULL;
+	char				*argv[] = { "tunneld", "worker", NULL };
+	char				 rnd[32];
+	uint8_t				 raw[16];
+	int				 sv[2] = { -1, -1 }, rfd, rc;
+	pid_t				 pid;
+
+	*out = NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		err_set(err, "out of memory");
+		return -1;
+	}
+	w->ctl_fd = -1;
+	w->info = *ti;
+	snprintf(w->session, sizeof(w->session), "%s", session);
+	if (session[0] == '\0') {
+		/* No session to come back with: a key nobody can guess. */
+		if (crypto_random(raw, sizeof(raw), err) == -1)
+			goto fail;
+		crypto_b64(raw, sizeof(raw), rnd);
+		worker_key(rnd, w->key);
+	} else
+		worker_key(session, w->key);
+	snprintf(w->sock, sizeof(w->sock), "%s/%s.sock", d->state_dir, w->key);
+	snprintf(w->tenant, sizeof(w->tenant), "%s", ti->tenant);
+	snprintf(w->id, sizeof(w->id), "%s", ti->id);
+	snprintf(w->mode, sizeof(w->mode), "%s", ti->mode);
+	snprintf(w->connect_mode, sizeof(w->connect_mode), "%s",
+	    ti->connect_mode);
+	w->started = time(NULL);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		err_set(err, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	posix_spawn_file_actions_init(&fa);
+	/* dup2 clears close-on-exec on fd 3; every other fd keeps it. */
+	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+	rc = posix_spawn(&pid, d->tunneld, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(sv[1]);
+	sv[1] = -1;
+	if (rc != 0) {
+		err_set(err, "spawn %s: %s", d->tunneld, strerror(rc));
+		goto fail;
+	}
+	w->pid = pid;
+	cfg = worker_config(ti, session, w->sock, d->verbose);
+	rc = ctl_send(sv[0], cfg, -1, DISP_SPAWN_MS, err);
+	json_object_clear(cfg);		/* drops the secrets' copies */
+	if (rc == -1)
+		goto kill;
+	if (!ctl_wait(sv[0], DISP_SPAWN_MS)) {
+		err_set(err, "worker %d not ready in %d ms", (int)pid,
+		    DISP_SPAWN_MS);
+		goto kill;
+	}
+	if (ctl_recv(sv[0], &r, &rfd, err) != 1 || ctl_type(r) != CTL_READY) {
+		if (r != NULL)
+			err_set(err, "worker %d: %s", (int)pid,
+			    json_string_value(json_object_get(r, "reason")) ?
+			    json_string_value(json_object_get(r, "reason")) :
+			    "not ready");
+		goto kill;
+	}
+	json_decref(r);
+	json_decref(cfg);
+	OPENSSL_cleanse(w->info.pass, sizeof(w->info.pass));
+	OPENSSL_cleanse(w->info.encpass, sizeof(w->info.encpass));
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	w->ctl_fd = sv[0];
+	w->refs = 1;		/* the caller's */
+	atomic_fetch_add(&d->m.spawned, 1);
+	worker_register(d, w);
+	*out = w;
+	return 0;
+kill:
+	json_decref(r);
+	kill(pid, SIGKILL);
+	/* The SIGCHLD handler reaps it. */
+fail:
+	json_decref(cfg);
+	if (sv[0] != -1)
+		close(sv[0]);
+	worker_free(w);
+	return -1;
+}
+
+static void
+worker_poll_closed(uv_handle_t *h)
+{
+	worker_unref(h->loop->data, h->data);
+}
+
+static void
+worker_ended(struct disp *d, struct dworker *w, const char *reason)
+{
+	struct policy	*p;
+	char		 err[ERR_LEN];
+
+	pthread_mutex_lock(&d->lock);
+	if (w->ended) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	w->ended = 1;
+	LIST_REMOVE(w, link);
+	d->nworkers--;
+	pthread_mutex_unlock(&d->lock);
+	log_info("worker %d (tenant '%s', session %s) ended: %s", (int)w->pid,
+	    w->tenant, w->key, reason);
+	atomic_fetch_add(&d->m.ended, 1);
+	/* A crashed worker leaves its socket behind. */
+	unlink(w->sock);
+	if (w->polling) {
+		uv_poll_stop(&w->poll);
+		uv_close((uv_handle_t *)&w->poll, worker_poll_closed);
+		w->polling = 0;
+	}
+	if (w->ctl_fd != -1)
+		close(w->ctl_fd);
+	w->ctl_fd = -1;
+	if ((p = disp_policy(d)) != NULL) {
+		if (policy_end_tunnel(p, &w->info, reason, err) == -1)
+			log_warnx("onEndTunnel: %s", err);
+		policy_unref(p);
+	}
+	worker_unref(d, w);	/* the registry's */
+}
+
+static void
+worker_ctl_cb(uv_poll_t *p, int status, int events)
+{
+	struct dworker	*w = p->data;
+	struct disp	*d = p->loop->data;
+	json_t		*m;
+	char		 err[ERR_LEN], reason[ERR_LEN];
+	int		 fd, rc;
+
+	for (;;) {
+		rc = ctl_recv(w->ctl_fd, &m, &fd, err);
+		if (fd != -1)
+			close(fd);
+		if (rc == -2)
+			return;
+		if (rc == 1 && ctl_type(m) == CTL_END) {
+			snprintf(reason, sizeof(reason), "%s",
+			    json_string_value(json_object_get(m, "reason")) ?
+			    json_string_value(json_object_get(m, "reason")) :
+			    "ended");
+			json_decref(m);
+			worker_ended(d, w, reason);
+			return;
+		}
+		json_decref(m);
+		if (rc <= 0) {
+			/* Our own children are reaped with their status. */
+			if (w->pid == 0)
+				worker_ended(d, w, rc == 0 ? "control channel "
+				    "closed" : err);
+			else if (w->polling) {
+				uv_poll_stop(&w->poll);
+			}
+			return;
+		}
+	}
+}
+
+/* Loop thread: watch the control channels of newly registered workers. */
+void
+worker_watch_pending(struct disp *d)
+{
+	struct dworker *w;
+
+	pthread_mutex_lock(&d->lock);
+	LIST_FOREACH(w, &d->workers, link)
+		if (!w->polling && w->ctl_fd != -1) {
+			uv_poll_init(d->loop, &w->poll, w->ctl_fd);
+			w->poll.data = w;
+			uv_poll_start(&w->poll, UV_READABLE, worker_ctl_cb);
+			w->polling = 1;
+			w->refs++;	/* the poll handle's */
+		}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Loop thread, on SIGCHLD: a worker's exit, clean or not. */
+void
+worker_reap(struct disp *d)
+{
+	struct dworker	*w;
+	char		 reason[64];
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (WIFEXITED(status))
+			snprintf(reason, sizeof(reason), "exited with status %d",
+			    WEXITSTATUS(status));
+		else
+			snprintf(reason, sizeof(reason), "killed by signal %d",
+			    WTERMSIG(status));
+		pthread_mutex_lock(&d->lock);
+		LIST_FOREACH(w, &d->workers, link)
+			if (w->pid == pid)
+				break;
+		if (w != NULL)
+			w->refs++;
+		pthread_mutex_unlock(&d->lock);
+		if (w == NULL)
+			continue;
+		worker_ended(d, w, reason);
+		worker_unref(d, w);
+	}
+}
+
+/*
+ * At start: adopt the workers a previous dispatcher left running, found by
+ * their sockets; stale sockets are removed.
+ */
+int
+worker_scan(struct disp *d, char *err)
+{
+	struct dirent	*de;
+	struct dworker	*w;
+	DIR		*dir;
+	json_t		*st;
+	char		 path[512], e2[ERR_LEN];
+	const char	*s;
+	size_t		 len;
+	int		 fd, n = 0;
+
+	if ((dir = opendir(d->state_dir)) == NULL) {
+		err_set(err, "%s: %s", d->state_dir, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		len = strlen(de->d_name);
+		if (len != DISP_KEY_LEN + 5 ||
+		    strcmp(de->d_name + DISP_KEY_LEN, ".sock") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d->state_dir, de->d_name);
+		if ((w = calloc(1, sizeof(*w))) == NULL)
+			break;
+		snprintf(w->sock, sizeof(w->sock), "%s", path);
+		memcpy(w->key, de->d_name, DISP_KEY_LEN);
+		if ((st = worker_stats(w, e2)) == NULL ||
+		    (fd = worker_connect(path, e2)) == -1) {
+			log_info("removing stale worker socket %s: %s", path,
+			    e2);
+			unlink(path);
+			json_decref(st);
+			free(w);
+			continue;
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		w->ctl_fd = fd;
+#define STR(k, f) if ((s = json_string_value(json_object_get(st, k)))) \
+	snprintf(w->f, sizeof(w->f), "%s", s)
+		STR("tenant", tenant);
+		STR("id", id);
+		STR("session", session);
+		STR("mode", mode);
+#undef STR
+		snprintf(w->info.tenant, sizeof(w->info.tenant), "%s",
+		    w->tenant);
+		snprintf(w->info.id, sizeof(w->info.id), "%s", w->id);
+		snprintf(w->info.mode, sizeof(w->info.mode), "%s", w->mode);
+		w->started = json_integer_value(json_object_get(st, "started"));
+		json_decref(st);
+		worker_register(d, w);
+		n++;
+	}
+	closedir(dir);
+	if (n > 0)
+		log_info("adopted %d running workers from %s", n, d->state_dir);
+	return 0;
+}

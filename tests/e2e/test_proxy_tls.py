@@ -1,0 +1,288 @@
+"""
+End-to-end tests of the client's transport layers against real third-party
+peers (wire spec 2.4 HTTP proxy, 2.5 TLS):
+
+  * tinyproxy as the HTTP CONNECT proxy, without and with BasicAuth;
+  * nginx (http module, ssl) as a TLS terminator in front of a plain-ws
+    wsserver, with a CA and certificates made here by the openssl command
+    line;
+  * the two together: CONNECT through tinyproxy, then TLS to nginx.
+
+tinyproxy 1.11 cannot log request headers, so the User-Agent assertion uses
+peers.RecordingConnectProxy (a small Python CONNECT proxy that keeps the
+request head); the data transfer of that test still goes through the real
+tinyproxy, whose log shows the CONNECT request line.
+
+Every daemon is our own foreground instance with its config in the test's
+temporary directory, on free 127.0.0.1 ports, stopped at teardown.
+"""
+
+import re
+
+import pytest
+
+import peers
+from conftest import (CLIENT_SESSION, HOST, LISTENING, bidir_transfer,
+                      connect_refused)
+
+PASS = ["-pass", "e2e-pass", "-encPass", "e2e-encpass"]
+MiB = 1024 * 1024
+UA = "tunneld-e2e/1.0 (proxy test)"
+
+# Messages of the client (tunneld/conn.c, common/proxy.c).
+VERIFY_FAILED = r"TLS: certificate verification failed: "
+NO_ISSUER = VERIFY_FAILED + r"unable to get local issuer certificate"
+NAME_MISMATCH = VERIFY_FAILED + r"hostname mismatch"
+REFUSED_407 = r"proxy refused: HTTP/1\.1 407 "
+
+
+def fwd(lport, tport):
+    return "%s:%d,%s:%d" % (HOST, lport, HOST, tport)
+
+
+# --------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture
+def daemons():
+    """A list to which tests append peers.Daemon / proxies; all are stopped
+    at teardown.  Request it before `tunneld` so that it is torn down after
+    the tunneld processes."""
+    made = []
+    yield made
+    for d in reversed(made):
+        if isinstance(d, peers.Daemon):
+            d.stop()
+        else:
+            d.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """CA, a certificate for localhost/127.0.0.1 and one for another name."""
+    p = peers.Pki(str(tmp_path_factory.mktemp("pki")))
+    p.good = p.leaf("localhost", "DNS:localhost,IP:127.0.0.1")
+    p.wrong = p.leaf("wrong", "DNS:wrong-name.invalid")
+    text = p.text(p.good[0])
+    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+    return p
+
+
+def start_tinyproxy(daemons, tmp_path, port, basic_auth=None):
+    tp = peers.Tinyproxy(str(tmp_path / "tinyproxy"), port(),
+                         basic_auth=basic_auth)
+    daemons.append(tp)
+    return tp
+
+
+class TlsFront:
+    """wsserver (plain ws) + nginx terminating TLS in front of it on two
+    ports: `good` serves the localhost certificate, `wrong` the wrong-name
+    one.  `target` is a sink/source server the tunnels forward to."""
+
+    def __init__(self, daemons, tunneld, port, sink_source, pki, tmp_path):
+        self.target = sink_source()
+        self.sp = port()
+        self.server = tunneld.server(self.sp, *PASS)
+        self.good, self.wrong = port(), port()
+        self.nginx = peers.Nginx(str(tmp_path / "nginx"), self.sp,
+                                 [(self.good,) + pki.good,
+                                  (self.wrong,) + pki.wrong])
+        daemons.append(self.nginx)
+
+
+@pytest.fixture
+def tls_front(daemons, tunneld, port, sink_source, pki, tmp_path):
+    return TlsFront(daemons, tunneld, port, sink_source, pki, tmp_path)
+
+
+def client(tunneld, server, lport, tport, *opts):
+    """A wsclient of `server` (host:port) forwarding 127.0.0.1:lport to
+    127.0.0.1:tport, started without waiting."""
+    return tunneld.start("wsclient", server, fwd(lport, tport), *PASS,
+                         *opts, name="client")
+
+
+def client_up(tunneld, server, lport, tport, *opts):
+    """The same, waiting for the session and the forward listener."""
+    c = client(tunneld, server, lport, tport, *opts)
+    c.wait_for(CLIENT_SESSION)
+    c.wait_for(LISTENING)
+    return c
+
+
+def expect_no_tunnel(tunneld, c, lport, pattern):
+    """The client logs `pattern` on two attempts in a row (it retries), never
+    establishes a session, opens no forward listener, and exits cleanly on
+    SIGTERM."""
+    c.wait_for(pattern, count=2)
+    text = c.stderr()
+    assert not re.search(CLIENT_SESSION, text), text
+    assert not re.search(LISTENING, text), text
+    assert connect_refused(lport)
+    tunneld.check(c)
+    return text
+
+
+# --------------------------------------------------------------------------
+# (1) tinyproxy, no authentication
+
+
+def test_tinyproxy_transfer_and_user_agent(daemons, tunneld, port,
+                                           sink_source, tmp_path):
+    target = sink_source()
+    sp = port()
+    tunneld.server(sp, *PASS)
+    tp = start_tinyproxy(daemons, tmp_path, port)
+
+    lp = port()
+    client_up(tunneld, "%s:%d" % (HOST, sp), lp, target.port,
+              "-proxy", "http://%s:%d/" % (HOST, tp.port), "-UA", UA)
+    bidir_transfer(lp, target, MiB, MiB)
+    # The tunnel went through tinyproxy: one CONNECT, to the ws server.
+    assert tp.connect_requests() == ["%s:%d" % (HOST, sp)], tp.text()
+
+    # The headers of the CONNECT, seen by a recording proxy (tinyproxy
+    # cannot log them): the -UA value, and no Proxy-Authorization.
+    rec = peers.RecordingConnectProxy(port())
+    daemons.append(rec)
+    lp2 = port()
+    client_up(tunneld, "%s:%d" % (HOST, sp), lp2, target.port,
+              "-proxy", "http://%s:%d/" % (HOST, rec.port), "-UA", UA)
+    bidir_transfer(lp2, target, 64 * 1024, 64 * 1024)
+    assert len(rec.heads) == 1, rec.heads
+    line, hdrs = rec.headers(0)
+    assert line == "CONNECT %s:%d HTTP/1.1" % (HOST, sp)
+    assert hdrs.get("user-agent") == [UA], rec.heads[0]
+    assert hdrs.get("host") == ["%s:%d" % (HOST, sp)], rec.heads[0]
+    assert "proxy-authorization" not in hdrs, rec.heads[0]
+
+
+# --------------------------------------------------------------------------
+# (2) tinyproxy with BasicAuth
+
+
+def test_tinyproxy_basic_auth(daemons, tunneld, port, sink_source, tmp_path):
+    target = sink_source()
+    sp = port()
+    srv = tunneld.server(sp, *PASS)
+    tp = start_tinyproxy(daemons, tmp_path, port,
+                         basic_auth=("tunuser", "s3cret"))
+    server = "%s:%d" % (HOST, sp)
+
+    # Right password: the tunnel works.
+    lp = port()
+    client_up(tunneld, server, lp, target.port, "-proxy",
+              "http://tunuser:s3cret@%s:%d/" % (HOST, tp.port), "-UA", UA)
+    bidir_transfer(lp, target, MiB, MiB)
+    assert tp.connect_requests() == [server], tp.text()
+    sessions = len(re.findall(r"session \d+ created", srv.stderr()))
+    assert sessions == 1, srv.stderr()
+
+    # Wrong password: 407, reported with its status line; retried; never a
+    # tunnel, and the ws server never sees the connection.
+    lp2 = port()
+    c = client(tunneld, server, lp2, target.port, "-proxy",
+               "http://tunuser:wrong@%s:%d/" % (HOST, tp.port))
+    expect_no_tunnel(tunneld, c, lp2, REFUSED_407)
+    assert len(re.findall(r"session \d+ created", srv.stderr())) == \
+        sessions, srv.stderr()
+    assert len(tp.connect_requests()) >= 3, tp.text()
+
+
+# --------------------------------------------------------------------------
+# (3) TLS terminator (nginx) in front of wsserver
+
+
+def test_tls_cafile_verifies(tunneld, tls_front, port, pki):
+    f = tls_front
+    lp = port()
+    client_up(tunneld, "localhost:%d" % f.good, lp, f.target.port,
+              "-tls", "-cafile", pki.ca)
+    bidir_transfer(lp, f.target, MiB, MiB)
+    assert len(f.nginx.upgrades()) == 1, f.nginx.text(f.nginx.access_log)
+
+    # By IP address: verified against the IP subjectAltName.
+    lp2 = port()
+    client_up(tunneld, "127.0.0.1:%d" % f.good, lp2, f.target.port,
+              "-tls", "-cafile", pki.ca)
+    bidir_transfer(lp2, f.target, 64 * 1024, 64 * 1024)
+    assert len(f.nginx.upgrades()) == 2, f.nginx.text(f.nginx.access_log)
+
+
+def test_tls_unknown_ca_fails(tunneld, tls_front, port):
+    f = tls_front
+    lp = port()
+    c = client(tunneld, "localhost:%d" % f.good, lp, f.target.port, "-tls")
+    expect_no_tunnel(tunneld, c, lp, NO_ISSUER)
+    assert f.nginx.upgrades() == []
+    assert not re.search(r"session \d+ created", f.server.stderr())
+
+
+def test_tls_name_mismatch_fails(tunneld, tls_front, port, pki):
+    f = tls_front
+    lp = port()
+    c = client(tunneld, "localhost:%d" % f.wrong, lp, f.target.port,
+               "-tls", "-cafile", pki.ca)
+    expect_no_tunnel(tunneld, c, lp, NAME_MISMATCH)
+    assert f.nginx.upgrades() == []
+    assert not re.search(r"session \d+ created", f.server.stderr())
+
+
+def test_tls_insecure_accepts_any(tunneld, tls_front, port):
+    f = tls_front
+    # Untrusted CA (no -cafile), right name.
+    lp = port()
+    client_up(tunneld, "localhost:%d" % f.good, lp, f.target.port,
+              "-tls", "-insecure")
+    bidir_transfer(lp, f.target, MiB, MiB)
+    # Untrusted CA and wrong name.
+    lp2 = port()
+    client_up(tunneld, "localhost:%d" % f.wrong, lp2, f.target.port,
+              "-tls", "-insecure")
+    bidir_transfer(lp2, f.target, 64 * 1024, 64 * 1024)
+    assert len(f.nginx.upgrades()) == 2, f.nginx.text(f.nginx.access_log)
+
+
+# --------------------------------------------------------------------------
+# (4) CONNECT through tinyproxy, then TLS to the terminator
+
+
+@pytest.fixture
+def tls_via_proxy(daemons, tls_front, port, tmp_path):
+    tp = start_tinyproxy(daemons, tmp_path, port)
+    return tls_front, tp
+
+
+def test_proxy_tls_cafile_verifies(tunneld, tls_via_proxy, port, pki):
+    f, tp = tls_via_proxy
+    lp = port()
+    client_up(tunneld, "localhost:%d" % f.good, lp, f.target.port,
+              "-tls", "-cafile", pki.ca,
+              "-proxy", "http://%s:%d/" % (HOST, tp.port))
+    bidir_transfer(lp, f.target, MiB, MiB)
+    assert tp.connect_requests() == ["localhost:%d" % f.good], tp.text()
+    assert len(f.nginx.upgrades()) == 1, f.nginx.text(f.nginx.access_log)
+
+
+def test_proxy_tls_unknown_ca_fails(tunneld, tls_via_proxy, port):
+    f, tp = tls_via_proxy
+    lp = port()
+    c = client(tunneld, "localhost:%d" % f.good, lp, f.target.port,
+               "-tls", "-proxy", "http://%s:%d/" % (HOST, tp.port))
+    expect_no_tunnel(tunneld, c, lp, NO_ISSUER)
+    # The CONNECTs did go through: the failure is TLS's.
+    assert len(tp.connect_requests()) >= 2, tp.text()
+    assert f.nginx.upgrades() == []
+    assert not re.search(r"session \d+ created", f.server.stderr())
+
+
+def test_proxy_tls_insecure_accepts_any(tunneld, tls_via_proxy, port):
+    f, tp = tls_via_proxy
+    lp = port()
+    client_up(tunneld, "localhost:%d" % f.wrong, lp, f.target.port,
+              "-tls", "-insecure", "-proxy", "http://%s:%d/" % (HOST, tp.port))
+    bidir_transfer(lp, f.target, MiB, MiB)
+    assert tp.connect_requests() == ["localhost:%d" % f.wrong], tp.text()
+    assert len(f.nginx.upgrades()) == 1, f.nginx.text(f.nginx.access_log)
