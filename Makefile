@@ -43,28 +43,32 @@ deps:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(ALLCFLAGS) -c $< -o $@
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libtun.a: $(TUNLIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libdisp.a: $(DISPLIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 LIBS = $(BUILD)/libdisp.a $(BUILD)/libtun.a $(BUILD)/libcommon.a
 
 $(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(BUILD)/libtun.a $(BUILD)/libcommon.a
-	$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
 
 $(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(LIBS)
-	$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -o $@ $^ $(DEPLIBS) $(shell pkg-config --libs cmocka)
+	@echo "  LD      $@"
+	@$(CC) $(ALLCFLAGS) -o $@ $^ $(DEPLIBS) $(shell pkg-config --libs cmocka)
 
 # The suite runs against binaries built with AddressSanitizer and UBSan.
 test: deps

@@ -126,7 +126,8 @@ class Procs:
         self.tmp = tempfile.mkdtemp(prefix="tunneld-bench-")
 
     def spawn(self, args, name):
-        path = os.path.join(self.tmp, "%s.log" % name)
+        self.count = getattr(self, "count", 0) + 1
+        path = os.path.join(self.tmp, "%03d-%s.log" % (self.count, name))
         f = open(path, "wb")
         p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f,
                              stderr=subprocess.STDOUT, start_new_session=True,
@@ -539,8 +540,9 @@ def run_variant(key, label, cfg, ctx, res):
             dead = [p for p in ((st.srv, st.cli) if st else ())
                     if p is not None and p.poll() is not None]
             for p in dead:
-                r["errors"].append("%s exited with %s; last log lines:\n%s"
-                                   % (p.name, p.returncode, logtail(p, 6)))
+                r["errors"].append("%s exited with %s; log %s ends:\n%s"
+                                   % (p.name, p.returncode, p.logpath,
+                                      logtail(p, 6)))
             if (dead or st is None) and r["restarts"] < 12:
                 r["restarts"] += 1
                 log("%s: restarting the tunnel" % key)

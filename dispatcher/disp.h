@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "addr.h"
@@ -54,6 +55,7 @@ struct dworker {
 	time_t		 started;
 	unsigned	 handovers;
 	struct policy_tunnel info;	/* secrets cleansed after spawn */
+	struct policy	*policy;	/* the one that started it (+ref) */
 };
 LIST_HEAD(dworker_list, dworker);
 
@@ -118,8 +120,9 @@ void	 front_delay_tick(struct disp *d);
 void	 worker_key(const char *session, char *key);
 struct dworker *worker_find(struct disp *d, const char *key);	/* +ref */
 void	 worker_unref(struct disp *d, struct dworker *w);
-int	 worker_spawn(struct disp *d, const struct policy_tunnel *ti,
-	    const char *session, struct dworker **out, char *err);
+int	 worker_spawn(struct disp *d, struct policy *p,
+	    const struct policy_tunnel *ti, const char *session,
+	    struct dworker **out, char *err);
 int	 worker_handover(struct dworker *w, int fd, const void *extra,
 	    size_t n, char *err);
 int	 worker_stop(struct dworker *w, char *err);

@@ -254,8 +254,9 @@ front_upgrade(struct MHD_Connection *c, struct freq *r, const char *key)
 	resp = MHD_create_response_for_upgrade(front_upgraded, r);
 	if (resp == NULL)
 		return MHD_NO;
+	/* MHD adds "Connection: Upgrade" itself (a second one would make
+	 * "Upgrade, Upgrade", which Go clients refuse). */
 	MHD_add_response_header(resp, "Upgrade", "websocket");
-	MHD_add_response_header(resp, "Connection", "Upgrade");
 	MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
 	front_count(r->d, 101);
 	rc = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
@@ -429,13 +430,13 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		goto done;
 	}
 	if (front_check_tunnel(&ti, err) == -1 ||
-	    worker_spawn(d, &ti, session, &w, err) == -1) {
-		OPENSSL_cleanse(&ti, sizeof(ti));
+	    worker_spawn(d, p, &ti, session, &w, err) == -1) {
+		policy_tunnel_cleanse(&ti);
 		log_err("%s: cannot start a worker: %s", r->remote, err);
 		res = front_reply(c, d, 500, "cannot start the tunnel");
 		goto done;
 	}
-	OPENSSL_cleanse(&ti, sizeof(ti));
+	policy_tunnel_cleanse(&ti);
 	log_info("%s: tenant '%s' session %s: worker %d started", r->remote,
 	    w->tenant, w->key, (int)w->pid);
 	r->w = w;

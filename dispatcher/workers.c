@@ -75,6 +75,7 @@ static void
 worker_free(struct dworker *w)
 {
 	OPENSSL_cleanse(&w->info, sizeof(w->info));
+	policy_unref(w->policy);
 	free(w);
 }
 
@@ -234,7 +235,7 @@ worker_register(struct disp *d, struct dworker *w)
 }
 
 int
-worker_spawn(struct disp *d, const struct policy_tunnel *ti,
+worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
     const char *session, struct dworker **out, char *err)
 {
 	posix_spawn_file_actions_t	 fa;
@@ -305,8 +306,9 @@ worker_spawn(struct disp *d, const struct policy_tunnel *ti,
 	}
 	json_decref(r);
 	json_decref(cfg);
-	OPENSSL_cleanse(w->info.pass, sizeof(w->info.pass));
-	OPENSSL_cleanse(w->info.encpass, sizeof(w->info.encpass));
+	policy_tunnel_cleanse(&w->info);
+	policy_ref(p);
+	w->policy = p;
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
 	w->ctl_fd = sv[0];
 	w->refs = 1;		/* the caller's */
@@ -360,7 +362,12 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
 	if (w->ctl_fd != -1)
 		close(w->ctl_fd);
 	w->ctl_fd = -1;
-	if ((p = disp_policy(d)) != NULL) {
+	/* The policy that counted the tunnel hears of its end. */
+	if ((p = w->policy) != NULL)
+		policy_ref(p);
+	else
+		p = disp_policy(d);
+	if (p != NULL) {
 		if (policy_end_tunnel(p, &w->info, reason, err) == -1)
 			log_warnx("onEndTunnel: %s", err);
 		policy_unref(p);
@@ -465,7 +472,7 @@ worker_scan(struct disp *d, char *err)
 	struct dworker	*w;
 	DIR		*dir;
 	json_t		*st;
-	char		 path[512], e2[ERR_LEN];
+	char		 path[sizeof(((struct dworker *)0)->sock)], e2[ERR_LEN];
 	const char	*s;
 	size_t		 len;
 	int		 fd, n = 0;
@@ -479,10 +486,11 @@ worker_scan(struct disp *d, char *err)
 		if (len != DISP_KEY_LEN + 5 ||
 		    strcmp(de->d_name + DISP_KEY_LEN, ".sock") != 0)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", d->state_dir, de->d_name);
 		if ((w = calloc(1, sizeof(*w))) == NULL)
 			break;
-		snprintf(w->sock, sizeof(w->sock), "%s", path);
+		snprintf(w->sock, sizeof(w->sock), "%s/%.*s", d->state_dir,
+		    DISP_KEY_LEN + 5, de->d_name);
+		snprintf(path, sizeof(path), "%s", w->sock);
 		memcpy(w->key, de->d_name, DISP_KEY_LEN);
 		if ((st = worker_stats(w, e2)) == NULL ||
 		    (fd = worker_connect(path, e2)) == -1) {

@@ -31,6 +31,7 @@
 
 #define WORKER_CTL_FD		3
 #define WORKER_MAX_CHANNELS	16
+#define WORKER_IDLE_MS		30000	/* without any client at all */
 
 struct channel {
 	uv_poll_t	 poll;
@@ -53,6 +54,8 @@ struct worker {
 	time_t		 started;
 	int		 had_session;
 	char		 end_reason[ERR_LEN];
+	uv_timer_t	 idle;
+	uint64_t	 idle_since;
 };
 
 static struct worker *worker_self;
@@ -448,6 +451,31 @@ worker_stop(struct tun *t)
 		uv_close((uv_handle_t *)&w->lpoll, NULL);
 		unlink(w->sock_path);
 	}
+	uv_close((uv_handle_t *)&w->idle, NULL);
+}
+
+/*
+ * A worker whose client never authenticated (wrong password, a dead
+ * client) has nothing to wait for: sessions time out by themselves, this
+ * covers the time before there is one.
+ */
+static void
+worker_idle_cb(uv_timer_t *timer)
+{
+	struct worker	*w = timer->data;
+	struct tun	*t = &w->tun;
+	uint64_t	 now = uv_now(t->loop);
+
+	if (!TAILQ_EMPTY(&t->sessions) || !TAILQ_EMPTY(&t->handshakes)) {
+		w->idle_since = now;
+		return;
+	}
+	if (now - w->idle_since >= WORKER_IDLE_MS) {
+		snprintf(w->end_reason, sizeof(w->end_reason),
+		    "no client for %d s", WORKER_IDLE_MS / 1000);
+		log_info("%s", w->end_reason);
+		tun_stop(t, 0);
+	}
 }
 
 static void
@@ -499,6 +527,9 @@ worker_main(int argc, char **argv)
 	uv_signal_start(&t->sigint, worker_signal, SIGINT);
 	uv_signal_start(&t->sigterm, worker_signal, SIGTERM);
 	uv_tcp_init(t->loop, &t->listener);	/* unused: closed at stop */
+	uv_timer_init(t->loop, &w->idle);
+	w->idle.data = w;
+	uv_timer_start(&w->idle, worker_idle_cb, 1000, 1000);
 	worker_channel_add(w, WORKER_CTL_FD, 0);
 	uv_run(t->loop, UV_RUN_DEFAULT);
 	uv_loop_close(t->loop);

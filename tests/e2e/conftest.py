@@ -224,8 +224,9 @@ class Proc:
         try:
             return self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail("%s still running after %.1f s\n%s" %
-                        (self.name, timeout, self.describe()))
+            pass
+        pytest.fail("%s still running after %.1f s\n%s" %
+                    (self.name, timeout, self.describe()))
 
     def fds(self):
         return fd_count(self.pid)
@@ -438,34 +439,33 @@ def recv_until_eof(sock, limit=1 << 31):
 
 
 def run_threads(fns, timeout=IO_TIMEOUT):
-    """Runs each callable in a thread; re-raises the first exception.
-
-    Returns the list of results in order.
-    """
+    """Runs each callable in a thread; re-raises the first exception as soon
+    as it happens.  Returns the list of results in order."""
     results = [None] * len(fns)
     errors = []
+    done = threading.Semaphore(0)
 
     def wrap(i, fn):
         try:
             results[i] = fn()
         except BaseException as e:          # noqa: B902 - reported below
             errors.append((i, e))
+        finally:
+            done.release()
 
     threads = [threading.Thread(target=wrap, args=(i, fn), daemon=True)
                for i, fn in enumerate(fns)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    alive = sum(t.is_alive() for t in threads)
-    if errors:
-        i, e = errors[0]
-        raise AssertionError("thread %d of %d failed: %r" %
-                             (i, len(fns), e)) from e
-    if alive:
-        pytest.fail("%d of %d threads still running after %.0f s" %
-                    (alive, len(fns), timeout))
+    for finished in range(len(fns)):
+        if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            pytest.fail("%d of %d threads still running after %.0f s" %
+                        (len(fns) - finished, len(fns), timeout))
+        if errors:
+            i, e = errors[0]
+            raise AssertionError("thread %d of %d failed: %r" %
+                                 (i, len(fns), e)) from e
     return results
 
 
@@ -563,11 +563,11 @@ SS_HEADER = struct.Struct("!QQQ")
 
 
 def _down_seed(sid):
-    return ("down", sid)
+    return "down:%d" % sid
 
 
 def _up_seed(sid):
-    return ("up", sid)
+    return "up:%d" % sid
 
 
 class SinkSourceServer(_TcpServer):
@@ -649,14 +649,19 @@ def bidir_transfer(port, server, up, down, timeout=IO_TIMEOUT):
         out = {}
 
         def sender():
-            out["n"], out["sha"] = send_all(s, RandomData(up, _up_seed(sid)))
+            try:
+                out["n"], out["sha"] = send_all(
+                    s, RandomData(up, _up_seed(sid)))
+            except OSError as e:
+                out["error"] = e
 
         t = threading.Thread(target=sender, daemon=True)
         t.start()
         rn, rsha = recv_exact(s, down)
         t.join(timeout)
         assert not t.is_alive(), "stream %d: sending did not finish" % sid
-        assert "n" in out, "stream %d: sending failed" % sid
+        assert "n" in out, "stream %d: sending failed: %r" % (
+            sid, out.get("error"))
         res = server.result(sid, timeout)
     finally:
         s.close()

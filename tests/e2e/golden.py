@@ -300,13 +300,15 @@ def challenge_response(challenge, pw, hint):
 
 
 def is_b64_of(s, nbytes):
-    """True if s is standard padded base64 of exactly nbytes bytes."""
+    """True if s is standard padded base64 (of exactly nbytes bytes unless
+    nbytes is None)."""
     if not isinstance(s, str) or not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", s):
         return False
     try:
-        return len(base64.b64decode(s, validate=True)) == nbytes
-    except Exception:
+        n = len(base64.b64decode(s, validate=True))
+    except ValueError:
         return False
+    return nbytes is None or n == nbytes
 
 
 def go_json(obj):

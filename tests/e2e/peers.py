@@ -9,6 +9,7 @@ by the caller; stop() ends it by its own pid (SIGTERM, then SIGKILL of its
 process group only if it does not go).
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -437,3 +438,122 @@ class RecordingConnectProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+# --------------------------------------------------------------------------
+# Echo target with SHA-256 bookkeeping
+
+
+class EchoTarget:
+    """A threaded TCP echo server on 127.0.0.1:port that records, per
+    connection, the byte count and SHA-256 of what it received (self.got:
+    list of (n, hex), appended at the peer's EOF)."""
+
+    def __init__(self, port, timeout=30.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, port))
+        self.sock.listen(64)
+        self.port = port
+        self.timeout = timeout
+        self.got = []
+        self.accepted = 0
+        self.cond = threading.Condition()
+        self.conns = []
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self._closing:
+                c.close()
+                return
+            with self.cond:
+                self.accepted += 1
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    def _serve(self, c):
+        h = hashlib.sha256()
+        n = 0
+        try:
+            c.settimeout(self.timeout)
+            while True:
+                d = c.recv(256 * 1024)
+                if not d:
+                    break
+                h.update(d)
+                n += len(d)
+                c.sendall(d)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            n = -1
+        finally:
+            c.close()
+            with self.cond:
+                self.got.append((n, h.hexdigest()))
+                self.cond.notify_all()
+
+    def close(self):
+        self._closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        with self.cond:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def echo_transfer(port, target, n, timeout=30.0):
+    """Sends n random bytes through 127.0.0.1:port (a tunnel forward) to the
+    EchoTarget `target`, concurrently reading the echo, then half-closes and
+    waits for EOF.  Asserts that the target received exactly the bytes sent
+    (SHA-256, client -> target) and that exactly those came back (SHA-256,
+    target -> client)."""
+    data = os.urandom(n)
+    want = hashlib.sha256(data).hexdigest()
+    before = len(target.got)
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    err = {}
+
+    def sender():
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err["send"] = e
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    h = hashlib.sha256()
+    got = 0
+    try:
+        s.settimeout(timeout)
+        while True:
+            d = s.recv(256 * 1024)
+            if not d:
+                break
+            h.update(d)
+            got += len(d)
+    finally:
+        t.join(timeout)
+        s.close()
+    assert "send" not in err, "sending failed: %r" % err["send"]
+    with target.cond:
+        ok = target.cond.wait_for(lambda: len(target.got) > before, timeout)
+    assert ok, "the echo target saw no end of the stream"
+    rn, rsha = target.got[-1]
+    assert rn == n, "target received %d of %d bytes" % (rn, n)
+    assert rsha == want, "client -> target data differ (SHA-256)"
+    assert got == n, "received %d of %d echoed bytes" % (got, n)
+    assert h.hexdigest() == want, "target -> client data differ (SHA-256)"

@@ -22,8 +22,7 @@ import re
 import pytest
 
 import peers
-from conftest import (CLIENT_SESSION, HOST, LISTENING, bidir_transfer,
-                      connect_refused)
+from conftest import CLIENT_SESSION, HOST, LISTENING, connect_refused
 
 PASS = ["-pass", "e2e-pass", "-encPass", "e2e-encpass"]
 MiB = 1024 * 1024
@@ -58,6 +57,16 @@ def daemons():
             d.close()
 
 
+@pytest.fixture
+def echo(daemons, port):
+    """A factory of echo targets (peers.EchoTarget), closed at teardown."""
+    def make():
+        e = peers.EchoTarget(port())
+        daemons.append(e)
+        return e
+    return make
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     """CA, a certificate for localhost/127.0.0.1 and one for another name."""
@@ -79,10 +88,10 @@ def start_tinyproxy(daemons, tmp_path, port, basic_auth=None):
 class TlsFront:
     """wsserver (plain ws) + nginx terminating TLS in front of it on two
     ports: `good` serves the localhost certificate, `wrong` the wrong-name
-    one.  `target` is a sink/source server the tunnels forward to."""
+    one.  `target` is the echo server the tunnels forward to."""
 
-    def __init__(self, daemons, tunneld, port, sink_source, pki, tmp_path):
-        self.target = sink_source()
+    def __init__(self, daemons, tunneld, port, echo, pki, tmp_path):
+        self.target = echo()
         self.sp = port()
         self.server = tunneld.server(self.sp, *PASS)
         self.good, self.wrong = port(), port()
@@ -93,8 +102,8 @@ class TlsFront:
 
 
 @pytest.fixture
-def tls_front(daemons, tunneld, port, sink_source, pki, tmp_path):
-    return TlsFront(daemons, tunneld, port, sink_source, pki, tmp_path)
+def tls_front(daemons, tunneld, port, echo, pki, tmp_path):
+    return TlsFront(daemons, tunneld, port, echo, pki, tmp_path)
 
 
 def client(tunneld, server, lport, tport, *opts):
@@ -130,8 +139,8 @@ def expect_no_tunnel(tunneld, c, lport, pattern):
 
 
 def test_tinyproxy_transfer_and_user_agent(daemons, tunneld, port,
-                                           sink_source, tmp_path):
-    target = sink_source()
+                                           echo, tmp_path):
+    target = echo()
     sp = port()
     tunneld.server(sp, *PASS)
     tp = start_tinyproxy(daemons, tmp_path, port)
@@ -139,7 +148,7 @@ def test_tinyproxy_transfer_and_user_agent(daemons, tunneld, port,
     lp = port()
     client_up(tunneld, "%s:%d" % (HOST, sp), lp, target.port,
               "-proxy", "http://%s:%d/" % (HOST, tp.port), "-UA", UA)
-    bidir_transfer(lp, target, MiB, MiB)
+    peers.echo_transfer(lp, target, MiB)
     # The tunnel went through tinyproxy: one CONNECT, to the ws server.
     assert tp.connect_requests() == ["%s:%d" % (HOST, sp)], tp.text()
 
@@ -150,7 +159,7 @@ def test_tinyproxy_transfer_and_user_agent(daemons, tunneld, port,
     lp2 = port()
     client_up(tunneld, "%s:%d" % (HOST, sp), lp2, target.port,
               "-proxy", "http://%s:%d/" % (HOST, rec.port), "-UA", UA)
-    bidir_transfer(lp2, target, 64 * 1024, 64 * 1024)
+    peers.echo_transfer(lp2, target, 64 * 1024)
     assert len(rec.heads) == 1, rec.heads
     line, hdrs = rec.headers(0)
     assert line == "CONNECT %s:%d HTTP/1.1" % (HOST, sp)
@@ -163,8 +172,8 @@ def test_tinyproxy_transfer_and_user_agent(daemons, tunneld, port,
 # (2) tinyproxy with BasicAuth
 
 
-def test_tinyproxy_basic_auth(daemons, tunneld, port, sink_source, tmp_path):
-    target = sink_source()
+def test_tinyproxy_basic_auth(daemons, tunneld, port, echo, tmp_path):
+    target = echo()
     sp = port()
     srv = tunneld.server(sp, *PASS)
     tp = start_tinyproxy(daemons, tmp_path, port,
@@ -175,7 +184,7 @@ def test_tinyproxy_basic_auth(daemons, tunneld, port, sink_source, tmp_path):
     lp = port()
     client_up(tunneld, server, lp, target.port, "-proxy",
               "http://tunuser:s3cret@%s:%d/" % (HOST, tp.port), "-UA", UA)
-    bidir_transfer(lp, target, MiB, MiB)
+    peers.echo_transfer(lp, target, MiB)
     assert tp.connect_requests() == [server], tp.text()
     sessions = len(re.findall(r"session \d+ created", srv.stderr()))
     assert sessions == 1, srv.stderr()
@@ -200,14 +209,14 @@ def test_tls_cafile_verifies(tunneld, tls_front, port, pki):
     lp = port()
     client_up(tunneld, "localhost:%d" % f.good, lp, f.target.port,
               "-tls", "-cafile", pki.ca)
-    bidir_transfer(lp, f.target, MiB, MiB)
+    peers.echo_transfer(lp, f.target, MiB)
     assert len(f.nginx.upgrades()) == 1, f.nginx.text(f.nginx.access_log)
 
     # By IP address: verified against the IP subjectAltName.
     lp2 = port()
     client_up(tunneld, "127.0.0.1:%d" % f.good, lp2, f.target.port,
               "-tls", "-cafile", pki.ca)
-    bidir_transfer(lp2, f.target, 64 * 1024, 64 * 1024)
+    peers.echo_transfer(lp2, f.target, 64 * 1024)
     assert len(f.nginx.upgrades()) == 2, f.nginx.text(f.nginx.access_log)
 
 
@@ -236,12 +245,12 @@ def test_tls_insecure_accepts_any(tunneld, tls_front, port):
     lp = port()
     client_up(tunneld, "localhost:%d" % f.good, lp, f.target.port,
               "-tls", "-insecure")
-    bidir_transfer(lp, f.target, MiB, MiB)
+    peers.echo_transfer(lp, f.target, MiB)
     # Untrusted CA and wrong name.
     lp2 = port()
     client_up(tunneld, "localhost:%d" % f.wrong, lp2, f.target.port,
               "-tls", "-insecure")
-    bidir_transfer(lp2, f.target, 64 * 1024, 64 * 1024)
+    peers.echo_transfer(lp2, f.target, 64 * 1024)
     assert len(f.nginx.upgrades()) == 2, f.nginx.text(f.nginx.access_log)
 
 
@@ -261,7 +270,7 @@ def test_proxy_tls_cafile_verifies(tunneld, tls_via_proxy, port, pki):
     client_up(tunneld, "localhost:%d" % f.good, lp, f.target.port,
               "-tls", "-cafile", pki.ca,
               "-proxy", "http://%s:%d/" % (HOST, tp.port))
-    bidir_transfer(lp, f.target, MiB, MiB)
+    peers.echo_transfer(lp, f.target, MiB)
     assert tp.connect_requests() == ["localhost:%d" % f.good], tp.text()
     assert len(f.nginx.upgrades()) == 1, f.nginx.text(f.nginx.access_log)
 
@@ -283,6 +292,6 @@ def test_proxy_tls_insecure_accepts_any(tunneld, tls_via_proxy, port):
     lp = port()
     client_up(tunneld, "localhost:%d" % f.wrong, lp, f.target.port,
               "-tls", "-insecure", "-proxy", "http://%s:%d/" % (HOST, tp.port))
-    bidir_transfer(lp, f.target, MiB, MiB)
+    peers.echo_transfer(lp, f.target, MiB)
     assert tp.connect_requests() == ["localhost:%d" % f.wrong], tp.text()
     assert len(f.nginx.upgrades()) == 1, f.nginx.text(f.nginx.access_log)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kpt
-from conftest import (HOST, IO_TIMEOUT, SS_HEADER, TUNNELD,
+from conftest import (HOST, IO_TIMEOUT, LISTENING, SS_HEADER, TUNNELD,
                       bidir_transfer, connect_refused, echo_roundtrip,
                       recv_until_eof, run_threads, sanitizer_env,
                       sanitizer_report, wait_until)
@@ -110,15 +110,40 @@ def test_reverse_forward(tunneld, port, echo_server, sink_source):
 # (5) a t and an r forward in the same tunnel at once
 
 
-def test_t_and_r_together(tunneld, port, sink_source):
+def test_t_and_r_together(tunneld, port, echo_server, sink_source):
+    near_echo, far_echo = echo_server(), echo_server()
     near = sink_source()    # dialed by the server (t)
     far = sink_source()     # dialed by the client (r)
-    sp, tp, rp = port(), port(), port()
+    sp, te, re_, tp, rp = port(), port(), port(), port(), port()
     srv = tunneld.server(sp, *PASS)
-    tunneld.client(sp, fwd(tp, near.port, "t,"), fwd(rp, far.port, "r,"),
-                   *PASS)
-    srv.wait_for(r"forward: listening on 127\.0\.0\.1:%d " % rp)
+    tunneld.client(sp, fwd(te, near_echo.port, "t,"),
+                   fwd(re_, far_echo.port, "r,"),
+                   fwd(tp, near.port, "t,"), fwd(rp, far.port, "r,"), *PASS)
+    srv.wait_for(LISTENING, count=2)
 
+    # One stream each way held open at the same time.
+    a = socket.create_connection((HOST, te), timeout=30)
+    b = socket.create_connection((HOST, re_), timeout=30)
+    try:
+        for s in (a, b):
+            s.settimeout(30)
+        for i in range(3):
+            for s, name in ((a, b"t"), (b, b"r")):
+                msg = b"%s stream, round %d\n" % (name, i)
+                s.sendall(msg)
+                got = b""
+                while len(got) < len(msg):
+                    d = s.recv(4096)
+                    assert d, ("%s stream closed by the tunnel in round %d"
+                               % (name.decode(), i))
+                    got += d
+                assert got == msg
+    finally:
+        a.close()
+        b.close()
+    assert near_echo.accepted == 1 and far_echo.accepted == 1
+
+    # Then bulk traffic on both at once.
     jobs = []
     for _ in range(4):
         jobs.append(lambda: bidir_transfer(tp, near, 4 * MiB, 4 * MiB))

@@ -1,0 +1,487 @@
+/*
+ * The policy's data crossing between C and Lua: the req table built from
+ * a struct policy_req, and the scripts' answers checked into C structs.
+ * Anything a script returns is untrusted in shape: every field is type-
+ * and range-checked and an unknown field is an error, so a typo such as
+ * "encpass" fails loudly instead of starting an unencrypted worker.
+ */
+
+#include <limits.h>
+#include <string.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "policy.h"
+#include "policy_conv.h"
+
+#define CONV_IDLE_MAX	2592000		/* 30 days */
+#define CONV_KA_MIN	2		/* kptunnel forces -int below 2 to 2 */
+#define CONV_KA_MAX	3600
+/* Bytes of a script-chosen name quoted in an error message. */
+#define CONV_QUOTE_MAX	40
+
+static const char *const conv_modes[] = {
+	"server", "r-server", "wsserver", "r-wsserver", NULL
+};
+
+static const char *const conv_connect_modes[] = {
+	"CanReconnect", "OneShot", NULL
+};
+
+static const char *const conv_fields[] = {
+	"id", "tenant", "mode", "pass", "encPass", "encCount", "forwards",
+	"connectMode", "idleTimeout", "keepalive", NULL
+};
+
+static int
+conv_in(const char *s, const char *const *set)
+{
+	for (; *set != NULL; set++)
+		if (strcmp(s, *set) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+conv_hex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void
+conv_setstr(lua_State *L, int t, const char *k, const char *v, size_t cap)
+{
+	lua_pushlstring(L, v, v != NULL ? strnlen(v, cap) : 0);
+	lua_setfield(L, t, k);
+}
+
+/* Pushes s[0..n) URL-decoded: '+' is a space, a bad escape stays as is. */
+static void
+conv_push_decoded(lua_State *L, const char *s, size_t n)
+{
+	luaL_Buffer	 b;
+	size_t		 i;
+	int		 hi, lo;
+
+	luaL_buffinit(L, &b);
+	for (i = 0; i < n; i++) {
+		if (s[i] == '+')
+			luaL_addchar(&b, ' ');
+		else if (s[i] == '%' && n - i > 2 &&
+		    (hi = conv_hex((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = conv_hex((unsigned char)s[i + 2])) >= 0) {
+			luaL_addchar(&b, (char)(hi << 4 | lo));
+			i += 2;
+		} else
+			luaL_addchar(&b, s[i]);
+	}
+	luaL_pushresult(&b);
+}
+
+/* name -> first value, as Go's url.Query().Get() would answer. */
+static void
+conv_push_query(lua_State *L, const char *q)
+{
+	const char	*p = q, *amp, *eq, *end;
+	int		 t;
+
+	lua_newtable(L);
+	t = lua_gettop(L);
+	while (*p != '\0') {
+		amp = strchr(p, '&');
+		end = amp != NULL ? amp : p + strlen(p);
+		if (end > p) {
+			eq = memchr(p, '=', (size_t)(end - p));
+			conv_push_decoded(L, p,
+			    (size_t)((eq != NULL ? eq : end) - p));
+			if (eq != NULL)
+				conv_push_decoded(L, eq + 1,
+				    (size_t)(end - eq - 1));
+			else
+				lua_pushliteral(L, "");
+			lua_pushvalue(L, -2);
+			if (lua_rawget(L, t) == LUA_TNIL) {
+				lua_pop(L, 1);
+				lua_rawset(L, t);
+			} else
+				lua_pop(L, 3);
+		}
+		p = amp != NULL ? amp + 1 : end;
+	}
+}
+
+static void
+conv_push_headers(lua_State *L, const struct policy_req *req)
+{
+	const struct policy_kv	*h;
+	luaL_Buffer		 b;
+	const char		*s;
+	size_t			 i, n = req->headers != NULL ? req->nheaders : 0;
+	int			 t;
+
+	lua_createtable(L, 0, n < 64 ? (int)n : 64);
+	t = lua_gettop(L);
+	for (i = 0; i < n; i++) {
+		h = &req->headers[i];
+		if (h->name == NULL)
+			continue;
+		/* Again, and ASCII only: the scripts rely on it. */
+		luaL_buffinit(L, &b);
+		for (s = h->name; *s != '\0'; s++)
+			luaL_addchar(&b, *s >= 'A' && *s <= 'Z' ?
+			    (char)(*s - 'A' + 'a') : *s);
+		luaL_pushresult(&b);
+		lua_pushvalue(L, -1);
+		if (lua_rawget(L, t) == LUA_TNIL) {
+			lua_pop(L, 1);
+			lua_pushstring(L, h->value != NULL ? h->value : "");
+		} else {
+			/* RFC 9110 5.3: repeated fields join with commas. */
+			lua_pushliteral(L, ", ");
+			lua_pushstring(L, h->value != NULL ? h->value : "");
+			lua_concat(L, 3);
+		}
+		lua_rawset(L, t);
+	}
+}
+
+void
+conv_push_req(lua_State *L, const struct policy_req *req)
+{
+	int	 t;
+
+	luaL_checkstack(L, 8, NULL);
+	lua_createtable(L, 0, 8);
+	t = lua_gettop(L);
+	conv_setstr(L, t, "method", req->method, SIZE_MAX);
+	conv_setstr(L, t, "path", req->path, SIZE_MAX);
+	conv_push_query(L, req->query != NULL ? req->query : "");
+	lua_setfield(L, t, "query");
+	conv_push_headers(L, req);
+	lua_setfield(L, t, "headers");
+	conv_setstr(L, t, "remote_addr", req->remote_addr, SIZE_MAX);
+	conv_setstr(L, t, "session", req->session, SIZE_MAX);
+	conv_setstr(L, t, "mode", req->mode, SIZE_MAX);
+}
+
+/* lua_Integer of a number with an integral value; strings do not count. */
+static int
+conv_integer(lua_State *L, int idx, lua_Integer *out)
+{
+	int	 isnum;
+
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		return 0;
+	*out = lua_tointegerx(L, idx, &isnum);
+	return isnum;
+}
+
+void
+conv_verdict(lua_State *L, int first, struct policy_verdict *v)
+{
+	lua_Integer	 status = 403;
+	const char	*body;
+	size_t		 len;
+	int		 n = lua_gettop(L) - first + 1;
+
+	memset(v, 0, sizeof(*v));
+	v->status = 403;
+	if (n <= 0)
+		return;
+	if (lua_type(L, first) == LUA_TBOOLEAN) {
+		if (lua_toboolean(L, first)) {
+			v->accept = 1;
+			v->status = 0;
+			return;
+		}
+	} else if (lua_type(L, first) != LUA_TNIL)
+		luaL_error(L, "canAccept returned a %s, expected a boolean",
+		    luaL_typename(L, first));
+	if (n >= 2 && !lua_isnil(L, first + 1)) {
+		if (!conv_integer(L, first + 1, &status))
+			luaL_error(L, "canAccept: status must be an integer "
+			    "400..599, got a %s", luaL_typename(L, first + 1));
+		if (status < 400 || status > 599)
+			luaL_error(L, "canAccept: status %I is not in 400..599",
+			    status);
+		v->status = (int)status;
+	}
+	if (n >= 3 && !lua_isnil(L, first + 2)) {
+		if (lua_type(L, first + 2) != LUA_TSTRING)
+			luaL_error(L, "canAccept: body must be a string, got "
+			    "a %s", luaL_typename(L, first + 2));
+		body = lua_tolstring(L, first + 2, &len);
+		if (len > sizeof(v->body) - 1)
+			len = sizeof(v->body) - 1;
+		memcpy(v->body, body, len);
+		v->body[len] = '\0';
+	}
+}
+
+/* Pushes t[k] without metamethods; returns its type. */
+static int
+conv_field(lua_State *L, int t, const char *k)
+{
+	lua_pushstring(L, k);
+	return lua_rawget(L, t);
+}
+
+/*
+ * Copies the string field k into dst[cap].  Returns 0 if absent (dst is
+ * "") unless required.  Messages never quote the value: it may be secret.
+ */
+static int
+conv_str(lua_State *L, int t, const char *k, char *dst, size_t cap,
+    int required)
+{
+	const char	*s;
+	size_t		 len;
+	int		 type = conv_field(L, t, k);
+
+	dst[0] = '\0';
+	if (type == LUA_TNIL) {
+		lua_pop(L, 1);
+		if (required)
+			luaL_error(L, "getTunnelInfo: %s is required", k);
+		return 0;
+	}
+	if (type != LUA_TSTRING)
+		luaL_error(L, "getTunnelInfo: %s must be a string, got a %s", k,
+		    luaL_typename(L, -1));
+	s = lua_tolstring(L, -1, &len);
+	if (strlen(s) != len)
+		luaL_error(L, "getTunnelInfo: %s contains a NUL byte", k);
+	if (len >= cap)
+		luaL_error(L, "getTunnelInfo: %s is longer than %d bytes", k,
+		    (int)cap - 1);
+	memcpy(dst, s, len + 1);
+	lua_pop(L, 1);
+	return 1;
+}
+
+static lua_Integer
+conv_int(lua_State *L, int t, const char *k, lua_Integer def,
+    lua_Integer min, lua_Integer max)
+{
+	lua_Integer	 v = def;
+	int		 type = conv_field(L, t, k);
+
+	if (type != LUA_TNIL) {
+		if (!conv_integer(L, -1, &v))
+			luaL_error(L, "getTunnelInfo: %s must be an integer, "
+			    "got a %s", k, type == LUA_TNUMBER ?
+			    "fraction" : luaL_typename(L, -1));
+		if (v < min || v > max)
+			luaL_error(L, "getTunnelInfo: %s %I is not in %I..%I",
+			    k, v, min, max);
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+/* id and tenant end up in logs, the console and file names. */
+static void
+conv_ident(lua_State *L, const char *k, const char *s)
+{
+	const char	*p;
+
+	for (p = s; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("._:@+-", *p) != NULL))
+			break;
+	if (p == s || *p != '\0')
+		luaL_error(L, "getTunnelInfo: %s must match "
+		    "[A-Za-z0-9._:@+-]{1,%d}", k, POLICY_ID_LEN - 1);
+}
+
+/* Keys are the script's: quote a bounded, printable part of one. */
+static void
+conv_unknown(lua_State *L, int t)
+{
+	char		 q[CONV_QUOTE_MAX + 4];
+	const char	*s;
+	size_t		 len, i;
+
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "getTunnelInfo: the table has a %s key, "
+			    "fields are names", luaL_typename(L, -1));
+		s = lua_tolstring(L, -1, &len);
+		if (strlen(s) == len && conv_in(s, conv_fields))
+			continue;
+		for (i = 0; i < len && i < CONV_QUOTE_MAX; i++)
+			q[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
+		strcpy(q + i, len > CONV_QUOTE_MAX ? "..." : "");
+		luaL_error(L, "getTunnelInfo: unknown field '%s'", q);
+	}
+}
+
+static void
+conv_forwards(lua_State *L, int t, struct policy_tunnel *tun)
+{
+	const char	*s;
+	size_t		 len, i, n, count = 0;
+	int		 f, type = conv_field(L, t, "forwards");
+
+	if (type == LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (type != LUA_TTABLE)
+		luaL_error(L, "getTunnelInfo: forwards must be a list of "
+		    "strings, got a %s", luaL_typename(L, -1));
+	f = lua_gettop(L);
+	n = (size_t)lua_rawlen(L, f);
+	if (n > POLICY_MAX_FWDS)
+		luaL_error(L, "getTunnelInfo: %d forwards, at most %d",
+		    n > INT_MAX ? INT_MAX : (int)n, POLICY_MAX_FWDS);
+	for (i = 0; i < n; i++) {
+		if (lua_rawgeti(L, f, (lua_Integer)i + 1) != LUA_TSTRING)
+			luaL_error(L, "getTunnelInfo: forwards[%d] must be a "
+			    "string, got a %s", (int)i + 1,
+			    luaL_typename(L, -1));
+		s = lua_tolstring(L, -1, &len);
+		if (len == 0 || len >= POLICY_FWD_LEN || strlen(s) != len)
+			luaL_error(L, "getTunnelInfo: forwards[%d] must be 1 to "
+			    "%d bytes without NUL", (int)i + 1,
+			    POLICY_FWD_LEN - 1);
+		memcpy(tun->forwards[i], s, len + 1);
+		lua_pop(L, 1);
+	}
+	tun->nfwd = n;
+	/* A list has the keys 1..n and no others (no holes, no names). */
+	lua_pushnil(L);
+	while (lua_next(L, f) != 0) {
+		lua_pop(L, 1);
+		if (++count > n) {
+			lua_pop(L, 1);
+			break;
+		}
+	}
+	if (count != n)
+		luaL_error(L, "getTunnelInfo: forwards must be a list, "
+		    "without holes or named keys");
+	lua_pop(L, 1);
+}
+
+static void
+conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
+{
+	lua_Integer	 enc;
+
+	memset(tun, 0, sizeof(*tun));
+	conv_unknown(L, t);
+
+	conv_str(L, t, "id", tun->id, sizeof(tun->id), 1);
+	conv_ident(L, "id", tun->id);
+	if (conv_str(L, t, "tenant", tun->tenant, sizeof(tun->tenant), 0))
+		conv_ident(L, "tenant", tun->tenant);
+	else
+		strcpy(tun->tenant, tun->id);
+
+	conv_str(L, t, "mode", tun->mode, sizeof(tun->mode), 1);
+	if (!conv_in(tun->mode, conv_modes))
+		luaL_error(L, "getTunnelInfo: mode must be server, r-server, "
+		    "wsserver or r-wsserver");
+
+	conv_str(L, t, "pass", tun->pass, sizeof(tun->pass), 1);
+	if (tun->pass[0] == '\0')
+		luaL_error(L, "getTunnelInfo: pass must not be empty");
+	conv_str(L, t, "encPass", tun->encpass, sizeof(tun->encpass), 0);
+	enc = conv_int(L, t, "encCount", -1, LUA_MININTEGER, INT_MAX);
+	/* kptunnel: any negative count encrypts everything. */
+	tun->enc_count = enc < 0 ? -1 : (int)enc;
+	/* An empty encPass is a published key: say 0 to mean plaintext. */
+	if (tun->encpass[0] == '\0' && tun->enc_count != 0)
+		luaL_error(L, "getTunnelInfo: encPass is required unless "
+		    "encCount is 0");
+
+	conv_forwards(L, t, tun);
+	if (tun->nfwd == 0 && tun->mode[0] == 'r')
+		luaL_error(L, "getTunnelInfo: mode %s needs at least one "
+		    "forward", tun->mode);
+
+	if (!conv_str(L, t, "connectMode", tun->connect_mode,
+	    sizeof(tun->connect_mode), 0))
+		strcpy(tun->connect_mode, "CanReconnect");
+	else if (!conv_in(tun->connect_mode, conv_connect_modes))
+		luaL_error(L, "getTunnelInfo: connectMode must be "
+		    "CanReconnect or OneShot");
+
+	tun->idle_timeout = (int)conv_int(L, t, "idleTimeout", 600, 0,
+	    CONV_IDLE_MAX);
+	tun->keepalive = (int)conv_int(L, t, "keepalive", 20, CONV_KA_MIN,
+	    CONV_KA_MAX);
+}
+
+int
+conv_tunnel_result(lua_State *L, int first, struct policy_tunnel *t,
+    char *msg, size_t msglen)
+{
+	const char	*s = "refused by getTunnelInfo";
+	size_t		 len;
+	int		 n = lua_gettop(L) - first + 1;
+	int		 type = n > 0 ? lua_type(L, first) : LUA_TNIL;
+
+	if (type == LUA_TTABLE) {
+		conv_tunnel(L, first, t);
+		return 0;
+	}
+	if (type != LUA_TNIL &&
+	    !(type == LUA_TBOOLEAN && !lua_toboolean(L, first)))
+		luaL_error(L, "getTunnelInfo returned a %s, expected a table "
+		    "or nil", luaL_typename(L, first));
+	len = strlen(s);
+	if (n >= 2 && !lua_isnil(L, first + 1)) {
+		if (lua_type(L, first + 1) != LUA_TSTRING)
+			luaL_error(L, "getTunnelInfo: the message after nil "
+			    "must be a string, got a %s",
+			    luaL_typename(L, first + 1));
+		s = lua_tolstring(L, first + 1, &len);
+	}
+	if (msglen > 0) {
+		if (len > msglen - 1)
+			len = msglen - 1;
+		memcpy(msg, s, len);
+		msg[len] = '\0';
+	}
+	return 1;
+}
+
+void
+conv_push_info(lua_State *L, const struct policy_tunnel *t)
+{
+	size_t	 i, n = t->nfwd < POLICY_MAX_FWDS ? t->nfwd : POLICY_MAX_FWDS;
+	int	 i_t;
+
+	luaL_checkstack(L, 4, NULL);
+	lua_createtable(L, 0, 8);
+	i_t = lua_gettop(L);
+	conv_setstr(L, i_t, "id", t->id, sizeof(t->id));
+	conv_setstr(L, i_t, "tenant", t->tenant, sizeof(t->tenant));
+	conv_setstr(L, i_t, "mode", t->mode, sizeof(t->mode));
+	conv_setstr(L, i_t, "connectMode", t->connect_mode,
+	    sizeof(t->connect_mode));
+	lua_pushinteger(L, t->enc_count);
+	lua_setfield(L, i_t, "encCount");
+	lua_pushinteger(L, t->idle_timeout);
+	lua_setfield(L, i_t, "idleTimeout");
+	lua_pushinteger(L, t->keepalive);
+	lua_setfield(L, i_t, "keepalive");
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		lua_pushlstring(L, t->forwards[i],
+		    strnlen(t->forwards[i], sizeof(t->forwards[i])));
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, i_t, "forwards");
+}

@@ -1,0 +1,1284 @@
+/*
+ * policy_*: the Lua policy (dispatcher/policy.h, docs/lua-api.md).
+ *
+ * Scripts are written to a temporary directory; the lua/ examples are
+ * read relative to $TOP, or to the current directory (the repository
+ * root when run by make).  test_latency prints the per-call figures.
+ */
+
+#include <sys/stat.h>
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "policy.h"
+
+#define CA_TRUE		"function canAccept(req) return true end\n"
+#define GT_NO		"function getTunnelInfo(req) return nil, 'no' end\n"
+
+static char		 tmpdir[] = "/tmp/test_policy.XXXXXX";
+static int		 nscripts;
+
+static pthread_mutex_t	 log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char		 log_last[POLICY_LOG_LEN];
+static int		 log_level = -1, log_count;
+
+static void
+test_logger(int level, const char *msg)
+{
+	pthread_mutex_lock(&log_lock);
+	snprintf(log_last, sizeof(log_last), "%s", msg);
+	log_level = level;
+	log_count++;
+	pthread_mutex_unlock(&log_lock);
+}
+
+static const char *
+top(void)
+{
+	const char	*t = getenv("TOP");
+
+	return t != NULL && *t != '\0' ? t : ".";
+}
+
+/* Writes src to a new file; its path in out[256]. */
+static void
+script(char *out, const char *src)
+{
+	FILE	*f;
+
+	snprintf(out, 256, "%s/s%d.lua", tmpdir, nscripts++);
+	assert_non_null(f = fopen(out, "w"));
+	assert_int_equal(fputs(src, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int
+load(const char *handler, const char *ca, const struct policy_limits *lim,
+    struct policy **p, char *err)
+{
+	char	 hp[256], cp[256];
+
+	script(hp, handler);
+	if (ca != NULL)
+		script(cp, ca);
+	err[0] = '\0';
+	return policy_load(hp, ca != NULL ? cp : NULL, lim, p, err);
+}
+
+static struct policy *
+load_ok(const char *handler, const char *ca)
+{
+	struct policy	*p;
+	char		 err[ERR_LEN];
+
+	if (load(handler, ca, NULL, &p, err) != 0)
+		fail_msg("policy_load: %s", err);
+	return p;
+}
+
+static void
+load_fails(const char *handler, const char *ca, const char *why)
+{
+	struct policy	*p = (struct policy *)&p;
+	char		 err[ERR_LEN];
+
+	if (load(handler, ca, NULL, &p, err) == 0)
+		fail_msg("policy_load accepted a broken script");
+	assert_null(p);
+	if (strstr(err, why) == NULL)
+		fail_msg("error '%s' lacks '%s'", err, why);
+}
+
+static const struct policy_kv test_headers[] = {
+	{ "host", "example.org" },
+	{ "X-Multi", "one" },
+	{ "x-multi", "two" },
+	{ "upgrade", "websocket" },
+};
+
+static struct policy_req
+req_default(void)
+{
+	struct policy_req	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.method = "GET";
+	r.path = "/ws";
+	r.query = "a=1&a=2&b+c=%41%2x&d&=e&&session=t.1";
+	r.headers = test_headers;
+	r.nheaders = sizeof(test_headers) / sizeof(test_headers[0]);
+	r.remote_addr = "192.0.2.7";
+	r.session = "t.1";
+	r.mode = "";
+	return r;
+}
+
+/*
+ * canAccept of src on req_default(): expect rc, and the verdict.  The
+ * dry call (no session) is admitted before src runs, so that src may
+ * fail on purpose.
+ */
+static void
+ca_expect(const char *src, int rc, int accept, int status, const char *body,
+    const char *why)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	char			 ca[8192], err[ERR_LEN];
+
+	snprintf(ca, sizeof(ca), "%s\n"
+	    "local real = canAccept\n"
+	    "function canAccept(req)\n"
+	    "  if req.session == '' then return true end\n"
+	    "  return real(req)\n"
+	    "end\n", src);
+	p = load_ok(GT_NO, ca);
+	err[0] = '\0';
+	if (policy_can_accept(p, &r, &v, err) != rc)
+		fail_msg("rc != %d for %s (err '%s')", rc, src, err);
+	if (rc == 0) {
+		assert_int_equal(v.accept, accept);
+		assert_int_equal(v.status, status);
+		assert_string_equal(v.body, body);
+	} else {
+		assert_int_equal(v.accept, 0);
+		assert_int_equal(v.status, 500);
+		if (strstr(err, why) == NULL)
+			fail_msg("error '%s' lacks '%s'", err, why);
+	}
+	policy_unref(p);
+}
+
+static void
+test_can_accept(void **state)
+{
+	ca_expect(CA_TRUE, 0, 1, 0, "", NULL);
+	ca_expect("function canAccept(req) return false, 429, 'slow down' "
+	    "end", 0, 0, 429, "slow down", NULL);
+	ca_expect("function canAccept(req) return false end", 0, 0, 403, "",
+	    NULL);
+	ca_expect("function canAccept(req) return false, nil, 'x' end", 0, 0,
+	    403, "x", NULL);
+	ca_expect("function canAccept(req) end", 0, 0, 403, "", NULL);
+	ca_expect("function canAccept(req) return nil end", 0, 0, 403, "",
+	    NULL);
+	ca_expect("function canAccept(req) return false, 503.0 end", 0, 0,
+	    503, "", NULL);
+	ca_expect("function canAccept(req) return false, 403, "
+	    "string.rep('b', 5000) end", 0, 0, 403,
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+	    NULL);
+	/* Anything else fails closed, with a reason. */
+	ca_expect("function canAccept(req) return 'yes' end", -1, 0, 0, NULL,
+	    "returned a string, expected a boolean");
+	ca_expect("function canAccept(req) return 200 end", -1, 0, 0, NULL,
+	    "returned a number");
+	ca_expect("function canAccept(req) return false, 'denied' end", -1,
+	    0, 0, NULL, "status must be an integer 400..599, got a string");
+	ca_expect("function canAccept(req) return false, 200 end", -1, 0, 0,
+	    NULL, "status 200 is not in 400..599");
+	ca_expect("function canAccept(req) return false, 403.5 end", -1, 0,
+	    0, NULL, "status must be an integer");
+	ca_expect("function canAccept(req) return false, 403, {} end", -1, 0,
+	    0, NULL, "body must be a string, got a table");
+}
+
+static void
+test_req_table(void **state)
+{
+	/* Every field, joined into the body. */
+	ca_expect(
+	    "function canAccept(req)\n"
+	    "  local q = req.query\n"
+	    "  return false, 400, table.concat({ req.method, req.path,\n"
+	    "    q.a, q['b c'], q.d, q[''], q.session, tostring(q.x),\n"
+	    "    req.headers['x-multi'], req.headers.host,\n"
+	    "    tostring(req.headers['X-Multi']), req.remote_addr,\n"
+	    "    req.session, '[' .. req.mode .. ']' }, '|')\n"
+	    "end\n", 0, 0, 400,
+	    "GET|/ws|1|A%2x||e|t.1|nil|one, two|example.org|nil|192.0.2.7|"
+	    "t.1|[]", NULL);
+}
+
+static void
+test_req_nulls(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r;
+	struct policy_verdict	 v;
+	struct policy_kv	 h[2] = { { NULL, "x" }, { "a", NULL } };
+	char			 err[ERR_LEN];
+
+	p = load_ok(GT_NO,
+	    "function canAccept(req)\n"
+	    "  if req.method == '' then\n"
+	    "    local n = 0 for k in pairs(req.query) do n = n + 1 end\n"
+	    "    return false, 400, req.path .. req.session .. req.mode ..\n"
+	    "      req.remote_addr .. n .. '/' .. req.headers.a\n"
+	    "  end\n"
+	    "  return true\n"
+	    "end\n");
+	memset(&r, 0, sizeof(r));
+	r.headers = h;
+	r.nheaders = 2;
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.status, 400);
+	assert_string_equal(v.body, "0/");
+	policy_unref(p);
+}
+
+#define GT_FULL \
+	"function getTunnelInfo(req)\n" \
+	"  if req.session == '' then return nil, 'dry' end\n" \
+	"  return { id = 'alpha-1', tenant = 'alpha', mode = 'r-wsserver',\n" \
+	"    pass = 'p', encPass = 'e', encCount = 5,\n" \
+	"    forwards = { 'r,:8001,localhost:22', ':8002,localhost:80' },\n" \
+	"    connectMode = 'OneShot', idleTimeout = 0, keepalive = 30 }\n" \
+	"end\n"
+
+static void
+test_get_tunnel(void **state)
+{
+	struct policy		*p = load_ok(GT_FULL, CA_TRUE);
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_string_equal(t.id, "alpha-1");
+	assert_string_equal(t.tenant, "alpha");
+	assert_string_equal(t.mode, "r-wsserver");
+	assert_string_equal(t.pass, "p");
+	assert_string_equal(t.encpass, "e");
+	assert_int_equal(t.enc_count, 5);
+	assert_int_equal(t.nfwd, 2);
+	assert_string_equal(t.forwards[0], "r,:8001,localhost:22");
+	assert_string_equal(t.forwards[1], ":8002,localhost:80");
+	assert_string_equal(t.connect_mode, "OneShot");
+	assert_int_equal(t.idle_timeout, 0);
+	assert_int_equal(t.keepalive, 30);
+	policy_tunnel_cleanse(&t);
+	assert_string_equal(t.pass, "");
+	assert_string_equal(t.encpass, "");
+
+	/* The refusal of the dry call's request. */
+	r.session = "";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "dry");
+	policy_unref(p);
+}
+
+static void
+test_get_tunnel_defaults(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	p = load_ok("function getTunnelInfo(req)\n"
+	    "  return { id = 'x', mode = 'wsserver', pass = 'p',\n"
+	    "    encPass = 'e', encCount = -7 }\n"
+	    "end\n", CA_TRUE);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_string_equal(t.id, "x");
+	assert_string_equal(t.tenant, "x");
+	assert_string_equal(t.mode, "wsserver");
+	assert_int_equal(t.enc_count, -1);
+	assert_int_equal(t.nfwd, 0);
+	assert_string_equal(t.connect_mode, "CanReconnect");
+	assert_int_equal(t.idle_timeout, 600);
+	assert_int_equal(t.keepalive, 20);
+	policy_tunnel_cleanse(&t);
+	policy_unref(p);
+
+	/* encCount 0 (plaintext) is the one case without encPass. */
+	p = load_ok("function getTunnelInfo(req)\n"
+	    "  return { id = 'x', mode = 'server', pass = 'p', encCount = 0 }\n"
+	    "end\n", CA_TRUE);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_int_equal(t.enc_count, 0);
+	assert_string_equal(t.encpass, "");
+	policy_unref(p);
+}
+
+static void
+test_get_tunnel_refused(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	p = load_ok("function getTunnelInfo(req)\n"
+	    "  if req.query.a then return nil, 'no such tenant' end\n"
+	    "  if req.mode == 'x' then return false end\n"
+	    "end\n", CA_TRUE);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "no such tenant");
+	r.query = "";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "refused by getTunnelInfo");
+	r.mode = "x";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "refused by getTunnelInfo");
+	assert_string_equal(t.pass, "");
+	policy_unref(p);
+}
+
+/* The fields of a valid table, to break one at a time. */
+#define GT_OK_FIELDS \
+	"id = 'x', mode = 'wsserver', pass = 'secret1', encPass = 'secret2'"
+
+static void
+gt_bad(struct policy *p, const char *fields, const char *why)
+{
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 src[2048], hp[256], err[ERR_LEN];
+	struct policy		*q;
+
+	snprintf(src, sizeof(src),
+	    "function getTunnelInfo(req)\n"
+	    "  if req.session == '' then return nil end\n"
+	    "  return { %s }\n"
+	    "end\n", fields);
+	script(hp, src);
+	err[0] = '\0';
+	if (policy_load(hp, NULL, NULL, &q, err) != 0)
+		fail_msg("policy_load: %s", err);
+	err[0] = '\0';
+	if (policy_get_tunnel(q, &r, &t, err) != -1)
+		fail_msg("accepted { %s }", fields);
+	if (strstr(err, why) == NULL)
+		fail_msg("{ %s }: error '%s' lacks '%s'", fields, err, why);
+	/* Secrets never reach a message, and are gone from t. */
+	assert_null(strstr(err, "secret"));
+	assert_string_equal(t.pass, "");
+	assert_string_equal(t.encpass, "");
+	policy_unref(q);
+
+	/* The shared state goes on working after a bad answer. */
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	policy_tunnel_cleanse(&t);
+}
+
+static void
+test_get_tunnel_types(void **state)
+{
+	struct policy	*p = load_ok(GT_FULL, NULL);
+
+	gt_bad(p, GT_OK_FIELDS ", forwards = 'r,:1,h:2'",
+	    "forwards must be a list of strings, got a string");
+	gt_bad(p, GT_OK_FIELDS ", encCount = '5'",
+	    "encCount must be an integer, got a string");
+	gt_bad(p, GT_OK_FIELDS ", encCount = 1.5",
+	    "encCount must be an integer, got a fraction");
+	gt_bad(p, "id = 'x', mode = 'client', pass = 'p', encPass = 'e'",
+	    "mode must be server, r-server, wsserver or r-wsserver");
+	gt_bad(p, "id = 'x', pass = 'p', encPass = 'e'", "mode is required");
+	gt_bad(p, "mode = 'server', pass = 'p', encPass = 'e'",
+	    "id is required");
+	gt_bad(p, "id = 'x y', mode = 'server', pass = 'p', encPass = 'e'",
+	    "id must match");
+	gt_bad(p, GT_OK_FIELDS ", tenant = ''", "tenant must match");
+	gt_bad(p, "id = 'x', mode = 'server', encPass = 'e'",
+	    "pass is required");
+	gt_bad(p, "id = 'x', mode = 'server', pass = '', encPass = 'e'",
+	    "pass must not be empty");
+	gt_bad(p, "id = 'x', mode = 'server', pass = 42, encPass = 'e'",
+	    "pass must be a string, got a number");
+	gt_bad(p, "id = 'x', mode = 'server', pass = 'secret1'",
+	    "encPass is required unless encCount is 0");
+	gt_bad(p, GT_OK_FIELDS ", pass = 'a\\0b'", "pass contains a NUL");
+	gt_bad(p, GT_OK_FIELDS ", pass = string.rep('s', 256)",
+	    "pass is longer than 255 bytes");
+	gt_bad(p, GT_OK_FIELDS ", encpass = 'typo'", "unknown field 'encpass'");
+	gt_bad(p, GT_OK_FIELDS ", [1] = 'x'", "has a number key");
+	gt_bad(p, GT_OK_FIELDS ", [string.rep('k', 100)] = 1",
+	    "unknown field 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...'");
+	gt_bad(p, "", "id is required");
+	gt_bad(p, "id = 'x', mode = 'r-server', pass = 'p', encPass = 'e'",
+	    "mode r-server needs at least one forward");
+	gt_bad(p, GT_OK_FIELDS ", forwards = { 'a', 2 }",
+	    "forwards[2] must be a string, got a number");
+	gt_bad(p, GT_OK_FIELDS ", forwards = { 'a', '' }",
+	    "forwards[2] must be 1 to 511 bytes");
+	gt_bad(p, GT_OK_FIELDS ", forwards = { string.rep('f', 512) }",
+	    "forwards[1] must be 1 to 511 bytes");
+	gt_bad(p, GT_OK_FIELDS ", forwards = { 'a', x = 'b' }",
+	    "forwards must be a list");
+	gt_bad(p, GT_OK_FIELDS ", forwards = { [1] = 'a', [3] = 'c' }",
+	    "forwards must be a list");
+	gt_bad(p, GT_OK_FIELDS ", forwards = (function() local t = {} "
+	    "for i = 1, 65 do t[i] = 'f' end return t end)()",
+	    "65 forwards, at most 64");
+	gt_bad(p, GT_OK_FIELDS ", connectMode = 'Client'",
+	    "connectMode must be CanReconnect or OneShot");
+	gt_bad(p, GT_OK_FIELDS ", idleTimeout = -1",
+	    "idleTimeout -1 is not in 0..2592000");
+	gt_bad(p, GT_OK_FIELDS ", keepalive = 1", "keepalive 1 is not in 2..3600");
+	gt_bad(p, GT_OK_FIELDS ", encCount = 2^40",
+	    "encCount must be an integer, got a fraction");
+	gt_bad(p, GT_OK_FIELDS ", encCount = 1 << 40",
+	    "encCount 1099511627776 is not in");
+	policy_unref(p);
+}
+
+static void
+test_get_tunnel_results(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	p = load_ok("function getTunnelInfo(req)\n"
+	    "  if req.session == '' then return nil end\n"
+	    "  if req.mode == 's' then return 'tenant' end\n"
+	    "  return nil, 42\n"
+	    "end\n", NULL);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), -1);
+	assert_non_null(strstr(err, "message after nil must be a string"));
+	r.mode = "s";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), -1);
+	assert_non_null(strstr(err, "returned a string, expected a table"));
+	policy_unref(p);
+}
+
+static void
+test_load_errors(void **state)
+{
+	struct policy		*p = (struct policy *)&p;
+	struct policy_limits	 lim = { 0, 1024 };
+	char			 err[ERR_LEN];
+
+	load_fails("function getTunnelInfo(req)\n  return {\nend\n", CA_TRUE,
+	    ".lua:3: unexpected symbol near 'end'");
+	load_fails(GT_NO, "function canAccept(req) return true\n", "'end' "
+	    "expected near <eof>");
+	load_fails("x = 1\n", CA_TRUE,
+	    "no global function getTunnelInfo (found a nil)");
+	load_fails(GT_NO, "function canaccept(req) return true end\n",
+	    "no global function canAccept (found a nil)");
+	load_fails(GT_NO, "canAccept = 1\n",
+	    "no global function canAccept (found a number)");
+	/* The top level runs: its errors count. */
+	load_fails("error('no config')\n" GT_NO, CA_TRUE, ".lua:1: no config");
+	/* The dry calls. */
+	load_fails(GT_NO, "function canAccept(req)\n  return req.x.y\nend\n",
+	    "canAccept dry call: ");
+	load_fails(GT_NO, "function canAccept(req)\n  return req.x.y\nend\n",
+	    ".lua:2: attempt to index a nil value (field 'x')");
+	load_fails("function getTunnelInfo(req) return { id = 1 } end\n",
+	    CA_TRUE, "getTunnelInfo dry call: getTunnelInfo: id must be");
+	load_fails("function getTunnelInfo(req) while true do end end\n",
+	    CA_TRUE, "instruction budget of 1000000 exceeded");
+	/* Source only: bytecode could break the VM. */
+	load_fails("\033Lua garbage", CA_TRUE, "attempt to load a binary "
+	    "chunk");
+
+	assert_int_equal(policy_load("/nonexistent/h.lua", NULL, NULL, &p,
+	    err), -1);
+	assert_non_null(strstr(err, "cannot open /nonexistent/h.lua"));
+	assert_null(p);
+
+	assert_int_equal(load(GT_NO, NULL, &lim, &p, err), -1);
+	assert_non_null(strstr(err, "memory limit of 1024 bytes is below"));
+}
+
+static void
+test_runtime_error(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	p = load_ok(
+	    "function getTunnelInfo(req)\n"
+	    "  if req.session == '' then return nil end\n"
+	    "  local cfg = nil\n"
+	    "  return cfg.tenant\n"
+	    "end\n",
+	    "local function check(req)\n"
+	    "  if req.session ~= '' then\n"
+	    "    error('bad session ' .. req.session)\n"
+	    "  end\n"
+	    "end\n"
+	    "function canAccept(req)\n"
+	    "  check(req)\n"
+	    "  return true\n"
+	    "end\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+	assert_non_null(strstr(err, ".lua:3: bad session t.1; traceback: "
+	    "[C]: in function 'error' | "));
+	assert_non_null(strstr(err, ".lua:3: in upvalue 'check' | "));
+	assert_non_null(strstr(err, ".lua:7: in function 'canAccept'"));
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), -1);
+	assert_non_null(strstr(err, ".lua:4: attempt to index a nil value "
+	    "(local 'cfg'); traceback: "));
+	/* Non-string error objects. */
+	policy_unref(p);
+	p = load_ok(GT_NO, "function canAccept(req)\n"
+	    "  if req.session ~= '' then error({}) end return true\nend\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+	assert_non_null(strstr(err, "(error object is a table value)"));
+	policy_unref(p);
+	p = load_ok(GT_NO, "function canAccept(req)\n"
+	    "  if req.session ~= '' then error(setmetatable({}, { __tostring ="
+	    " function() return 'custom' end })) end return true\nend\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+	assert_non_null(strstr(err, "custom; traceback"));
+	policy_unref(p);
+}
+
+static double
+now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * body runs in canAccept and in getTunnelInfo (on the shared state) for
+ * requests with a session; both must fail with why, quickly, and the
+ * next call must work.
+ */
+static void
+runaway(const char *body, const char *why)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default(), ok = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 h[1024], c[1024], err[ERR_LEN];
+	double			 t0;
+	int			 i;
+
+	/* body is on line 3 of both scripts. */
+	snprintf(h, sizeof(h),
+	    "n = 0\n"
+	    "function getTunnelInfo(req) n = n + 1\n"
+	    "  if req.session ~= '' then %s end\n"
+	    "  return { id = 'x' .. n, mode = 'server', pass = 'p',\n"
+	    "    encCount = 0 }\n"
+	    "end\n", body);
+	snprintf(c, sizeof(c),
+	    "-- canAccept\n"
+	    "function canAccept(req)\n"
+	    "  if req.session ~= '' then %s end\n"
+	    "  return true\n"
+	    "end\n", body);
+	p = load_ok(h, c);
+	ok.session = "";
+	for (i = 0; i < 2; i++) {
+		t0 = now();
+		err[0] = '\0';
+		assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+		if (strstr(err, why) == NULL)
+			fail_msg("canAccept '%s': '%s' lacks '%s'", body, err,
+			    why);
+		assert_true(now() - t0 < 2.0);
+		assert_int_equal(policy_can_accept(p, &ok, &v, err), 0);
+		assert_int_equal(v.accept, 1);
+
+		t0 = now();
+		err[0] = '\0';
+		assert_int_equal(policy_get_tunnel(p, &r, &t, err), -1);
+		if (strstr(err, why) == NULL)
+			fail_msg("getTunnelInfo '%s': '%s' lacks '%s'", body,
+			    err, why);
+		assert_true(now() - t0 < 2.0);
+		assert_int_equal(policy_get_tunnel(p, &ok, &t, err), 0);
+		/* The counter went on: x2 after the failed first call. */
+		assert_string_equal(t.id, i == 0 ? "x2" : "x4");
+	}
+	policy_unref(p);
+}
+
+static void
+test_budget(void **state)
+{
+	runaway("while true do end", "instruction budget of 1000000 "
+	    "exceeded at ");
+	runaway("while true do end", ".lua:3");
+	runaway("pcall(function() while true do end end)",
+	    "instruction budget");
+	runaway("while true do pcall(function() while true do end end) end",
+	    "instruction budget");
+	runaway("xpcall(function() while true do end end, "
+	    "function() while true do end end)", "instruction budget");
+	runaway("while true do pcall(error, 'x') end", "instruction budget");
+	/* A __close handler runs while the error unwinds: still stopped. */
+	runaway("do local x <close> = setmetatable({}, { __close = "
+	    "function() while true do end end }) while true do end end",
+	    "instruction budget");
+	/* Table functions that call back into Lua are counted too. */
+	runaway("local t = {} for i = 1, 100 do t[i] = i end "
+	    "table.sort(t, function(a, b) while true do end end)",
+	    "instruction budget");
+}
+
+static void
+test_memory(void **state)
+{
+	runaway("local t = {} for i = 1, 1e9 do "
+	    "t[i] = string.rep('x', 1000) end",
+	    "memory limit of 8388608 bytes exceeded");
+	runaway("pcall(function() local t = {} for i = 1, 1e9 do "
+	    "t[i] = string.rep('x', 1000) end end)", "memory limit");
+	runaway("local ok = pcall(string.rep, 'x', 1e9) "
+	    "error('caught: ' .. tostring(ok))", "memory limit");
+	runaway("local s = 'x' while true do s = s .. s end",
+	    "memory limit");
+	runaway("xpcall(string.rep, function(m) return m end, 'x', 1e9)",
+	    "memory limit");
+}
+
+/* Garbage is not a leak: churning well past the cap is fine. */
+static void
+test_memory_churn(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	p = load_ok("function getTunnelInfo(req)\n"
+	    "  for i = 1, 200 do local s = string.rep('y', 100000) end\n"
+	    "  return nil, 'churned'\n"
+	    "end\n",
+	    "function canAccept(req)\n"
+	    "  for i = 1, 200 do local s = string.rep('x', 100000) end\n"
+	    "  return true\n"
+	    "end\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	policy_unref(p);
+}
+
+static void
+test_globals(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN], id[32];
+	int			 i;
+
+	p = load_ok("local n = 0\n"
+	    "function getTunnelInfo(req)\n"
+	    "  n = n + 1\n"
+	    "  total = (total or 0) + 1\n"
+	    "  return { id = 't' .. n .. '-' .. total, mode = 'server',\n"
+	    "    pass = 'p', encPass = 'e' }\n"
+	    "end\n",
+	    "function canAccept(req)\n"
+	    "  seen = (seen or 0) + 1\n"
+	    "  return false, 403, tostring(seen)\n"
+	    "end\n");
+	for (i = 1; i <= 3; i++) {
+		assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+		snprintf(id, sizeof(id), "t%d-%d", i, i);
+		assert_string_equal(t.id, id);
+		assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+		assert_string_equal(v.body, "1");
+	}
+	policy_unref(p);
+}
+
+static void
+test_sandbox(void **state)
+{
+	static const char *const src =
+	    "local names = { 'io', 'require', 'load', 'loadstring',\n"
+	    "  'dofile', 'loadfile', 'collectgarbage', 'debug', 'print',\n"
+	    "  'package', 'coroutine', 'module', 'warn', 'os.execute',\n"
+	    "  'os.getenv', 'os.exit', 'os.remove', 'os.rename',\n"
+	    "  'os.tmpname', 'os.setlocale', 'string.dump', 'os.time',\n"
+	    "  'os.clock', 'os.date', 'string.rep', 'table.concat',\n"
+	    "  'math.floor', 'utf8.char', 'pcall', 'xpcall', 'log',\n"
+	    "  'setmetatable', 'rawlen', 'select', 'next' }\n"
+	    "local function get(n)\n"
+	    "  local v = _G\n"
+	    "  for part in n:gmatch('[^.]+') do\n"
+	    "    v = v[part]\n"
+	    "    if v == nil then return nil end\n"
+	    "  end\n"
+	    "  return v\n"
+	    "end\n"
+	    "local function report()\n"
+	    "  local out = {}\n"
+	    "  for i, n in ipairs(names) do out[i] = type(get(n)) end\n"
+	    "  out[#out + 1] = type(('').dump)\n"
+	    "  out[#out + 1] = tostring(pcall(function() os.time = nil end))\n"
+	    "  out[#out + 1] = tostring(getmetatable(os))\n"
+	    "  return table.concat(out, ',')\n"
+	    "end\n";
+	static const char *const expect =
+	    "nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,"
+	    "nil,nil,nil,nil,nil,nil,function,function,function,function,"
+	    "function,function,function,function,function,function,function,"
+	    "function,function,function,nil,false,false";
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 h[4096], c[4096], err[ERR_LEN];
+
+	snprintf(h, sizeof(h), "%s\nfunction getTunnelInfo(req)\n"
+	    "  return nil, report()\nend\n", src);
+	snprintf(c, sizeof(c), "%s\nfunction canAccept(req)\n"
+	    "  return false, 403, report()\nend\n", src);
+	p = load_ok(h, c);
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_string_equal(v.body, expect);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, expect);
+	policy_unref(p);
+}
+
+static void
+test_log(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	char			 err[ERR_LEN];
+	int			 before;
+
+	policy_set_logger(test_logger);
+	pthread_mutex_lock(&log_lock);
+	log_count = 0;
+	pthread_mutex_unlock(&log_lock);
+	/* The dry calls are silent; the handler's top level is not. */
+	p = load_ok("log('debug', 'loaded')\n" GT_NO,
+	    "log('top')\n"
+	    "function canAccept(req)\n"
+	    "  if req.mode == 'bad' then log('loud', 'x') end\n"
+	    "  if req.mode == 'none' then log() end\n"
+	    "  log('warn', 'from ' .. req.remote_addr .. '\\n\\tforged')\n"
+	    "  return true\n"
+	    "end\n");
+	assert_int_equal(log_count, 1);
+	assert_int_equal(log_level, POLICY_LOG_DEBUG);
+	assert_string_equal(log_last, "loaded");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(log_count, 3);
+	assert_int_equal(log_level, POLICY_LOG_WARN);
+	assert_string_equal(log_last, "from 192.0.2.7  forged");
+	before = log_count;
+	r.mode = "bad";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+	assert_non_null(strstr(err, "bad argument #1 to 'log' (invalid "
+	    "option 'loud')"));
+	r.mode = "none";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+	assert_non_null(strstr(err, "bad argument #1 to 'log'"));
+	assert_int_equal(log_count, before + 2);
+	policy_unref(p);
+
+	/* Long messages are cut. */
+	p = load_ok(GT_NO, "function canAccept(req)\n"
+	    "  log(string.rep('m', 5000)) return true\nend\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(strlen(log_last), POLICY_LOG_LEN - 1);
+	assert_int_equal(log_level, POLICY_LOG_INFO);
+	policy_unref(p);
+	policy_set_logger(NULL);
+}
+
+struct worker {
+	struct policy	*p;
+	int		 id;
+	int		 failures;
+};
+
+static void *
+ca_thread(void *arg)
+{
+	struct worker		*w = arg;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_kv	 h[1];
+	char			 err[ERR_LEN], n[16], want[64];
+	int			 i;
+
+	r.headers = h;
+	r.nheaders = 1;
+	h[0].name = "x-n";
+	h[0].value = n;
+	for (i = 0; i < 1000; i++) {
+		snprintf(n, sizeof(n), "%d.%d", w->id, i);
+		snprintf(want, sizeof(want), "%s:%d", n, 1);
+		if (policy_can_accept(w->p, &r, &v, err) != 0 || v.accept ||
+		    strcmp(v.body, want) != 0)
+			w->failures++;
+	}
+	return NULL;
+}
+
+static void *
+gt_thread(void *arg)
+{
+	struct worker		*w = arg;
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN], want[16];
+	int			 i;
+
+	for (i = 1; i <= 1000; i++) {
+		snprintf(want, sizeof(want), "t%d", i);
+		if (policy_get_tunnel(w->p, &r, &t, err) != 0 ||
+		    strcmp(t.id, want) != 0)
+			w->failures++;
+		if (i % 10 == 0 && policy_end_tunnel(w->p, &t, "done",
+		    err) != 0)
+			w->failures++;
+		policy_tunnel_cleanse(&t);
+	}
+	return NULL;
+}
+
+static void
+test_concurrent(void **state)
+{
+	struct policy	*p;
+	struct worker	 w[5];
+	pthread_t	 th[5];
+	int		 i;
+
+	policy_set_logger(test_logger);
+	p = load_ok("local n = 0\n"
+	    "function getTunnelInfo(req)\n"
+	    "  n = n + 1\n"
+	    "  return { id = 't' .. n, mode = 'server', pass = 'p',\n"
+	    "    encPass = 'e' }\n"
+	    "end\n"
+	    "function onEndTunnel(info, reason) log(info.id) end\n",
+	    "function canAccept(req)\n"
+	    "  calls = (calls or 0) + 1\n"
+	    "  log('debug', req.headers['x-n'] or '')\n"
+	    "  return false, 403, (req.headers['x-n'] or '') .. ':' .. calls\n"
+	    "end\n");
+	for (i = 0; i < 5; i++) {
+		w[i].p = p;
+		w[i].id = i;
+		w[i].failures = 0;
+		policy_ref(p);
+		assert_int_equal(pthread_create(&th[i], NULL,
+		    i < 4 ? ca_thread : gt_thread, &w[i]), 0);
+	}
+	/* The threads' references keep it alive. */
+	policy_unref(p);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(w[i].failures, 0);
+		policy_unref(w[i].p);
+	}
+	policy_set_logger(NULL);
+}
+
+static void
+test_end_tunnel(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	char			 err[ERR_LEN];
+
+	p = load_ok("local last = 'none'\n"
+	    "function getTunnelInfo(req)\n"
+	    "  if req.mode == 'last' then return nil, last end\n"
+	    "  return { id = 'a-1', tenant = 'a', mode = 'r-server',\n"
+	    "    pass = 'p', encPass = 'e', encCount = 3,\n"
+	    "    forwards = { 'r,:1,h:2', 't,:3,h:4' }, keepalive = 9 }\n"
+	    "end\n"
+	    "function onEndTunnel(info, reason)\n"
+	    "  if reason == 'boom' then error('end failed') end\n"
+	    "  last = table.concat({ info.id, info.tenant, info.mode,\n"
+	    "    info.encCount, #info.forwards, info.forwards[2],\n"
+	    "    info.connectMode, info.idleTimeout, info.keepalive,\n"
+	    "    tostring(info.pass), tostring(info.encPass), reason }, '|')\n"
+	    "end\n", NULL);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_int_equal(policy_end_tunnel(p, &t, "idle", err), 0);
+	r.mode = "last";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|CanReconnect|"
+	    "600|9|nil|nil|idle");
+	r.mode = "";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_int_equal(policy_end_tunnel(p, &t, NULL, err), 0);
+	assert_int_equal(policy_end_tunnel(p, &t, "boom", err), -1);
+	assert_non_null(strstr(err, ".lua:9: end failed; traceback"));
+	r.mode = "last";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|CanReconnect|"
+	    "600|9|nil|nil|");
+	policy_unref(p);
+
+	/* Undefined: nothing to do.  Not a function: an error. */
+	p = load_ok(GT_NO, NULL);
+	assert_int_equal(policy_end_tunnel(p, &t, "x", err), 0);
+	policy_unref(p);
+	p = load_ok(GT_NO "onEndTunnel = {}\n", NULL);
+	assert_int_equal(policy_end_tunnel(p, &t, "x", err), -1);
+	assert_non_null(strstr(err, "onEndTunnel is a table, not a function"));
+	policy_unref(p);
+}
+
+static void
+test_reload(void **state)
+{
+	struct policy		*old, *p = (struct policy *)&p;
+	struct policy_req	 r = req_default();
+	struct policy_tunnel	 t;
+	struct policy_verdict	 v;
+	char			 err[ERR_LEN];
+
+	old = load_ok("local n = 0\n"
+	    "function getTunnelInfo(req) n = n + 1 return nil, 'v1 ' .. n end\n",
+	    CA_TRUE);
+	assert_int_equal(policy_get_tunnel(old, &r, &t, err), 1);
+	assert_string_equal(err, "v1 1");
+	/* A broken reload leaves the running policy alone. */
+	assert_int_equal(load("function getTunnelInfo(req) return nil end\n",
+	    "function canAccept(req) return true\n", NULL, &p, err), -1);
+	assert_null(p);
+	assert_int_equal(load("function getTunnel(req) end\n", CA_TRUE, NULL,
+	    &p, err), -1);
+	assert_int_equal(policy_get_tunnel(old, &r, &t, err), 1);
+	assert_string_equal(err, "v1 2");
+	assert_int_equal(policy_can_accept(old, &r, &v, err), 0);
+	/* A good one runs beside it, with fresh state. */
+	p = load_ok("local n = 0\n"
+	    "function getTunnelInfo(req) n = n + 1 return nil, 'v2 ' .. n end\n",
+	    NULL);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "v2 1");
+	assert_int_equal(policy_get_tunnel(old, &r, &t, err), 1);
+	assert_string_equal(err, "v1 3");
+	policy_unref(old);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "v2 2");
+	/* canAccept.lua NULL: everything is admitted. */
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	policy_unref(p);
+	policy_unref(NULL);
+}
+
+static struct policy *
+load_example(const char *handler, const char *ca)
+{
+	struct policy	*p;
+	char		 hp[512], cp[512], err[ERR_LEN];
+
+	snprintf(hp, sizeof(hp), "%s/%s", top(), handler);
+	snprintf(cp, sizeof(cp), "%s/%s", top(), ca);
+	if (policy_load(hp, cp, NULL, &p, err) != 0)
+		fail_msg("%s: %s", handler, err);
+	return p;
+}
+
+/* A copy of the file at path with from replaced; its path in out[256]. */
+static void
+example_edit(char *out, const char *path, const char *from, const char *to)
+{
+	char	 buf[16384], *at;
+	FILE	*f;
+	size_t	 n;
+
+	assert_non_null(f = fopen(path, "r"));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	assert_non_null(at = strstr(buf, from));
+	snprintf(out, 256, "%s/s%d.lua", tmpdir, nscripts++);
+	assert_non_null(f = fopen(out, "w"));
+	fwrite(buf, 1, (size_t)(at - buf), f);
+	fputs(to, f);
+	fputs(at + strlen(from), f);
+	fclose(f);
+}
+
+static void
+test_example_default(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 hp[256], e1[256], path[512], err[ERR_LEN];
+
+	p = load_example("lua/handler.lua", "lua/canAccept.lua");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "no tenant configured");
+	policy_unref(p);
+
+	/* Configured as its comment says. */
+	snprintf(path, sizeof(path), "%s/lua/handler.lua", top());
+	example_edit(e1, path, "local PASS = \"\"", "local PASS = \"p\"");
+	example_edit(hp, e1, "local ENCPASS = \"\"",
+	    "local ENCPASS = \"e\"");
+	if (policy_load(hp, NULL, NULL, &p, err) != 0)
+		fail_msg("configured handler.lua: %s", err);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_string_equal(t.id, "default-1");
+	assert_string_equal(t.tenant, "default");
+	assert_string_equal(t.mode, "wsserver");
+	assert_string_equal(t.pass, "p");
+	assert_string_equal(t.encpass, "e");
+	assert_int_equal(t.enc_count, -1);
+	assert_int_equal(t.nfwd, 0);
+	assert_string_equal(t.connect_mode, "CanReconnect");
+	assert_int_equal(policy_end_tunnel(p, &t, "idle", err), 0);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_string_equal(t.id, "default-2");
+	policy_tunnel_cleanse(&t);
+	policy_unref(p);
+}
+
+static void
+test_example_multitenant(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 a, b, t;
+	struct policy_kv	 h[1] = { { "x-tenant", "alpha" } };
+	char			 err[ERR_LEN];
+
+	p = load_example("lua/multitenant/handler.lua",
+	    "lua/multitenant/canAccept.lua");
+
+	/* alpha by header: a forward tunnel, from anywhere. */
+	r.headers = h;
+	r.nheaders = 1;
+	r.session = "3f2c0a8e-5b1d-4c47-9f3a-1d2e3f4a5b6c";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	assert_int_equal(policy_get_tunnel(p, &r, &a, err), 0);
+	assert_string_equal(a.id, "alpha-1");
+	assert_string_equal(a.tenant, "alpha");
+	assert_string_equal(a.mode, "server");
+	assert_string_equal(a.pass, "alpha-pass-CHANGE-ME");
+	assert_string_equal(a.encpass, "alpha-enc-CHANGE-ME");
+	assert_int_equal(a.nfwd, 2);
+	assert_string_equal(a.forwards[0], "t,:10022,127.0.0.1:22");
+	assert_int_equal(a.idle_timeout, 600);
+
+	/* beta by session prefix: reverse, one at a time, local only. */
+	r.headers = NULL;
+	r.nheaders = 0;
+	r.session = "beta.42";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 0);
+	assert_int_equal(v.status, 403);
+	assert_string_equal(v.body, "address not allowed for this tenant");
+	r.remote_addr = "::1";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	assert_int_equal(policy_get_tunnel(p, &r, &b, err), 0);
+	assert_string_equal(b.id, "beta-2");
+	assert_string_equal(b.mode, "r-server");
+	assert_int_equal(b.nfwd, 1);
+	assert_string_equal(b.forwards[0], "r,127.0.0.1:20022,127.0.0.1:22");
+	assert_int_equal(b.idle_timeout, 3600);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "tenant beta is at its tunnel limit");
+	assert_int_equal(policy_end_tunnel(p, &b, "client gone", err), 0);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_string_equal(t.id, "beta-3");
+
+	/* Header and session must agree; a tenant must be named. */
+	r.headers = h;
+	r.nheaders = 1;
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.status, 400);
+	assert_string_equal(v.body, "x-tenant and session disagree");
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "x-tenant and session disagree");
+	r.headers = NULL;
+	r.nheaders = 0;
+	r.session = "";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.status, 400);
+	assert_string_equal(v.body, "no tenant named");
+	r.session = "gamma.1";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.status, 403);
+	assert_string_equal(v.body, "unknown tenant");
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "unknown tenant");
+	r.method = "POST";
+	r.session = "alpha.1";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.status, 405);
+	policy_tunnel_cleanse(&a);
+	policy_tunnel_cleanse(&b);
+	policy_tunnel_cleanse(&t);
+	policy_unref(p);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double	 x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+report(const char *what, double *s, int n)
+{
+	double	 sum = 0;
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		sum += s[i];
+	qsort(s, (size_t)n, sizeof(*s), cmp_double);
+	print_message("latency %-40s mean %7.2f us  p50 %7.2f us  "
+	    "p99 %7.2f us  (%d calls)\n", what, sum / n * 1e6, s[n / 2] * 1e6,
+	    s[n * 99 / 100] * 1e6, n);
+}
+
+static void
+test_latency(void **state)
+{
+	enum { N = 10000 };
+	static double		 s[N];
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	struct policy_kv	 h[1] = { { "x-tenant", "alpha" } };
+	char			 err[ERR_LEN];
+	double			 t0;
+	int			 i;
+
+	p = load_ok(GT_FULL, CA_TRUE);
+	for (i = 0; i < N; i++) {
+		t0 = now();
+		assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+		s[i] = now() - t0;
+	}
+	report("canAccept (return true), fresh state", s, N);
+	for (i = 0; i < N; i++) {
+		t0 = now();
+		assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+		s[i] = now() - t0;
+	}
+	report("getTunnelInfo (full table), shared state", s, N);
+	policy_unref(p);
+
+	p = load_example("lua/multitenant/handler.lua",
+	    "lua/multitenant/canAccept.lua");
+	r.headers = h;
+	r.nheaders = 1;
+	r.session = "alpha.1";
+	for (i = 0; i < N; i++) {
+		t0 = now();
+		assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+		s[i] = now() - t0;
+	}
+	report("canAccept lua/multitenant, fresh state", s, N);
+	for (i = 0; i < N; i++) {
+		t0 = now();
+		assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+		s[i] = now() - t0;
+		policy_end_tunnel(p, &t, "bench", err);
+	}
+	report("getTunnelInfo lua/multitenant (+onEnd)", s, N);
+	policy_unref(p);
+}
+
+static int
+setup(void **state)
+{
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	char	 path[256];
+	int	 i;
+
+	for (i = 0; i < nscripts; i++) {
+		snprintf(path, sizeof(path), "%s/s%d.lua", tmpdir, i);
+		unlink(path);
+	}
+	return rmdir(tmpdir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_can_accept),
+		cmocka_unit_test(test_req_table),
+		cmocka_unit_test(test_req_nulls),
+		cmocka_unit_test(test_get_tunnel),
+		cmocka_unit_test(test_get_tunnel_defaults),
+		cmocka_unit_test(test_get_tunnel_refused),
+		cmocka_unit_test(test_get_tunnel_types),
+		cmocka_unit_test(test_get_tunnel_results),
+		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_runtime_error),
+		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_memory),
+		cmocka_unit_test(test_memory_churn),
+		cmocka_unit_test(test_globals),
+		cmocka_unit_test(test_sandbox),
+		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_end_tunnel),
+		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_example_default),
+		cmocka_unit_test(test_example_multitenant),
+		cmocka_unit_test(test_latency),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
