@@ -139,6 +139,9 @@ class Procs:
         return p
 
     def stop(self, p, grace=2.0):
+        """SIGTERM, then SIGKILL after grace seconds.  Returns None if p
+        exited with status 0 on SIGTERM, else a description."""
+        problem = None
         if p.poll() is None:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -146,8 +149,11 @@ class Procs:
                 pass
             try:
                 p.wait(grace)
+                if p.returncode != 0:
+                    problem = "exit status %s after SIGTERM" % p.returncode
             except subprocess.TimeoutExpired:
-                pass
+                problem = "still running %.0f s after SIGTERM (SIGKILLed)" \
+                    % grace
         # the group may still hold children (socat forks) even if p exited
         try:
             os.killpg(p.pid, signal.SIGKILL)
@@ -159,6 +165,7 @@ class Procs:
             pass
         if p in self.procs:
             self.procs.remove(p)
+        return problem
 
     def stop_all(self):
         for p in list(self.procs):
@@ -520,7 +527,11 @@ def run_variant(key, label, cfg, ctx, res):
         st = cur["st"]
         cur["st"] = None
         for p in (st.procs if st else []):
-            procs.stop(p)
+            alive = p.poll() is None
+            problem = procs.stop(p, grace=3.0)
+            if alive and problem and p in (st.srv, st.cli):
+                r["errors"].append("%s: %s; log %s ends:\n%s" % (
+                    p.name, problem, p.logpath, logtail(p, 4)))
 
     def attempt(name, fn):
         """Runs one measurement; a dead tunnel is reported, then restarted

@@ -36,8 +36,14 @@ LWS_PEER = os.environ.get("LWS_PEER") or os.path.join(ROOT, "build", "tests",
 
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
-# Readiness lines tunneld prints on stderr.
+# Readiness lines tunneld prints on stderr (those of kptunnel, wire spec 8.6).
 SERVER_READY = r"start websocket -- "
+SERVER_READY_BY_MODE = {
+    "wsserver": SERVER_READY,
+    "r-wsserver": r"start reverse websocket -- ",
+    "server": r"waiting --- ",
+    "r-server": r"waiting reverse --- ",
+}
 CLIENT_SESSION = r"session \d+ established"
 LISTENING = r"forward: listening on "
 
@@ -173,7 +179,6 @@ class Proc:
                                   env=sanitizer_env(), close_fds=True)
         self.pid = self.p.pid
         self.killed = False       # SIGKILLed on purpose: no status check
-        self.stopped_by_us = False
 
     def __repr__(self):
         return "<%s pid %d>" % (self.name, self.pid)
@@ -240,7 +245,6 @@ class Proc:
     def terminate(self, timeout=STOP_TIMEOUT):
         """SIGTERM and wait; returns the exit status (None on timeout)."""
         if self.running():
-            self.stopped_by_us = True
             self.p.send_signal(signal.SIGTERM)
         try:
             return self.p.wait(timeout=timeout)
@@ -299,19 +303,22 @@ class Tunneld:
     def server(self, port, *opts, mode="wsserver"):
         """A tunnel server on 127.0.0.1:port, ready to accept."""
         return self.start(mode, "%s:%d" % (HOST, port), *opts,
-                          ready=SERVER_READY if mode == "wsserver" else None,
-                          name="server")
+                          ready=SERVER_READY_BY_MODE[mode], name="server")
 
     def client(self, port, *args, listeners=None, mode="wsclient"):
         """A tunnel client of 127.0.0.1:port with forwards and options.
 
         Waits for its session and for `listeners` forward listeners (by
-        default one per t forward among args).
+        default one per t forward among args; forwards without a prefix are
+        t, or r in the r-* modes).
         """
         if listeners is None:
-            fwds = [a for a in args if isinstance(a, str) and "," in a and
-                    not a.startswith("-")]
-            listeners = sum(1 for a in fwds if not a.startswith("r,"))
+            fwds = [str(a) for a in args if "," in str(a) and
+                    not str(a).startswith("-")]
+            dflt = "r" if mode.startswith("r-") else "t"
+            listeners = sum(1 for a in fwds
+                            if (a[:2] if a[:2] in ("r,", "t,") else
+                                dflt + ",") == "t,")
         p = self.start(mode, "%s:%d" % (HOST, port), *args,
                        ready=CLIENT_SESSION, name="client")
         if listeners:
@@ -581,13 +588,16 @@ class SinkSourceServer(_TcpServer):
         self.cond = threading.Condition()
         self.rx_bytes = 0
         self.tx_bytes = 0
+        self._count_lock = threading.Lock()
         super().__init__(port)
 
     def _rx(self, k):
-        self.rx_bytes += k
+        with self._count_lock:
+            self.rx_bytes += k
 
     def _tx(self, k):
-        self.tx_bytes += k
+        with self._count_lock:
+            self.tx_bytes += k
 
     def handle(self, c):
         hdr = b""
@@ -693,6 +703,72 @@ def echo_roundtrip(port, payload, timeout=30):
         return bytes(got)
     finally:
         s.close()
+
+
+class CaptureRelay(_TcpServer):
+    """Relays each connection to HOST:target and keeps every byte of both
+    directions: c2s (client to server) and s2c, per connection.  pause()
+    holds what arrives (in both directions) until resume()."""
+
+    def __init__(self, target, port=None):
+        self.target = target
+        self.captures = []
+        self.flowing = threading.Event()
+        self.flowing.set()
+        super().__init__(port)
+
+    def pause(self):
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
+
+    def handle(self, c):
+        up = socket.create_connection((HOST, self.target), timeout=IO_TIMEOUT)
+        cap = {"c2s": bytearray(), "s2c": bytearray()}
+        with self.lock:
+            self.captures.append(cap)
+
+        def pump(src, dst, buf):
+            try:
+                while True:
+                    d = src.recv(256 * 1024)
+                    if not d:
+                        break
+                    buf += d
+                    self.flowing.wait()
+                    dst.sendall(d)
+            except OSError:
+                pass
+            finally:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=pump, args=(up, c, cap["s2c"]),
+                             daemon=True)
+        t.start()
+        try:
+            pump(c, up, cap["c2s"])
+            t.join(IO_TIMEOUT)
+        finally:
+            up.close()
+
+
+@pytest.fixture
+def capture_relay():
+    """A factory of capturing relays: capture_relay(target_port)."""
+    made = []
+
+    def make(target, port=None):
+        r = CaptureRelay(target, port)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
 
 
 @pytest.fixture

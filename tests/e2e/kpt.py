@@ -349,3 +349,73 @@ class KptClient:
                 pass
             self.sock.close()
             self.sock = None
+
+
+# --------------------------------------------------------------------------
+# Offline decoding of captured traffic
+
+
+def ws_stream(raw):
+    """The concatenated payloads of the websocket frames in a captured
+    direction (HTTP head skipped, masks removed)."""
+    raw = bytes(raw)
+    pos = raw.index(b"\r\n\r\n") + 4
+    out = bytearray()
+    while pos + 2 <= len(raw):
+        b1 = raw[pos + 1]
+        n = b1 & 0x7f
+        p = pos + 2
+        if n == 126:
+            n = struct.unpack("!H", raw[p:p + 2])[0]
+            p += 2
+        elif n == 127:
+            n = struct.unpack("!Q", raw[p:p + 8])[0]
+            p += 8
+        mask = None
+        if b1 & 0x80:
+            mask = raw[p:p + 4]
+            p += 4
+        if p + n > len(raw):
+            break       # a frame cut by the end of the capture
+        body = raw[p:p + n]
+        if mask is not None and n:
+            m = (mask * (n // 4 + 1))[:n]
+            body = (int.from_bytes(body, "big") ^
+                    int.from_bytes(m, "big")).to_bytes(n, "big")
+        if raw[pos] & 0x0f in (0x0, 0x1, 0x2):
+            out += body
+        pos = p + n
+    return bytes(out)
+
+
+def packets(stream):
+    """Splits a kptunnel byte stream (after the 20-byte lack pattern) into
+    (kind, citi, payload-or-packno) tuples; a packet cut by the end of the
+    stream is dropped."""
+    if stream[:20] != LACK:
+        raise KptError("stream does not start with the lack pattern")
+    out = []
+    pos = 20
+    while pos < len(stream):
+        kind = stream[pos]
+        if kind == KIND_DUMMY:
+            out.append((kind, None, None))
+            pos += 1
+        elif kind == KIND_NORMAL:
+            if pos + 7 > len(stream):
+                break
+            citi, n = struct.unpack("!IH", stream[pos + 1:pos + 7])
+            if pos + 7 + n > len(stream):
+                break
+            out.append((kind, citi, stream[pos + 7:pos + 7 + n]))
+            pos += 7 + n
+        elif kind == KIND_SYNC:
+            if pos + 13 > len(stream):
+                break
+            citi, packno = struct.unpack("!Iq", stream[pos + 1:pos + 13])
+            out.append((kind, citi, packno))
+            pos += 13
+        else:
+            raise KptError("illegal packet kind %d at offset %d" %
+                           (kind, pos))
+    return out

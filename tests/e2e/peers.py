@@ -191,7 +191,9 @@ pid {d}/nginx.pid;
 error_log {d}/nginx-error.log info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {d}/nginx-access.log combined;
+    log_format tun '$status sni=$ssl_server_name host=$http_host '
+                   'origin=$http_origin "$request"';
+    access_log {d}/nginx-access.log tun;
     client_body_temp_path {d}/tmp-body;
     proxy_temp_path {d}/tmp-proxy;
     fastcgi_temp_path {d}/tmp-fastcgi;
@@ -257,9 +259,19 @@ class Nginx(Daemon):
                   "nginx to listen on %d" % port, self.p, self.error_log)
 
     def upgrades(self):
-        """Access log lines of requests answered 101 (websocket upgrade)."""
-        return [l for l in self.text(self.access_log).splitlines()
-                if '" 101 ' in l]
+        """The requests answered 101 (websocket upgrade), from the access
+        log: a list of dicts with the TLS server name the client sent
+        ("sni", "" if none), the Host and Origin headers nginx got, and the
+        request line."""
+        rx = re.compile(r'^101 sni=(\S*) host=(\S*) origin=(\S*) "(.*)"$')
+        out = []
+        for l in self.text(self.access_log).splitlines():
+            m = rx.match(l)
+            if m:
+                out.append({"sni": "" if m.group(1) == "-" else m.group(1),
+                            "host": m.group(2), "origin": m.group(3),
+                            "request": m.group(4)})
+        return out
 
 
 # --------------------------------------------------------------------------

@@ -67,6 +67,10 @@ CHUNK = 256 * 1024
 HEADER = struct.Struct(">8sII")   # run tag, stream id, flags (0)
 START_TIMEOUT = 30.0
 STALL_TIMEOUT = 60.0              # no byte moved for this long: fail
+# The whole transfer of one variant must end within this (the slowest
+# passing variant takes ~70 s at 64 MiB with the optimised build on a busy
+# machine, ~40 s at RESUME_ASAN_MIB under ASan).
+TRANSFER_TIMEOUT = 150.0
 STOP_TIMEOUT = 60.0
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
@@ -483,6 +487,14 @@ class Tun:
                          if any(m in l for m in SANITIZER_MARKS))
 
 
+def loss_reasons(text):
+    """How often each "transport lost: <why>" reason appears in a log."""
+    out = {}
+    for why in re.findall(r"transport lost: (.*)", text):
+        out[why] = out.get(why, 0) + 1
+    return out
+
+
 def status_field(pid, field):
     """A /proc/PID/status size field in MiB (None if the process is gone)."""
     try:
@@ -584,7 +596,7 @@ def test_resume_under_cuts(variant, enc, tmp_path):
 
         total = 2 * NSTREAMS * size
         peak = {"server": 0.0, "client": 0.0}
-        scale = 1.0
+        scale = min_scale = 1.0
         last_moved, last_bytes = time.monotonic(), -1
         stats = relay.stats()
         while not (target.done() and local.done()):
@@ -602,21 +614,32 @@ def test_resume_under_cuts(variant, enc, tmp_path):
             now = time.monotonic()
             if moved != last_bytes:
                 last_bytes, last_moved = moved, now
-            assert now - last_moved < STALL_TIMEOUT, \
-                "no byte delivered for %.0f s (%d of %d, %s)\n%s\n%s" % (
-                    STALL_TIMEOUT, moved, total, relay.stats(),
-                    server.tail(), client.tail())
+            slow = None
+            if now - last_moved >= STALL_TIMEOUT:
+                slow = "no byte delivered for %.0f s" % STALL_TIMEOUT
+            elif now - t0 >= TRANSFER_TIMEOUT:
+                slow = "transfer not done after %.0f s" % TRANSFER_TIMEOUT
+            assert slow is None, \
+                "%s: %d of %d bytes delivered (%.1f%%), %d/%d stream ends " \
+                "done; relay %s; transport losses: server %s, client %s" \
+                "\n%s\n%s" % (
+                    slow, moved, total, 100.0 * moved / total,
+                    target.progress["done"] + local.progress["done"],
+                    2 * NSTREAMS, relay.stats(), loss_reasons(server.log()),
+                    loss_reasons(client.log()), server.tail(),
+                    client.tail())
             stats = relay.stats()
             assert "error" not in stats, "relay failed: %s" % stats
-            # Keep >= MIN_CUTS (+10%) cuts within the expected time left.
+            # Keep >= MIN_CUTS (+20%) cuts within the expected time left.
             frac = moved / total
-            elapsed = now - t0
-            need = MIN_CUTS * 1.1 - stats["data_cuts"]
-            if frac > 0.02 and need > 0 and frac < 1:
-                left = elapsed * (1 - frac) / frac
+            need = MIN_CUTS * 1.2 - stats["data_cuts"]
+            if frac > 0.01 and need > 0 and frac < 1:
+                left = (now - t0) * (1 - frac) / frac
                 want = min(1.0, left / need / ((CUT_LO + CUT_HI) / 2))
-                if want < scale * 0.8 or want > scale * 1.25:
+                if want < scale * 0.9 or (want > scale * 1.5 and
+                                          scale < 1.0):
                     scale = max(0.05, want)
+                    min_scale = min(min_scale, scale)
                     relay.set_interval(CUT_LO * scale, CUT_HI * scale)
         elapsed = time.monotonic() - t0
         stats = relay.stop()
@@ -625,11 +648,12 @@ def test_resume_under_cuts(variant, enc, tmp_path):
                       data_cuts=stats["data_cuts"],
                       hold_cuts=stats["hold_cuts"],
                       held_bytes=stats["held_bytes"],
-                      min_interval_scale=round(scale, 3))
+                      min_interval_scale=round(min_scale, 3))
         for p in procs:
             report["rss_peak_%s_mib" % p.name] = round(
                 max(peak[p.name], p.hwm_mib() or 0), 1)
             report["resumed_%s" % p.name] = p.count(r"session \d+ resumed")
+            report["losses_%s" % p.name] = loss_reasons(p.log())
         print("RESUME-REPORT %s" % json.dumps(report))
 
         # -- the transfer: every byte once, in order, then EOF
