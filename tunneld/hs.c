@@ -490,6 +490,13 @@ hs_step(struct hs *h)
 			    32) != 0) {
 				err_set(err, "the server does not know our "
 				    "-pass/-encPass (or -encCount differs)");
+				/* Retrying cannot help a new tunnel. */
+				if (h->tun->csess == NULL) {
+					client_fatal(h->tun, "authentication "
+					    "failed: %s", err);
+					hs_fail(h, err);
+					return;
+				}
 				goto fail;
 			}
 			h->phase = HS_CHALLENGE;

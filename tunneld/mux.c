@@ -79,7 +79,7 @@ mux_init(struct sess *s)
 {
 	s->tabsz = 64;
 	s->tab = calloc(s->tabsz, sizeof(*s->tab));
-	s->next_citi = TUN_CITI_FIRST;
+	s->next_citi = s->server ? TUN_CITI_SERVER : TUN_CITI_CLIENT;
 	TAILQ_INIT(&s->opening);
 	SLIST_INIT(&s->lsns);
 }
@@ -725,7 +725,7 @@ mux_accept_cb(uv_stream_t *server, int status)
 	do {
 		id = s->next_citi++;
 		if (s->next_citi == 0)
-			s->next_citi = TUN_CITI_FIRST;
+			s->next_citi = s->server ? TUN_CITI_SERVER : TUN_CITI_CLIENT;
 	} while (mux_find(s, id) != NULL);
 	if ((ci = mux_citi_new(s, id, CITI_OPENING)) == NULL)
 		return;

@@ -28,7 +28,13 @@
 #define TUN_CONGEST_HIGH	(1024 * 1024)	/* unsent bytes: stop reading */
 #define TUN_CONGEST_LOW		(256 * 1024)
 #define TUN_HISTORY_MAX		(64u * 1024 * 1024)
-#define TUN_CITI_FIRST		0x80000001u	/* our ids, clear of Go's */
+/*
+ * Our CITI ids: clear of Go's (which count from 1 on both sides) and of
+ * each other's when both ends are tunneld and both listen.
+ */
+#define TUN_CITI_CLIENT		0x80000001u	/* .. 0xbfffffff */
+#define TUN_CITI_SERVER		0xc0000001u	/* .. 0xffffffff */
+#define TUN_CITI_SPAN		0x3fffffffu
 #define TUN_REFUSE_DELAY_MS	3000
 #define TUN_MAX_CITIS		8192	/* open streams per session */
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)

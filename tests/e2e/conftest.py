@@ -62,7 +62,8 @@ IO_TIMEOUT = 120.0
 def wait_until(cond, timeout, what, interval=0.02):
     """Polls cond() until it returns a true value, which is returned.
 
-    Fails the test with `what` when the deadline passes first.
+    Fails the test with `what` (a string, or a callable giving one, called
+    at the deadline) when the deadline passes first.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -71,7 +72,7 @@ def wait_until(cond, timeout, what, interval=0.02):
             return v
         if time.monotonic() >= deadline:
             pytest.fail("timed out after %.1f s waiting for %s" %
-                        (timeout, what))
+                        (timeout, what() if callable(what) else what))
         time.sleep(interval)
 
 
@@ -480,7 +481,7 @@ def run_threads(fns, timeout=IO_TIMEOUT):
 # Servers
 
 
-class _TcpServer:
+class TcpServer:
     """A threaded TCP server on 127.0.0.1 with connection bookkeeping."""
 
     def __init__(self, port=None):
@@ -534,8 +535,9 @@ class _TcpServer:
     def wait_idle(self, timeout):
         """Waits until no connection is open on the server side."""
         wait_until(lambda: self.active == 0, timeout,
-                   "%s on port %d to have no open connection (%d open)" %
-                   (type(self).__name__, self.port, self.active))
+                   lambda: "%s on port %d to have no open connection "
+                   "(%d open)" % (type(self).__name__, self.port,
+                                  self.active))
 
     def close(self):
         self._closing = True
@@ -552,7 +554,7 @@ class _TcpServer:
                     pass
 
 
-class EchoServer(_TcpServer):
+class EchoServer(TcpServer):
     """Echoes every byte; on EOF it shuts down its writing side and closes."""
 
     def handle(self, c):
@@ -577,7 +579,7 @@ def _up_seed(sid):
     return "up:%d" % sid
 
 
-class SinkSourceServer(_TcpServer):
+class SinkSourceServer(TcpServer):
     """Reads a header (id, up, down), then concurrently reads `up` bytes and
     sends `down` bytes of RandomData; records both SHA-256 under the id,
     then waits for the peer to close.  Progress counters let a test see that
@@ -705,7 +707,7 @@ def echo_roundtrip(port, payload, timeout=30):
         s.close()
 
 
-class CaptureRelay(_TcpServer):
+class CaptureRelay(TcpServer):
     """Relays each connection to HOST:target and keeps every byte of both
     directions: c2s (client to server) and s2c, per connection.  pause()
     holds what arrives (in both directions) until resume()."""

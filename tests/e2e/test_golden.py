@@ -11,11 +11,12 @@ byte, except for the values that legitimately depend on the run:
   * auth: the Challenge, Hint and Response strings (shape checked, Response
     verified), the SessionToken (shape checked);
   * ports of the forwards (LOCAL/ECHO are picked per run);
-  * CITI ids chosen by our side: tunneld allocates its ids from 0x80000001
-    up, where Go starts at 1.  Go uses one shared id space for both sides'
-    ids, so a peer that listens too would collide with Go's ids (wire spec
-    11.2 item 16); the recorded id n therefore becomes 0x80000000 + n in
-    the comparison.  Ids chosen by the fake (Go) peer are kept as recorded
+  * CITI ids chosen by our side: a tunneld client allocates its ids from
+    0x80000001 up and a tunneld server from 0xc0000001, where Go starts at 1
+    on both sides.  Go uses one shared id space for both sides' ids, so a
+    peer that listens too would collide with Go's ids (wire spec 11.2 item
+    16), and two tunnelds would collide with each other; the recorded id n
+    therefore becomes base + n in the comparison.  Ids chosen by the fake (Go) peer are kept as recorded
     and must be echoed unchanged (spec 6.4, 11.1 item 16).
 
 DUMMY keepalives are legal anywhere in the session phase (spec 7.3) and are
@@ -41,7 +42,8 @@ from golden import (Cfb, PacketStream, Reader, build_frame,
                     challenge_response, is_b64_of, load_capture, normal,
                     parse_frames, parse_packets, split_http, ws_accept)
 
-OUR_CITI_BASE = 0x80000000      # our n-th CITI id = 0x80000000 + n
+OUR_CITI_BASE = 0x80000000      # our client's n-th CITI id = base + n
+OUR_SERVER_CITI_BASE = 0xc0000000   # our server's
 SETTLE = 0.5                    # quiet period checked at the end of a test
 
 ALL_CAPTURES = [
@@ -563,13 +565,13 @@ def server_handshake(peer, rec, port, local, echo_port, token=None):
     return check_auth_result(res.payload, rec.s2c.packets[2].payload, local, echo_port)
 
 
-def fake_dials(peer, plan, answer_side, local, ports):
+def fake_dials(peer, plan, answer_side, local, ports, base=OUR_CITI_BASE):
     """Our binary listens on LOCAL, the fake peer is the dialing side: for
     every recorded CITI open a local connection, check the CTRL_HEADER,
     answer with the recorded CTRL_RESP_HEADER, relay the recorded data both
     ways, close locally and check the zero-length close."""
     for n, (gid, hdr, resp, idata, adata) in enumerate(plan, 1):
-        ours = OUR_CITI_BASE + n
+        ours = base + n
         lsock = G.connect(local)
         lr = Reader(lsock, "local connection %d" % n)
         eq(plain(peer.packet()), citi_subst(plain(hdr), gid, ours, ports),
@@ -672,7 +674,8 @@ def test_rserver_vs_recorded_rclient(procs):
     server_handshake(peer, rec, port, local, echo_port)
     fw = jfield(rec.s2c.packets[2].payload, "ForwardList")
     plan = citi_plan(rec.c2s, rec.s2c, rec.s2c)
-    fake_dials(peer, plan, rec.c2s, local, dst_ports(fw, echo_port))
+    fake_dials(peer, plan, rec.c2s, local, dst_ports(fw, echo_port),
+               OUR_SERVER_CITI_BASE)
     peer.quiet()
     peer.check_frames()
     assert proc.alive(), "our r-wsserver exited"
