@@ -271,6 +271,13 @@ def rss(pid):
             k, _, v = line.partition(":")
             if k in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
                 out[k] = int(v.split()[0]) * 1024
+    try:  # proportional set size: shared library pages split among users
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["Pss"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return out
 
 
@@ -526,6 +533,19 @@ def run_variant(key, label, cfg, ctx, res):
     def stop():
         st = cur["st"]
         cur["st"] = None
+        for p in ((st.srv, st.cli) if st else ()):
+            if p is None:
+                continue
+            # a healthy session over loopback never loses its transport
+            reasons = {}
+            for m in re.finditer(r"transport lost: ([^\n]*)", logtext(p)):
+                reasons[m.group(1)] = reasons.get(m.group(1), 0) + 1
+            if reasons:
+                r["errors"].append("%s logged %d transport losses (%s); "
+                                   "log %s" % (p.name, sum(reasons.values()),
+                                               ", ".join("%s x%d" % kv for kv
+                                                         in reasons.items()),
+                                               p.logpath))
         for p in (st.procs if st else []):
             alive = p.poll() is None
             problem = procs.stop(p, grace=3.0)
@@ -707,6 +727,14 @@ def report(res, ctx):
              "plain = -encCount 0, encrypted = default (-1)."
              % (IPERF_TIME, REPEATS, RTT_COUNT, REPEATS + 1, CONN_CLIENTS,
                 CONN_TIME, REPEATS, IDLE_STREAMS))
+    try:
+        if float(ctx["load0"].split()[0]) >= 1.5 or \
+                float(ctx["load1"].split()[0]) >= 2.5:
+            L.append("- **warning: the machine was busy (load average above)"
+                     "; figures are noisy, compare ratios within this run "
+                     "only**")
+    except ValueError:
+        pass
     L.append("- \"up\" = entry side sends to the target (iperf3 client -> "
              "server), \"down\" = iperf3 -R. Ratios are to socat and to "
              "direct; targets are relative to socat.")
@@ -800,13 +828,15 @@ def report(res, ctx):
                                fmt(cs, "%.2f"), verdict(ok)))
         L.append("")
         L.append("RSS detail (MiB, server / client): RssFile (mapped "
-                 "binary and shared libraries) and RssAnon (heap) idle, "
-                 "RssAnon with the streams open, RssAnon and VmHWM (peak "
-                 "RSS) after the whole workload (streams closed).")
+                 "binary and shared libraries), RssAnon (heap, stacks) and "
+                 "Pss (shared pages divided among the processes mapping "
+                 "them), idle and with the streams open; RssAnon and VmHWM "
+                 "(peak RSS) after the whole workload (streams closed).")
         L.append("")
-        L.append("| variant | RssFile idle | RssAnon idle | RssAnon streams "
-                 "| RssAnon after | VmHWM after |")
-        L.append("|---|---:|---:|---:|---:|---:|")
+        L.append("| variant | RssFile idle | RssAnon idle | Pss idle "
+                 "| RssAnon streams | Pss streams | RssAnon after "
+                 "| VmHWM after |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for k in tun:
             def pair(field, key2):
                 v = g(k, field)
@@ -814,9 +844,10 @@ def report(res, ctx):
                     return "ERR"
                 return "%.2f / %.2f" % (v[0].get(key2, 0) / MIB,
                                         v[1].get(key2, 0) / MIB)
-            L.append("| %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 res[k]["label"], pair("rss_idle", "RssFile"),
-                pair("rss_idle", "RssAnon"), pair("rss_streams", "RssAnon"),
+                pair("rss_idle", "RssAnon"), pair("rss_idle", "Pss"),
+                pair("rss_streams", "RssAnon"), pair("rss_streams", "Pss"),
                 pair("rss_after", "RssAnon"), pair("rss_after", "VmHWM")))
         L.append("")
 
@@ -953,8 +984,8 @@ def main():
 
     def on_signal(signum, frame):
         raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
 
     t_start = time.monotonic()
     ctx = {"procs": procs, "ports": Ports(), "tunneld": tunneld,

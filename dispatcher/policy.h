@@ -63,12 +63,12 @@ struct policy_kv {
 struct policy_req {
 	const char		*method;
 	const char		*path;
-	const char		*query;		/* raw, without '?', may be "" */
+	const char		*query;		/* raw, no '?', may be "" */
 	const struct policy_kv	*headers;	/* names lower-cased */
 	size_t			 nheaders;
 	const char		*remote_addr;	/* "1.2.3.4" or "::1" */
-	const char		*session;	/* session= query value or "" */
-	const char		*mode;		/* "", "Reconnect", "Disconnect" */
+	const char		*session;	/* session= value or "" */
+	const char		*mode;	/* "", "Reconnect", "Disconnect" */
 };
 
 /*
@@ -89,17 +89,25 @@ struct policy_verdict {
  * checked for length; their grammar is the caller's (fwd_parse).
  */
 struct policy_tunnel {
-	char	id[POLICY_ID_LEN];	/* [A-Za-z0-9._:@+-]{1,127} */
-	char	tenant[POLICY_ID_LEN];	/* same; defaults to id */
-	char	mode[16];		/* server, r-server, wsserver, r-wsserver */
-	char	pass[POLICY_SECRET_LEN];	/* never empty */
-	char	encpass[POLICY_SECRET_LEN];	/* empty only if enc_count 0 */
-	int	enc_count;		/* -1 (all; any negative), 0 (none), N */
+	/* [A-Za-z0-9._:@+-]{1,127}; tenant defaults to id */
+	char	id[POLICY_ID_LEN];
+	char	tenant[POLICY_ID_LEN];
+	/* server, r-server, wsserver or r-wsserver */
+	char	mode[16];
+	/* pass never empty; encpass empty only if enc_count is 0 */
+	char	pass[POLICY_SECRET_LEN];
+	char	encpass[POLICY_SECRET_LEN];
+	/* -1 (all; any negative becomes -1), 0 (none), N (wire spec 4) */
+	int	enc_count;
+	/* nfwd >= 1 for r-server and r-wsserver */
 	char	forwards[POLICY_MAX_FWDS][POLICY_FWD_LEN];
-	size_t	nfwd;			/* >= 1 for r-server, r-wsserver */
-	char	connect_mode[16];	/* "CanReconnect" (default), "OneShot" */
-	int	idle_timeout;		/* s, 0..2592000, default 600, 0 = none */
-	int	keepalive;		/* s (kptunnel -int), 2..3600, default 20 */
+	size_t	nfwd;
+	/* "CanReconnect" (the default) or "OneShot" */
+	char	connect_mode[16];
+	/* seconds, 0..2592000, default 600; 0: no idle timeout */
+	int	idle_timeout;
+	/* seconds (kptunnel -int), 2..3600, default 20 */
+	int	keepalive;
 };
 
 /* Per call; a 0 field means its POLICY_DEF_* default. */
@@ -141,8 +149,7 @@ int	policy_load(const char *handler_path, const char *canaccept_path,
 
 /*
  * Reference counting, thread-safe.  The last policy_unref() closes the
- * shared state (running __gc finalizers within the budget) and frees
- * everything.  policy_unref(NULL) does nothing.
+ * shared state and frees everything.  policy_unref(NULL) does nothing.
  */
 void	policy_ref(struct policy *p);
 void	policy_unref(struct policy *p);
@@ -153,7 +160,8 @@ void	policy_unref(struct policy *p);
  * status defaults to 403 and must be 400..599, the body a string), or
  * nothing / nil (refuse, 403).  Returns 0 with *v filled, or -1 with err:
  * a Lua error (with traceback), the budget or memory cap (even if the
- * script caught it), or anything else returned - the caller answers 500.
+ * script caught it), or anything else returned - the caller answers 500
+ * (*v then refuses with status 500 too, failing closed).
  */
 int	policy_can_accept(struct policy *p, const struct policy_req *req,
 	    struct policy_verdict *v, char *err);
@@ -162,11 +170,12 @@ int	policy_can_accept(struct policy *p, const struct policy_req *req,
  * Runs getTunnelInfo(req) on the shared state.  Returns
  *	 0  *t filled and checked (the caller owns the secrets in it),
  *	 1  the script refused: it returned nil (or false) [, message];
- *	    err holds the message (default "refused by getTunnelInfo"),
+ *	    err holds the message (default "refused by getTunnelInfo",
+ *	    control characters made spaces, cut at ERR_LEN - 1 bytes),
  *	    which the caller sends as the body of a 403,
  *	-1  a Lua error, budget, memory cap, or a table that is not a valid
  *	    tunnel (err names the field): the caller answers 500.
- * On 1 and -1 *t holds no secrets.
+ * On 1 and -1 *t holds no secrets and nothing else to read.
  */
 int	policy_get_tunnel(struct policy *p, const struct policy_req *req,
 	    struct policy_tunnel *t, char *err);

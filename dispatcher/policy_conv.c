@@ -55,10 +55,19 @@ conv_hex(int c)
 	return -1;
 }
 
+/* t[k] = v, NULL read as "". */
 static void
-conv_setstr(lua_State *L, int t, const char *k, const char *v, size_t cap)
+conv_setstr(lua_State *L, int t, const char *k, const char *v)
 {
-	lua_pushlstring(L, v, v != NULL ? strnlen(v, cap) : 0);
+	lua_pushstring(L, v != NULL ? v : "");
+	lua_setfield(L, t, k);
+}
+
+/* t[k] = the string in v[cap], which need not be terminated. */
+static void
+conv_setbuf(lua_State *L, int t, const char *k, const char *v, size_t cap)
+{
+	lua_pushlstring(L, v, strnlen(v, cap));
 	lua_setfield(L, t, k);
 }
 
@@ -70,6 +79,11 @@ conv_push_decoded(lua_State *L, const char *s, size_t n)
 	size_t		 i;
 	int		 hi, lo;
 
+	/* Most names and values have nothing to decode. */
+	if (memchr(s, '%', n) == NULL && memchr(s, '+', n) == NULL) {
+		lua_pushlstring(L, s, n);
+		return;
+	}
 	luaL_buffinit(L, &b);
 	for (i = 0; i < n; i++) {
 		if (s[i] == '+')
@@ -117,27 +131,44 @@ conv_push_query(lua_State *L, const char *q)
 	}
 }
 
+/* Pushes name lower-cased (ASCII), as HTTP names are case-insensitive. */
+static void
+conv_push_lower(lua_State *L, const char *name)
+{
+	char		 small[64];
+	luaL_Buffer	 b;
+	size_t		 i, len = strlen(name);
+	char		*d;
+
+	if (len <= sizeof(small))
+		d = small;
+	else
+		d = luaL_buffinitsize(L, &b, len);
+	for (i = 0; i < len; i++)
+		d[i] = name[i] >= 'A' && name[i] <= 'Z' ?
+		    (char)(name[i] - 'A' + 'a') : name[i];
+	if (d == small)
+		lua_pushlstring(L, small, len);
+	else
+		luaL_pushresultsize(&b, len);
+}
+
 static void
 conv_push_headers(lua_State *L, const struct policy_req *req)
 {
 	const struct policy_kv	*h;
-	luaL_Buffer		 b;
-	const char		*s;
-	size_t			 i, n = req->headers != NULL ? req->nheaders : 0;
+	size_t			 i, n;
 	int			 t;
 
+	n = req->headers != NULL ? req->nheaders : 0;
 	lua_createtable(L, 0, n < 64 ? (int)n : 64);
 	t = lua_gettop(L);
 	for (i = 0; i < n; i++) {
 		h = &req->headers[i];
 		if (h->name == NULL)
 			continue;
-		/* Again, and ASCII only: the scripts rely on it. */
-		luaL_buffinit(L, &b);
-		for (s = h->name; *s != '\0'; s++)
-			luaL_addchar(&b, *s >= 'A' && *s <= 'Z' ?
-			    (char)(*s - 'A' + 'a') : *s);
-		luaL_pushresult(&b);
+		/* Again: the scripts rely on it. */
+		conv_push_lower(L, h->name);
 		lua_pushvalue(L, -1);
 		if (lua_rawget(L, t) == LUA_TNIL) {
 			lua_pop(L, 1);
@@ -160,15 +191,15 @@ conv_push_req(lua_State *L, const struct policy_req *req)
 	luaL_checkstack(L, 8, NULL);
 	lua_createtable(L, 0, 8);
 	t = lua_gettop(L);
-	conv_setstr(L, t, "method", req->method, SIZE_MAX);
-	conv_setstr(L, t, "path", req->path, SIZE_MAX);
+	conv_setstr(L, t, "method", req->method);
+	conv_setstr(L, t, "path", req->path);
 	conv_push_query(L, req->query != NULL ? req->query : "");
 	lua_setfield(L, t, "query");
 	conv_push_headers(L, req);
 	lua_setfield(L, t, "headers");
-	conv_setstr(L, t, "remote_addr", req->remote_addr, SIZE_MAX);
-	conv_setstr(L, t, "session", req->session, SIZE_MAX);
-	conv_setstr(L, t, "mode", req->mode, SIZE_MAX);
+	conv_setstr(L, t, "remote_addr", req->remote_addr);
+	conv_setstr(L, t, "session", req->session);
+	conv_setstr(L, t, "mode", req->mode);
 }
 
 /* lua_Integer of a number with an integral value; strings do not count. */
@@ -351,8 +382,8 @@ conv_forwards(lua_State *L, int t, struct policy_tunnel *tun)
 			    luaL_typename(L, -1));
 		s = lua_tolstring(L, -1, &len);
 		if (len == 0 || len >= POLICY_FWD_LEN || strlen(s) != len)
-			luaL_error(L, "getTunnelInfo: forwards[%d] must be 1 to "
-			    "%d bytes without NUL", (int)i + 1,
+			luaL_error(L, "getTunnelInfo: forwards[%d] must be 1 "
+			    "to %d bytes without NUL", (int)i + 1,
 			    POLICY_FWD_LEN - 1);
 		memcpy(tun->forwards[i], s, len + 1);
 		lua_pop(L, 1);
@@ -378,7 +409,12 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 {
 	lua_Integer	 enc;
 
-	memset(tun, 0, sizeof(*tun));
+	/*
+	 * Not memset(): forwards alone is 32 KiB per call, and entries past
+	 * nfwd are never read.  Every other field is set below.
+	 */
+	tun->nfwd = 0;
+	tun->pass[0] = tun->encpass[0] = '\0';
 	conv_unknown(L, t);
 
 	conv_str(L, t, "id", tun->id, sizeof(tun->id), 1);
@@ -397,7 +433,7 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 	if (tun->pass[0] == '\0')
 		luaL_error(L, "getTunnelInfo: pass must not be empty");
 	conv_str(L, t, "encPass", tun->encpass, sizeof(tun->encpass), 0);
-	enc = conv_int(L, t, "encCount", -1, LUA_MININTEGER, INT_MAX);
+	enc = conv_int(L, t, "encCount", -1, INT_MIN, INT_MAX);
 	/* kptunnel: any negative count encrypts everything. */
 	tun->enc_count = enc < 0 ? -1 : (int)enc;
 	/* An empty encPass is a published key: say 0 to mean plaintext. */
@@ -428,7 +464,7 @@ conv_tunnel_result(lua_State *L, int first, struct policy_tunnel *t,
     char *msg, size_t msglen)
 {
 	const char	*s = "refused by getTunnelInfo";
-	size_t		 len;
+	size_t		 len, i;
 	int		 n = lua_gettop(L) - first + 1;
 	int		 type = n > 0 ? lua_type(L, first) : LUA_TNIL;
 
@@ -451,7 +487,10 @@ conv_tunnel_result(lua_State *L, int first, struct policy_tunnel *t,
 	if (msglen > 0) {
 		if (len > msglen - 1)
 			len = msglen - 1;
-		memcpy(msg, s, len);
+		/* One line, like every reason in an err buffer. */
+		for (i = 0; i < len; i++)
+			msg[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ?
+			    ' ' : s[i];
 		msg[len] = '\0';
 	}
 	return 1;
@@ -466,10 +505,10 @@ conv_push_info(lua_State *L, const struct policy_tunnel *t)
 	luaL_checkstack(L, 4, NULL);
 	lua_createtable(L, 0, 8);
 	i_t = lua_gettop(L);
-	conv_setstr(L, i_t, "id", t->id, sizeof(t->id));
-	conv_setstr(L, i_t, "tenant", t->tenant, sizeof(t->tenant));
-	conv_setstr(L, i_t, "mode", t->mode, sizeof(t->mode));
-	conv_setstr(L, i_t, "connectMode", t->connect_mode,
+	conv_setbuf(L, i_t, "id", t->id, sizeof(t->id));
+	conv_setbuf(L, i_t, "tenant", t->tenant, sizeof(t->tenant));
+	conv_setbuf(L, i_t, "mode", t->mode, sizeof(t->mode));
+	conv_setbuf(L, i_t, "connectMode", t->connect_mode,
 	    sizeof(t->connect_mode));
 	lua_pushinteger(L, t->enc_count);
 	lua_setfield(L, i_t, "encCount");

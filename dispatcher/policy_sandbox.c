@@ -40,11 +40,14 @@ struct sandbox_compile_args {
 
 static _Atomic(policy_log_fn) sandbox_logger;
 
-/* The base library functions a script keeps; pcall/xpcall are ours. */
+/*
+ * The base library functions a script keeps; pcall, xpcall and
+ * setmetatable are ours.
+ */
 static const char *const sandbox_base_kept[] = {
-	"_G", "_VERSION", "assert", "error", "getmetatable", "ipairs",
+	"_VERSION", "assert", "error", "getmetatable", "ipairs",
 	"next", "pairs", "rawequal", "rawget", "rawlen", "rawset", "select",
-	"setmetatable", "tonumber", "tostring", "type", NULL
+	"tonumber", "tostring", "type", NULL
 };
 
 static struct sandbox *
@@ -87,9 +90,9 @@ sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 }
 
 /*
- * Count hook.  Once the budget is gone it raises again at every step, so
- * a script that catches the error (its own pcall is ours, which re-raises
- * it anyway, but a __close or __gc handler can go on running) still stops.
+ * Count hook.  Once the budget is gone it raises again at every step:
+ * code that still runs after the first error (a __close handler while it
+ * unwinds) stops too.
  */
 static void
 sandbox_hook(lua_State *L, lua_Debug *ar)
@@ -139,6 +142,25 @@ sandbox_pcall(lua_State *L)
 	return lua_gettop(L);
 }
 
+/*
+ * The message handler of a script's xpcall, called through this.  An
+ * error raised in the count hook runs the handler with hooks disabled
+ * (ldo.c luaD_hook), where nothing could stop a loop in it: once a cap is
+ * hit the error goes on as it is, and our xpcall re-raises it anyway.
+ */
+static int
+sandbox_xpcall_msgh(lua_State *L)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	if (sb->budget_hit || sb->mem_hit)
+		return 1;
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
 /* xpcall(f, msgh, ...) likewise. */
 static int
 sandbox_xpcall(lua_State *L)
@@ -146,6 +168,9 @@ sandbox_xpcall(lua_State *L)
 	int	 n = lua_gettop(L), status;
 
 	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, sandbox_xpcall_msgh, 1);
+	lua_replace(L, 2);
 	lua_pushboolean(L, 1);
 	lua_pushvalue(L, 1);
 	lua_rotate(L, 3, 2);
@@ -158,6 +183,34 @@ sandbox_xpcall(lua_State *L)
 		return 2;
 	}
 	return lua_gettop(L) - 2;
+}
+
+/*
+ * setmetatable(t, mt) as in lbaselib.c, but without finalizers: Lua runs
+ * __gc with hooks disabled (lgc.c GCTM), out of the budget's reach.
+ * Lua only honours a __gc present when the metatable is set, so checking
+ * here is enough.
+ */
+static int
+sandbox_setmetatable(lua_State *L)
+{
+	int	 t = lua_type(L, 2);
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2,
+	    "nil or table");
+	if (t == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "__gc metamethods are not "
+			    "allowed");
+		lua_pop(L, 1);
+	}
+	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+		return luaL_error(L, "cannot change a protected metatable");
+	lua_settop(L, 2);
+	lua_setmetatable(L, 1);
+	return 1;
 }
 
 /* log([level,] msg): the caller's logger, one sanitised line. */
@@ -204,10 +257,13 @@ sandbox_readonly(lua_State *L)
 static int
 sandbox_msgh(lua_State *L)
 {
+	struct sandbox	*sb = sandbox_of(L);
 	const char	*msg = lua_tostring(L, 1);
 
 	if (msg == NULL) {
-		if (luaL_callmeta(L, 1, "__tostring") &&
+		/* Hooks may be off here (see sandbox_xpcall_msgh). */
+		if (!sb->budget_hit && !sb->mem_hit &&
+		    luaL_callmeta(L, 1, "__tostring") &&
 		    lua_type(L, -1) == LUA_TSTRING)
 			msg = lua_tostring(L, -1);
 		else
@@ -266,27 +322,36 @@ sandbox_openlibs(lua_State *L)
 	size_t			 i;
 	int			 g;
 
-	/* A whitelist, so that a newer Lua's additions stay out too. */
+	/*
+	 * A whitelist, so that a newer Lua's additions stay out too: the
+	 * kept functions move to a new globals table (cheaper than pruning
+	 * the old one) before any chunk is loaded with it as _ENV.
+	 */
 	lua_pushcfunction(L, luaopen_base);
 	lua_call(L, 0, 1);
+	lua_createtable(L, 0, 32);
 	g = lua_gettop(L);
-	lua_pushnil(L);
-	while (lua_next(L, g) != 0) {
-		lua_pop(L, 1);
-		for (k = sandbox_base_kept; *k != NULL; k++)
-			if (lua_type(L, -1) == LUA_TSTRING &&
-			    strcmp(lua_tostring(L, -1), *k) == 0)
-				break;
-		if (*k == NULL) {
-			lua_pushvalue(L, -1);
-			lua_pushnil(L);
-			lua_rawset(L, g);
-		}
+	for (k = sandbox_base_kept; *k != NULL; k++) {
+		lua_getfield(L, g - 1, *k);
+		lua_setfield(L, g, *k);
 	}
+	lua_pushvalue(L, g);
+	lua_setfield(L, g, LUA_GNAME);
+	lua_pushvalue(L, g);
+	lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+	lua_remove(L, g - 1);
+	g--;
+	/* So that tracebacks name global functions (lauxlib.c). */
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	lua_pushvalue(L, g);
+	lua_setfield(L, -2, LUA_GNAME);
+	lua_pop(L, 1);
 	lua_pushcfunction(L, sandbox_pcall);
 	lua_setfield(L, g, "pcall");
 	lua_pushcfunction(L, sandbox_xpcall);
 	lua_setfield(L, g, "xpcall");
+	lua_pushcfunction(L, sandbox_setmetatable);
+	lua_setfield(L, g, "setmetatable");
 	lua_pushcfunction(L, sandbox_log);
 	lua_setfield(L, g, "log");
 

@@ -31,43 +31,44 @@ struct sandbox {
  * enforcing insn instructions per call when insn > 0.  NULL if even the
  * state did not fit.  Close it with lua_close(); sb must outlive it.
  */
-lua_State	*sandbox_new(struct sandbox *sb, size_t mem, unsigned long insn);
+lua_State	*sandbox_new(struct sandbox *sb, size_t mem,
+		    unsigned long insn);
 
 /* Clears the budget and the sticky flags before a call. */
-void	 sandbox_reset(struct sandbox *sb);
+void	sandbox_reset(struct sandbox *sb);
 
 /* Installs the restricted globals in L (raises). */
-void	 sandbox_openlibs(lua_State *L);
+void	sandbox_openlibs(lua_State *L);
 
 /*
  * Loads a chunk compiled by sandbox_compile() and leaves its function on
  * the stack (raises).
  */
-void	 sandbox_loadcode(lua_State *L, const char *code, size_t len);
+void	sandbox_loadcode(lua_State *L, const char *code, size_t len);
 
 /*
  * Like lua_call(L, nargs, nresults), but an error gets a traceback from
  * the message handler and memory errors are noted in the sandbox before
  * the error goes on (raises).
  */
-void	 sandbox_call(lua_State *L, int nargs, int nresults);
+void	sandbox_call(lua_State *L, int nargs, int nresults);
 
 /*
  * After the outer lua_pcall() of one call: 0 if it succeeded and neither
  * cap was hit, else -1 with a one-line reason in err; pops an error
  * message.
  */
-int	 sandbox_result(lua_State *L, int status, char *err);
+int	sandbox_result(lua_State *L, int status, char *err);
 
 /*
  * Compiles the Lua source file at path (text only) to bytecode with
  * debug information, so errors still name the file and line.  Returns 0
  * with *code (malloc'ed) and *len, or -1 with err.
  */
-int	 sandbox_compile(const char *path, char **code, size_t *len,
+int	sandbox_compile(const char *path, char **code, size_t *len,
 	    char *err);
 
 /* Copies a Lua message to err on one line: newlines, tabs become text. */
-void	 sandbox_errcpy(char *err, const char *msg);
+void	sandbox_errcpy(char *err, const char *msg);
 
 #endif

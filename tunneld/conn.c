@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -223,6 +224,27 @@ conn_send_raw(struct conn *c, const void *p, size_t n)
 	return conn_put(c, b, 0);
 }
 
+/*
+ * Masking keys must be unpredictable (RFC 6455 10.3): they come from the
+ * CSPRNG, drawn a few KiB at a time rather than per frame.
+ */
+static int
+conn_mask_key(uint8_t mask[4])
+{
+	static uint8_t	pool[4096];
+	static size_t	left;
+
+	if (left < 4) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			return -1;
+		left = sizeof(pool);
+	}
+	left -= 4;
+	memcpy(mask, pool + left, 4);
+	OPENSSL_cleanse(pool + left, 4);
+	return 0;
+}
+
 static int
 conn_send_frame(struct conn *c, int opcode, struct obuf *b)
 {
@@ -232,7 +254,7 @@ conn_send_frame(struct conn *c, int opcode, struct obuf *b)
 	size_t		 hlen = 0;
 
 	if (c->kind == CONN_WS_CLIENT) {
-		if (RAND_bytes(mask, sizeof(mask)) != 1) {
+		if (conn_mask_key(mask) == -1) {
 			free(b);
 			return -1;
 		}

@@ -72,6 +72,8 @@ struct lwreq {
 };
 
 static void	mux_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
+static void	mux_send_close(struct citi *);
+static void	mux_delete(struct citi *);
 static void	mux_alloc_cb(uv_handle_t *, size_t, uv_buf_t *);
 
 void
@@ -176,6 +178,7 @@ mux_handle_closed(uv_handle_t *h)
 static void
 mux_close_handle(struct citi *ci)
 {
+	mux_remove(ci);		/* freed with the handle: never left listed */
 	if (ci->handle_closing)
 		return;
 	ci->handle_closing = 1;
@@ -188,7 +191,10 @@ mux_shutdown_cb(uv_shutdown_t *req, int status)
 	struct citi *ci = req->data;
 
 	ci->shut_pending = 0;
-	if (!ci->in_table || status < 0)
+	if (status < 0 && ci->in_table) {
+		mux_send_close(ci);	/* the local socket is broken */
+		mux_delete(ci);
+	} else if (!ci->in_table)
 		mux_close_handle(ci);
 }
 

@@ -28,6 +28,7 @@
 static const struct conn_cbs sess_cbs;
 
 static void	sess_tick(uv_timer_t *);
+static void	sess_take_leftover(struct sess *, struct xport *);
 
 void
 xport_free(struct xport *x)
@@ -236,9 +237,8 @@ sess_attach(struct sess *s, struct xport *x, uint64_t peer_read_no)
 		}
 	}
 	sess_flush(s);
-	/* Packets that arrived with the handshake's last read. */
-	if (s->x != NULL && buf_unread(&x->in) > 0)
-		sess_on_data(s, NULL, 0);
+	if (s->x == x && buf_unread(&x->in) > 0)
+		sess_take_leftover(s, x);
 }
 
 static void
@@ -349,56 +349,136 @@ sess_flush(struct sess *s)
 	sess_update_congestion(s);
 }
 
-/* Parses and dispatches the peer's packets. */
+/* Acts on one packet of the peer; -1 with err on a protocol error. */
+static int
+sess_packet(struct sess *s, struct xport *x, struct pkt *p, char *err)
+{
+	switch (p->kind) {
+	case PKT_SYNC:
+		s->read_no++;
+		return mux_sync(s, p->citi, p->packno, err);
+	case PKT_NORMAL:
+		s->read_no++;
+		enc_packet(x->dec, p->payload, p->len);
+		if (p->citi != PKT_CITI_CTRL)
+			return mux_data(s, p->citi, p->payload, p->len, err);
+		if (p->len > 0)
+			return mux_ctrl(s, p->payload, p->len, err);
+		return 0;
+	}
+	return 0;		/* DUMMY */
+}
+
+/*
+ * Dispatches the complete packets at the start of in[0..n), decrypting
+ * them in place.  Returns the bytes they took, or -1 with err.  Stops
+ * early if the packets cost the session its transport.
+ */
+static ssize_t
+sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
+{
+	struct pkt	p;
+	size_t		off = 0;
+	ssize_t		used;
+
+	while (off < n && s->x == x && !s->closing) {
+		used = pkt_parse(in + off, n - off, &p, err);
+		if (used == 0)
+			break;
+		if (used < 0 || sess_packet(s, x, &p, err) == -1)
+			return -1;
+		off += used;
+	}
+	return off;
+}
+
+/* How many more bytes the packet split across reads needs. */
+static size_t
+sess_need(const struct buf *in)
+{
+	const uint8_t	*h = buf_head(in);
+	size_t		 have = buf_unread(in);
+
+	switch (h[0]) {
+	case PKT_NORMAL:
+		if (have < PKT_NORMAL_HDR)
+			return PKT_NORMAL_HDR - have;
+		return PKT_NORMAL_HDR + ((size_t)h[5] << 8 | h[6]) - have;
+	case PKT_SYNC:
+		return PKT_SYNC_LEN - have;
+	}
+	return 1;		/* pkt_parse judges the kind */
+}
+
+/*
+ * Takes the peer's bytes.  Packets are parsed where they lie (the conn's
+ * read buffer); only a packet split across reads is copied, to be
+ * completed by the next ones.
+ */
 void
 sess_on_data(struct sess *s, uint8_t *in, size_t n)
 {
 	struct xport	*x = s->x;
-	struct pkt	 p;
 	char		 err[ERR_LEN];
 	ssize_t		 used;
+	size_t		 take;
 
 	if (x == NULL)
 		return;
-	if (n > 0 && buf_append(&x->in, in, n, TUN_INBUF_MAX) == -1) {
-		sess_detach(s, "input buffer overflow");
-		return;
-	}
 	s->bytes_in += n;
 	s->last_rx = uv_now(s->tun->loop);
-	while (s->x == x && !s->closing) {
-		used = pkt_parse(buf_head(&x->in), buf_unread(&x->in), &p, err);
-		if (used == 0)
-			break;
-		if (used < 0)
-			goto fail;
-		switch (p.kind) {
-		case PKT_DUMMY:
-			break;
-		case PKT_SYNC:
-			s->read_no++;
-			if (mux_sync(s, p.citi, p.packno, err) == -1)
+	while (n > 0 && s->x == x && !s->closing) {
+		if (buf_unread(&x->in) > 0) {
+			take = sess_need(&x->in);
+			if (take > n)
+				take = n;
+			if (buf_append(&x->in, in, take, TUN_INBUF_MAX) == -1) {
+				err_set(err, "out of memory");
 				goto fail;
-			break;
-		case PKT_NORMAL:
-			s->read_no++;
-			enc_packet(x->dec, p.payload, p.len);
-			if (p.citi == PKT_CITI_CTRL) {
-				if (p.len > 0 && mux_ctrl(s, p.payload, p.len,
-				    err) == -1)
-					goto fail;
-			} else if (mux_data(s, p.citi, p.payload, p.len,
-			    err) == -1)
+			}
+			in += take;
+			n -= take;
+			used = sess_parse(s, x, buf_head(&x->in),
+			    buf_unread(&x->in), err);
+			if (used < 0)
 				goto fail;
-			break;
+			if (s->x == x)
+				buf_consume(&x->in, used);
+			continue;
 		}
-		if (s->x == x)
-			buf_consume(&x->in, used);
+		if ((used = sess_parse(s, x, in, n, err)) < 0)
+			goto fail;
+		in += used;
+		n -= used;
+		if (n > 0 && s->x == x && !s->closing) {
+			if (buf_append(&x->in, in, n, TUN_INBUF_MAX) == -1) {
+				err_set(err, "out of memory");
+				goto fail;
+			}
+			n = 0;
+		}
 	}
 	return;
 fail:
 	log_warnx("session %" PRId64 ": %s", s->id, err);
 	sess_detach(s, err);
+}
+
+/* Packets that arrived with the handshake's last read. */
+static void
+sess_take_leftover(struct sess *s, struct xport *x)
+{
+	char	err[ERR_LEN];
+	ssize_t	used;
+
+	used = sess_parse(s, x, buf_head(&x->in), buf_unread(&x->in), err);
+	if (used < 0) {
+		log_warnx("session %" PRId64 ": %s", s->id, err);
+		sess_detach(s, err);
+		return;
+	}
+	if (s->x == x)
+		buf_consume(&x->in, used);
 }
 
 static void

@@ -44,6 +44,7 @@ import uuid
 
 import pytest
 
+import kpt
 from conftest import (HOST, START_TIMEOUT, STOP_TIMEOUT, TUNNELD, free_port,
                       sanitizer_env, sanitizer_report)
 
@@ -435,6 +436,44 @@ def session_path(session, mode=None, extra=""):
 
 def new_session(tenant):
     return "%s.%s" % (tenant, uuid.uuid4())
+
+
+class KClient(kpt.KptClient):
+    """kpt.KptClient through the dispatcher.
+
+    KptClient.connect keeps the bytes that came with the 101 in _raw, and
+    handshake() then appends them to the de-framed stream as they are: a
+    websocket frame header that arrived with the response head (the
+    worker's lack pattern often does) is read as payload ("bad lack offset
+    130").  Here the frames that came with the head are decoded first.
+    """
+
+    def connect(self, path="/?session=kpt-e2e", sock_reply=None):
+        if sock_reply is None:
+            super().connect(path)
+        else:
+            # An upgrade made elsewhere (Reply with its socket).
+            self.sock = sock_reply.sock
+            sock_reply.sock = None
+            self.sock.settimeout(self.timeout)
+            self._raw = bytearray(sock_reply.rest)
+        while self._raw:
+            self._read_frames()
+
+    def ended(self, timeout):
+        """Waits for the server to end the connection (EOF, reset or a
+        close frame); True if it did within timeout."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    self._pump()
+                except socket.timeout:
+                    return False
+        except (kpt.KptError, OSError):
+            return True
+        return False
 
 
 # --------------------------------------------------------------------------

@@ -86,7 +86,7 @@ HOLD_CUT = (0.1, 0.4)
 class _Dir:
     """One direction of a relayed connection: src -> dst."""
 
-    __slots__ = ("src", "dst", "pending", "eof", "held", "name")
+    __slots__ = ("src", "dst", "pending", "eof", "held", "split", "name")
 
     def __init__(self, src, dst, name):
         self.src = src
@@ -94,6 +94,7 @@ class _Dir:
         self.pending = None     # memoryview not yet written to dst
         self.eof = False        # src said EOF
         self.held = False       # read and discard
+        self.split = False      # held: forward a prefix of the next chunk
         self.name = name
 
 
@@ -374,10 +375,18 @@ class FaultRelay:
                 self._peer_closed(p)
                 return False
             return True
-        if d.held:
-            self._count("held_bytes", len(data))
-            return True
         mv = memoryview(data)
+        if d.held:
+            k = 0
+            if d.split:
+                # The hold starts inside this chunk.
+                d.split = False
+                k = self.rng.randrange(0, len(mv))
+            self._count("held_bytes", len(mv) - k)
+            if not k:
+                return True
+            d.pending = mv[:k]
+            return self._write(p, d)
         if p.cutting is not None:
             # The fault is due: forward a random prefix of this chunk.
             k = self.rng.randrange(0, len(mv))
@@ -434,8 +443,7 @@ class FaultRelay:
                 p.deadline = None
                 if p.style == "hold":
                     first = p.s2c if self.rng.random() < 0.5 else p.c2s
-                    first.held = True
-                    first.pending = None    # never forwarded either
+                    self._start_hold(first)
                     p.phase = 1
                     p.phase_at = now + self.hi * self.rng.uniform(*HOLD_SECOND)
                     self._update(p)
@@ -444,8 +452,8 @@ class FaultRelay:
             elif p.phase_at is not None and now >= p.phase_at:
                 if p.phase == 1:
                     for d in (p.c2s, p.s2c):
-                        d.held = True
-                        d.pending = None
+                        if not d.held:
+                            self._start_hold(d)
                     p.phase = 2
                     p.phase_at = now + self.hi * self.rng.uniform(*HOLD_CUT)
                     self._update(p)
@@ -454,6 +462,17 @@ class FaultRelay:
                     self._cut(p, "hold")
             elif p.cutting is not None and now >= p.cutting:
                 self._cut(p, "idle")
+
+    def _start_hold(self, d):
+        """Stops forwarding d at an arbitrary byte: inside the chunk being
+        written if there is one, else inside the next chunk read."""
+        d.held = True
+        if d.pending is not None:
+            k = self.rng.randrange(0, len(d.pending))
+            self._count("held_bytes", len(d.pending) - k)
+            d.pending = d.pending[:k] if k else None
+        else:
+            d.split = True
 
     def _fault_due(self, p, now):
         """The cut is due: truncate a chunk in flight, or wait for one."""

@@ -57,12 +57,14 @@ HOST = "127.0.0.1"
 PASS, ENCPASS = "resume-pass", "resume-enc"
 NSTREAMS = 32
 MIB = 1 << 20
-RESUME_ASAN_MIB = 4
+RESUME_ASAN_MIB = 8
 MIN_CUTS = 50
 CUT_LO, CUT_HI = 0.05, 0.5
+CUT_TARGET = 75                   # MIN_CUTS + 50%: see the adaptive loop
+MIN_SCALE = 0.1                   # cuts at most every 5-50 ms
 # RSS bound for each tunneld process, in MiB; see rss_bound().
 RSS_BOUND_ASAN = 400
-RSS_BOUND_DEV = 200
+RSS_BOUND_DEV = 320
 CHUNK = 256 * 1024
 HEADER = struct.Struct(">8sII")   # run tag, stream id, flags (0)
 START_TIMEOUT = 30.0
@@ -597,6 +599,7 @@ def test_resume_under_cuts(variant, enc, tmp_path):
         total = 2 * NSTREAMS * size
         peak = {"server": 0.0, "client": 0.0}
         scale = min_scale = 1.0
+        next_adjust = 0.0
         last_moved, last_bytes = time.monotonic(), -1
         stats = relay.stats()
         while not (target.done() and local.done()):
@@ -630,17 +633,30 @@ def test_resume_under_cuts(variant, enc, tmp_path):
                     client.tail())
             stats = relay.stats()
             assert "error" not in stats, "relay failed: %s" % stats
-            # Keep >= MIN_CUTS (+20%) cuts within the expected time left.
+            # Aim at CUT_TARGET cuts: project the cut rate seen so far
+            # (reconnects and holds make it lower than the nominal
+            # interval) over the time the transfer still needs; shorten
+            # the interval while that falls short, back to 50-500 ms once
+            # the target is reached.
             frac = moved / total
-            need = MIN_CUTS * 1.2 - stats["data_cuts"]
-            if frac > 0.01 and need > 0 and frac < 1:
-                left = (now - t0) * (1 - frac) / frac
-                want = min(1.0, left / need / ((CUT_LO + CUT_HI) / 2))
-                if want < scale * 0.9 or (want > scale * 1.5 and
-                                          scale < 1.0):
-                    scale = max(0.05, want)
-                    min_scale = min(min_scale, scale)
-                    relay.set_interval(CUT_LO * scale, CUT_HI * scale)
+            elapsed = now - t0
+            new = scale
+            if stats["data_cuts"] >= CUT_TARGET:
+                new = 1.0
+            elif 0.01 < frac < 1 and elapsed > 1.0 and \
+                    stats["data_cuts"] >= 2 and now >= next_adjust:
+                need = CUT_TARGET - stats["data_cuts"]
+                left = elapsed * (1 - frac) / frac
+                expect = stats["data_cuts"] / elapsed * left
+                if expect < need:
+                    new = max(MIN_SCALE, scale * max(0.5, expect / need))
+                elif expect > 2 * need:
+                    new = min(1.0, scale * 1.5)
+                next_adjust = now + 0.5
+            if new != scale:
+                scale = new
+                min_scale = min(min_scale, scale)
+                relay.set_interval(CUT_LO * scale, CUT_HI * scale)
         elapsed = time.monotonic() - t0
         stats = relay.stop()
         relay = None
@@ -726,6 +742,83 @@ def test_resume_under_cuts(variant, enc, tmp_path):
             t.close()
         for p in procs:
             p.kill()
+
+
+class Sink:
+    """Accepts connections and records what each one delivered."""
+
+    def __init__(self):
+        self.s = socket.socket()
+        self.s.bind((HOST, 0))
+        self.s.listen(64)
+        self.port = self.s.getsockname()[1]
+        self.got = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            rec = bytearray()
+            self.got.append(rec)
+            threading.Thread(target=self._read, args=(c, rec),
+                             daemon=True).start()
+
+    @staticmethod
+    def _read(c, rec):
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                rec += d
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("mode", ["cut", "hold"])
+def test_faultrelay_breaks_at_arbitrary_offsets(mode):
+    """The relay itself: every connection is broken after 50-500 ms; what
+    got through is a prefix of what was sent, ending at arbitrary offsets
+    (not at the sender's 10000-byte write boundaries); in hold mode bytes
+    are read and discarded before the cut."""
+    sink = Sink()
+    relay = faultrelay.FaultRelay(sink.port, mode=mode, seed=5).start()
+    data = random.Random(3).randbytes(64 * MIB)
+    sent = []
+    try:
+        for _ in range(6):
+            c = socket.create_connection((HOST, relay.port), timeout=10)
+            t0 = time.monotonic()
+            n = 0
+            try:
+                while n < len(data) and time.monotonic() - t0 < 5:
+                    n += c.send(data[n:n + 10000])
+                    time.sleep(0.0005)
+            except OSError:
+                pass
+            sent.append((n, time.monotonic() - t0))
+            c.close()
+        wait_until(lambda: relay.stats()["cuts"] == 6 and
+                   len(sink.got) == 6, 10, "6 cuts")
+        st = relay.stats()
+    finally:
+        relay.stop()
+        sink.s.close()
+    for (n, dt), got in zip(sent, sink.got):
+        assert dt < 3, "a connection lived %.1f s" % dt
+        assert bytes(got) == data[:len(got)], "not a prefix"
+        assert len(got) <= n
+    offsets = [len(g) % 10000 for g in sink.got]
+    assert sum(1 for o in offsets if o) >= 4, offsets
+    if mode == "hold":
+        assert st["hold_cuts"] == 6 and st["held_bytes"] > 0, st
+    else:
+        assert st["hold_cuts"] == 0, st
 
 
 def main():

@@ -91,7 +91,7 @@ load_ok(const char *handler, const char *ca)
 static void
 load_fails(const char *handler, const char *ca, const char *why)
 {
-	struct policy	*p = (struct policy *)&p;
+	struct policy	*p = (struct policy *)&p;	/* must become NULL */
 	char		 err[ERR_LEN];
 
 	if (load(handler, ca, NULL, &p, err) == 0)
@@ -165,6 +165,8 @@ ca_expect(const char *src, int rc, int accept, int status, const char *body,
 static void
 test_can_accept(void **state)
 {
+	char	 big[POLICY_BODY_LEN];
+
 	ca_expect(CA_TRUE, 0, 1, 0, "", NULL);
 	ca_expect("function canAccept(req) return false, 429, 'slow down' "
 	    "end", 0, 0, 429, "slow down", NULL);
@@ -177,25 +179,11 @@ test_can_accept(void **state)
 	    NULL);
 	ca_expect("function canAccept(req) return false, 503.0 end", 0, 0,
 	    503, "", NULL);
+	/* Bodies are cut to fit. */
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
 	ca_expect("function canAccept(req) return false, 403, "
-	    "string.rep('b', 5000) end", 0, 0, 403,
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-	    NULL);
+	    "string.rep('b', 5000) end", 0, 0, 403, big, NULL);
 	/* Anything else fails closed, with a reason. */
 	ca_expect("function canAccept(req) return 'yes' end", -1, 0, 0, NULL,
 	    "returned a string, expected a boolean");
@@ -341,6 +329,7 @@ test_get_tunnel_refused(void **state)
 	p = load_ok("function getTunnelInfo(req)\n"
 	    "  if req.query.a then return nil, 'no such tenant' end\n"
 	    "  if req.mode == 'x' then return false end\n"
+	    "  if req.mode == 'nl' then return nil, 'one\\r\\ntwo\\0' end\n"
 	    "end\n", CA_TRUE);
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "no such tenant");
@@ -350,6 +339,10 @@ test_get_tunnel_refused(void **state)
 	r.mode = "x";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "refused by getTunnelInfo");
+	/* err is one line, whatever the script says. */
+	r.mode = "nl";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "one  two ");
 	assert_string_equal(t.pass, "");
 	policy_unref(p);
 }
@@ -445,11 +438,12 @@ test_get_tunnel_types(void **state)
 	    "connectMode must be CanReconnect or OneShot");
 	gt_bad(p, GT_OK_FIELDS ", idleTimeout = -1",
 	    "idleTimeout -1 is not in 0..2592000");
-	gt_bad(p, GT_OK_FIELDS ", keepalive = 1", "keepalive 1 is not in 2..3600");
+	gt_bad(p, GT_OK_FIELDS ", keepalive = 1",
+	    "keepalive 1 is not in 2..3600");
 	gt_bad(p, GT_OK_FIELDS ", encCount = 2^40",
-	    "encCount must be an integer, got a fraction");
-	gt_bad(p, GT_OK_FIELDS ", encCount = 1 << 40",
-	    "encCount 1099511627776 is not in");
+	    "encCount 1099511627776 is not in -2147483648..2147483647");
+	gt_bad(p, GT_OK_FIELDS ", encCount = -(1 << 40)",
+	    "encCount -1099511627776 is not in");
 	policy_unref(p);
 }
 
@@ -483,8 +477,9 @@ test_load_errors(void **state)
 
 	load_fails("function getTunnelInfo(req)\n  return {\nend\n", CA_TRUE,
 	    ".lua:3: unexpected symbol near 'end'");
-	load_fails(GT_NO, "function canAccept(req) return true\n", "'end' "
-	    "expected near <eof>");
+	load_fails(GT_NO, "function canAccept(req) return true\n",
+	    ".lua:2: 'end' expected (to close 'function' at line 1) near "
+	    "<eof>");
 	load_fails("x = 1\n", CA_TRUE,
 	    "no global function getTunnelInfo (found a nil)");
 	load_fails(GT_NO, "function canaccept(req) return true end\n",
@@ -646,6 +641,16 @@ test_budget(void **state)
 	runaway("do local x <close> = setmetatable({}, { __close = "
 	    "function() while true do end end }) while true do end end",
 	    "instruction budget");
+	/* Hooks are off in a message handler called for the hook's error. */
+	runaway("error(setmetatable({}, { __tostring = function() "
+	    "while true do end end }))", "instruction budget");
+	/* Finalizers run without hooks: refused. */
+	runaway("setmetatable({}, { __gc = function() while true do end "
+	    "end })", ".lua:3: __gc metamethods are not allowed");
+	/* Lua stack growth is memory: 1e6 slots do not fit in 8 MiB. */
+	runaway("local function f() return 1 + f() end f()", "memory limit");
+	runaway("local t = setmetatable({}, {}) getmetatable(t).__index = "
+	    "function(t, k) return t[k] end local x = t.x", "stack overflow");
 	/* Table functions that call back into Lua are counted too. */
 	runaway("local t = {} for i = 1, 100 do t[i] = i end "
 	    "table.sort(t, function(a, b) while true do end end)",
@@ -975,7 +980,9 @@ test_reload(void **state)
 	char			 err[ERR_LEN];
 
 	old = load_ok("local n = 0\n"
-	    "function getTunnelInfo(req) n = n + 1 return nil, 'v1 ' .. n end\n",
+	    "function getTunnelInfo(req)\n"
+	    "  n = n + 1 return nil, 'v1 ' .. n\n"
+	    "end\n",
 	    CA_TRUE);
 	assert_int_equal(policy_get_tunnel(old, &r, &t, err), 1);
 	assert_string_equal(err, "v1 1");
@@ -990,7 +997,9 @@ test_reload(void **state)
 	assert_int_equal(policy_can_accept(old, &r, &v, err), 0);
 	/* A good one runs beside it, with fresh state. */
 	p = load_ok("local n = 0\n"
-	    "function getTunnelInfo(req) n = n + 1 return nil, 'v2 ' .. n end\n",
+	    "function getTunnelInfo(req)\n"
+	    "  n = n + 1 return nil, 'v2 ' .. n\n"
+	    "end\n",
 	    NULL);
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "v2 1");
