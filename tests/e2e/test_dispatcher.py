@@ -414,6 +414,34 @@ def test_policy_refusals(dispatch, tmp_path):
     assert r.status == 101, r
 
 
+def test_upgrades_from_one_address(dispatch, tmp_path):
+    """-perIp counts pending requests (16 by default): 12 clients of one
+    address upgrading at once, 300 times, all get their 101.  Connections
+    already handed to a worker are not pending requests (behind HAProxy
+    every client has the proxy's address)."""
+    h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
+        [fwd("t", free_port(), 9)])})
+    d = dispatch.start(h, c)
+    session = D.new_session("alpha")
+    assert D.upgrade(d.port, D.session_path(session)).status == 101
+
+    def one(i):
+        try:
+            return D.upgrade(d.port, D.session_path(session)).status
+        except (OSError, AssertionError) as e:
+            return type(e).__name__
+
+    with ThreadPoolExecutor(12) as ex:
+        got = list(ex.map(one, range(300)))
+    bad = {s: got.count(s) for s in set(got) if s != 101}
+    assert not bad, (
+        "%d of 300 upgrades from 12 concurrent clients of one address "
+        "failed (-perIp 16): %r; the dispatcher logged nothing about them"
+        % (sum(bad.values()), bad))
+    ts = d.tunnels()
+    assert len(ts) == 1 and ts[0]["handovers"] == 301, ts
+
+
 # --------------------------------------------------------------------------
 # (2) misbehaving scripts
 
@@ -599,7 +627,9 @@ def test_200_tenants(dispatch, tmp_path, echo_server):
         prefix="m", mode="server", encPass="mass-enc-",
         forwards=[fwd("t", 1, echo.port)], keepalive=600,
         **{"pass": "mass-pass-"}))
-    d = dispatch.start(h, c, "-maxSession", 1000, binary=binary)
+    # -perIp: see test_upgrades_from_one_address.
+    d = dispatch.start(h, c, "-maxSession", 1000, "-perIp", 64,
+                       binary=binary)
     t0 = time.monotonic()
     sessions = ["m%d.%s" % (i, uuid.uuid4()) for i in range(n)]
 
