@@ -33,7 +33,7 @@ PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
 
-.PHONY: all deps test unit e2e fuzz bench run install clean
+.PHONY: all deps test unit e2e fuzz fuzz-run bench run run-tunnel install clean
 
 all: deps $(PROGS)
 
@@ -109,7 +109,11 @@ bench: all
 	bench/run
 
 run: all
-	scripts/demo
+	scripts/run-dispatcher
+
+# A plain wsserver + wsclient pair forwarding to an echo service.
+run-tunnel: all
+	scripts/run-tunnel
 
 install: all
 	install -d $(DESTDIR)$(BINDIR)

@@ -25,8 +25,8 @@ local tenants = {
 		encPass = "alpha-enc-CHANGE-ME", -- the clients' -encPass
 		mode = "server",		-- forward: t is its default
 		forwards = {
-			"t,:10022,127.0.0.1:22",
-			"t,:10080,127.0.0.1:80",
+			"t,127.0.0.1:10022,127.0.0.1:22",
+			"t,127.0.0.1:10080,127.0.0.1:80",
 		},
 		maxTunnels = 4,			-- concurrent clients
 		idleTimeout = 600,		-- s without traffic, then stop

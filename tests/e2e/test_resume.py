@@ -62,6 +62,11 @@ MIN_CUTS = 50
 CUT_LO, CUT_HI = 0.05, 0.5
 CUT_TARGET = 75                   # MIN_CUTS + 50%: see the adaptive loop
 MIN_SCALE = 0.1                   # cuts at most every 5-50 ms
+# Model of the time one relayed connection takes, for the adaptive loop:
+# its lifetime (mean 0.275 s at scale 1, plus ~0.06 s for the 30% held
+# before their cut) and the reconnect + resume (~10-30 ms measured).
+CYCLE_PER_SCALE = 0.34
+RECONNECT_COST = 0.03
 # RSS bound for each tunneld process, in MiB; see rss_bound().
 RSS_BOUND_ASAN = 400
 RSS_BOUND_DEV = 320
@@ -633,27 +638,24 @@ def test_resume_under_cuts(variant, enc, tmp_path):
                     client.tail())
             stats = relay.stats()
             assert "error" not in stats, "relay failed: %s" % stats
-            # Aim at CUT_TARGET cuts: project the cut rate seen so far
-            # (reconnects and holds make it lower than the nominal
-            # interval) over the time the transfer still needs; shorten
-            # the interval while that falls short, back to 50-500 ms once
-            # the target is reached.
+            # Aim at CUT_TARGET cuts: from the time the transfer still
+            # needs at its current pace, the cut rate required, and from
+            # that the interval scale (a connection lives on average
+            # CYCLE_PER_SCALE * scale + RECONNECT_COST seconds); back to
+            # 50-500 ms once the target is reached.
             frac = moved / total
             elapsed = now - t0
             new = scale
             if stats["data_cuts"] >= CUT_TARGET:
                 new = 1.0
-            elif 0.01 < frac < 1 and elapsed > 1.0 and \
-                    stats["data_cuts"] >= 2 and now >= next_adjust:
+            elif 0.005 < frac < 1 and elapsed > 0.5 and now >= next_adjust:
                 need = CUT_TARGET - stats["data_cuts"]
                 left = elapsed * (1 - frac) / frac
-                expect = stats["data_cuts"] / elapsed * left
-                if expect < need:
-                    new = max(MIN_SCALE, scale * max(0.5, expect / need))
-                elif expect > 2 * need:
-                    new = min(1.0, scale * 1.5)
-                next_adjust = now + 0.5
-            if new != scale:
+                cycle = left / need
+                new = (cycle - RECONNECT_COST) / CYCLE_PER_SCALE
+                new = max(MIN_SCALE, min(1.0, new))
+                next_adjust = now + 0.25
+            if abs(new - scale) > 0.1 * scale:
                 scale = new
                 min_scale = min(min_scale, scale)
                 relay.set_interval(CUT_LO * scale, CUT_HI * scale)

@@ -3,7 +3,7 @@
  *
  * Scripts are written to a temporary directory; the lua/ examples are
  * read relative to $TOP, or to the current directory (the repository
- * root when run by make).  test_latency prints the per-call figures.
+ * root when run by make).
  */
 
 #include <sys/stat.h>
@@ -1114,7 +1114,7 @@ test_example_multitenant(void **state)
 	assert_string_equal(a.pass, "alpha-pass-CHANGE-ME");
 	assert_string_equal(a.encpass, "alpha-enc-CHANGE-ME");
 	assert_int_equal(a.nfwd, 2);
-	assert_string_equal(a.forwards[0], "t,:10022,127.0.0.1:22");
+	assert_string_equal(a.forwards[0], "t,127.0.0.1:10022,127.0.0.1:22");
 	assert_int_equal(a.idle_timeout, 600);
 
 	/* beta by session prefix: reverse, one at a time, local only. */
@@ -1171,78 +1171,6 @@ test_example_multitenant(void **state)
 }
 
 static int
-cmp_double(const void *a, const void *b)
-{
-	double	 x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static void
-report(const char *what, double *s, int n)
-{
-	double	 sum = 0;
-	int	 i;
-
-	for (i = 0; i < n; i++)
-		sum += s[i];
-	qsort(s, (size_t)n, sizeof(*s), cmp_double);
-	print_message("latency %-40s mean %7.2f us  p50 %7.2f us  "
-	    "p99 %7.2f us  (%d calls)\n", what, sum / n * 1e6, s[n / 2] * 1e6,
-	    s[n * 99 / 100] * 1e6, n);
-}
-
-static void
-test_latency(void **state)
-{
-	enum { N = 10000 };
-	static double		 s[N];
-	struct policy		*p;
-	struct policy_req	 r = req_default();
-	struct policy_verdict	 v;
-	struct policy_tunnel	 t;
-	struct policy_kv	 h[1] = { { "x-tenant", "alpha" } };
-	char			 err[ERR_LEN];
-	double			 t0;
-	int			 i;
-
-	p = load_ok(GT_FULL, CA_TRUE);
-	for (i = 0; i < N; i++) {
-		t0 = now();
-		assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
-		s[i] = now() - t0;
-	}
-	report("canAccept (return true), fresh state", s, N);
-	for (i = 0; i < N; i++) {
-		t0 = now();
-		assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
-		s[i] = now() - t0;
-	}
-	report("getTunnelInfo (full table), shared state", s, N);
-	policy_unref(p);
-
-	p = load_example("lua/multitenant/handler.lua",
-	    "lua/multitenant/canAccept.lua");
-	r.headers = h;
-	r.nheaders = 1;
-	r.session = "alpha.1";
-	for (i = 0; i < N; i++) {
-		t0 = now();
-		assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
-		s[i] = now() - t0;
-	}
-	report("canAccept lua/multitenant, fresh state", s, N);
-	for (i = 0; i < N; i++) {
-		t0 = now();
-		assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
-		s[i] = now() - t0;
-		policy_end_tunnel(p, &t, "bench", err);
-	}
-	report("getTunnelInfo lua/multitenant (+onEnd)", s, N);
-	policy_unref(p);
-}
-
-static int
 setup(void **state)
 {
 	return mkdtemp(tmpdir) == NULL ? -1 : 0;
@@ -1286,7 +1214,6 @@ main(void)
 		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_example_default),
 		cmocka_unit_test(test_example_multitenant),
-		cmocka_unit_test(test_latency),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
