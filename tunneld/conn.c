@@ -671,8 +671,10 @@ conn_process(struct conn *c)
 	}
 	if (c->state == CONN_CLOSING)
 		return -1;
-	memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-	c->rlen -= off;
+	if (off > 0) {
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+	}
 	/* Nothing legitimate stays buffered long enough to fill it. */
 	if (c->rlen == CONN_RBUF) {
 		conn_close(c, "input buffer overflow");
