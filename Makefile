@@ -68,7 +68,8 @@ $(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(LIBS)
 $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(ALLCFLAGS) -o $@ $^ $(DEPLIBS) $(shell pkg-config --libs cmocka)
+	@$(CC) $(ALLCFLAGS) -o $@ $(filter %.c %.a,$^) $(DEPLIBS) \
+	    $(shell pkg-config --libs cmocka)
 
 # The suite runs against binaries built with AddressSanitizer and UBSan.
 test: deps
@@ -84,7 +85,9 @@ e2e: $(PROGS) $(BUILD)/tests/lws-peer
 
 $(BUILD)/tests/lws-peer: tests/e2e/lws-peer.c
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs libwebsockets)
+	@echo "  LD      $@"
+	@$(CC) $(WARN) $(CFLAGS) -o $@ $< \
+	    $(shell pkg-config --cflags --libs libwebsockets)
 
 # Each libFuzzer target runs FUZZ_TIME seconds from its seed corpus.
 fuzz: deps
@@ -94,7 +97,9 @@ fuzz: deps
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -fsanitize=fuzzer -o $@ $^ $(DEPLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALLCFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.a,$^) \
+	    $(DEPLIBS)
 
 fuzz-run: $(FUZZ_BIN)
 	@set -eo pipefail; for f in $(FUZZ_BIN); do n=$$(basename $$f); \

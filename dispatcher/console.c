@@ -105,8 +105,6 @@ console_tunnel(struct dworker *w)
 	json_object_set(o, "streams", json_object_get(st, "streams"));
 	json_object_set(o, "reconnects", json_object_get(st, "reconnects"));
 	json_object_set(o, "connected", json_object_get(st, "connected"));
-	if (w->pid == 0)
-		json_object_set(o, "pid", json_object_get(st, "pid"));
 	json_decref(st);
 	return o;
 }

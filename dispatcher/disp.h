@@ -47,7 +47,8 @@ struct dworker {
 	char		 mode[16];
 	char		 connect_mode[16];
 	char		 remote[64];	/* client address of the last hand-over */
-	pid_t		 pid;		/* 0 if not our child (adopted) */
+	pid_t		 pid;
+	int		 adopted;	/* not our child: a previous dispatcher's */
 	int		 ctl_fd;	/* watched for CTL_END / EOF */
 	uv_poll_t	 poll;
 	int		 polling;
@@ -58,6 +59,14 @@ struct dworker {
 	struct policy	*policy;	/* the one that started it (+ref) */
 };
 LIST_HEAD(dworker_list, dworker);
+
+/* Requests in progress from one client address (-perIp). */
+struct ipslot {
+	struct ipslot	*next;
+	int		 n;
+	char		 ip[64];
+};
+#define DISP_IPSLOTS	256
 
 /* A request waiting out the refusal delay. */
 struct delayed {
@@ -101,6 +110,7 @@ struct disp {
 	struct dworker_list workers;
 	int		 nworkers;
 	TAILQ_HEAD(, delayed) delayed;
+	struct ipslot	*ipslots[DISP_IPSLOTS];	/* under lock */
 	struct MHD_Daemon *front;
 	struct MHD_Daemon *admin;
 	uv_loop_t	*loop;

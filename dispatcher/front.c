@@ -32,12 +32,15 @@ enum front_metric { M_101, M_POLICY, M_400, M_404, M_5XX, M_OTHER };
 
 struct freq {
 	struct disp	*d;
+	int		 counted;	/* holds a -perIp slot */
 	int		 resumed;	/* back from the refusal delay */
 	int		 status;
 	char		 body[1024];
 	struct dworker	*w;		/* hand-over target (+ref) */
 	char		 remote[64];
 };
+
+static void	front_ip_release(struct disp *, struct freq *);
 
 struct hdrs {
 	struct policy_kv kv[FRONT_MAX_HEADERS];
@@ -238,6 +241,7 @@ front_upgraded(void *cls, struct MHD_Connection *c, void *req_cls,
 	else
 		log_debug("%s: handed to worker %d (session %s)", r->remote,
 		    (int)r->w->pid, r->w->key);
+	front_ip_release(r->d, r);
 	/* Closes our copy only: the worker keeps the connection. */
 	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
@@ -309,6 +313,8 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 
 	memset(&h, 0, sizeof(h));
 	front_remote(c, r->remote, sizeof(r->remote), &ss);
+	if (!r->counted)	/* refused at the first call */
+		return MHD_NO;
 	if (strcmp(url, d->path) != 0)
 		return front_refuse_later(c, r, 406, "");
 	if (d->ncidr > 0) {
@@ -448,6 +454,65 @@ done:
 	return res;
 }
 
+static unsigned
+front_ip_hash(const char *ip)
+{
+	unsigned h = 5381;
+
+	while (*ip)
+		h = h * 33 + (unsigned char)*ip++;
+	return h % DISP_IPSLOTS;
+}
+
+/*
+ * Counts a request in progress for its address; 0 if the address already
+ * has -perIp of them.  libmicrohttpd's own per-address limit counts
+ * connections, which stay counted for a while after their hand-over.
+ */
+static int
+front_ip_take(struct disp *d, const char *ip)
+{
+	struct ipslot	**pp, *sl;
+	int		  ok = 0;
+
+	pthread_mutex_lock(&d->lock);
+	pp = &d->ipslots[front_ip_hash(ip)];
+	for (sl = *pp; sl != NULL && strcmp(sl->ip, ip) != 0; sl = sl->next)
+		;
+	if (sl == NULL && (sl = calloc(1, sizeof(*sl))) != NULL) {
+		snprintf(sl->ip, sizeof(sl->ip), "%s", ip);
+		sl->next = *pp;
+		*pp = sl;
+	}
+	if (sl != NULL && sl->n < d->per_ip) {
+		sl->n++;
+		ok = 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
+static void
+front_ip_release(struct disp *d, struct freq *r)
+{
+	struct ipslot **pp, *sl;
+
+	if (!r->counted)
+		return;
+	r->counted = 0;
+	pthread_mutex_lock(&d->lock);
+	for (pp = &d->ipslots[front_ip_hash(r->remote)]; (sl = *pp) != NULL;
+	    pp = &sl->next)
+		if (strcmp(sl->ip, r->remote) == 0) {
+			if (--sl->n == 0) {
+				*pp = sl->next;
+				free(sl);
+			}
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static enum MHD_Result
 front_access(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
@@ -457,10 +522,20 @@ front_access(void *cls, struct MHD_Connection *c, const char *url,
 	struct freq *r = *req_cls;
 
 	if (r == NULL) {
+		struct sockaddr_storage ss;
+
 		if ((r = calloc(1, sizeof(*r))) == NULL)
 			return MHD_NO;
 		r->d = d;
 		*req_cls = r;
+		front_remote(c, r->remote, sizeof(r->remote), &ss);
+		if (!front_ip_take(d, r->remote)) {
+			log_warnx("%s: too many requests in progress (-perIp %d)",
+			    r->remote, d->per_ip);
+			return front_reply(c, d, 503,
+			    "too many requests from this address");
+		}
+		r->counted = 1;
 		return MHD_YES;		/* headers are all here next call */
 	}
 	if (r->status != 0)		/* back from the refusal delay */
@@ -480,6 +555,7 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
 	if (r == NULL)
 		return;
+	front_ip_release(r->d, r);
 	if (r->w != NULL)
 		worker_unref(r->d, r->w);
 	free(r);
@@ -511,7 +587,9 @@ front_start(struct disp *d, char *err)
 	    MHD_OPTION_SOCK_ADDR, res->ai_addr,
 	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->max_pending,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)d->per_ip,
+	    /* A bound on idle connections; requests are counted above. */
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)(d->per_ip < 64 ? 256 : 4 * d->per_ip),
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->request_timeout,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
@@ -529,7 +607,9 @@ front_start(struct disp *d, char *err)
 void
 front_stop(struct disp *d)
 {
-	struct delayed *dl;
+	struct delayed	*dl;
+	struct ipslot	*sl;
+	size_t		 i;
 
 	if (d->front == NULL)
 		return;
@@ -543,4 +623,9 @@ front_stop(struct disp *d)
 	pthread_mutex_unlock(&d->lock);
 	MHD_stop_daemon(d->front);
 	d->front = NULL;
+	for (i = 0; i < DISP_IPSLOTS; i++)
+		while ((sl = d->ipslots[i]) != NULL) {
+			d->ipslots[i] = sl->next;
+			free(sl);
+		}
 }

@@ -402,7 +402,7 @@ worker_ctl_cb(uv_poll_t *p, int status, int events)
 		json_decref(m);
 		if (rc <= 0) {
 			/* Our own children are reaped with their status. */
-			if (w->pid == 0)
+			if (w->adopted)
 				worker_ended(d, w, rc == 0 ? "control channel "
 				    "closed" : err);
 			else if (w->polling) {
@@ -449,7 +449,7 @@ worker_reap(struct disp *d)
 			    WTERMSIG(status));
 		pthread_mutex_lock(&d->lock);
 		LIST_FOREACH(w, &d->workers, link)
-			if (w->pid == pid)
+			if (w->pid == pid && !w->adopted)
 				break;
 		if (w != NULL)
 			w->refs++;
@@ -515,6 +515,8 @@ worker_scan(struct disp *d, char *err)
 		snprintf(w->info.id, sizeof(w->info.id), "%s", w->id);
 		snprintf(w->info.mode, sizeof(w->info.mode), "%s", w->mode);
 		w->started = json_integer_value(json_object_get(st, "started"));
+		w->pid = json_integer_value(json_object_get(st, "pid"));
+		w->adopted = 1;
 		json_decref(st);
 		worker_register(d, w);
 		n++;

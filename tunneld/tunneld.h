@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "addr.h"
@@ -194,7 +195,17 @@ void	 client_fatal(struct tun *t, const char *fmt, ...)
 void	 tun_stop(struct tun *t, int code);
 
 /* worker.c */
+struct worker_config {			/* what CTL_CONFIG names */
+	char	sock_path[108];
+	char	tenant[128];
+	char	id[128];
+	char	session[256];
+	int	oneshot;
+};
+
 int	 worker_main(int argc, char **argv);
+int	 worker_parse_config(const json_t *m, struct cli_opts *o,
+	    struct worker_config *wc, char *err);
 void	 worker_session_ended(struct tun *t, const char *why);
 int	 worker_is_oneshot(const struct tun *t);
 void	 worker_stop(struct tun *t);

@@ -43,11 +43,7 @@ struct channel {
 struct worker {
 	struct tun	 tun;
 	struct cli_opts	 opts;
-	char		 sock_path[108];
-	char		 tenant[128];
-	char		 id[128];
-	char		 session[256];
-	int		 oneshot;
+	struct worker_config cfg;
 	int		 lfd;
 	uv_poll_t	 lpoll;
 	struct channel	*ch[WORKER_MAX_CHANNELS];
@@ -134,9 +130,9 @@ worker_stats(struct worker *w)
 		sessions++;
 	}
 	json_object_set_new(m, "pid", json_integer(getpid()));
-	json_object_set_new(m, "tenant", json_string(w->tenant));
-	json_object_set_new(m, "id", json_string(w->id));
-	json_object_set_new(m, "session", json_string(w->session));
+	json_object_set_new(m, "tenant", json_string(w->cfg.tenant));
+	json_object_set_new(m, "id", json_string(w->cfg.id));
+	json_object_set_new(m, "session", json_string(w->cfg.session));
 	json_object_set_new(m, "mode", json_string(cli_mode_name(w->opts.mode)));
 	json_object_set_new(m, "started", json_integer(w->started));
 	json_object_set_new(m, "bytes_in", json_integer(in));
@@ -148,11 +144,14 @@ worker_stats(struct worker *w)
 	return m;
 }
 
-/* Parameters from the dispatcher: like a command line, checked alike. */
-static int
-worker_configure(struct worker *w, json_t *m, char *err)
+/*
+ * Parameters from the dispatcher (CTL_CONFIG), checked like a command
+ * line.  o must hold the defaults; pass and encpass are replaced.
+ */
+int
+worker_parse_config(const json_t *m, struct cli_opts *o,
+    struct worker_config *wc, char *err)
 {
-	struct cli_opts	*o = &w->opts;
 	const char	*mode, *pass, *encpass, *str;
 	json_t		*fwds, *v;
 	size_t		 i;
@@ -193,19 +192,19 @@ worker_configure(struct worker *w, json_t *m, char *err)
 		o->verbose = 1;
 	if ((str = json_string_value(json_object_get(m, "connectMode"))) &&
 	    strcmp(str, "OneShot") == 0)
-		w->oneshot = 1;
+		wc->oneshot = 1;
 	if ((str = json_string_value(json_object_get(m, "tenant"))) != NULL)
-		snprintf(w->tenant, sizeof(w->tenant), "%s", str);
+		snprintf(wc->tenant, sizeof(wc->tenant), "%s", str);
 	if ((str = json_string_value(json_object_get(m, "id"))) != NULL)
-		snprintf(w->id, sizeof(w->id), "%s", str);
+		snprintf(wc->id, sizeof(wc->id), "%s", str);
 	if ((str = json_string_value(json_object_get(m, "session"))) != NULL)
-		snprintf(w->session, sizeof(w->session), "%s", str);
+		snprintf(wc->session, sizeof(wc->session), "%s", str);
 	if ((str = json_string_value(json_object_get(m, "sock"))) == NULL ||
-	    strlen(str) >= sizeof(w->sock_path)) {
+	    strlen(str) >= sizeof(wc->sock_path)) {
 		err_set(err, "config: a socket path is required");
 		return -1;
 	}
-	snprintf(w->sock_path, sizeof(w->sock_path), "%s", str);
+	snprintf(wc->sock_path, sizeof(wc->sock_path), "%s", str);
 	o->fwds.n = 0;
 	fwds = json_object_get(m, "forwards");
 	if (fwds != NULL && !json_is_array(fwds)) {
@@ -245,7 +244,7 @@ worker_listen(struct worker *w, char *err)
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", w->sock_path);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", w->cfg.sock_path);
 	w->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	    0);
 	if (w->lfd == -1) {
@@ -329,7 +328,7 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 			break;
 		}
 		c->configured = 1;
-		if (worker_configure(w, m, err) == -1 ||
+		if (worker_parse_config(m, &w->opts, &w->cfg, err) == -1 ||
 		    worker_listen(w, err) == -1) {
 			json_t *end = ctl_new(CTL_END);
 
@@ -346,11 +345,11 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 
 			json_object_set_new(r, "pid", json_integer(getpid()));
 			json_object_set_new(r, "sock",
-			    json_string(w->sock_path));
+			    json_string(w->cfg.sock_path));
 			worker_reply(c, r);
 		}
 		log_info("worker ready for tenant '%s' (%s), %zu forwards",
-		    w->tenant, cli_mode_name(w->opts.mode), w->opts.fwds.n);
+		    w->cfg.tenant, cli_mode_name(w->opts.mode), w->opts.fwds.n);
 		break;
 	case CTL_CONN:
 		if (!c->configured || w->lfd == -1 || fd < 0) {
@@ -423,7 +422,7 @@ int
 worker_is_oneshot(const struct tun *t)
 {
 	return worker_self != NULL && t == &worker_self->tun &&
-	    worker_self->oneshot;
+	    worker_self->cfg.oneshot;
 }
 
 void
@@ -449,7 +448,7 @@ worker_stop(struct tun *t)
 	if (w->lfd != -1) {
 		uv_poll_stop(&w->lpoll);
 		uv_close((uv_handle_t *)&w->lpoll, NULL);
-		unlink(w->sock_path);
+		unlink(w->cfg.sock_path);
 	}
 	uv_close((uv_handle_t *)&w->idle, NULL);
 }
@@ -529,6 +528,7 @@ worker_main(int argc, char **argv)
 	uv_tcp_init(t->loop, &t->listener);	/* unused: closed at stop */
 	uv_timer_init(t->loop, &w->idle);
 	w->idle.data = w;
+	w->idle_since = uv_now(t->loop);
 	uv_timer_start(&w->idle, worker_idle_cb, 1000, 1000);
 	worker_channel_add(w, WORKER_CTL_FD, 0);
 	uv_run(t->loop, UV_RUN_DEFAULT);

@@ -102,6 +102,7 @@ local MASS = @MASS@
 -- The tenant of a request naming none.
 local DEFAULT = @DEFAULT@
 local FIELDS = @FIELDS@
+local VERSION = @VERSION@
 
 local active = {}
 local serial = 0
@@ -169,7 +170,7 @@ function onEndTunnel(info, reason)
 		active[info.tenant] = n - 1
 	end
 	log("info", "END tenant=" .. info.tenant .. " id=" .. info.id ..
-	    " reason=" .. reason)
+	    " reason=" .. reason .. " policy=" .. VERSION)
 end
 """
 
@@ -273,7 +274,8 @@ def tenant_policy(dirpath, tenants, mass=None, default=None, probe="accept",
     h = (HANDLER.replace("@TENANTS@", lua(tenants))
          .replace("@MASS@", lua(mass))
          .replace("@DEFAULT@", lua(default))
-         .replace("@FIELDS@", lua(list(TENANT_FIELDS))))
+         .replace("@FIELDS@", lua(list(TENANT_FIELDS)))
+         .replace("@VERSION@", lua(version)))
     c = (CANACCEPT.replace("@NAMES@", lua({k: True for k in tenants}))
          .replace("@MASS_PREFIX@", lua(mass["prefix"] if mass else None))
          .replace("@DEFAULT@", lua(default))
@@ -583,9 +585,8 @@ class Dispatcher:
 
     def wait_log(self, pattern, timeout=START_TIMEOUT, count=1):
         """Waits until pattern matched count times on stderr; returns the
-        last match.  Fails if the dispatcher exits first (a dead
-        dispatcher's workers keep logging: pass alive=False to
-        wait_log_any for them)."""
+        last match.  Fails if the dispatcher exits by itself first (one
+        killed on purpose is waited on: its workers keep logging here)."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
@@ -731,7 +732,6 @@ class DispatchEnv:
         self.dispatchers = []
         self.worker_pids = set()
         self._n = itertools.count(1)
-        self.allow_sanitizer = False
 
     def start(self, handler, canaccept, *opts, port=None, console_port=None,
               ready=True, binary=None):
@@ -788,7 +788,7 @@ class DispatchEnv:
             problems.extend(d.finish())
         for d in self.dispatchers:
             rep = sanitizer_report(d.stderr())
-            if rep and not self.allow_sanitizer:
+            if rep:
                 problems.append("%s (or its workers): sanitizer report:\n%s"
                                 % (d.name, rep))
         if problems:

@@ -14,11 +14,17 @@ byte offset:
     inside a kptunnel packet header or payload, inside the handshake.
 
   * "hold" (what tests/data/captures/kptunnel-ws-reconnect.json records):
-    the relay keeps reading one direction but stops forwarding it (the
-    bytes are counted and discarded), some time later it also holds the
-    other direction, and a while after that it cuts as above.  Packets the
-    sender considers written thus never arrive, and the peers' counters
-    (WriteNo/ReadNo) disagree when the session resumes.
+    the relay keeps reading one direction (chosen at random) but stops
+    forwarding it, from an arbitrary byte of the chunk in flight (the rest
+    is counted and discarded); some time later it also holds the other
+    direction, and a while after that it closes both sockets as above
+    (at the default interval: 20-150 ms, then 50-200 ms; the capture used
+    0.2 s).  Packets the sender considers written thus never arrive, and
+    the peers' counters (WriteNo/ReadNo) disagree when the session
+    resumes.
+
+"mixed" mode breaks 30% of the connections (hold_ratio) by holding and
+the others by cutting; "none" only relays.
 
 Usage as a module, in a thread of the test process:
 

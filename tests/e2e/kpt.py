@@ -232,9 +232,9 @@ class KptClient:
 
     def handshake(self, forwards):
         """Lack pattern, magic, challenge/response, result.  Returns the
-        AuthResult document (a dict); raises KptError on refusal."""
-        self.stream += self._raw
-        self._raw = bytearray()
+        AuthResult document (a dict); raises KptError on refusal.
+        Frames that came with the 101 are still in _raw: _read_frames
+        decodes them first."""
         first = self._read_exact(10)
         off = first[0]
         if off >= 10:

@@ -24,7 +24,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -154,14 +153,18 @@ def metrics_samples(text):
 
 
 class Pacer:
-    """Sleeps so that the bytes reported through it keep to rate B/s."""
+    """Sleeps so that the bytes reported through it keep to rate B/s, and
+    while the gate (a threading.Event) is closed."""
 
-    def __init__(self, rate):
+    def __init__(self, rate, gate=None):
         self.rate = rate
+        self.gate = gate
         self.t0 = None
         self.n = 0
 
     def __call__(self, k):
+        if self.gate is not None and not self.gate.wait(IO_TIMEOUT):
+            raise AssertionError("the gate stayed closed")
         if self.t0 is None:
             self.t0 = time.monotonic()
         self.n += k
@@ -174,8 +177,9 @@ class PacedSinkSource(SinkSourceServer):
     """conftest's sink/source whose sending side keeps to `rate` B/s per
     stream, and whose progress (rx + tx bytes) tests can watch."""
 
-    def __init__(self, rate):
+    def __init__(self, rate, gate=None):
         self.rate = rate
+        self.gate = gate
         self._pacers = threading.local()
         super().__init__()
 
@@ -183,7 +187,7 @@ class PacedSinkSource(SinkSourceServer):
         super()._tx(k)
         p = getattr(self._pacers, "p", None)
         if p is None:
-            p = self._pacers.p = Pacer(self.rate)
+            p = self._pacers.p = Pacer(self.rate, self.gate)
         p(k)
 
     def handle(self, c):
@@ -198,7 +202,8 @@ _sid = iter(range(1 << 40, 1 << 41))
 _sid_lock = threading.Lock()
 
 
-def paced_transfer(port, server, up, down, rate, timeout=IO_TIMEOUT):
+def paced_transfer(port, server, up, down, rate, timeout=IO_TIMEOUT,
+                   gate=None):
     """conftest.bidir_transfer with the upload paced to rate B/s: both
     directions at once, byte counts and SHA-256 checked at both ends."""
     with _sid_lock:
@@ -212,7 +217,7 @@ def paced_transfer(port, server, up, down, rate, timeout=IO_TIMEOUT):
         def sender():
             try:
                 out["n"], out["sha"] = send_all(
-                    s, RandomData(up, "up:%d" % sid), Pacer(rate))
+                    s, RandomData(up, "up:%d" % sid), Pacer(rate, gate))
             except OSError as e:
                 out["error"] = e
 
@@ -387,30 +392,50 @@ def test_wrong_password_client_exits(dispatch, tunneld, tmp_path):
 
 def test_policy_refusals(dispatch, tmp_path):
     """canAccept's refusal is answered with its status and body after 3 s;
-    getTunnelInfo's nil with 403 and its message; a wrong path with 406."""
+    getTunnelInfo's nil with 403 and its message; a wrong path, an address
+    outside -ip with 406; ?reqinfo without -reqInfo with 400; requests that
+    are no websocket upgrade at once with 400 / 426."""
     h, c = D.tenant_policy(tmp_path, {
         "alpha": alpha([fwd("t", free_port(), 9)]),
         "closed": alpha([fwd("t", free_port(), 9)], maxTunnels=0),
     })
     d = dispatch.start(h, c)
+    dip = dispatch.start(h, c, "-ip", "10.0.0.0/8")
     p = d.port
-    unknown, custom, nil, none, path = parallel(
+
+    def ok_session():
+        return D.session_path(D.new_session("alpha"))
+
+    unknown, custom, nil, none, path, ip, info = parallel(
         lambda: D.upgrade(p, D.session_path(D.new_session("nosuch"))),
-        lambda: D.upgrade(p, D.session_path(D.new_session("alpha")),
-                          {"X-Refuse": "451"}),
+        lambda: D.upgrade(p, ok_session(), {"X-Refuse": "451"}),
         lambda: D.upgrade(p, D.session_path(D.new_session("closed"))),
         lambda: D.upgrade(p, D.session_path(str(uuid.uuid4()))),
-        lambda: D.upgrade(p, "/other" + D.session_path(
-            D.new_session("alpha"))[1:]))
+        lambda: D.upgrade(p, "/other" + ok_session()[1:]),
+        lambda: D.upgrade(dip.port, ok_session()),
+        lambda: D.upgrade(p, ok_session() + "&reqinfo=1"))
     assert_refused(unknown, 403, "unknown tenant")
     assert_refused(custom, 451, "refused by the test policy v1")
     assert_refused(nil, 403, "tenant closed is at its tunnel limit")
     assert_refused(none, 400, "no tenant named")
     assert_refused(path, 406, "")
-    assert d.tunnels() == []
-    assert "START" not in d.stderr()
+    assert_refused(ip, 406, "")
+    assert_refused(info, 400, "deny reqInfo")
+
+    plain = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (
+        ok_session(), HOST, p)).encode()
+    r = D.http_exchange(p, plain)
+    assert_refused(r, 400, "not websocket protocol", delayed=False)
+    assert r.elapsed < 2.5, r
+    v8 = D.upgrade_request(p, ok_session()).replace(
+        b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8")
+    r = D.http_exchange(p, v8)
+    assert r.status == 426 and r.elapsed < 2.5, r
+
+    assert d.tunnels() == [] and dip.tunnels() == []
+    assert "START" not in d.stderr() + dip.stderr()
     # ... and the port still admits.
-    r = D.upgrade(p, D.session_path(D.new_session("alpha")))
+    r = D.upgrade(p, ok_session())
     assert r.status == 101, r
 
 
@@ -525,10 +550,12 @@ def test_resume_through_cuts(dispatch, tunneld, tmp_path):
     finally:
         relay.stop()
         target.close()
-    assert stats["data_cuts"] >= 3, "only %d cuts during the transfer: %r" % (
-        stats["data_cuts"], stats)
     err = cl.stderr()
     resumed = log_count(err, r"session \d+ resumed")
+    print("test_resume_through_cuts: %d x %d MiB each way, relay %r, %d "
+          "resumes" % (nstreams, size // MiB, stats, resumed))
+    assert stats["data_cuts"] >= 3, "only %d cuts during the transfer: %r" % (
+        stats["data_cuts"], stats)
     assert log_count(err, r"session \d+ established") == 1, err[-4000:]
     assert resumed >= 3, "%d resumes for %r\n%s" % (resumed, stats,
                                                     err[-4000:])
@@ -554,7 +581,11 @@ def test_dispatcher_sigkill_adoption(dispatch, tunneld, tmp_path):
     it: the session resumes and the streams continue."""
     nstreams, size, rate = 3, 4 * MiB, 1 * MiB
     total = 2 * nstreams * size
-    target = PacedSinkSource(rate)
+    # Closed while the dispatcher restarts, so that the streams are still
+    # running when the reconnect comes, however long the restart takes.
+    gate = threading.Event()
+    gate.set()
+    target = PacedSinkSource(rate, gate)
     lp = free_port()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
         [fwd("t", lp, target.port)])})
@@ -567,7 +598,8 @@ def test_dispatcher_sigkill_adoption(dispatch, tunneld, tmp_path):
                     fwd("t", free_port(), 9))
         cl.wait_for(LISTENING + re.escape("%s:%d" % (HOST, lp)))
         key, wpid = started_worker(d1, session)
-        bg = Background([lambda: paced_transfer(lp, target, size, size, rate)
+        bg = Background([lambda: paced_transfer(lp, target, size, size, rate,
+                                                gate=gate)
                          for _ in range(nstreams)], timeout=IO_TIMEOUT * SLOW)
         wait_until(lambda: target.progress() > total * 0.15 or bg.done(),
                    30 * SLOW, "the streams to get going")
@@ -577,18 +609,30 @@ def test_dispatcher_sigkill_adoption(dispatch, tunneld, tmp_path):
                    bg.done(), 30 * SLOW,
                    "the streams to go on without the dispatcher")
         assert D.proc_alive(wpid), "the worker died with its dispatcher"
+        assert not bg.done(), "the transfer ended too soon: make the " \
+            "streams longer"
+        gate.clear()
 
+        # A socket nobody listens on (a worker gone while no dispatcher
+        # ran) is removed at start.
+        stale = os.path.join(dispatch.state_dir, "0" * 32 + ".sock")
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        u.bind(stale)
+        u.close()
         d2 = dispatch.start(h, c, port=d1.port, console_port=d1.console_port)
         d2.wait_log(r"adopted 1 running workers")
+        assert re.search(r"removing stale worker socket %s" % re.escape(
+            stale), d2.stderr()), d2.describe()
+        assert not os.path.exists(stale)
         ts = d2.wait_tunnels(lambda ts: len(ts) == 1, 10 * SLOW,
                              "the adopted worker in the console")
         t = ts[0]
         assert (t["id"], t["pid"], t["tenant"], t["session"]) == \
             (key, wpid, "alpha", session), t
         assert t["connected"] is True and t["streams"] >= 1, t
-        assert not bg.done(), "the transfer ended before the reconnect: " \
-            "make the streams longer"
+        assert not bg.done()
 
+        gate.set()
         relay.cut_now()
         cl.wait_for(r"session \d+ resumed", timeout=20 * SLOW)
         # The registry has no pid for an adopted worker (its log says
@@ -602,7 +646,18 @@ def test_dispatcher_sigkill_adoption(dispatch, tunneld, tmp_path):
         assert "START" not in d2.stderr(), "the new dispatcher started a " \
             "worker\n" + d2.describe()
         assert log_count(cl.stderr(), r"session \d+ established") == 1
+        m, _ = metrics_samples(d2.metrics())
+        assert m[("tunneld_tunnels", frozenset())] == 1
+        assert m[("tunneld_workers_started_total", frozenset())] == 0
+
+        # The console stops the adopted worker; onEndTunnel hears of it.
+        assert d2.stop_tunnel(key) == {"stopped": key}
+        wait_until(lambda: not D.proc_alive(wpid), 20 * SLOW,
+                   "the adopted worker to exit")
+        d2.wait_tunnels(lambda ts: ts == [], 20 * SLOW, "no tunnel left")
+        d2.wait_log(r"lua: END tenant=alpha id=alpha-1 reason=stopped")
     finally:
+        gate.set()
         relay.stop()
         target.close()
 
@@ -921,6 +976,35 @@ def test_oneshot_ends_with_connection(dispatch, tmp_path, echo_server):
     assert log_count(d.stderr(), r"END tenant=") == 1
 
 
+def test_worker_killed(dispatch, tmp_path, echo_server):
+    """A worker that dies (SIGKILL) is reaped: the console drops it, its
+    socket leaves the state directory, onEndTunnel hears why, its client
+    notices, and the session's next connection gets a new worker."""
+    echo = echo_server()
+    h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
+        [fwd("t", free_port(), echo.port)])})
+    d = dispatch.start(h, c)
+    s1 = D.new_session("alpha")
+    k1 = kclient(d.port, s1, A_PASS, A_ENC)
+    key, pid = started_worker(d, s1)
+    kecho(k1, 1, echo.port)
+    sock = os.path.join(dispatch.state_dir, key + ".sock")
+    assert os.path.exists(sock)
+    os.kill(pid, signal.SIGKILL)
+    assert k1.ended(10 * SLOW), "the client did not notice"
+    d.wait_log(r"worker %d \(tenant 'alpha', session %s\) ended: killed by "
+               r"signal 9" % (pid, key))
+    d.wait_log(r"lua: END tenant=alpha id=alpha-1 reason=killed by signal 9")
+    d.wait_tunnels(lambda ts: ts == [], 10 * SLOW, "the console to drop it")
+    assert not os.path.exists(sock), "the dead worker's socket is left"
+    k2 = kclient(d.port, s1, A_PASS, A_ENC)
+    kecho(k2, 1, echo.port)
+    ts = d.tunnels()
+    assert len(ts) == 1 and ts[0]["id"] == key and ts[0]["pid"] != pid, ts
+    assert log_count(d.stderr(), r"START tenant=alpha") == 2
+    k2.close()
+
+
 # --------------------------------------------------------------------------
 # (8) reload
 
@@ -946,6 +1030,9 @@ def test_reload(dispatch, tmp_path):
     h, c = D.tenant_policy(tmp_path, tenants, probe="accept", version="v1")
     d = dispatch.start(h, c, "-reqInfo")
     assert probe(d) == "accept"
+    s1 = D.new_session("alpha")
+    k1 = kclient(d.port, s1, A_PASS, A_ENC)
+    key1, _ = started_worker(d, s1)
 
     def hup_fails(n):
         d.signal(signal.SIGHUP)
@@ -999,3 +1086,16 @@ def test_reload(dispatch, tmp_path):
     r = D.upgrade(d.port, D.session_path(D.new_session("alpha")),
                   {"X-Refuse": "452"})
     assert_refused(r, 452, "refused by the test policy v3")
+
+    # The tunnel v1 started ends: v1's onEndTunnel hears of it (the state
+    # that counted it), not v3's.
+    assert d.stop_tunnel(key1) == {"stopped": key1}
+    assert k1.ended(20 * SLOW)
+    d.wait_log(r"END tenant=alpha id=alpha-1 reason=stopped policy=v1\b")
+    assert not re.search(r"END tenant=alpha id=alpha-1 .*policy=v3",
+                         d.stderr())
+    # The console's other answers.
+    status, body = d.console("POST", "/api/tunnels/%s/stop" % key1)
+    assert status == 404 and json.loads(body) == {"error": "no such tunnel"}
+    assert d.console("GET", "/api/nothing")[0] == 404
+    assert d.console("DELETE", "/api/tunnels")[0] == 405
