@@ -156,13 +156,29 @@ conn_write_cb(uv_write_t *req, int status)
 		c->cbs->on_drain(c, c->arg);
 }
 
-/* Writes b's payload to the socket as is; takes b. */
+/*
+ * Writes b's payload to the socket as is; takes b.  What the kernel takes
+ * at once is written without a request: uv_write would also switch
+ * POLLOUT on and off, an epoll_ctl per message on the latency path.
+ */
 static int
 conn_write(struct conn *c, struct obuf *b, size_t hlen)
 {
-	uv_buf_t buf;
+	uv_buf_t	buf;
+	int		n;
 
 	buf = uv_buf_init((char *)b->mem + CONN_HEADROOM - hlen, hlen + b->len);
+	if (conn_pending(c) == 0) {
+		n = uv_try_write((uv_stream_t *)c->tcp, &buf, 1);
+		if (n == (int)buf.len) {
+			free(b);
+			return 0;
+		}
+		if (n > 0) {
+			buf.base += n;
+			buf.len -= n;
+		}
+	}
 	b->conn = c;
 	if (uv_write(&b->req, (uv_stream_t *)c->tcp, &buf, 1,
 	    conn_write_cb) != 0) {
