@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402  (shared helpers of the base harness)
 
@@ -262,7 +263,8 @@ def start_pair(procs, ports, tunneld, server_port, connect_port, fwd, key):
 
 
 def losses(p):
-    return len(re.findall(r"transport lost", B.logtext(p)))
+    return len(re.findall(r"transport lost|replacing its connection",
+                          B.logtext(p)))
 
 
 def resume_latency(ctx, mode):

@@ -1,6 +1,6 @@
 """
 A minimal kptunnel websocket client, written from the wire specification
-(/work/shared/kptunnel-wire.md), to talk to tunneld at the packet level.
+(kptunnel-wire.md), to talk to tunneld at the packet level.
 
 It covers what the tests need: the websocket handshake and masked client
 frames (2.2), the lack-offset pattern (5.1), AES-256-CFB payload encryption
