@@ -58,9 +58,13 @@ RATE_CLIENTS = 8
 RATE_TIME = B.env_num("BENCH_DISPATCH_RATE_TIME", 5.0, float)
 IDLE_N = max(1, B.env_num("BENCH_DISPATCH_IDLE", 1000))
 IDLE_CONCURRENCY = 8
+IDLE_DEADLINE = 150         # s to bring the idle sessions up
 TPUT_REPEATS = max(1, B.env_num("BENCH_DISPATCH_REPEATS",
                                 max(3, B.REPEATS)))
 MAX_SESSION = max(1100, IDLE_N + 100)
+# the rate runs: a worker whose client closed during the handshake waits
+# its 30 s idle time, so one run can hold rate x RATE_TIME workers
+MAX_SESSION_RATE = 4000
 PER_IP = 64
 KEEPALIVE = 120
 TAG_VAR = "BENCH_DISPATCH_TAG"
@@ -363,13 +367,13 @@ class Env:
         self.procs.procs.append(p)
         return p
 
-    def start_dispatcher(self, name):
+    def start_dispatcher(self, name, max_session=MAX_SESSION):
         port, cport = self.ports.get(), self.ports.get()
         p = self.spawn([self.dispatcher, "wsserver", "%s:%d" % (HOST, port),
                         "-u", "%s,%s" % (self.handler, self.canaccept),
                         "-console", "%s:%d" % (HOST, cport),
                         "-stateDir", self.state,
-                        "-maxSession", str(MAX_SESSION),
+                        "-maxSession", str(max_session),
                         "-perIp", str(PER_IP), "-tunneld", self.tunneld],
                        name)
         B.wait_log(p, r"listening on ")
@@ -378,16 +382,39 @@ class Env:
         return p
 
     def workers(self, disp):
-        return [pid for pid in tagged(self.tag)
-                if pid != disp.pid and is_worker(pid)]
+        """The dispatcher's children: its workers, zombies included."""
+        out = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = proc_read(int(name), "stat")
+                try:
+                    if st and int(st[st.rindex(b")") + 2:].split()[1]) \
+                            == disp.pid:
+                        out.append(int(name))
+                except (ValueError, IndexError):
+                    pass
+        return out
 
-    def wait_workers(self, disp, cond, timeout):
+    def stop_workers(self, disp, timeout=15.0):
+        """SIGTERMs the dispatcher's workers and waits until it reaped
+        them all (SIGKILL after timeout); returns how many were left."""
+        pids = self.workers(disp)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except OSError:
+                pass
         deadline = time.monotonic() + timeout
-        while True:
-            n = len(self.workers(disp))
-            if cond(n) or time.monotonic() > deadline:
-                return n
-            time.sleep(0.2)
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = self.workers(disp)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.2 if pids else 0)
+        return len(pids)
 
     def stop_all(self):
         """Kills the dispatchers' process groups (workers included) and
@@ -431,7 +458,7 @@ def exec_floor(tunneld, n=50):
 
 def admission(env, disp):
     r = {"lack": [], "h101": [], "errors": 0, "msgs": []}
-    env.wait_workers(disp, lambda n: n == 0, 35)
+    env.stop_workers(disp)
     c0 = cpu_ms(disp.pid)
     for i in range(ADMIT_N):
         c = None
@@ -451,8 +478,8 @@ def admission(env, disp):
             raise RuntimeError("dispatcher exited (%s):\n%s" % (
                 disp.returncode, B.logtail(disp)))
     # CPU of the dispatcher and its reaped workers, once they all ended
-    left = env.wait_workers(disp, lambda n: n == 0, 35)
-    if not left and r["lack"]:
+    r["left"] = len(env.workers(disp))
+    if not env.stop_workers(disp) and r["lack"]:
         r["cpu"] = cpu_per(c0, cpu_ms(disp.pid), len(r["lack"]))
     return r
 
@@ -493,7 +520,7 @@ def rate_worker(port, full, start, end, wfd):
 
 
 def tunnel_rate(env, disp, full):
-    env.wait_workers(disp, lambda n: n == 0, 35)
+    env.stop_workers(disp)
     c0 = cpu_ms(disp.pid)
     start = time.monotonic() + 0.3
     end = start + RATE_TIME
@@ -518,7 +545,7 @@ def tunnel_rate(env, disp, full):
     # sample the number of live workers while the clients run
     while time.monotonic() < end:
         peak = max(peak, len(env.workers(disp)))
-        time.sleep(0.5)
+        time.sleep(1.0)
     for pid, rfd in kids:
         data = b""
         # bounded: a client's last request times out after 15 s
@@ -538,8 +565,9 @@ def tunnel_rate(env, disp, full):
         else:
             err += 1
     r = {"rate": n / (last - start), "n": n, "err": err,
-         "msgs": msgs[:3], "peak_workers": peak}
-    if not env.wait_workers(disp, lambda n: n == 0, 35) and n:
+         "msgs": msgs[:3], "peak_workers": peak,
+         "left": len(env.workers(disp))}
+    if not env.stop_workers(disp) and n:
         r["cpu"] = cpu_per(c0, cpu_ms(disp.pid), n)
     return r
 
@@ -554,12 +582,15 @@ def idle_workers(env, disp):
     errors = []
     counter = iter(range(IDLE_N))
     t0 = time.monotonic()
+    deadline = t0 + IDLE_DEADLINE
+    before = mem(disp.pid)
 
     def worker():
         while True:
             with lock:
                 i = next(counter, None)
-                if i is None or len(errors) > 20:
+                if i is None or len(errors) > 20 or \
+                        time.monotonic() > deadline:
                     return
             c = None
             try:
@@ -582,10 +613,13 @@ def idle_workers(env, disp):
     for t in ths:
         t.start()
     for t in ths:
-        t.join(600)
+        t.join(IDLE_DEADLINE + 40)
     up_time = time.monotonic() - t0
     r = {"up": len(socks), "errors": errors[:3], "nerr": len(errors),
-         "up_time": up_time}
+         "up_time": up_time, "disp0": before}
+    if len(socks) < IDLE_N and not errors:
+        errors.append("only %d sessions up within %d s" % (len(socks),
+                                                           IDLE_DEADLINE))
     try:
         time.sleep(2.0)     # let the workers settle (idle)
         pids = env.workers(disp)
@@ -691,8 +725,11 @@ def report(R, ctx):
     L.append("- policy: every new session its own tunnel: mode wsserver, "
              "encCount 0, forwards {}, keepalive %d s; connectMode OneShot "
              "for 1-2, CanReconnect for 3-4. Dispatcher options: "
-             "-maxSession %d -perIp %d. Clients are Python (raw sockets), "
-             "on the same host." % (KEEPALIVE, MAX_SESSION, PER_IP))
+             "-maxSession %d (%d for the rate runs) -perIp %d; a fresh "
+             "dispatcher for each part. Clients are Python (raw sockets), "
+             "on the same host. Workers left at the end of a part are "
+             "SIGTERMed and reaped before the next." % (
+                 KEEPALIVE, MAX_SESSION, MAX_SESSION_RATE, PER_IP))
     L.append("")
 
     a = R.get("admit")
@@ -720,6 +757,10 @@ def report(R, ctx):
         L.append("| lack frame | ERR | | | | | p50 <= %.0f ms | **ERR** |"
                  % T_ADMIT_P50_MS)
     L.append("")
+    if a and "left" in a:
+        L.append("- Workers still up after the last admission (clients "
+                 "closed after the lack frame; they wait their idle time): "
+                 "%d, then SIGTERMed." % a["left"])
     if a and a.get("cpu") is not None:
         L.append("- CPU per admission, from /proc utime+stime of the "
                  "dispatcher and cutime+cstime of its reaped workers (over "
@@ -737,19 +778,19 @@ def report(R, ctx):
     L.append("### New tunnels per second (%d client processes, %.0f s)"
              % (RATE_CLIENTS, RATE_TIME))
     L.append("")
-    L.append("| per tunnel | tunnels/s | done | failed | live workers, "
-             "peak | CPU ms/tunnel (dispatcher + worker) | %d CPUs / that "
-             "| target | result |"
-             % os.cpu_count())
+    L.append("| per tunnel | tunnels/s | done | failed | live workers "
+             "peak / at the end | CPU ms/tunnel (dispatcher + worker) | "
+             "%d CPUs / that | target | result |" % os.cpu_count())
     L.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for key, lab in (("rate_lack", "upgrade + read lack + close"),
                      ("rate_full", "upgrade + kptunnel handshake + close")):
         r = R.get(key)
         if r:
             cpu = r.get("cpu")
-            L.append("| %s | %.0f | %d | %d | %d | %s | %s | >= %.0f/s | "
-                     "%s |" % (
+            L.append("| %s | %.0f | %d | %d | %d / %d | %s | %s | >= %.0f/s "
+                     "| %s |" % (
                          lab, r["rate"], r["n"], r["err"], r["peak_workers"],
+                         r["left"],
                          "%.2f (%.2f + %.2f)" % (sum(cpu), cpu[0], cpu[1])
                          if cpu else "–",
                          "%.0f/s" % (os.cpu_count() * 1000 / sum(cpu))
@@ -762,10 +803,12 @@ def report(R, ctx):
     L.append("CPU ms/tunnel: dispatcher + workers (reaped), /proc "
              "utime+stime+cutime+cstime over the run / tunnels; the next "
              "column is the rate all CPUs of this machine could sustain at "
-             "that cost with nothing else running. OneShot workers end "
-             "with their connection once a session exists; a worker whose "
-             "client closed during the handshake (first row) ends at its "
-             "next 1 s idle check.")
+             "that cost with nothing else running (the workers' CPU "
+             "includes their exit on SIGTERM for those still up). OneShot "
+             "workers end with their connection once a session exists "
+             "(second row); a worker whose client closed during the "
+             "handshake (first row) waits for a client for its idle time "
+             "(30 s), hence the live workers.")
     L.append("")
 
     i = R.get("idle")
@@ -788,6 +831,10 @@ def report(R, ctx):
         L.append("| process | VmRSS MiB | RssAnon MiB | RssFile MiB | "
                  "Pss MiB | target | result |")
         L.append("|---|---:|---:|---:|---:|---|---|")
+        d = i.get("disp0", {})
+        L.append("| dispatcher, before (no worker) | %s | %s | %s | %s | – "
+                 "| – |" % (mib(d.get("VmRSS")), mib(d.get("RssAnon")),
+                            mib(d.get("RssFile")), mib(d.get("Pss"))))
         d = i.get("disp", {})
         L.append("| dispatcher (%d fds) | %s | %s | %s | %s | – | – |" % (
             i.get("disp_fds", 0), mib(d.get("VmRSS")), mib(d.get("RssAnon")),
@@ -894,7 +941,7 @@ def main():
             B.log("binary not found: %s (set TUNNELD / DISPATCHER)" % prog)
             return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * IDLE_N + 512
+    need = max(2 * IDLE_N, MAX_SESSION_RATE) + 1024
     if soft < need:
         if hard != resource.RLIM_INFINITY and hard < need:
             B.log("RLIMIT_NOFILE hard limit %d < %d needed" % (hard, need))
@@ -937,9 +984,11 @@ def main():
                 B.log("admission p50 %.2f ms p99 %.2f ms" % (
                     pct(R["admit"]["lack"], 0.5),
                     pct(R["admit"]["lack"], 0.99)))
+            clean(disp)
+        disp = section("start", lambda: env.start_dispatcher(
+            "dispatcher-rate", MAX_SESSION_RATE))
+        if disp:
             for key, full in (("rate_lack", False), ("rate_full", True)):
-                # previous workers gone first (OneShot, bounded wait)
-                env.wait_workers(disp, lambda n: n == 0, 35)
                 B.log("== dispatcher: tunnels/s (%s)" % key)
                 R[key] = section(key, lambda: tunnel_rate(env, disp, full))
                 if R.get(key):

@@ -29,7 +29,7 @@
 
 #define DISP_MAX_CIDRS		32
 #define DISP_KEY_LEN		32	/* hex chars of SHA-256(session) */
-#define DISP_REFUSE_DELAY_MS	3000
+#define DISP_REFUSE_DELAY_MS	3000	/* kptunnel's */
 #define DISP_HANDOVER_MS	2000
 #define DISP_SPAWN_MS		5000
 
@@ -104,6 +104,7 @@ struct disp {
 	int		 per_ip;
 	int		 max_pending;
 	int		 request_timeout;
+	int		 refuse_delay_ms;
 	/* state */
 	pthread_mutex_t	 lock;
 	struct policy	*policy;	/* under lock; refcounted */
@@ -123,6 +124,10 @@ struct disp {
 
 /* front.c */
 int	 front_start(struct disp *d, char *err);
+/* Without a listening socket, fed by front_add_connection (the fuzzer). */
+int	 front_start_unlisted(struct disp *d, char *err);
+int	 front_add_connection(struct disp *d, int fd,
+	    const struct sockaddr *sa, socklen_t len);
 void	 front_stop(struct disp *d);
 void	 front_delay_tick(struct disp *d);
 

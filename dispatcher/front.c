@@ -98,12 +98,12 @@ front_refuse_later(struct MHD_Connection *c, struct freq *r, int status,
 	struct disp	*d = r->d;
 	struct delayed	*dl;
 
+	if (d->refuse_delay_ms == 0 || (dl = calloc(1, sizeof(*dl))) == NULL)
+		return front_reply(c, d, status, body);
 	r->status = status;
 	snprintf(r->body, sizeof(r->body), "%s", body);
-	if ((dl = calloc(1, sizeof(*dl))) == NULL)
-		return front_reply(c, d, status, body);
 	dl->conn = c;
-	dl->due = disp_now_ms() + DISP_REFUSE_DELAY_MS;
+	dl->due = disp_now_ms() + d->refuse_delay_ms;
 	pthread_mutex_lock(&d->lock);
 	TAILQ_INSERT_TAIL(&d->delayed, dl, link);
 	MHD_suspend_connection(c);
@@ -562,6 +562,24 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	*req_cls = NULL;
 }
 
+static struct MHD_Daemon *
+front_daemon(struct disp *d, unsigned flags, const struct sockaddr *sa)
+{
+	return MHD_start_daemon(flags | MHD_ALLOW_UPGRADE |
+	    MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, front_access, d,
+	    MHD_OPTION_SOCK_ADDR, sa,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->max_pending,
+	    /* A bound on idle connections; requests are counted above. */
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)(d->per_ip < 64 ? 256 : 4 * d->per_ip),
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->request_timeout,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+	    MHD_OPTION_NOTIFY_COMPLETED, front_completed, d,
+	    sa != NULL ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, 2u,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
+	    MHD_OPTION_END);
+}
+
 int
 front_start(struct disp *d, char *err)
 {
@@ -580,21 +598,9 @@ front_start(struct disp *d, char *err)
 		err_set(err, "%s: %s", d->listen.name, gai_strerror(rc));
 		return -1;
 	}
-	d->front = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
-	    MHD_ALLOW_UPGRADE | MHD_ALLOW_SUSPEND_RESUME |
+	d->front = front_daemon(d, MHD_USE_EPOLL_INTERNAL_THREAD |
 	    (res->ai_family == AF_INET6 ? MHD_USE_DUAL_STACK : 0),
-	    0, NULL, NULL, front_access, d,
-	    MHD_OPTION_SOCK_ADDR, res->ai_addr,
-	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->max_pending,
-	    /* A bound on idle connections; requests are counted above. */
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned)(d->per_ip < 64 ? 256 : 4 * d->per_ip),
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->request_timeout,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
-	    MHD_OPTION_NOTIFY_COMPLETED, front_completed, d,
-	    MHD_OPTION_END);
+	    res->ai_addr);
 	freeaddrinfo(res);
 	if (d->front == NULL) {
 		err_set(err, "cannot listen on %s:%d", d->listen.name,
@@ -602,6 +608,25 @@ front_start(struct disp *d, char *err)
 		return -1;
 	}
 	return 0;
+}
+
+int
+front_start_unlisted(struct disp *d, char *err)
+{
+	d->front = front_daemon(d, MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_NO_LISTEN_SOCKET, NULL);
+	if (d->front == NULL) {
+		err_set(err, "cannot start libmicrohttpd");
+		return -1;
+	}
+	return 0;
+}
+
+int
+front_add_connection(struct disp *d, int fd, const struct sockaddr *sa,
+    socklen_t len)
+{
+	return MHD_add_connection(d->front, fd, sa, len) == MHD_YES ? 0 : -1;
 }
 
 void

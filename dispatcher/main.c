@@ -43,6 +43,8 @@ static const char usage[] =
 "                        beyond which 503 answers at once [16]\n"
 "  -maxPending N         pending requests in total [1024]\n"
 "  -requestTimeout S     for a request to arrive whole [10]\n"
+"  -refuseDelay MS       delay of refusals before the upgrade, as\n"
+"                        kptunnel's [3000]\n"
 "  -reqInfo              answer ?reqinfo with the tunnel count\n"
 "  -tunneld PATH         the worker program [tunneld beside dispatcher]\n"
 "  -verbose              debug logs (workers too)\n"
@@ -53,45 +55,6 @@ static const char usage[] =
 "Exit status: 0 stopped, 1 runtime error, 2 usage error.\n";
 
 static struct disp	*disp_self;
-
-uint64_t
-disp_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-struct policy *
-disp_policy(struct disp *d)
-{
-	struct policy *p;
-
-	pthread_mutex_lock(&d->lock);
-	if ((p = d->policy) != NULL)
-		policy_ref(p);
-	pthread_mutex_unlock(&d->lock);
-	return p;
-}
-
-/* Swaps the policy only once the new scripts loaded and passed. */
-int
-disp_reload(struct disp *d, char *err)
-{
-	struct policy_limits	 lim = { 0 };
-	struct policy		*np, *old;
-
-	if (policy_load(d->handler_lua, d->canaccept_lua, &lim, &np, err) == -1)
-		return -1;
-	pthread_mutex_lock(&d->lock);
-	old = d->policy;
-	d->policy = np;
-	pthread_mutex_unlock(&d->lock);
-	if (old != NULL)
-		policy_unref(old);
-	return 0;
-}
 
 static void
 disp_policy_log(int level, const char *msg)
@@ -270,6 +233,10 @@ disp_parse(struct disp *d, int argc, char **argv, char *err)
 			if (disp_int(name, val, 1, 3600, &d->request_timeout,
 			    err) == -1)
 				return -1;
+		} else if (strcmp(name, "refuseDelay") == 0) {
+			if (disp_int(name, val, 0, 60000, &d->refuse_delay_ms,
+			    err) == -1)
+				return -1;
 		} else if (strcmp(name, "tunneld") == 0) {
 			snprintf(d->tunneld, sizeof(d->tunneld), "%s", val);
 		} else if (strcmp(name, "reqInfo") == 0) {
@@ -305,6 +272,7 @@ disp_defaults(struct disp *d, const char *argv0)
 	d->per_ip = 16;
 	d->max_pending = 1024;
 	d->request_timeout = 10;
+	d->refuse_delay_ms = DISP_REFUSE_DELAY_MS;
 	/* The worker program sits beside the dispatcher by default. */
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
@@ -386,6 +354,8 @@ main(int argc, char **argv)
 	}
 	log_init("dispatcher", d->verbose);
 	signal(SIGPIPE, SIG_IGN);
+	/* Once, here, rather than lazily in whichever thread hashes first. */
+	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	pthread_mutex_init(&d->lock, NULL);
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
