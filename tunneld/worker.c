@@ -469,9 +469,11 @@ worker_idle_cb(uv_timer_t *timer)
 		w->idle_since = now;
 		return;
 	}
-	if (now - w->idle_since >= WORKER_IDLE_MS) {
+	/* A OneShot tunnel whose one connection is gone has nothing left. */
+	if (now - w->idle_since >= (w->cfg.oneshot ? 1000 : WORKER_IDLE_MS)) {
 		snprintf(w->end_reason, sizeof(w->end_reason),
-		    "no client for %d s", WORKER_IDLE_MS / 1000);
+		    "no client for %d s", w->cfg.oneshot ? 1 :
+		    WORKER_IDLE_MS / 1000);
 		log_info("%s", w->end_reason);
 		tun_stop(t, 0);
 	}
