@@ -71,6 +71,28 @@ import sys
 import threading
 import time
 
+
+def free_port(host="127.0.0.1"):
+    """A free port below the ephemeral range (not taken by outgoing
+    connections meanwhile)."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError):
+        lo = 32768
+    for _ in range(1000):
+        port = rng.randrange(10000, lo - 1)
+        s = socket.socket()
+        try:
+            s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise RuntimeError("no free port")
+
 HOST = "127.0.0.1"
 CHUNK = 256 * 1024
 # Bytes a connection must have forwarded (both directions together) for its

@@ -408,26 +408,7 @@ def is_asan(path):
         return b"__asan_init" in f.read()
 
 
-def free_port():
-    """A free port below the ephemeral range (not taken by outgoing
-    connections meanwhile)."""
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo = int(f.read().split()[0])
-    except (OSError, ValueError):
-        lo = 32768
-    for _ in range(1000):
-        port = rng.randrange(10000, lo - 1)
-        s = socket.socket()
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return port
-    raise RuntimeError("no free port")
+free_port = faultrelay.free_port
 
 
 class Tun:
