@@ -28,6 +28,9 @@ ctl_type_name(int type)
 	case CTL_STATS:		return "stats";
 	case CTL_STOP:		return "stop";
 	case CTL_END:		return "end";
+	case CTL_SPAWN:		return "spawn";
+	case CTL_SPAWNED:	return "spawned";
+	case CTL_EXITED:	return "exited";
 	}
 	return "unknown";
 }

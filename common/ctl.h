@@ -23,7 +23,10 @@ enum ctl_type {
 	CTL_STATS_REQ	= 6,	/* d->w */
 	CTL_STATS	= 7,	/* w->d: counters */
 	CTL_STOP	= 8,	/* d->w: end the tunnel */
-	CTL_END		= 9	/* w->d: the worker is ending; reason */
+	CTL_END		= 9,	/* w->d: the worker is ending; reason */
+	CTL_SPAWN	= 10,	/* d->zygote: fork a worker on this fd */
+	CTL_SPAWNED	= 11,	/* zygote->d: its pid */
+	CTL_EXITED	= 13	/* zygote->d: a worker's pid and status */
 };
 
 /* Name of a type, for logs; "unknown" otherwise. */

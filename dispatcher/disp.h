@@ -118,6 +118,11 @@ struct disp {
 	uv_async_t	 wake;		/* new workers to watch, reload */
 	uv_timer_t	 tick;
 	uv_signal_t	 sigchld, sighup, sigint, sigterm;
+	/* the fork server (tunneld zygote) */
+	pthread_mutex_t	 zlock;		/* one spawn request at a time */
+	int		 zygote_req;	/* -1: spawn with exec instead */
+	int		 zygote_exit;
+	uv_poll_t	 zpoll;
 	int		 reload_asked;
 	struct disp_metrics m;
 };
@@ -146,6 +151,8 @@ void	 worker_watch_pending(struct disp *d);
 void	 worker_reap(struct disp *d);
 int	 worker_scan(struct disp *d, char *err);
 int	 worker_count(struct disp *d);
+int	 worker_zygote_start(struct disp *d, char *err);
+void	 worker_zygote_stop(struct disp *d);
 
 /* console.c */
 int	 console_start(struct disp *d, char *err);

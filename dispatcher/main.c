@@ -357,6 +357,8 @@ main(int argc, char **argv)
 	/* Once, here, rather than lazily in whichever thread hashes first. */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->zlock, NULL);
+	d->zygote_req = d->zygote_exit = -1;
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
 	if (d->console_on && strcmp(d->console.name, "127.0.0.1") != 0 &&
@@ -393,6 +395,8 @@ main(int argc, char **argv)
 	uv_signal_start(&d->sigint, disp_signal_cb, SIGINT);
 	uv_signal_start(&d->sigterm, disp_signal_cb, SIGTERM);
 
+	if (worker_zygote_start(d, err) == -1)
+		log_warnx("no zygote, workers start with exec: %s", err);
 	if (worker_scan(d, err) == -1)
 		fatalx("%s", err);
 	worker_watch_pending(d);
@@ -409,6 +413,7 @@ main(int argc, char **argv)
 
 	front_stop(d);
 	console_stop(d);
+	worker_zygote_stop(d);
 	/* Workers outlive us; close our side of their channels. */
 	uv_walk(d->loop, disp_close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
@@ -422,6 +427,9 @@ main(int argc, char **argv)
 	}
 	if (d->policy != NULL)
 		policy_unref(d->policy);
+	if (d->zygote_exit != -1)
+		close(d->zygote_exit);
+	pthread_mutex_destroy(&d->zlock);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return 0;

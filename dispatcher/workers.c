@@ -234,18 +234,86 @@ worker_register(struct disp *d, struct dworker *w)
 	uv_async_send(&d->wake);
 }
 
+/* Starts a program with the given fds as its 3 (and 4). */
+static pid_t
+worker_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
+{
+	posix_spawn_file_actions_t	 fa;
+	char				*argv[] = { "tunneld", (char *)what,
+					    NULL };
+	pid_t				 pid;
+	int				 rc, a = -1, b = -1;
+
+	/* Out of the way of the targets, or one dup2 undoes the other. */
+	if ((a = fcntl(fd3, F_DUPFD_CLOEXEC, 5)) == -1 ||
+	    (fd4 != -1 && (b = fcntl(fd4, F_DUPFD_CLOEXEC, 5)) == -1)) {
+		err_set(err, "fcntl: %s", strerror(errno));
+		pid = -1;
+		goto done;
+	}
+	posix_spawn_file_actions_init(&fa);
+	/* dup2 clears close-on-exec on the targets; every other fd keeps it. */
+	posix_spawn_file_actions_adddup2(&fa, a, 3);
+	if (b != -1)
+		posix_spawn_file_actions_adddup2(&fa, b, 4);
+	rc = posix_spawn(&pid, d->tunneld, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		err_set(err, "spawn %s: %s", d->tunneld, strerror(rc));
+		pid = -1;
+	}
+done:
+	if (a != -1)
+		close(a);
+	if (b != -1)
+		close(b);
+	return pid;
+}
+
+/* A worker on control socket fd: forked by the zygote, else exec'd. */
+static pid_t
+worker_fork(struct disp *d, int fd, char *err)
+{
+	json_t	*m, *r = NULL;
+	pid_t	 pid = -1;
+	int	 rfd = -1;
+
+	pthread_mutex_lock(&d->zlock);
+	if (d->zygote_req != -1) {
+		m = ctl_new(CTL_SPAWN);
+		if (ctl_send(d->zygote_req, m, fd, DISP_SPAWN_MS, err) == 0 &&
+		    ctl_wait(d->zygote_req, DISP_SPAWN_MS) &&
+		    ctl_recv(d->zygote_req, &r, &rfd, err) == 1 &&
+		    ctl_type(r) == CTL_SPAWNED)
+			pid = json_integer_value(json_object_get(r, "pid"));
+		json_decref(m);
+		json_decref(r);
+		if (rfd != -1)
+			close(rfd);
+		if (pid <= 0) {
+			log_warnx("zygote failed (%s): starting workers with "
+			    "exec from now on", err);
+			close(d->zygote_req);
+			d->zygote_req = -1;
+			pid = -1;
+		}
+	}
+	pthread_mutex_unlock(&d->zlock);
+	if (pid > 0)
+		return pid;
+	return worker_exec(d, "worker", fd, -1, err);
+}
+
 int
 worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
     const char *session, struct dworker **out, char *err)
 {
-	posix_spawn_file_actions_t	 fa;
-	struct dworker			*w;
-	json_t				*cfg = NULL, *r = NULL;
-	char				*argv[] = { "tunneld", "worker", NULL };
-	char				 rnd[32];
-	uint8_t				 raw[16];
-	int				 sv[2] = { -1, -1 }, rfd, rc;
-	pid_t				 pid;
+	struct dworker	*w;
+	json_t		*cfg = NULL, *r = NULL;
+	char		 rnd[32];
+	uint8_t		 raw[16];
+	int		 sv[2] = { -1, -1 }, rfd, rc;
+	pid_t		 pid;
 
 	*out = NULL;
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
@@ -274,17 +342,11 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 		err_set(err, "socketpair: %s", strerror(errno));
 		goto fail;
 	}
-	posix_spawn_file_actions_init(&fa);
-	/* dup2 clears close-on-exec on fd 3; every other fd keeps it. */
-	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
-	rc = posix_spawn(&pid, d->tunneld, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
+	pid = worker_fork(d, sv[1], err);
 	close(sv[1]);
 	sv[1] = -1;
-	if (rc != 0) {
-		err_set(err, "spawn %s: %s", d->tunneld, strerror(rc));
+	if (pid == -1)
 		goto fail;
-	}
 	w->pid = pid;
 	cfg = worker_config(ti, session, w->sock, d->verbose);
 	rc = ctl_send(sv[0], cfg, -1, DISP_SPAWN_MS, err);
@@ -525,4 +587,98 @@ worker_scan(struct disp *d, char *err)
 	if (n > 0)
 		log_info("adopted %d running workers from %s", n, d->state_dir);
 	return 0;
+}
+
+/* Loop thread: exit statuses of the workers the zygote forked. */
+static void
+worker_zygote_cb(uv_poll_t *p, int status, int events)
+{
+	struct disp	*d = p->data;
+	struct dworker	*w;
+	json_t		*m;
+	char		 err[ERR_LEN], reason[64];
+	pid_t		 pid;
+	int		 fd, rc, sig;
+
+	for (;;) {
+		rc = ctl_recv(d->zygote_exit, &m, &fd, err);
+		if (fd != -1)
+			close(fd);
+		if (rc == -2)
+			return;
+		if (rc <= 0) {
+			log_warnx("zygote gone%s%s", rc < 0 ? ": " : "",
+			    rc < 0 ? err : "");
+			uv_poll_stop(&d->zpoll);
+			return;
+		}
+		if (ctl_type(m) == CTL_EXITED) {
+			pid = json_integer_value(json_object_get(m, "pid"));
+			sig = json_integer_value(json_object_get(m, "signal"));
+			if (sig > 0)
+				snprintf(reason, sizeof(reason),
+				    "killed by signal %d", sig);
+			else
+				snprintf(reason, sizeof(reason),
+				    "exited with status %d", (int)
+				    json_integer_value(json_object_get(m,
+				    "code")));
+			pthread_mutex_lock(&d->lock);
+			LIST_FOREACH(w, &d->workers, link)
+				if (w->pid == pid && !w->adopted)
+					break;
+			if (w != NULL)
+				w->refs++;
+			pthread_mutex_unlock(&d->lock);
+			if (w != NULL) {
+				worker_ended(d, w, reason);
+				worker_unref(d, w);
+			}
+		}
+		json_decref(m);
+	}
+}
+
+int
+worker_zygote_start(struct disp *d, char *err)
+{
+	int	req[2] = { -1, -1 }, ex[2] = { -1, -1 };
+	pid_t	pid;
+
+	d->zygote_req = d->zygote_exit = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) == -1 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ex) == -1) {
+		err_set(err, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	if ((pid = worker_exec(d, "zygote", req[1], ex[1], err)) == -1)
+		goto fail;
+	close(req[1]);
+	close(ex[1]);
+	d->zygote_req = req[0];
+	d->zygote_exit = ex[0];
+	fcntl(ex[0], F_SETFL, fcntl(ex[0], F_GETFL) | O_NONBLOCK);
+	uv_poll_init(d->loop, &d->zpoll, ex[0]);
+	d->zpoll.data = d;
+	uv_poll_start(&d->zpoll, UV_READABLE, worker_zygote_cb);
+	return 0;
+fail:
+	for (pid = 0; pid < 2; pid++) {
+		if (req[pid] != -1)
+			close(req[pid]);
+		if (ex[pid] != -1)
+			close(ex[pid]);
+	}
+	return -1;
+}
+
+/* The zygote ends when its request socket closes; workers stay. */
+void
+worker_zygote_stop(struct disp *d)
+{
+	pthread_mutex_lock(&d->zlock);
+	if (d->zygote_req != -1)
+		close(d->zygote_req);
+	d->zygote_req = -1;
+	pthread_mutex_unlock(&d->zlock);
 }

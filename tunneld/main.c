@@ -31,6 +31,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "worker") == 0)
 		return worker_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "zygote") == 0)
+		return zygote_main(argc, argv);
 	memset(&o, 0, sizeof(o));
 	rc = cli_parse(argc, argv, &o, out, sizeof(out), err);
 	if (rc == 1) {

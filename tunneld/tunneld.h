@@ -204,6 +204,7 @@ struct worker_config {			/* what CTL_CONFIG names */
 };
 
 int	 worker_main(int argc, char **argv);
+int	 zygote_main(int argc, char **argv);	/* argv[1] "zygote" */
 int	 worker_parse_config(const json_t *m, struct cli_opts *o,
 	    struct worker_config *wc, char *err);
 void	 worker_session_ended(struct tun *t, const char *why);

@@ -508,9 +508,13 @@ def proc_has_tag(pid, tag):
         env.split(b"\0")
 
 
-def proc_is_worker(pid):
+def proc_role(pid):
     cmd = _read("/proc/%d/cmdline" % pid)
-    return cmd is not None and cmd.split(b"\0")[1:2] == [b"worker"]
+    return cmd.split(b"\0")[1] if cmd and cmd.count(b"\0") >= 2 else None
+
+
+def proc_is_worker(pid):
+    return proc_role(pid) == b"worker"
 
 
 def proc_ppid(pid):
@@ -622,15 +626,14 @@ class Dispatcher:
         self.p.send_signal(signum)
 
     def children(self):
-        """Live worker processes whose parent is this dispatcher."""
-        out = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                pid = int(name)
-                if proc_ppid(pid) == self.pid and proc_is_worker(pid) and \
-                        proc_alive(pid):
-                    out.append(pid)
-        return out
+        """Live worker processes of this dispatcher: its children, or
+        the children of its zygote (the fork server it starts)."""
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+        parents = {self.pid} | {p for p in pids
+                                if proc_ppid(p) == self.pid and
+                                proc_role(p) == b"zygote"}
+        return [p for p in pids if proc_ppid(p) in parents and
+                proc_is_worker(p) and proc_alive(p)]
 
     def record_workers(self):
         """Adds the pids of our children to the test's worker set."""

@@ -85,6 +85,8 @@ fz_init(void)
 	fz->request_timeout = 2;
 	fz->refuse_delay_ms = 0;
 	pthread_mutex_init(&fz->lock, NULL);
+	pthread_mutex_init(&fz->zlock, NULL);
+	fz->zygote_req = fz->zygote_exit = -1;
 	LIST_INIT(&fz->workers);
 	TAILQ_INIT(&fz->delayed);
 	if (policy_load(h, c, NULL, &fz->policy, err) == -1 ||

@@ -1,0 +1,122 @@
+/*
+ * tunneld zygote: forks workers for the dispatcher.  Starting a worker
+ * with exec costs some 6 ms of CPU, most of it the kernel's exec, the
+ * dynamic linker relocating libcrypto and OpenSSL initialising; a fork of
+ * this small, already initialised process costs a fraction of that.  The
+ * dispatcher sends CTL_SPAWN with the new worker's control socket on fd 3
+ * and gets CTL_SPAWNED with its pid; each worker's exit status goes back
+ * as CTL_EXITED on fd 4.  The zygote ends when the dispatcher closes fd 3;
+ * its workers carry on.
+ */
+
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "ctl.h"
+#include "err.h"
+#include "log.h"
+#include "tunneld.h"
+
+#define ZYGOTE_REQ_FD	3
+#define ZYGOTE_EXIT_FD	4
+
+static void
+zygote_reap(void)
+{
+	json_t	*m;
+	char	 err[ERR_LEN];
+	pid_t	 pid;
+	int	 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		m = ctl_new(CTL_EXITED);
+		json_object_set_new(m, "pid", json_integer(pid));
+		json_object_set_new(m, "code", json_integer(WIFEXITED(status) ?
+		    WEXITSTATUS(status) : -1));
+		json_object_set_new(m, "signal", json_integer(
+		    WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+		if (ctl_send(ZYGOTE_EXIT_FD, m, -1, 1000, err) == -1)
+			log_warnx("zygote: %s", err);
+		json_decref(m);
+	}
+}
+
+static pid_t
+zygote_fork(int fd, char *role)
+{
+	pid_t pid;
+
+	if ((pid = fork()) != 0)
+		return pid;
+	/* The worker: its control socket becomes its fd 3, and ps shows
+	 * "tunneld worker" as for one started with exec. */
+	memcpy(role, "worker", 6);
+	signal(SIGCHLD, SIG_DFL);
+	close(ZYGOTE_EXIT_FD);
+	if (dup2(fd, 3) == -1)
+		_exit(1);
+	close(fd);
+	_exit(worker_main(0, NULL));
+}
+
+int
+zygote_main(int argc, char **argv)
+{
+	struct pollfd	 pfd = { .fd = ZYGOTE_REQ_FD, .events = POLLIN };
+	json_t		*m, *r;
+	char		 err[ERR_LEN];
+	pid_t		 pid;
+	int		 fd, rc;
+
+	if (fcntl(ZYGOTE_REQ_FD, F_GETFD) == -1 ||
+	    fcntl(ZYGOTE_EXIT_FD, F_GETFD) == -1) {
+		fprintf(stderr, "tunneld zygote: started by the dispatcher "
+		    "only (no control sockets on fds 3 and 4)\n");
+		return 2;
+	}
+	log_init("tunneld", 0);
+	log_set_prefix("zygote: ");
+	signal(SIGPIPE, SIG_IGN);
+	/* What every worker would do first, done once. */
+	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
+	for (;;) {
+		zygote_reap();
+		rc = poll(&pfd, 1, 200);
+		if (rc == -1 && errno != EINTR)
+			return 1;
+		if (rc <= 0)
+			continue;
+		rc = ctl_recv(ZYGOTE_REQ_FD, &m, &fd, err);
+		if (rc == 0)
+			return 0;	/* the dispatcher is gone */
+		if (rc < 0) {
+			log_warnx("%s", err);
+			continue;
+		}
+		if (ctl_type(m) != CTL_SPAWN || fd == -1) {
+			log_warnx("unexpected %s", ctl_type_name(ctl_type(m)));
+			if (fd != -1)
+				close(fd);
+			json_decref(m);
+			continue;
+		}
+		json_decref(m);
+		pid = zygote_fork(fd, argv[1]);
+		close(fd);
+		r = ctl_new(CTL_SPAWNED);
+		json_object_set_new(r, "pid", json_integer(pid));
+		if (ctl_send(ZYGOTE_REQ_FD, r, -1, 1000, err) == -1)
+			log_warnx("%s", err);
+		json_decref(r);
+	}
+}
