@@ -32,6 +32,7 @@
 #define DISP_REFUSE_DELAY_MS	3000	/* kptunnel's */
 #define DISP_HANDOVER_MS	2000
 #define DISP_SPAWN_MS		5000
+#define DISP_POOL		4	/* idle workers kept ready */
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -122,6 +123,10 @@ struct disp {
 	pthread_mutex_t	 zlock;		/* one spawn request at a time */
 	int		 zygote_req;	/* -1: spawn with exec instead */
 	int		 zygote_exit;
+	int		 pool_fd[DISP_POOL];	/* under lock */
+	pid_t		 pool_pid[DISP_POOL];
+	int		 npool;
+	int		 pool_closed;
 	uv_poll_t	 zpoll;
 	int		 reload_asked;
 	struct disp_metrics m;
@@ -153,6 +158,8 @@ int	 worker_scan(struct disp *d, char *err);
 int	 worker_count(struct disp *d);
 int	 worker_zygote_start(struct disp *d, char *err);
 void	 worker_zygote_stop(struct disp *d);
+void	 worker_pool_refill(struct disp *d);
+void	 worker_pool_close(struct disp *d);
 
 /* console.c */
 int	 console_start(struct disp *d, char *err);

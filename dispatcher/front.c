@@ -49,6 +49,7 @@ struct hdrs {
 	char		 query[2048];
 	size_t		 qlen;
 	int		 overflow;
+	int		 reqinfo;	/* ?reqinfo, with or without a value */
 };
 
 static void
@@ -157,6 +158,8 @@ front_query_it(void *cls, enum MHD_ValueKind kind, const char *key,
 	struct hdrs	*h = cls;
 	int		 n;
 
+	if (strcmp(key, "reqinfo") == 0)
+		h->reqinfo = 1;
 	n = snprintf(h->query + h->qlen, sizeof(h->query) - h->qlen, "%s%s%s%s",
 	    h->qlen ? "&" : "", key, value ? "=" : "", value ? value : "");
 	if (n < 0 || (size_t)n >= sizeof(h->query) - h->qlen) {
@@ -366,8 +369,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		res = front_refuse_later(c, r, v.status, v.body);
 		goto done;
 	}
-	if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
-	    "reqinfo") != NULL) {
+	if (h.reqinfo) {
 		char body[64];
 
 		if (!d->reqinfo) {

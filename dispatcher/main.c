@@ -293,6 +293,7 @@ disp_wake_cb(uv_async_t *a)
 	char		 err[ERR_LEN];
 
 	worker_watch_pending(d);
+	worker_pool_refill(d);
 	if (d->reload_asked) {
 		d->reload_asked = 0;
 		if (disp_reload(d, err) == -1)
@@ -400,6 +401,7 @@ main(int argc, char **argv)
 	if (worker_scan(d, err) == -1)
 		fatalx("%s", err);
 	worker_watch_pending(d);
+	worker_pool_refill(d);
 	if (front_start(d, err) == -1)
 		fatalx("%s", err);
 	if (d->console_on && console_start(d, err) == -1)
@@ -413,6 +415,7 @@ main(int argc, char **argv)
 
 	front_stop(d);
 	console_stop(d);
+	worker_pool_close(d);
 	worker_zygote_stop(d);
 	/* Workers outlive us; close our side of their channels. */
 	uv_walk(d->loop, disp_close_walk, NULL);

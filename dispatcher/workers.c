@@ -304,15 +304,134 @@ worker_fork(struct disp *d, int fd, char *err)
 	return worker_exec(d, "worker", fd, -1, err);
 }
 
+/*
+ * Sends a started worker its tunnel and waits until it listens.  On
+ * failure the worker is killed (its exit is reaped as any other).
+ */
+static int
+worker_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
+    const char *session, const char *sock, char *err)
+{
+	json_t	*cfg, *r = NULL;
+	int	 rfd = -1, rc;
+
+	cfg = worker_config(ti, session, sock, d->verbose);
+	rc = ctl_send(fd, cfg, -1, DISP_SPAWN_MS, err);
+	json_object_clear(cfg);		/* drops the secrets' copies */
+	json_decref(cfg);
+	if (rc == -1)
+		goto kill;
+	if (!ctl_wait(fd, DISP_SPAWN_MS)) {
+		err_set(err, "worker %d not ready in %d ms", (int)pid,
+		    DISP_SPAWN_MS);
+		goto kill;
+	}
+	if (ctl_recv(fd, &r, &rfd, err) != 1 || ctl_type(r) != CTL_READY) {
+		if (r != NULL)
+			err_set(err, "worker %d: %s", (int)pid,
+			    json_string_value(json_object_get(r, "reason")) ?
+			    json_string_value(json_object_get(r, "reason")) :
+			    "not ready");
+		else if (rfd == -1)
+			err_set(err, "worker %d closed its control socket",
+			    (int)pid);
+		goto kill;
+	}
+	json_decref(r);
+	return 0;
+kill:
+	json_decref(r);
+	if (rfd != -1)
+		close(rfd);
+	kill(pid, SIGKILL);
+	return -1;
+}
+
+/*
+ * A worker waiting for its config: from the pool of idle ones (returns 1)
+ * or started now (0), or -1 with err.  Taking from the pool asks the loop
+ * thread to refill it, so that forking stays off the admission path.
+ */
+static int
+worker_take(struct disp *d, int *fd, pid_t *pid, char *err)
+{
+	int sv[2];
+
+	pthread_mutex_lock(&d->lock);
+	if (d->npool > 0) {
+		d->npool--;
+		*fd = d->pool_fd[d->npool];
+		*pid = d->pool_pid[d->npool];
+		pthread_mutex_unlock(&d->lock);
+		uv_async_send(&d->wake);
+		return 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		err_set(err, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	*pid = worker_fork(d, sv[1], err);
+	close(sv[1]);
+	if (*pid == -1) {
+		close(sv[0]);
+		return -1;
+	}
+	*fd = sv[0];
+	return 0;
+}
+
+/* Loop thread: keeps DISP_POOL idle workers ready. */
+void
+worker_pool_refill(struct disp *d)
+{
+	char	err[ERR_LEN];
+	pid_t	pid;
+	int	sv[2], full;
+
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		full = d->npool >= DISP_POOL || d->pool_closed;
+		pthread_mutex_unlock(&d->lock);
+		if (full)
+			return;
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    sv) == -1)
+			return;
+		pid = worker_fork(d, sv[1], err);
+		close(sv[1]);
+		if (pid == -1) {
+			log_warnx("worker pool: %s", err);
+			close(sv[0]);
+			return;
+		}
+		pthread_mutex_lock(&d->lock);
+		d->pool_fd[d->npool] = sv[0];
+		d->pool_pid[d->npool] = pid;
+		d->npool++;
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+/* Idle workers end when their control socket closes. */
+void
+worker_pool_close(struct disp *d)
+{
+	pthread_mutex_lock(&d->lock);
+	while (d->npool > 0)
+		close(d->pool_fd[--d->npool]);
+	d->pool_closed = 1;
+	pthread_mutex_unlock(&d->lock);
+}
+
 int
 worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
     const char *session, struct dworker **out, char *err)
 {
 	struct dworker	*w;
-	json_t		*cfg = NULL, *r = NULL;
 	char		 rnd[32];
 	uint8_t		 raw[16];
-	int		 sv[2] = { -1, -1 }, rfd, rc;
+	int		 sv[1] = { -1 }, pooled, attempt;
 	pid_t		 pid;
 
 	*out = NULL;
@@ -338,36 +457,18 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 	snprintf(w->connect_mode, sizeof(w->connect_mode), "%s",
 	    ti->connect_mode);
 	w->started = time(NULL);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		err_set(err, "socketpair: %s", strerror(errno));
-		goto fail;
+	for (attempt = 0;; attempt++) {
+		if ((pooled = worker_take(d, &sv[0], &pid, err)) == -1)
+			goto fail;
+		if (worker_setup(d, sv[0], pid, ti, session, w->sock, err) == 0)
+			break;
+		close(sv[0]);
+		sv[0] = -1;
+		/* A pooled worker may have died waiting: try a fresh one. */
+		if (!pooled || attempt > 0)
+			goto fail;
 	}
-	pid = worker_fork(d, sv[1], err);
-	close(sv[1]);
-	sv[1] = -1;
-	if (pid == -1)
-		goto fail;
 	w->pid = pid;
-	cfg = worker_config(ti, session, w->sock, d->verbose);
-	rc = ctl_send(sv[0], cfg, -1, DISP_SPAWN_MS, err);
-	json_object_clear(cfg);		/* drops the secrets' copies */
-	if (rc == -1)
-		goto kill;
-	if (!ctl_wait(sv[0], DISP_SPAWN_MS)) {
-		err_set(err, "worker %d not ready in %d ms", (int)pid,
-		    DISP_SPAWN_MS);
-		goto kill;
-	}
-	if (ctl_recv(sv[0], &r, &rfd, err) != 1 || ctl_type(r) != CTL_READY) {
-		if (r != NULL)
-			err_set(err, "worker %d: %s", (int)pid,
-			    json_string_value(json_object_get(r, "reason")) ?
-			    json_string_value(json_object_get(r, "reason")) :
-			    "not ready");
-		goto kill;
-	}
-	json_decref(r);
-	json_decref(cfg);
 	policy_tunnel_cleanse(&w->info);
 	policy_ref(p);
 	w->policy = p;
@@ -378,12 +479,7 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 	worker_register(d, w);
 	*out = w;
 	return 0;
-kill:
-	json_decref(r);
-	kill(pid, SIGKILL);
-	/* The SIGCHLD handler reaps it. */
 fail:
-	json_decref(cfg);
 	if (sv[0] != -1)
 		close(sv[0]);
 	worker_free(w);

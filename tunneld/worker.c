@@ -57,6 +57,7 @@ struct worker {
 static struct worker *worker_self;
 
 static void	worker_channel_cb(uv_poll_t *, int, int);
+static void	worker_idle_cb(uv_timer_t *);
 
 static void
 worker_channel_closed(uv_handle_t *h)
@@ -348,6 +349,9 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 			    json_string(w->cfg.sock_path));
 			worker_reply(c, r);
 		}
+		/* A pooled worker may have waited long for its config. */
+		w->idle_since = uv_now(w->tun.loop);
+		uv_timer_start(&w->idle, worker_idle_cb, 1000, 1000);
 		log_info("worker ready for tenant '%s' (%s), %zu forwards",
 		    w->cfg.tenant, cli_mode_name(w->opts.mode), w->opts.fwds.n);
 		break;
@@ -392,7 +396,13 @@ worker_channel_cb(uv_poll_t *p, int status, int events)
 		if (rc <= 0) {
 			if (rc < 0)
 				log_warnx("control: %s", err);
-			/* A dispatcher going away does not end the tunnel. */
+			/* A dispatcher going away does not end the tunnel; an
+			 * idle pooled worker has none and goes too. */
+			if (!c->configured && c->fd == WORKER_CTL_FD) {
+				worker_channel_close(c);
+				tun_stop(&c->w->tun, 0);
+				return;
+			}
 			worker_channel_close(c);
 			return;
 		}
@@ -530,8 +540,6 @@ worker_main(int argc, char **argv)
 	uv_tcp_init(t->loop, &t->listener);	/* unused: closed at stop */
 	uv_timer_init(t->loop, &w->idle);
 	w->idle.data = w;
-	w->idle_since = uv_now(t->loop);
-	uv_timer_start(&w->idle, worker_idle_cb, 1000, 1000);
 	worker_channel_add(w, WORKER_CTL_FD, 0);
 	uv_run(t->loop, UV_RUN_DEFAULT);
 	uv_loop_close(t->loop);

@@ -22,7 +22,9 @@
 
 #include <openssl/crypto.h>
 
+#include "crypto.h"
 #include "ctl.h"
+#include "enc.h"
 #include "err.h"
 #include "log.h"
 #include "tunneld.h"
@@ -69,6 +71,26 @@ zygote_fork(int fd, char *role)
 	_exit(worker_main(0, NULL));
 }
 
+static void
+zygote_warm_up(void)
+{
+	struct enc	*e;
+	uint8_t		 b[32];
+	char		 resp[89];
+
+	crypto_magic("", "", b);
+	crypto_auth_response("", "", "", resp);
+	crypto_random(b, sizeof(b), NULL);
+	if ((e = enc_new("", -1, 0, NULL)) != NULL) {
+		enc_packet(e, b, sizeof(b));
+		enc_free(e);
+	}
+	if ((e = enc_new("", -1, 1, NULL)) != NULL) {
+		enc_packet(e, b, sizeof(b));
+		enc_free(e);
+	}
+}
+
 int
 zygote_main(int argc, char **argv)
 {
@@ -87,8 +109,13 @@ zygote_main(int argc, char **argv)
 	log_init("tunneld", 0);
 	log_set_prefix("zygote: ");
 	signal(SIGPIPE, SIG_IGN);
-	/* What every worker would do first, done once. */
+	/*
+	 * What every worker would do first, done once: OpenSSL's start and
+	 * its first fetch of each algorithm cost milliseconds per process.
+	 * (Its random generator reseeds itself in each forked child.)
+	 */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
+	zygote_warm_up();
 	for (;;) {
 		zygote_reap();
 		rc = poll(&pfd, 1, 200);

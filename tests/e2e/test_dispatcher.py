@@ -705,7 +705,10 @@ def test_200_tenants(dispatch, tmp_path, echo_server):
     assert all(t["connected"] for t in ts), [t for t in ts
                                              if not t["connected"]][:3]
     pids = {t["pid"] for t in ts}
-    assert len(pids) == n and pids == set(d.children()), \
+    # Beside the tunnels' workers the dispatcher keeps a few idle ones
+    # ready (its pool of 4): those are not tunnels and are not listed.
+    kids = set(d.children())
+    assert len(pids) == n and pids <= kids and len(kids - pids) <= 4, \
         "console pids and the dispatcher's children differ"
     rss = sum(D.rss_kib(p) or 0 for p in pids)
     print("test_200_tenants: %d workers up in %.1f s, workers' RSS %.0f MiB "
