@@ -275,6 +275,23 @@ def is_worker(pid):
     return cmd is not None and cmd.split(b"\0")[1:2] == [b"worker"]
 
 
+def is_zygote(pid):
+    cmd = proc_read(pid, "cmdline")
+    return cmd is not None and cmd.split(b"\0")[1:2] == [b"zygote"]
+
+
+def is_pooled(pid):
+    """A worker still waiting for its tunnel has no unix socket open."""
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(
+                    "socket:") and int(fd) > 3:
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def kill_tagged(tag, grace=5.0):
     """SIGTERM to every tagged process, SIGKILL after grace; returns how
     many had to be SIGKILLed."""
@@ -381,19 +398,44 @@ class Env:
         p.port, p.cport = port, cport
         return p
 
-    def workers(self, disp):
-        """The dispatcher's children: its workers, zombies included."""
-        out = []
+    def workers(self, disp, idle=False):
+        """The dispatcher's workers, zombies included: its children or
+        those of its zygote (the fork server), not the zygote itself.
+        Unless idle, the few pooled workers waiting for a tunnel (those
+        without a socket in the state directory) are left out."""
+        ppid = {}
         for name in os.listdir("/proc"):
             if name.isdigit():
                 st = proc_read(int(name), "stat")
                 try:
-                    if st and int(st[st.rindex(b")") + 2:].split()[1]) \
-                            == disp.pid:
-                        out.append(int(name))
-                except (ValueError, IndexError):
+                    ppid[int(name)] = int(st[st.rindex(b")") + 2:]
+                                          .split()[1])
+                except (AttributeError, TypeError, ValueError, IndexError):
                     pass
-        return out
+        zyg = {p for p, pp in ppid.items()
+               if pp == disp.pid and is_zygote(p)}
+        out = [p for p, pp in ppid.items()
+               if (pp == disp.pid or pp in zyg) and p not in zyg]
+        if idle:
+            return out
+        return [p for p in out if not is_pooled(p)]
+
+    def zygote_cpu(self, disp):
+        """cpu_ms of the dispatcher plus its zygote, whose children the
+        workers are."""
+        c = cpu_ms(disp.pid)
+        for name in os.listdir("/proc"):
+            if name.isdigit() and is_zygote(int(name)):
+                st = proc_read(int(name), "stat")
+                try:
+                    if int(st[st.rindex(b")") + 2:].split()[1]) != disp.pid:
+                        continue
+                except (AttributeError, TypeError, ValueError, IndexError):
+                    continue
+                z = cpu_ms(int(name))
+                if z:
+                    c = (c[0], c[1] + z[0] + z[1])
+        return c
 
     def stop_workers(self, disp, timeout=15.0):
         """SIGTERMs the dispatcher's workers and waits until it reaped
@@ -461,7 +503,7 @@ def exec_floor(tunneld, n=50):
 def admission(env, disp):
     r = {"lack": [], "h101": [], "errors": 0, "msgs": []}
     env.stop_workers(disp)
-    c0 = cpu_ms(disp.pid)
+    c0 = env.zygote_cpu(disp)
     for i in range(ADMIT_N):
         c = None
         try:
@@ -482,7 +524,7 @@ def admission(env, disp):
     # CPU of the dispatcher and its reaped workers, once they all ended
     r["left"] = len(env.workers(disp))
     if not env.stop_workers(disp) and r["lack"]:
-        r["cpu"] = cpu_per(c0, cpu_ms(disp.pid), len(r["lack"]))
+        r["cpu"] = cpu_per(c0, env.zygote_cpu(disp), len(r["lack"]))
     return r
 
 
@@ -523,7 +565,7 @@ def rate_worker(port, full, start, end, wfd):
 
 def tunnel_rate(env, disp, full):
     env.stop_workers(disp)
-    c0 = cpu_ms(disp.pid)
+    c0 = env.zygote_cpu(disp)
     start = time.monotonic() + 0.3
     end = start + RATE_TIME
     kids = []
@@ -570,7 +612,7 @@ def tunnel_rate(env, disp, full):
          "msgs": msgs[:3], "peak_workers": peak,
          "left": len(env.workers(disp))}
     if not env.stop_workers(disp) and n:
-        r["cpu"] = cpu_per(c0, cpu_ms(disp.pid), n)
+        r["cpu"] = cpu_per(c0, env.zygote_cpu(disp), n)
     return r
 
 

@@ -1,8 +1,10 @@
 /*
- * The workers: one tunneld process per client session, spawned with
- * posix_spawn and configured over a socketpair on its fd 3, found again
- * through its unix socket in the state directory (the filesystem is the
- * registry that survives a dispatcher restart).
+ * The workers: one tunneld process per client session, forked by the
+ * zygote (tunneld zygote, started with posix_spawn) or, failing that,
+ * started with posix_spawn; a few wait idle in a pool.  Each is configured
+ * over a socketpair on its fd 3 and found again through its unix socket in
+ * the state directory (the filesystem is the registry that survives a
+ * dispatcher restart).
  */
 
 #include <sys/socket.h>
