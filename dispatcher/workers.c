@@ -591,34 +591,40 @@ worker_watch_pending(struct disp *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* A worker process ended (sig > 0: killed by it, else exit code). */
+static void
+worker_exited(struct disp *d, pid_t pid, int sig, int code)
+{
+	struct dworker	*w;
+	char		 reason[64];
+
+	if (sig > 0)
+		snprintf(reason, sizeof(reason), "killed by signal %d", sig);
+	else
+		snprintf(reason, sizeof(reason), "exited with status %d", code);
+	pthread_mutex_lock(&d->lock);
+	LIST_FOREACH(w, &d->workers, link)
+		if (w->pid == pid && !w->adopted)
+			break;
+	if (w != NULL)
+		w->refs++;
+	pthread_mutex_unlock(&d->lock);
+	if (w == NULL)
+		return;
+	worker_ended(d, w, reason);
+	worker_unref(d, w);
+}
+
 /* Loop thread, on SIGCHLD: a worker's exit, clean or not. */
 void
 worker_reap(struct disp *d)
 {
-	struct dworker	*w;
-	char		 reason[64];
-	pid_t		 pid;
-	int		 status;
+	pid_t	pid;
+	int	status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (WIFEXITED(status))
-			snprintf(reason, sizeof(reason), "exited with status %d",
-			    WEXITSTATUS(status));
-		else
-			snprintf(reason, sizeof(reason), "killed by signal %d",
-			    WTERMSIG(status));
-		pthread_mutex_lock(&d->lock);
-		LIST_FOREACH(w, &d->workers, link)
-			if (w->pid == pid && !w->adopted)
-				break;
-		if (w != NULL)
-			w->refs++;
-		pthread_mutex_unlock(&d->lock);
-		if (w == NULL)
-			continue;
-		worker_ended(d, w, reason);
-		worker_unref(d, w);
-	}
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		worker_exited(d, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 /*
@@ -692,11 +698,9 @@ static void
 worker_zygote_cb(uv_poll_t *p, int status, int events)
 {
 	struct disp	*d = p->data;
-	struct dworker	*w;
 	json_t		*m;
-	char		 err[ERR_LEN], reason[64];
-	pid_t		 pid;
-	int		 fd, rc, sig;
+	char		 err[ERR_LEN];
+	int		 fd, rc;
 
 	for (;;) {
 		rc = ctl_recv(d->zygote_exit, &m, &fd, err);
@@ -710,29 +714,11 @@ worker_zygote_cb(uv_poll_t *p, int status, int events)
 			uv_poll_stop(&d->zpoll);
 			return;
 		}
-		if (ctl_type(m) == CTL_EXITED) {
-			pid = json_integer_value(json_object_get(m, "pid"));
-			sig = json_integer_value(json_object_get(m, "signal"));
-			if (sig > 0)
-				snprintf(reason, sizeof(reason),
-				    "killed by signal %d", sig);
-			else
-				snprintf(reason, sizeof(reason),
-				    "exited with status %d", (int)
-				    json_integer_value(json_object_get(m,
-				    "code")));
-			pthread_mutex_lock(&d->lock);
-			LIST_FOREACH(w, &d->workers, link)
-				if (w->pid == pid && !w->adopted)
-					break;
-			if (w != NULL)
-				w->refs++;
-			pthread_mutex_unlock(&d->lock);
-			if (w != NULL) {
-				worker_ended(d, w, reason);
-				worker_unref(d, w);
-			}
-		}
+		if (ctl_type(m) == CTL_EXITED)
+			worker_exited(d, json_integer_value(json_object_get(m,
+			    "pid")), json_integer_value(json_object_get(m,
+			    "signal")), json_integer_value(json_object_get(m,
+			    "code")));
 		json_decref(m);
 	}
 }

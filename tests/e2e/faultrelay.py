@@ -72,6 +72,20 @@ import threading
 import time
 
 
+def wait_until(cond, timeout, what, interval=0.02):
+    """Polls cond until it returns something true (returned), or fails
+    after timeout seconds naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s"
+                                 % (timeout, what))
+        time.sleep(interval)
+
+
 def free_port(host="127.0.0.1"):
     """A free port below the ephemeral range (not taken by outgoing
     connections meanwhile)."""

@@ -385,16 +385,7 @@ class TrafficProcess:
 # Processes and polling
 
 
-def wait_until(cond, timeout, what, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s"
-                                 % (timeout, what))
-        time.sleep(interval)
+wait_until = faultrelay.wait_until
 
 
 def tunneld_binary():
