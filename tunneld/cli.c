@@ -62,10 +62,13 @@ static const char cli_usage_text[] =
 "Forwards:  [r,|t,]src,dst\n"
 "  t  the tunnel client listens on src; the tunnel server dials dst\n"
 "  r  the tunnel server listens on src; the tunnel client dials dst\n"
-"  Without a prefix a forward is r in the r-* modes and t otherwise.  A\n"
-"  server's non-empty forward list replaces the client's.  At most 64.\n"
+"  Without a prefix a forward is r in the r-* modes and t otherwise.  At\n"
+"  most 64.  The server's list is the one both sides use: a server with\n"
+"  no list refuses a client that brings one (unless -allowClientForwards),\n"
+"  and a client refuses a server list naming a forward it was not given\n"
+"  (unless -acceptServerForwards).\n"
 "  Examples:\n"
-"    tunneld wsserver :8080 -pass s\n"
+"    tunneld wsserver :8080 :8022,localhost:22 -pass s\n"
 "    tunneld wsclient gw.example:8080 :8022,localhost:22 -pass s\n"
 "        the client listens on port 8022 of every interface; the server\n"
 "        dials localhost:22 for each connection\n"
@@ -89,6 +92,15 @@ static const char cli_usage_text[] =
 "                        not implemented; any value makes forwards\n"
 "                        optional [\"\"]\n"
 "  -omit                 allow running without forwards [false]\n"
+"  -allowClientForwards  servers: with no forwards of its own, use the\n"
+"                        client's list (kptunnel's behaviour).  DANGEROUS:\n"
+"                        every client that knows -pass may then make this\n"
+"                        host dial any address it reaches (loopback\n"
+"                        included) and listen on any of its ports [false]\n"
+"  -acceptServerForwards clients: obey a server list naming forwards not\n"
+"                        given here (kptunnel's behaviour).  DANGEROUS: the\n"
+"                        server may then make this host dial any address\n"
+"                        it reaches and listen on any of its ports [false]\n"
 "  -handshakeTimeout S   seconds for the connection handshake [10]\n"
 "  -openTimeout S        seconds to wait for the peer to open a forwarded\n"
 "                        connection [30]\n"
@@ -433,7 +445,7 @@ enum cli_opt_id {
 	OPT_WSPATH, OPT_SESSION, OPT_UA, OPT_CTRL, OPT_OMIT, OPT_VERBOSE,
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
-	OPT_HELP, OPT_VERSION
+	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD
 };
 
 static const struct {
@@ -464,6 +476,8 @@ static const struct {
 	{ "tls",		OPT_TLS,		1 },
 	{ "cafile",		OPT_CAFILE,		0 },
 	{ "insecure",		OPT_INSECURE,		1 },
+	{ "allowClientForwards", OPT_ALLOWCLIFWD,	1 },
+	{ "acceptServerForwards", OPT_ACCEPTSRVFWD,	1 },
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
@@ -535,6 +549,10 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_bool(name, val, &o->tls, err);
 	case OPT_INSECURE:
 		return cli_bool(name, val, &o->insecure, err);
+	case OPT_ALLOWCLIFWD:
+		return cli_bool(name, val, &o->allow_client_fwds, err);
+	case OPT_ACCEPTSRVFWD:
+		return cli_bool(name, val, &o->accept_server_fwds, err);
 	case OPT_INTLOG:
 		return cli_bool(name, val, &ignored, err);
 	case OPT_CONSOLE:

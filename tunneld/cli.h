@@ -47,6 +47,8 @@ struct cli_opts {
 	int		 tls;		/* -tls: wss:// */
 	char		 cafile[1024];	/* -cafile, "" for the system's */
 	int		 insecure;	/* -insecure: no certificate check */
+	int		 allow_client_fwds;	/* -allowClientForwards (servers) */
+	int		 accept_server_fwds;	/* -acceptServerForwards (clients) */
 };
 
 /* Mode helpers. */

@@ -25,6 +25,9 @@ enum hs_phase {
 	HS_RESPONSE		/* server: reading the response */
 };
 
+/* AuthResult of a server that takes no forward list from its client. */
+#define HS_NG_FWDS	"ng: the server takes no forward list from the client"
+
 static const struct conn_cbs hs_cbs;
 
 static void
@@ -226,6 +229,36 @@ hs_server_send_result(struct hs *h, struct sess *s, int ok)
 	return rc;
 }
 
+/*
+ * A server with no forward list of its own refuses a client that brings
+ * one, unless it is a standalone server run with -allowClientForwards:
+ * the client's list would make this host dial what the client names and
+ * listen where it says.  Refusing with an explicit AuthResult tells a
+ * kptunnel client why (it prints "failed to auth -- <Result>" and stops)
+ * instead of leaving it with listeners whose every stream is refused.
+ * Returns 1 when h was refused.
+ */
+static int
+hs_server_refuses_fwds(struct hs *h, const struct msg_response *m)
+{
+	struct tun	*t = h->tun;
+	struct cli_opts	*o = t->o;
+	char		 why[ERR_LEN];
+
+	if (o->fwds.n > 0 || m->fwds.null || m->fwds.n == 0 ||
+	    (!t->worker && o->allow_client_fwds))
+		return 0;
+	if (t->worker)
+		snprintf(why, sizeof(why), "the client brought %zu forwards "
+		    "and the policy names none: refused", m->fwds.n);
+	else
+		snprintf(why, sizeof(why), "the client brought %zu forwards "
+		    "and this server has none: refused (-allowClientForwards "
+		    "would accept them)", m->fwds.n);
+	hs_refuse(h, HS_NG_FWDS, why);
+	return 1;
+}
+
 static void
 hs_server_response(struct hs *h, struct pkt *p)
 {
@@ -252,11 +285,18 @@ hs_server_response(struct hs *h, struct pkt *p)
 			tun_stop(t, 0);
 			return;
 		}
+		if (hs_server_refuses_fwds(h, &m))
+			return;
 		if ((s = sess_new(t, 1)) == NULL) {
 			hs_refuse(h, "ng", "out of memory");
 			return;
 		}
-		if (o->fwds.n > 0)
+		/*
+		 * Our own list wins (wire spec 5.5.4).  The client's is used
+		 * only by a standalone server told so: a worker's list is its
+		 * policy's, and an empty one means no forwards.
+		 */
+		if (o->fwds.n > 0 || t->worker || !o->allow_client_fwds)
 			s->eff = o->fwds;
 		else
 			s->eff = m.fwds;
@@ -354,6 +394,42 @@ hs_client_response(struct hs *h, struct pkt *p, char *err)
 	return rc;
 }
 
+/*
+ * The server's list replaces ours (wire spec 5.5), so a server would
+ * choose what this host dials (r) and where it listens (t).  It is obeyed
+ * only when each of its forwards is one the user gave, or with
+ * -acceptServerForwards.  Returns 0 when the list may be used, -1 with
+ * err naming the first forward the user did not give.
+ */
+static int
+hs_client_refuses_fwds(struct tun *t, const struct msg_fwdlist *l,
+    char *err)
+{
+	struct cli_opts	*o = t->o;
+	const struct fwd *f;
+	char		 src[ADDR_NAME_MAX + 8], dst[ADDR_NAME_MAX + 8];
+	size_t		 i, j;
+
+	if (l->null || o->accept_server_fwds)
+		return 0;
+	for (i = 0; i < l->n; i++) {
+		f = &l->fwds[i];
+		for (j = 0; j < o->fwds.n; j++)
+			if (fwd_equal(f, &o->fwds.fwds[j]))
+				break;
+		if (j < o->fwds.n)
+			continue;
+		addr_format(&f->src, src, sizeof(src));
+		addr_format(&f->dst, dst, sizeof(dst));
+		err_set(err, "the server's forward list names %s,%s,%s, which "
+		    "was not given here: refused (give the forwards on the "
+		    "command line, or -acceptServerForwards to obey the "
+		    "server)", f->reverse ? "r" : "t", src, dst);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 hs_client_result(struct hs *h, struct pkt *p)
 {
@@ -373,6 +449,9 @@ hs_client_result(struct hs *h, struct pkt *p)
 			client_fatal(t, "the server no longer knows session %s"
 			    " (it restarted or timed the session out)",
 			    s ? s->token : "?");
+		else if (strcmp(r.result, HS_NG_FWDS) == 0)
+			client_fatal(t, "the server names no forwards and "
+			    "refused ours (%s)", r.result);
 		else
 			client_fatal(t, "authentication refused by the server "
 			    "(%s): check -pass", r.result);
@@ -386,6 +465,11 @@ hs_client_result(struct hs *h, struct pkt *p)
 		return;
 	}
 	if (s == NULL) {
+		if (hs_client_refuses_fwds(t, &r.fwds, err) == -1) {
+			client_fatal(t, "%s", err);
+			hs_fail(h, "forward list refused");
+			return;
+		}
 		if ((s = sess_new(t, 0)) == NULL) {
 			hs_fail(h, "out of memory");
 			return;
@@ -404,6 +488,7 @@ hs_client_result(struct hs *h, struct pkt *p)
 				    "ours");
 			s->eff = r.fwds;
 		}
+		s->eff.null = 0;
 		t->csess = s;
 		log_info("session %" PRId64 " established with %s",
 		    s->id, conn_peer(h->x.conn));
