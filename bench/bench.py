@@ -490,8 +490,9 @@ def _setup_variant(key, cfg, procs, ports, tunneld, iperf_port, echo_port):
     pre = "r," if cfg["rev"] else ""
     fwds = ["%s%s:%d,%s:%d" % (pre, HOST, e1, HOST, iperf_port),
             "%s%s:%d,%s:%d" % (pre, HOST, e2, HOST, echo_port)]
-    srv = procs.spawn([tunneld, cfg["smode"], "%s:%d" % (HOST, sp)] + common,
-                      "%s-server" % key)
+    # Both sides name the forwards: a server takes no list from its client.
+    srv = procs.spawn([tunneld, cfg["smode"], "%s:%d" % (HOST, sp)] + fwds
+                      + common, "%s-server" % key)
     wait_log(srv, r"start websocket -- |waiting --- ")
     wait_listen(sp, proc=srv)
     cli = procs.spawn([tunneld, cfg["cmode"], "%s:%d" % (HOST, sp)] + fwds

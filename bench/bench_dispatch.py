@@ -83,8 +83,17 @@ function getTunnelInfo(req)
 	if req.query.cm == "OneShot" then
 		cm = "OneShot"
 	end
+	-- A worker's forwards are its policy's only: the throughput
+	-- client's session "tput-<local>-<target>-..." names its one t
+	-- forward (a bench shortcut; a real policy never lets the client
+	-- choose).
+	local fwds = {}
+	local l, t = req.session:match("^tput%%-(%%d+)%%-(%%d+)%%-")
+	if l then
+		fwds = { "t,127.0.0.1:" .. l .. ",127.0.0.1:" .. t }
+	end
 	return { id = "b" .. serial, tenant = "bench", mode = "wsserver",
-		pass = "%s", encPass = "", encCount = 0, forwards = {},
+		pass = "%s", encPass = "", encCount = 0, forwards = fwds,
 		connectMode = cm, idleTimeout = 0, keepalive = %d }
 end
 """ % (PASS, KEEPALIVE)
@@ -719,11 +728,14 @@ def throughput(env, ctx):
         disp = env.start_dispatcher("dispatcher-tput")
         e_d, e_x, sp = ports.get(), ports.get(), ports.get()
         dcli = env.spawn([env.tunneld, "wsclient", "%s:%d" % (HOST, disp.port),
-                          "t,%s:%d,%s:%d" % (HOST, e_d, HOST, ip)] + common,
-                         "disp-client")
+                          "t,%s:%d,%s:%d" % (HOST, e_d, HOST, ip),
+                          "-session", "tput-%d-%d-%s" % (e_d, ip,
+                                                         uuid.uuid4())]
+                         + common, "disp-client")
         B.wait_log(dcli, r"forward: listening on")
         B.wait_listen(e_d, proc=dcli)
-        srv = env.spawn([env.tunneld, "wsserver", "%s:%d" % (HOST, sp)]
+        srv = env.spawn([env.tunneld, "wsserver", "%s:%d" % (HOST, sp),
+                         "t,%s:%d,%s:%d" % (HOST, e_x, HOST, ip)]
                         + common, "direct-server")
         B.wait_log(srv, r"start websocket -- ")
         B.wait_listen(sp, proc=srv)

@@ -253,8 +253,8 @@ class LineProc:
 
 def start_pair(procs, ports, tunneld, server_port, connect_port, fwd, key):
     common = ["-pass", PASS, "-encCount", "0", "-int", "20"]
-    srv = procs.spawn([tunneld, "wsserver", "%s:%d" % (HOST, server_port)]
-                      + common, "%s-server" % key)
+    srv = procs.spawn([tunneld, "wsserver", "%s:%d" % (HOST, server_port),
+                       fwd] + common, "%s-server" % key)
     B.wait_log(srv, r"start websocket -- ")
     B.wait_listen(server_port, proc=srv)
     cli = procs.spawn([tunneld, "wsclient", "%s:%d" % (HOST, connect_port),

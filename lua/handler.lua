@@ -1,5 +1,5 @@
 -- Default handler.lua: one wsserver worker per client session, and
--- disabled until configured.
+-- disabled until configured (a password and the forwards below).
 --
 -- Shipping a password would open every fresh install to anyone who read
 -- this file, so while PASS is empty getTunnelInfo refuses each new session
@@ -31,7 +31,14 @@ function getTunnelInfo(req)
 		pass = PASS,
 		encPass = ENCPASS,
 		encCount = ENCCOUNT,
-		forwards = {},		-- wsserver: the clients bring theirs
+		-- The worker's only forward list: a client's own list is
+		-- refused, and an empty one means no forwards at all, so
+		-- nothing works until you name them here, e.g.
+		--   "t,127.0.0.1:8022,127.0.0.1:22"  the client listens on
+		--     its 8022 and this host dials its own 127.0.0.1:22
+		-- Letting clients choose would let them make this host dial
+		-- anything it reaches (this dispatcher's console included).
+		forwards = {},
 		-- connectMode "CanReconnect", idleTimeout 600 and
 		-- keepalive 20 are the defaults.
 	}

@@ -313,12 +313,13 @@ def test_two_tenants_isolated(dispatch, tunneld, tmp_path, echo_server):
                    20 * SLOW, "beta's probe tunnel to end")
     d.wait_log(r"END tenant=beta id=beta-\d+ reason=stopped")
 
-    # tunneld clients.  alpha's own forward is a decoy: the tenant's wins.
+    # tunneld clients.  alpha's own forward is a decoy: the tenant's wins
+    # (the clients are told to obey the server's list).
     ca = client(tunneld, "wsclient", d.port, D.new_session("alpha"), A_PASS,
-                A_ENC, fwd("t", decoy, 9))
+                A_ENC, fwd("t", decoy, 9), "-acceptServerForwards")
     ca.wait_for(LISTENING + re.escape("%s:%d" % (HOST, la)))
     cb = client(tunneld, "r-wsclient", d.port, D.new_session("beta"),
-                B_PASS, B_ENC)
+                B_PASS, B_ENC, "-acceptServerForwards")
     d.wait_log(r"worker: forward: listening on %s:%d" % (re.escape(HOST), lb),
                timeout=20 * SLOW)
     assert connect_refused(decoy), "the client's own forward was used"
@@ -540,7 +541,7 @@ def test_resume_through_cuts(dispatch, tunneld, tmp_path):
         relay.set_cutting(False)
         session = D.new_session("alpha")
         cl = client(tunneld, "wsclient", relay.port, session, A_PASS, A_ENC,
-                    fwd("t", free_port(), 9))
+                    fwd("t", lp, target.port))
         cl.wait_for(LISTENING + re.escape("%s:%d" % (HOST, lp)))
         key, wpid = started_worker(d, session)
         relay.set_cutting(True)
@@ -595,7 +596,7 @@ def test_dispatcher_sigkill_adoption(dispatch, tunneld, tmp_path):
     try:
         session = D.new_session("alpha")
         cl = client(tunneld, "wsclient", relay.port, session, A_PASS, A_ENC,
-                    fwd("t", free_port(), 9))
+                    fwd("t", lp, target.port))
         cl.wait_for(LISTENING + re.escape("%s:%d" % (HOST, lp)))
         key, wpid = started_worker(d1, session)
         bg = Background([lambda: paced_transfer(lp, target, size, size, rate,

@@ -648,7 +648,8 @@ def test_server_vs_recorded_client(name, procs, echo):
     d, (rec,), ws, enc = recording(name)
     echo_port, received = echo
     port, local = G.free_port(), G.free_port()
-    proc = procs(cmdline(d["server"], port))
+    # The recorded Go server had no list and used the client's.
+    proc = procs(cmdline(d["server"], port) + ["-allowClientForwards"])
     peer = Peer(G.connect(port), ws, "client", enc, "our server")
     server_handshake(peer, rec, port, local, echo_port)
     fw = jfield(rec.c2s.packets[0].payload, "ForwardList")
@@ -688,7 +689,8 @@ def test_rclient_vs_recorded_rserver(procs, echo):
     ls = G.listen()
     port = ls.getsockname()[1]
     local = G.free_port()
-    proc = procs(cmdline(d["client"], port))
+    # The recorded r-wsclient had no list and took the server's.
+    proc = procs(cmdline(d["client"], port) + ["-acceptServerForwards"])
     peer = Peer(G.accept(ls), ws, "server", enc, "our r-wsclient")
     fw = jfield(rec.s2c.packets[2].payload, "ForwardList")
     client_handshake(peer, rec, port, local, echo_port,
@@ -719,7 +721,7 @@ def test_server_resume(name, procs, echo):
     d, (r0, r1), ws, enc = recording(name)
     echo_port, received = echo
     port, local = G.free_port(), G.free_port()
-    proc = procs(cmdline(d["server"], port))
+    proc = procs(cmdline(d["server"], port) + ["-allowClientForwards"])
 
     peer = Peer(G.connect(port), ws, "client", enc, "our server, connection 0")
     token = server_handshake(peer, r0, port, local, echo_port)

@@ -96,7 +96,7 @@ class TlsFront:
     def __init__(self, daemons, tunneld, port, echo, pki, tmp_path):
         self.target = echo()
         self.sp = port()
-        self.server = tunneld.server(self.sp, *PASS)
+        self.server = tunneld.server(self.sp, "-allowClientForwards", *PASS)
         self.good, self.wrong = port(), port()
         self.nginx = peers.Nginx(str(tmp_path / "nginx"), self.sp,
                                  [(self.good,) + pki.good,
@@ -176,7 +176,7 @@ def test_tinyproxy_transfer_and_user_agent(daemons, tunneld, port,
                                            echo, tmp_path):
     target = echo()
     sp = port()
-    tunneld.server(sp, *PASS)
+    tunneld.server(sp, "-allowClientForwards", *PASS)
     tp = start_tinyproxy(daemons, tmp_path, port)
 
     lp = port()
@@ -233,7 +233,7 @@ def tinyproxy_answer(tp, target, auth):
 def test_tinyproxy_basic_auth(daemons, tunneld, port, echo, tmp_path):
     target = echo()
     sp = port()
-    srv = tunneld.server(sp, *PASS)
+    srv = tunneld.server(sp, "-allowClientForwards", *PASS)
     tp = start_tinyproxy(daemons, tmp_path, port,
                          basic_auth=("tunuser", "s3cret"))
     server = "%s:%d" % (HOST, sp)

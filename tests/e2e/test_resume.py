@@ -563,9 +563,9 @@ def test_resume_under_cuts(variant, enc, tmp_path):
         assert tport, "the target service did not start:\n" + \
             target.stderr()
         fwd = "%s,%s:%d,%s:%d" % (prefix, HOST, lport, HOST, tport)
-        sargs = [smode, "%s:%d" % (HOST, sport)]
-        if prefix == "r":
-            sargs.append(fwd)
+        # Both sides name the forward: the server's list is the one used
+        # and the client accepts it as one it was given.
+        sargs = [smode, "%s:%d" % (HOST, sport), fwd]
         server = Tun("server", sargs + ["-pass", PASS, "-encPass", ENCPASS]
                      + encopts, logdir)
         procs.append(server)
@@ -575,9 +575,7 @@ def test_resume_under_cuts(variant, enc, tmp_path):
                                         hi=CUT_HI, seed=run)
         relay.start()
         relay.set_cutting(False)
-        cargs = [cmode, "%s:%d" % (HOST, relay.port)]
-        if prefix == "t":
-            cargs.append(fwd)
+        cargs = [cmode, "%s:%d" % (HOST, relay.port), fwd]
         client = Tun("client", cargs + ["-pass", PASS, "-encPass", ENCPASS]
                      + encopts, logdir)
         procs.append(client)

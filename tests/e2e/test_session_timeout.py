@@ -249,7 +249,9 @@ def test_abandoned_session_is_freed(smode, cmode, ready, tmp_path,
     echo = Target(echo=True)
     cleanup.append(echo)
     sport, lport = free_port(), free_port()
-    server = Tun("server", [smode, "%s:%d" % (HOST, sport), "-pass", PASS,
+    server = Tun("server", [smode, "%s:%d" % (HOST, sport),
+                            "%s:%d,%s:%d" % (HOST, lport, HOST, echo.port),
+                            "-pass", PASS,
                             "-encPass", ENCPASS, "-sessionTimeout",
                             SESSION_TIMEOUT, "-int", 2], logdir)
     cleanup.append(server)
@@ -327,7 +329,7 @@ def test_reverse_listener_survives_outage(tmp_path, cleanup):
     server.wait_for(r"start reverse websocket -- ")
     relay = faultrelay.FaultRelay(sport, mode="none").start()
     cleanup.append(relay)
-    client = Tun("client", ["r-wsclient", "%s:%d" % (HOST, relay.port),
+    client = Tun("client", ["r-wsclient", "%s:%d" % (HOST, relay.port), fwd,
                             "-pass", PASS, "-encPass", ENCPASS, "-int", 2],
                  logdir)
     cleanup.append(client)

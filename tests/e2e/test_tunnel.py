@@ -35,7 +35,7 @@ def fwd(lport, tport, prefix=""):
 def test_echo(tunneld, port, echo_server):
     echo = echo_server()
     sp, lp = port(), port()
-    tunneld.server(sp, *PASS)
+    tunneld.server(sp, "-allowClientForwards", *PASS)
     tunneld.client(sp, fwd(lp, echo.port), *PASS)
 
     for payload in (b"hello kptunnel\n", os.urandom(100000)):
@@ -52,7 +52,7 @@ def test_parallel_bulk(tunneld, port, sink_source, enc):
     opts = PASS + (["-encCount", "0"] if enc == "plaintext" else [])
     target = sink_source()
     sp, lp = port(), port()
-    tunneld.server(sp, *opts)
+    tunneld.server(sp, "-allowClientForwards", *opts)
     tunneld.client(sp, fwd(lp, target.port), *opts)
 
     streams, size = 32, 16 * MiB
@@ -131,7 +131,7 @@ def test_enccount_switch(tunneld, port, sink_source, echo_server,
     target = sink_source()
     echo = echo_server()
     sp, lp, lp2 = port(), port(), port()
-    tunneld.server(sp, *opts)
+    tunneld.server(sp, "-allowClientForwards", *opts)
     relay = capture_relay(sp)
     tunneld.client(relay.port, fwd(lp2, echo.port), fwd(lp, target.port),
                    *opts)
@@ -157,7 +157,7 @@ def test_reverse_forward(tunneld, port, echo_server, sink_source):
     echo = echo_server()
     target = sink_source()
     sp, rp1, rp2 = port(), port(), port()
-    srv = tunneld.server(sp, *PASS)
+    srv = tunneld.server(sp, "-allowClientForwards", *PASS)
     tunneld.client(sp, fwd(rp1, echo.port, "r,"),
                    fwd(rp2, target.port, "r,"), *PASS)
     # The effective list is the client's: the server opens the listeners.
@@ -182,7 +182,7 @@ def test_t_and_r_together(tunneld, port, echo_server, sink_source,
     near = sink_source()    # dialed by the server (t)
     far = sink_source()     # dialed by the client (r)
     sp, te, re_, tp, rp = port(), port(), port(), port(), port()
-    srv = tunneld.server(sp, "-verbose", *PASS)
+    srv = tunneld.server(sp, "-allowClientForwards", "-verbose", *PASS)
     relay = capture_relay(sp)
     cli = tunneld.client(relay.port, fwd(te, near_echo.port, "t,"),
                          fwd(re_, far_echo.port, "r,"),
@@ -282,7 +282,7 @@ def test_dial_outside_forwards_refused(tunneld, port, echo_server):
     sp = port()
     enc_count = -1 if kpt.HAVE_AES else 0
     opts = ["-pass", "kp", "-encPass", "ke", "-encCount", str(enc_count)]
-    srv = tunneld.server(sp, *opts)
+    srv = tunneld.server(sp, "-allowClientForwards", *opts)
 
     c = kpt.KptClient(HOST, sp, "kp", "ke", enc_count)
     try:
@@ -318,7 +318,7 @@ def test_client_killed_mid_transfer(tunneld, port, sink_source):
     target = sink_source()
     sp, lp = port(), port()
     opts = PASS + ["-int", "2"]
-    srv = tunneld.server(sp, "-sessionTimeout", "2", *opts)
+    srv = tunneld.server(sp, "-allowClientForwards", "-sessionTimeout", "2", *opts)
     baseline = srv.fds()
     cli = tunneld.client(sp, fwd(lp, target.port), *opts)
 
@@ -384,7 +384,7 @@ def test_client_killed_mid_transfer(tunneld, port, sink_source):
 def test_half_close(tunneld, port, echo_server):
     echo = echo_server()
     sp, lp = port(), port()
-    tunneld.server(sp, *PASS)
+    tunneld.server(sp, "-allowClientForwards", *PASS)
     tunneld.client(sp, fwd(lp, echo.port), *PASS)
 
     data = os.urandom(8 * MiB)
@@ -433,7 +433,7 @@ def test_half_close_from_target(tunneld, port):
     target = SendFirstServer(down)
     try:
         sp, lp = port(), port()
-        tunneld.server(sp, *PASS)
+        tunneld.server(sp, "-allowClientForwards", *PASS)
         tunneld.client(sp, fwd(lp, target.port), *PASS)
 
         s = socket.create_connection((HOST, lp), timeout=IO_TIMEOUT)
@@ -464,7 +464,7 @@ def test_half_close_from_target(tunneld, port):
 def test_many_short_connections(tunneld, port, echo_server):
     echo = echo_server()
     sp, lp = port(), port()
-    srv = tunneld.server(sp, *PASS)
+    srv = tunneld.server(sp, "-allowClientForwards", *PASS)
     cli = tunneld.client(sp, fwd(lp, echo.port), *PASS)
     srv_base, cli_base = srv.fds(), cli.fds()
 
