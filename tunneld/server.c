@@ -4,6 +4,7 @@
  * detached for their client to resume until -sessionTimeout.
  */
 
+#include <netdb.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,8 +140,8 @@ server_refusals_of(const struct peerkey *k)
  * while the refusals held are within bounds, at once otherwise.
  */
 static void
-server_refuse(struct tun *t, uv_tcp_t *tcp, const struct peerkey *k,
-    const char *why)
+server_refuse(struct tun *t, uv_tcp_t *tcp, const struct sockaddr *sa,
+    const struct peerkey *k, const char *why)
 {
 	struct refusal	*r;
 	struct conn	*c;
@@ -159,7 +160,10 @@ server_refuse(struct tun *t, uv_tcp_t *tcp, const struct peerkey *k,
 		return;
 	}
 	if (ratelog_allow(&server_refuse_log, uv_now(t->loop), &dropped)) {
-		snprintf(peer, sizeof(peer), "%s", c ? conn_peer(c) : "?");
+		if (getnameinfo(sa, sa->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+		    peer, sizeof(peer), NULL, 0, NI_NUMERICHOST) != 0)
+			snprintf(peer, sizeof(peer), "?");
 		if (dropped > 0)
 			log_warnx("%s: connection refused (%s)%s (%lu more "
 			    "suppressed)", peer, why, held ? "" : ", closed at "
@@ -214,16 +218,19 @@ server_accept_cb(uv_stream_t *lst, int status)
 		}
 		peerkey_from(&k, (struct sockaddr *)&ss);
 		if (!server_admit(t, (struct sockaddr *)&ss)) {
-			server_refuse(t, tcp, &k, "not in -ip");
+			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
+			    "not in -ip");
 			continue;
 		}
 		if (server_nhandshakes(t) >= SERVER_MAX_HANDSHAKES) {
-			server_refuse(t, tcp, &k, "too many handshakes");
+			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
+			    "too many handshakes");
 			continue;
 		}
 		if (server_handshakes_of(t, &k) >= per_addr) {
-			server_refuse(t, tcp, &k, "too many handshakes from "
-			    "this address, -maxHandshakesPerAddr");
+			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
+			    "too many handshakes from this "
+			    "address, -maxHandshakesPerAddr");
 			continue;
 		}
 		c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
