@@ -202,7 +202,7 @@ def test_refused_open_flood(tunneld, port):
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
-    n = 60000
+    n = 200000      # more than the kernel buffers of both ends hold
     try:
         flood.run(n)
     finally:
