@@ -102,6 +102,9 @@ static const char cli_usage_text[] =
 "                        server may then make this host dial any address\n"
 "                        it reaches and listen on any of its ports [false]\n"
 "  -handshakeTimeout S   seconds for the connection handshake [10]\n"
+"  -maxHandshakesPerAddr N  servers: connections one address (an IPv6 /64)\n"
+"                        may have in their handshake at once; more are\n"
+"                        refused [8]\n"
 "  -openTimeout S        seconds to wait for the peer to open a forwarded\n"
 "                        connection [30]\n"
 "  -sessionTimeout S     servers: seconds a disconnected session is kept\n"
@@ -445,7 +448,8 @@ enum cli_opt_id {
 	OPT_WSPATH, OPT_SESSION, OPT_UA, OPT_CTRL, OPT_OMIT, OPT_VERBOSE,
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
-	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD
+	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
+	OPT_MAXHSADDR
 };
 
 static const struct {
@@ -472,6 +476,7 @@ static const struct {
 	{ "handshakeTimeout",	OPT_HSTIMEOUT,		0 },
 	{ "openTimeout",	OPT_OPENTIMEOUT,	0 },
 	{ "sessionTimeout",	OPT_SESSTIMEOUT,	0 },
+	{ "maxHandshakesPerAddr", OPT_MAXHSADDR,	0 },
 	{ "proxy",		OPT_PROXY,		0 },
 	{ "tls",		OPT_TLS,		1 },
 	{ "cafile",		OPT_CAFILE,		0 },
@@ -538,6 +543,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 	case OPT_SESSTIMEOUT:
 		return cli_int(name, val, 1, CLI_MAX_SECONDS,
 		    &o->session_timeout, err);
+	case OPT_MAXHSADDR:
+		return cli_int(name, val, 1, 65536, &o->max_hs_per_addr, err);
 	case OPT_OMIT:
 		return cli_bool(name, val, &o->omit, err);
 	case OPT_VERBOSE:
@@ -608,6 +615,7 @@ cli_defaults(struct cli_opts *o)
 	o->handshake_timeout = 10;
 	o->open_timeout = 30;
 	o->session_timeout = 600;
+	o->max_hs_per_addr = CLI_MAX_HS_PER_ADDR;
 }
 
 static void

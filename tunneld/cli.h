@@ -10,6 +10,7 @@
 #include "addr.h"
 #include "msg.h"
 
+#define CLI_MAX_HS_PER_ADDR	8	/* default of -maxHandshakesPerAddr */
 #define CLI_MAX_CIDRS	32
 
 enum cli_mode {
@@ -43,6 +44,7 @@ struct cli_opts {
 	int		 handshake_timeout;	/* -handshakeTimeout s, default 10 */
 	int		 open_timeout;	/* -openTimeout s, CTRL_RESP_HEADER, default 30 */
 	int		 session_timeout;	/* -sessionTimeout s, default 600 */
+	int		 max_hs_per_addr;	/* -maxHandshakesPerAddr, default 8 */
 	char		 proxy[1024];	/* -proxy URL or ""; cleansed */
 	int		 tls;		/* -tls: wss:// */
 	char		 cafile[1024];	/* -cafile, "" for the system's */

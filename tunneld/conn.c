@@ -48,11 +48,15 @@ struct conn {
 	char			*request;	/* ws client: upgrade request */
 	struct conn_http	 http;
 	char			 peer[64];
+	struct sockaddr_storage	 peer_ss;
+	int			 peer_ss_ok;
 	char			 reason[ERR_LEN];
 	uint8_t			*rbuf;		/* unparsed input at the front */
 	size_t			 rlen;
 	int			 reading;
 	int			 paused;
+	int			 throttled;	/* peer not reading: see conn.h */
+	size_t			 ctrl_backlog;	/* pong bytes queued */
 	uv_shutdown_t		 shutdown;
 	SSL			*ssl;
 	BIO			*rbio;		/* TLS records read */
@@ -79,7 +83,7 @@ conn_obuf(size_t n)
 }
 
 static void
-conn_peer_name(uv_tcp_t *tcp, char *out, size_t cap)
+conn_peer_name(struct conn *c, uv_tcp_t *tcp, char *out, size_t cap)
 {
 	struct sockaddr_storage	ss;
 	int			len = sizeof(ss);
@@ -87,6 +91,8 @@ conn_peer_name(uv_tcp_t *tcp, char *out, size_t cap)
 	int			port = 0;
 
 	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
+		c->peer_ss = ss;
+		c->peer_ss_ok = 1;
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 
@@ -123,10 +129,17 @@ conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->rbuf + c->rlen, CONN_RBUF - c->rlen);
 }
 
+/* Input is held back: by the owner (conn_pause) or by our output bound. */
+static int
+conn_held(const struct conn *c)
+{
+	return c->paused || c->throttled;
+}
+
 static void
 conn_start_reading(struct conn *c)
 {
-	if (c->reading || c->paused || c->state == CONN_CLOSING)
+	if (c->reading || conn_held(c) || c->state == CONN_CLOSING)
 		return;
 	if (uv_read_start((uv_stream_t *)c->tcp, conn_alloc_cb,
 	    conn_read_cb) == 0)
@@ -138,6 +151,21 @@ conn_pending(const struct conn *c)
 {
 	return uv_stream_get_write_queue_size((const uv_stream_t *)c->tcp);
 }
+
+/* Stops reading a peer that does not read what we queued for it. */
+static void
+conn_check_output(struct conn *c)
+{
+	if (c->throttled || conn_pending(c) <= CONN_WQ_HIGH)
+		return;
+	c->throttled = 1;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)c->tcp);
+		c->reading = 0;
+	}
+}
+
+static int	conn_unhold(struct conn *);
 
 static void
 conn_write_cb(uv_write_t *req, int status)
@@ -152,7 +180,15 @@ conn_write_cb(uv_write_t *req, int status)
 		conn_close(c, uv_strerror(status));
 		return;
 	}
-	if (c->cbs != NULL && c->cbs->on_drain != NULL)
+	if (conn_pending(c) == 0)
+		c->ctrl_backlog = 0;
+	if (c->throttled && conn_pending(c) < CONN_WQ_LOW) {
+		c->throttled = 0;
+		if (!c->paused && conn_unhold(c) == -1)
+			return;
+	}
+	if (c->state != CONN_CLOSING && c->cbs != NULL &&
+	    c->cbs->on_drain != NULL)
 		c->cbs->on_drain(c, c->arg);
 }
 
@@ -185,6 +221,7 @@ conn_write(struct conn *c, struct obuf *b, size_t hlen)
 		free(b);
 		return -1;
 	}
+	conn_check_output(c);
 	return 0;
 }
 
@@ -304,6 +341,25 @@ conn_send_control(struct conn *c, int opcode, const void *p, size_t n)
 	conn_send_frame(c, opcode, b);
 }
 
+/*
+ * Answers a ping.  Pongs cost us memory at the peer's pace, not ours: a
+ * peer that keeps pinging without reading the answers is closed once they
+ * pass CONN_CTRL_BACKLOG_MAX.  Returns -1 if the conn closed.
+ */
+static int
+conn_pong(struct conn *c, const void *p, size_t n)
+{
+	conn_send_control(c, WS_OP_PONG, p, n);
+	if (conn_pending(c) == 0)
+		return 0;
+	c->ctrl_backlog += WS_HDR_MAX + n;
+	if (c->ctrl_backlog > CONN_CTRL_BACKLOG_MAX) {
+		conn_close(c, "peer does not read the answers to its pings");
+		return -1;
+	}
+	return 0;
+}
+
 /* Past the proxy and TLS: upgrade to websocket, or open a raw conn. */
 static int
 conn_transport_ready(struct conn *c)
@@ -376,7 +432,7 @@ conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
 	c->arg = arg;
 	tcp->data = c;
 	uv_tcp_nodelay(tcp, 1);
-	conn_peer_name(tcp, c->peer, sizeof(c->peer));
+	conn_peer_name(c, tcp, c->peer, sizeof(c->peer));
 	c->state = CONN_OPEN;
 	if (kind == CONN_WS_SERVER) {
 		ws_dec_init(&c->dec, WS_ROLE_SERVER, WS_DEFAULT_MAX_FRAME);
@@ -489,6 +545,15 @@ const struct conn_http *
 conn_http(const struct conn *c)
 {
 	return &c->http;
+}
+
+int
+conn_peer_addr(const struct conn *c, struct sockaddr_storage *ss)
+{
+	if (!c->peer_ss_ok)
+		return -1;
+	*ss = c->peer_ss;
+	return 0;
 }
 
 const char *
@@ -646,15 +711,15 @@ conn_process(struct conn *c)
 		return 0;
 	}
 	if (!conn_is_ws(c)) {
-		if (c->rlen > 0 && !c->paused)
+		if (c->rlen > 0 && !conn_held(c))
 			c->cbs->on_data(c, c->arg, c->rbuf, c->rlen);
 		if (c->state == CONN_CLOSING)
 			return -1;
-		if (!c->paused)
+		if (!conn_held(c))
 			c->rlen = 0;
 		return 0;
 	}
-	while (c->state == CONN_OPEN && !c->paused && off < c->rlen) {
+	while (c->state == CONN_OPEN && !conn_held(c) && off < c->rlen) {
 		n = ws_dec_next(&c->dec, c->rbuf + off, c->rlen - off, &ev,
 		    &code, err);
 		if (n == 0)
@@ -672,7 +737,8 @@ conn_process(struct conn *c)
 			c->cbs->on_data(c, c->arg, ev.data, ev.len);
 			break;
 		case WS_EV_PING:
-			conn_send_control(c, WS_OP_PONG, ev.data, ev.len);
+			if (conn_pong(c, ev.data, ev.len) == -1)
+				return -1;
 			break;
 		case WS_EV_CLOSE:
 			snprintf(c->reason, sizeof(c->reason),
@@ -692,7 +758,7 @@ conn_process(struct conn *c)
 		c->rlen -= off;
 	}
 	/* Nothing legitimate stays buffered long enough to fill it. */
-	if (c->rlen == CONN_RBUF) {
+	if (c->rlen == CONN_RBUF && !conn_held(c)) {
 		conn_close(c, "input buffer overflow");
 		return -1;
 	}
@@ -747,7 +813,7 @@ conn_tls_pump(struct conn *c)
 		conn_close(c, "out of memory");
 		return -1;
 	}
-	while (!c->paused && c->state != CONN_CLOSING && c->rlen < CONN_RBUF) {
+	while (!conn_held(c) && c->state != CONN_CLOSING && c->rlen < CONN_RBUF) {
 		rc = SSL_read(c->ssl, c->rbuf + c->rlen,
 		    (int)(CONN_RBUF - c->rlen));
 		if (rc <= 0) {
@@ -769,15 +835,24 @@ conn_tls_pump(struct conn *c)
 	return 0;
 }
 
+/* Goes on with buffered input, then reads; -1 if the conn closed. */
+static int
+conn_unhold(struct conn *c)
+{
+	if (c->ssl != NULL ? conn_tls_pump(c) == -1 : conn_process(c) == -1)
+		return -1;
+	conn_start_reading(c);
+	return 0;
+}
+
 void
 conn_resume(struct conn *c)
 {
 	if (!c->paused)
 		return;
 	c->paused = 0;
-	if (c->ssl != NULL ? conn_tls_pump(c) == -1 : conn_process(c) == -1)
-		return;
-	conn_start_reading(c);
+	if (!c->throttled)
+		conn_unhold(c);
 }
 
 static void

@@ -18,6 +18,18 @@
 
 #define CONN_HEADROOM	WS_HDR_MAX
 
+/*
+ * Output bounds.  The session never queues more than about 2 x its
+ * coalescing size (TUN_COALESCE) on a conn, so only what the conn adds by
+ * itself (pongs, close frames) can pass CONN_WQ_HIGH: past it the peer is
+ * not reading and the conn stops reading it, until the queue is below
+ * CONN_WQ_LOW.  Pongs queued behind a peer that does not read close the
+ * conn once they pass CONN_CTRL_BACKLOG_MAX.
+ */
+#define CONN_WQ_HIGH		(1024 * 1024)
+#define CONN_WQ_LOW		(256 * 1024)
+#define CONN_CTRL_BACKLOG_MAX	(64 * 1024)
+
 struct conn;
 
 /*
@@ -113,6 +125,10 @@ void		 conn_set_owner(struct conn *c, const struct conn_cbs *cbs,
 const struct conn_http *conn_http(const struct conn *c);
 const char	*conn_peer(const struct conn *c);	/* "addr:port" */
 int		 conn_is_ws(const struct conn *c);
+
+/* The peer's address (getpeername at accept); -1 if unknown. */
+int		 conn_peer_addr(const struct conn *c,
+		    struct sockaddr_storage *ss);
 
 /* Refuses a server-side ws request with an HTTP status and closes. */
 void		 conn_http_refuse(struct conn *c, int status, const char *body);

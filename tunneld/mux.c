@@ -14,6 +14,7 @@
  */
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,31 @@ mux_init(struct sess *s)
 	s->next_citi = s->server ? TUN_CITI_SERVER : TUN_CITI_CLIENT;
 	TAILQ_INIT(&s->opening);
 	SLIST_INIT(&s->lsns);
+	ratelog_init(&s->peer_log, 0, 0);
+}
+
+/*
+ * A warning the peer can cause at will (a refused or failed stream
+ * request): rate-limited per session, so that a flood of requests does not
+ * become a flood of log lines; the lines dropped are counted in the next.
+ */
+static void __attribute__((format(printf, 2, 3)))
+mux_peer_warn(struct sess *s, const char *fmt, ...)
+{
+	char		 line[512];
+	unsigned long	 dropped;
+	va_list		 ap;
+
+	if (!ratelog_allow(&s->peer_log, uv_now(s->tun->loop), &dropped))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (dropped > 0)
+		log_warnx("session %" PRId64 ": %s (%lu more suppressed)",
+		    s->id, line, dropped);
+	else
+		log_warnx("session %" PRId64 ": %s", s->id, line);
 }
 
 size_t
@@ -366,7 +392,7 @@ mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
 	snprintf(r.mess, sizeof(r.mess), "%s", mess);
 	if ((json = msg_resp_header_encode(&r, &len)) == NULL)
 		return -1;
-	rc = sess_send_ctrl(s, json, len);
+	rc = sess_send_reply(s, json, len);
 	free(json);
 	return rc;
 }
@@ -378,8 +404,7 @@ mux_dial_failed(struct citi *ci, const char *why)
 
 	addr_format(&ci->dst, host, sizeof(host));
 	snprintf(mess, sizeof(mess), "dial tcp %s: %s", host, why);
-	log_warnx("session %" PRId64 ": citi %08" PRIx32 ": %s", ci->s->id,
-	    ci->id, mess);
+	mux_peer_warn(ci->s, "citi %08" PRIx32 ": %s", ci->id, mess);
 	if (!ci->peer_closed)
 		mux_send_resp(ci->s, ci->id, 0, mess);
 	mux_delete(ci);
@@ -404,7 +429,10 @@ mux_connect_cb(uv_connect_t *req, int status)
 	ci->state = CITI_OPEN;
 	log_debug("session %" PRId64 ": citi %08" PRIx32 " connected",
 	    s->id, ci->id);
-	mux_send_resp(s, ci->id, 1, "<nil>");
+	if (mux_send_resp(s, ci->id, 1, "<nil>") == -1) {
+		mux_delete(ci);
+		return;
+	}
 	ci->hdr_seq = s->next_seq - 1;
 	ci->hdr_unacked = 1;
 	if (ci->peer_closed) {
@@ -475,20 +503,20 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 
 	addr_format(&m->host, host, sizeof(host));
 	if (m->citi == PKT_CITI_CTRL || mux_find(s, m->citi) != NULL) {
-		log_warnx("session %" PRId64 ": citi %08" PRIx32 " for %s: "
-		    "id already in use, refused", s->id, m->citi, host);
+		mux_peer_warn(s, "citi %08" PRIx32 " for %s: id already in "
+		    "use, refused", m->citi, host);
 		mux_send_resp(s, m->citi, 0, "citi id in use");
 		return;
 	}
 	if (s->nciti >= TUN_MAX_CITIS) {
-		log_warnx("session %" PRId64 ": citi %08" PRIx32 " for %s: "
-		    "too many open streams, refused", s->id, m->citi, host);
+		mux_peer_warn(s, "citi %08" PRIx32 " for %s: too many open "
+		    "streams, refused", m->citi, host);
 		mux_send_resp(s, m->citi, 0, "too many streams");
 		return;
 	}
 	if (!mux_dial_allowed(s, &m->host)) {
-		log_warnx("session %" PRId64 ": refused to dial %s: not a "
-		    "target of the forward list", s->id, host);
+		mux_peer_warn(s, "refused to dial %s: not a target of the "
+		    "forward list", host);
 		mux_send_resp(s, m->citi, 0,
 		    "refused: not in the forward list");
 		return;
@@ -527,9 +555,8 @@ mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 	TAILQ_REMOVE(&s->opening, ci, olink);
 	ci->state = CITI_OPEN;
 	if (!m->result) {
-		log_warnx("session %" PRId64 ": citi %08" PRIx32 " to port %d"
-		    " refused by the peer: %s", s->id, ci->id, ci->dst.port,
-		    m->mess);
+		mux_peer_warn(s, "citi %08" PRIx32 " to port %d refused by "
+		    "the peer: %s", ci->id, ci->dst.port, m->mess);
 		/* Lets a peer that registers failed CITIs forget this one. */
 		mux_send_close(ci);
 		mux_delete(ci);
@@ -837,7 +864,11 @@ mux_stop(struct sess *s)
 	struct lsn	*l;
 	struct citi	*ci;
 	size_t		 i;
+	unsigned long	 dropped;
 
+	if ((dropped = ratelog_take(&s->peer_log)) > 0)
+		log_warnx("session %" PRId64 ": %lu more warnings about the "
+		    "peer's requests suppressed", s->id, dropped);
 	while ((l = SLIST_FIRST(&s->lsns)) != NULL) {
 		SLIST_REMOVE_HEAD(&s->lsns, link);
 		uv_close((uv_handle_t *)&l->tcp, mux_lsn_closed);

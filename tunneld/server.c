@@ -4,6 +4,7 @@
  * detached for their client to resume until -sessionTimeout.
  */
 
+#include <netdb.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,17 +13,32 @@
 #include "crypto.h"
 #include "err.h"
 #include "log.h"
+#include "peerkey.h"
 #include "tunneld.h"
 
 #define SERVER_ACCEPTS_PER_CALL	32
 #define SERVER_MAX_HANDSHAKES	512
+/*
+ * Refused peers held open for kptunnel's delay (TUN_REFUSE_DELAY_MS), in
+ * all and per address: each holds a descriptor, so beyond these a refused
+ * connection is closed at once, without the delay or an answer.
+ */
+#define SERVER_MAX_REFUSALS		64
+#define SERVER_MAX_REFUSALS_PER_ADDR	4
 
 /* A refused peer, answered after kptunnel's delay. */
 struct refusal {
+	TAILQ_ENTRY(refusal) link;
 	uv_timer_t	 timer;
-	struct conn	*conn;
+	struct conn	*conn;		/* NULL once closed */
+	struct peerkey	 key;
 	int		 ws;
 };
+
+static TAILQ_HEAD(, refusal) server_refusals =
+    TAILQ_HEAD_INITIALIZER(server_refusals);
+static int		server_nrefusals;
+static struct ratelog	server_refuse_log;	/* a flood is one address's */
 
 static int	server_nhandshakes(struct tun *);
 
@@ -37,16 +53,25 @@ server_refusal_fire(uv_timer_t *timer)
 {
 	struct refusal *r = timer->data;
 
-	if (r->ws)
-		conn_http_refuse(r->conn, 406, "");
-	else
-		conn_close(r->conn, "address not allowed");
+	TAILQ_REMOVE(&server_refusals, r, link);
+	server_nrefusals--;
+	if (r->conn != NULL) {
+		conn_set_owner(r->conn, NULL, NULL);
+		if (r->ws)
+			conn_http_refuse(r->conn, 406, "");
+		else
+			conn_close(r->conn, "address not allowed");
+	}
 	uv_close((uv_handle_t *)&r->timer, server_refusal_closed);
 }
 
 static void
 server_refusal_conn_closed(struct conn *c, void *arg, const char *reason)
 {
+	struct refusal *r = arg;
+
+	if (r != NULL)
+		r->conn = NULL;
 }
 
 static void
@@ -66,31 +91,112 @@ static const struct conn_cbs server_refusal_cbs = {
 };
 
 static int
-server_admit(struct tun *t, uv_tcp_t *tcp)
+server_admit(struct tun *t, const struct sockaddr *sa)
 {
-	struct sockaddr_storage	ss;
-	int			len = sizeof(ss);
-	size_t			i;
+	size_t i;
 
 	if (t->o->ncidr == 0)
 		return 1;
-	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
-		return 0;
 	for (i = 0; i < t->o->ncidr; i++)
-		if (cidr_match(&t->o->cidrs[i], (struct sockaddr *)&ss))
+		if (cidr_match(&t->o->cidrs[i], sa))
 			return 1;
 	return 0;
+}
+
+/* Connections of this address in their handshake (refused ones too). */
+static int
+server_handshakes_of(struct tun *t, const struct peerkey *k)
+{
+	struct sockaddr_storage	 ss;
+	struct peerkey		 hk;
+	struct hs		*h;
+	int			 n = 0;
+
+	TAILQ_FOREACH(h, &t->handshakes, link) {
+		if (h->x.conn == NULL ||
+		    conn_peer_addr(h->x.conn, &ss) == -1 ||
+		    peerkey_from(&hk, (struct sockaddr *)&ss) == -1)
+			continue;
+		if (peerkey_eq(&hk, k))
+			n++;
+	}
+	return n;
+}
+
+static int
+server_refusals_of(const struct peerkey *k)
+{
+	struct refusal	*r;
+	int		 n = 0;
+
+	TAILQ_FOREACH(r, &server_refusals, link)
+		if (peerkey_eq(&r->key, k))
+			n++;
+	return n;
+}
+
+/*
+ * Refuses an accepted connection: after kptunnel's delay with its answer
+ * while the refusals held are within bounds, at once otherwise.
+ */
+static void
+server_refuse(struct tun *t, uv_tcp_t *tcp, const struct sockaddr *sa,
+    const struct peerkey *k, const char *why)
+{
+	struct refusal	*r;
+	struct conn	*c;
+	char		 err[ERR_LEN], peer[64];
+	unsigned long	 dropped;
+	int		 ws = cli_mode_is_ws(t->o->mode), held;
+
+	held = server_nrefusals < SERVER_MAX_REFUSALS &&
+	    server_refusals_of(k) < SERVER_MAX_REFUSALS_PER_ADDR;
+	if (!held || (r = calloc(1, sizeof(*r))) == NULL) {
+		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+		c = NULL;
+	} else if ((c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
+	    CONN_RAW_SERVER, NULL, &server_refusal_cbs, r, err)) == NULL) {
+		free(r);
+		return;
+	}
+	if (ratelog_allow(&server_refuse_log, uv_now(t->loop), &dropped)) {
+		if (getnameinfo(sa, sa->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+		    peer, sizeof(peer), NULL, 0, NI_NUMERICHOST) != 0)
+			snprintf(peer, sizeof(peer), "?");
+		if (dropped > 0)
+			log_warnx("%s: connection refused (%s)%s (%lu more "
+			    "suppressed)", peer, why, held ? "" : ", closed at "
+			    "once", dropped);
+		else
+			log_warnx("%s: connection refused (%s)%s", peer, why,
+			    held ? "" : ", closed at once");
+	}
+	if (c == NULL)
+		return;
+	conn_pause(c);
+	r->conn = c;
+	r->key = *k;
+	r->ws = ws;
+	TAILQ_INSERT_TAIL(&server_refusals, r, link);
+	server_nrefusals++;
+	uv_timer_init(t->loop, &r->timer);
+	r->timer.data = r;
+	uv_timer_start(&r->timer, server_refusal_fire, TUN_REFUSE_DELAY_MS, 0);
 }
 
 static void
 server_accept_cb(uv_stream_t *lst, int status)
 {
-	struct tun	*t = lst->data;
-	uv_tcp_t	*tcp;
-	struct conn	*c;
-	struct refusal	*r;
-	char		 err[ERR_LEN];
-	int		 i, ws = cli_mode_is_ws(t->o->mode);
+	struct tun		*t = lst->data;
+	struct sockaddr_storage	 ss;
+	struct peerkey		 k;
+	uv_tcp_t		*tcp;
+	struct conn		*c;
+	char			 err[ERR_LEN];
+	int			 i, len, ws = cli_mode_is_ws(t->o->mode);
+	int			 per_addr = t->o->max_hs_per_addr > 0 ?
+				     t->o->max_hs_per_addr : CLI_MAX_HS_PER_ADDR;
 
 	if (status < 0) {
 		log_warnx("accept: %s", uv_strerror(status));
@@ -104,27 +210,27 @@ server_accept_cb(uv_stream_t *lst, int status)
 			uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
 			return;
 		}
-		if (!server_admit(t, tcp) ||
-		    server_nhandshakes(t) >= SERVER_MAX_HANDSHAKES) {
-			c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
-			    CONN_RAW_SERVER, NULL, &server_refusal_cbs, NULL,
-			    err);
-			if (c == NULL)
-				continue;
-			log_warnx("%s: connection refused (%s)", conn_peer(c),
-			    server_admit(t, tcp) ? "too many handshakes" :
+		len = sizeof(ss);
+		if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss,
+		    &len) != 0) {
+			uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+			continue;
+		}
+		peerkey_from(&k, (struct sockaddr *)&ss);
+		if (!server_admit(t, (struct sockaddr *)&ss)) {
+			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
 			    "not in -ip");
-			conn_pause(c);
-			if ((r = calloc(1, sizeof(*r))) == NULL) {
-				conn_close(c, "out of memory");
-				continue;
-			}
-			r->conn = c;
-			r->ws = ws;
-			uv_timer_init(t->loop, &r->timer);
-			r->timer.data = r;
-			uv_timer_start(&r->timer, server_refusal_fire,
-			    TUN_REFUSE_DELAY_MS, 0);
+			continue;
+		}
+		if (server_nhandshakes(t) >= SERVER_MAX_HANDSHAKES) {
+			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
+			    "too many handshakes");
+			continue;
+		}
+		if (server_handshakes_of(t, &k) >= per_addr) {
+			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
+			    "too many handshakes from this "
+			    "address, -maxHandshakesPerAddr");
 			continue;
 		}
 		c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
@@ -159,6 +265,7 @@ server_start(struct tun *t, char *err)
 	const char		*ready;
 	int			 rc;
 
+	ratelog_init(&server_refuse_log, 0, 0);
 	uv_tcp_init(t->loop, &t->listener);
 	t->listener.data = t;
 	memset(&hints, 0, sizeof(hints));

@@ -192,6 +192,8 @@ sess_acked(struct sess *s, uint64_t seq)
 	    p->seq <= seq) {
 		TAILQ_REMOVE(&s->out, p, link);
 		s->hist_bytes -= p->len;
+		if (p->reply)
+			s->hist_replies--;
 		free(p);
 	}
 	s->hist_floor = p ? p->seq : s->next_seq;
@@ -269,6 +271,36 @@ sess_send_ctrl(struct sess *s, const char *msg, size_t n)
 	p->citi = PKT_CITI_CTRL;
 	p->len = n;
 	memcpy(p->data, msg, n);
+	sess_enqueue(s, p);
+	return 0;
+}
+
+/*
+ * Queues an answer to a request of the peer (CTRL_RESP_HEADER).  Answers
+ * count as data for back-pressure, and at most TUN_REPLY_BACKLOG of them
+ * stay in the history unproven: past that the peer is flooding requests
+ * whose answers nothing will trim, and its connection is dropped (a
+ * resume's ReadNo trims what it read).  Returns 0, or -1 if the answer
+ * was not queued (the connection may be gone: check s->x).
+ */
+int
+sess_send_reply(struct sess *s, const char *msg, size_t n)
+{
+	struct opkt *p;
+
+	if (s->hist_replies >= TUN_REPLY_BACKLOG) {
+		log_warnx("session %" PRId64 ": %zu answers to stream requests "
+		    "unread by the peer", s->id, s->hist_replies);
+		sess_detach(s, "too many stream requests");
+		return -1;
+	}
+	if ((p = sess_opkt_new(n)) == NULL)
+		return -1;
+	p->citi = PKT_CITI_CTRL;
+	p->len = n;
+	p->reply = 1;
+	memcpy(p->data, msg, n);
+	s->hist_replies++;
 	sess_enqueue(s, p);
 	return 0;
 }

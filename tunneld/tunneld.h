@@ -22,6 +22,7 @@
 #include "msg.h"
 #include "pkt.h"
 #include "proxy.h"
+#include "ratelog.h"
 
 #define TUN_SYNC_GROUP		30	/* PACKET_NUM_BASE */
 #define TUN_WINDOW		59	/* packets beyond the last SYNC group */
@@ -39,6 +40,14 @@
 #define TUN_REFUSE_DELAY_MS	3000
 #define TUN_MAX_CITIS		8192	/* open streams per session */
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)
+/*
+ * Answers to the peer's stream requests (CTRL_RESP_HEADER) kept for resend
+ * without proof that the peer read them.  A refusal is never proven read
+ * by a Go peer unless later traffic proves it, so a peer that floods
+ * refused requests would grow the history without end: past this many,
+ * its connection is dropped (a resume proves what it read and trims).
+ */
+#define TUN_REPLY_BACKLOG	16384
 
 struct sess;
 struct citi;
@@ -92,6 +101,7 @@ struct opkt {
 	uint64_t	 seq;		/* session packet number */
 	uint32_t	 citi;
 	uint8_t		 kind;		/* PKT_NORMAL or PKT_SYNC */
+	uint8_t		 reply;		/* counted in sess->hist_replies */
 	int64_t		 packno;	/* SYNC */
 	uint32_t	 len;
 	uint32_t	 cap;
@@ -121,6 +131,7 @@ struct sess {
 	uint64_t	 write_no;	/* packets handed to the transport */
 	uint64_t	 hist_floor;	/* lowest seq still kept */
 	size_t		 hist_bytes;	/* payload bytes kept */
+	size_t		 hist_replies;	/* opkts with reply set kept */
 	size_t		 unsent_bytes;
 	int		 dummy_due;
 	int		 congested;
@@ -146,6 +157,7 @@ struct sess {
 	uint64_t	 bytes_at_tick;	/* activity seen by the last tick */
 	int		 trimmed;
 	int		 reconnects;
+	struct ratelog	 peer_log;	/* warnings the peer can cause */
 };
 
 /* hs.c */
@@ -164,6 +176,7 @@ int	 sess_can_resume(const struct sess *s, uint64_t peer_read_no,
 struct opkt *sess_opkt_new(size_t cap);
 void	 sess_enqueue(struct sess *s, struct opkt *p);
 int	 sess_send_ctrl(struct sess *s, const char *p, size_t n);
+int	 sess_send_reply(struct sess *s, const char *p, size_t n);
 void	 sess_send_sync(struct sess *s, uint32_t citi, int64_t packno);
 void	 sess_acked(struct sess *s, uint64_t seq);
 void	 sess_on_data(struct sess *s, uint8_t *p, size_t n);
