@@ -51,6 +51,7 @@ MIN_RETRY_GAP = 0.4
 DROP_PERIOD = 3.5
 MAX_DROPPED = 5
 SYNC_GROUP = 30
+RESUMED = "resumed (server WriteNo"     # our client's log of a resume
 
 
 def needs_crypto(name):
@@ -223,8 +224,17 @@ def dropped_resume(st, what, sock=None):
     if sock is None:
         sock = G.accept(st["ls"], timeout=15)
     peer = TG.Peer(sock, True, "server", st["enc"], what)
+    before = st["proc"].stderr().count(RESUMED)
     # checks our &mode=Reconnect, the token and WriteNo/ReadNo as recorded
     TG.client_handshake(peer, r1, st["port"], st["local"], st["target"])
+    # The Go server closed ~100 ms after its AuthResult; wait until our
+    # client has taken the AuthResult, so that what follows is the loss of
+    # a resumed connection, not a failed handshake (which backs off anyway).
+    deadline = time.monotonic() + 15
+    while st["proc"].stderr().count(RESUMED) == before:
+        assert time.monotonic() < deadline, "our client did not take the " \
+            "AuthResult of the resume:\n" + st["proc"].stderr()
+        time.sleep(0.01)
     peer.close()           # as recorded: no close frame, just the end
     return time.monotonic()
 
