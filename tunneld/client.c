@@ -64,6 +64,16 @@ client_connection_lost(struct tun *t, const char *why)
 	client_schedule(t);
 }
 
+/*
+ * The server sent a packet on the current transport: the attempt that made
+ * it succeeded, and the next loss starts the backoff from the beginning.
+ */
+void
+client_transport_proven(struct tun *t)
+{
+	t->attempts = 0;
+}
+
 void
 client_session_ended(struct tun *t, struct sess *s)
 {

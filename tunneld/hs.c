@@ -508,6 +508,18 @@ hs_client_result(struct hs *h, struct pkt *p)
 		log_info("session %" PRId64 " resumed (server WriteNo %"
 		    PRId64 " ReadNo %" PRId64 ")", s->id, r.write_no,
 		    r.read_no);
+		/*
+		 * NOTE: a resume is a successful attempt only once the server
+		 * sends a packet on it (client_transport_proven()).  A Go
+		 * server may answer "ok" and close at once: while it tears
+		 * the old connection down it hands a nil header to every
+		 * connection handler that waits within 100 ms, which ends
+		 * that handler and its connection (docs/protocol.md).
+		 * Reconnecting at once would land in that window again and
+		 * again; counted as a failure, the next try waits 500 ms.
+		 */
+		hs_attach(h, s, r.read_no);
+		return;
 	}
 	t->attempts = 0;
 	hs_attach(h, s, r.read_no);

@@ -155,6 +155,9 @@ sess_detach(struct sess *s, const char *why)
 		sess_free(s, why);	/* a OneShot tunnel ends with its link */
 		return;
 	}
+	if (!s->server && !s->x->proven && s->reconnects > 0)
+		log_info("session %" PRId64 ": lost before the server sent a "
+		    "packet; the resume counts as a failed attempt", s->id);
 	sess_drop_xport(s, why);
 	if (!s->server)
 		client_connection_lost(s->tun, why);
@@ -420,6 +423,11 @@ sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
 		if (used < 0 || sess_packet(s, x, &p, err) == -1)
 			return -1;
 		off += used;
+		if (!x->proven) {
+			x->proven = 1;
+			if (!s->server)
+				client_transport_proven(s->tun);
+		}
 	}
 	return off;
 }

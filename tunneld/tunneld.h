@@ -81,6 +81,7 @@ struct xport {
 	struct enc	*enc;		/* what we send */
 	struct enc	*dec;		/* what we receive */
 	struct buf	 in;		/* de-framed bytes not yet parsed */
+	int		 proven;	/* the peer sent a packet on it */
 };
 
 /* A connection during its handshake. */
@@ -202,6 +203,7 @@ struct sess *server_find(struct tun *t, const char *token);
 int	 client_start(struct tun *t, char *err);
 void	 client_free(struct tun *t);
 void	 client_connection_lost(struct tun *t, const char *why);
+void	 client_transport_proven(struct tun *t);
 void	 client_session_ended(struct tun *t, struct sess *s);
 void	 client_fatal(struct tun *t, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
