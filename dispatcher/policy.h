@@ -14,8 +14,10 @@
  * of its end.  Calls on it are serialised by a mutex.
  *
  * Scripts run restricted (no io, os.execute, require, load, debug...), each
- * call within an instruction budget and each state within a memory cap; a
- * script can not catch running out of either.  Every failure is returned,
+ * call within an instruction budget (library functions that loop in C
+ * charge their loops to it) and a wall-clock budget enforced by a
+ * watchdog thread, and each state within a memory cap; a script can not
+ * catch running out of any.  Every failure is returned,
  * never logged: the functions below write a one-line reason (a Lua error
  * comes with its traceback) into the caller's err of ERR_LEN bytes.
  *
@@ -36,6 +38,8 @@
 /* Per-call defaults when struct policy_limits is NULL or a field 0. */
 #define POLICY_DEF_INSTRUCTIONS	1000000UL
 #define POLICY_DEF_MEMORY	(8UL * 1024 * 1024)
+/* Wall-clock milliseconds per call: the watchdog's budget. */
+#define POLICY_DEF_TIME_MS	1000UL
 /* Below this a state could not even open its libraries. */
 #define POLICY_MIN_MEMORY	(256UL * 1024)
 
@@ -114,6 +118,7 @@ struct policy_tunnel {
 struct policy_limits {
 	unsigned long	instructions;	/* VM instructions per call */
 	size_t		memory;		/* bytes per lua_State */
+	unsigned long	time_ms;	/* wall-clock ms per call */
 };
 
 typedef void	(*policy_log_fn)(int level, const char *msg);
@@ -159,7 +164,7 @@ void	policy_unref(struct policy *p);
  * script returns true (accept), false [, status [, body]] (refuse; the
  * status defaults to 403 and must be 400..599, the body a string), or
  * nothing / nil (refuse, 403).  Returns 0 with *v filled, or -1 with err:
- * a Lua error (with traceback), the budget or memory cap (even if the
+ * a Lua error (with traceback), a budget or the memory cap (even if the
  * script caught it), or anything else returned - the caller answers 500
  * (*v then refuses with status 500 too, failing closed).
  */

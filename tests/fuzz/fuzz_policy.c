@@ -81,7 +81,7 @@ static const char fuzz_handler[] =
 static char		 fuzz_dir[] = "/tmp/fuzz_policy.XXXXXX";
 static char		 fuzz_hp[256], fuzz_cp[256];
 static struct policy	*fuzz_p;
-static const struct policy_limits fuzz_lim = { 200000, 2 * 1024 * 1024 };
+static const struct policy_limits fuzz_lim = { 200000, 2 * 1024 * 1024, 0 };
 
 /* The byte program's reader. */
 struct fuzz_in {

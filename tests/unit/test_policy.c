@@ -472,7 +472,7 @@ static void
 test_load_errors(void **state)
 {
 	struct policy		*p = (struct policy *)&p;
-	struct policy_limits	 lim = { 0, 1024 };
+	struct policy_limits	 lim = { 0, 1024, 0 };
 	char			 err[ERR_LEN];
 
 	load_fails("function getTunnelInfo(req)\n  return {\nend\n", CA_TRUE,
