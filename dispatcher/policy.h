@@ -63,11 +63,16 @@ struct policy_kv {
  * scripts see it as the table `req` (docs/lua-api.md): query is parsed
  * there into name -> first value, URL-decoded; header names are
  * lower-cased again and repeated headers joined with ", ".
+ *
+ * A caller whose HTTP layer already decoded the arguments builds query
+ * with policy_query_append(), so that the script sees each name and
+ * value exactly as decoded once (the same session the caller routes
+ * on), never decoded twice nor split at a decoded '&'.
  */
 struct policy_req {
 	const char		*method;
 	const char		*path;
-	const char		*query;		/* raw, no '?', may be "" */
+	const char		*query;		/* no '?', may be "" */
 	const struct policy_kv	*headers;	/* names lower-cased */
 	size_t			 nheaders;
 	const char		*remote_addr;	/* "1.2.3.4" or "::1" */
@@ -113,6 +118,16 @@ struct policy_tunnel {
 	/* seconds (kptunnel -int), 2..3600, default 20 */
 	int	keepalive;
 };
+
+/*
+ * Appends name (and "=value" unless value is NULL) to the query q of
+ * length *len, '&'-separated, with '%', '&', '=' and '+' %-escaped: the
+ * req table then holds name and value byte for byte.  Returns 0, or -1
+ * when it does not fit in cap bytes (q and *len unchanged but for bytes
+ * past the old end, and still terminated at *len).
+ */
+int	policy_query_append(char *q, size_t cap, size_t *len,
+	    const char *name, const char *value);
 
 /* Per call; a 0 field means its POLICY_DEF_* default. */
 struct policy_limits {
