@@ -53,7 +53,8 @@ posrelatI(lua_Integer pos, size_t len)
 /*
  * string.rep(s, n [, sep]).  The original allocates the result before it
  * loops, so the memory cap bounds a non-empty result; an empty one
- * (s and sep empty) would loop n times for nothing.
+ * (s and sep empty) would loop n times for nothing.  Either way the
+ * copies are charged, one instruction per PLIB_REP_PER.
  */
 static int
 plib_rep(lua_State *L)
@@ -64,17 +65,18 @@ plib_rep(lua_State *L)
 	(void)luaL_checklstring(L, 1, &l);
 	n = luaL_checkinteger(L, 2);
 	(void)luaL_optlstring(L, 3, "", &lsep);
-	if (n <= 0 || l + lsep == 0) {
+	if (n <= 0) {
 		lua_pushliteral(L, "");
 		return 1;
 	}
-	/*
-	 * A result over the memory cap fails before the loop, with the
-	 * memory error; one that fits pays for its copies.
-	 */
+	/* A result over the memory cap fails with the memory error. */
 	if (l + lsep <= sandbox_mem_left(L) / (lua_Unsigned)n)
 		sandbox_charge(L, (unsigned long)((lua_Unsigned)n /
 		    PLIB_REP_PER));
+	if (l + lsep == 0) {
+		lua_pushliteral(L, "");
+		return 1;
+	}
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
