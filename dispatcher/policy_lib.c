@@ -51,35 +51,54 @@ posrelatI(lua_Integer pos, size_t len)
 }
 
 /*
- * string.rep(s, n [, sep]).  The original allocates the result before it
- * loops, so the memory cap bounds a non-empty result; an empty one
- * (s and sep empty) would loop n times for nothing.  Either way the
- * copies are charged, one instruction per PLIB_REP_PER.
+ * string.rep(s, n [, sep]).  Lua's loops n times, even for an empty
+ * result; this one fills the result by doubling, O(log n) memcpy calls,
+ * after allocating it (so the memory cap bounds it).  The repetitions
+ * are charged, one instruction per PLIB_REP_PER, an empty result's too:
+ * the charge is the same whatever the strings.
  */
 static int
 plib_rep(lua_State *L)
 {
-	size_t		 l, lsep;
+	luaL_Buffer	 b;
+	const char	*s, *sep;
+	size_t		 l, lsep, u, total, filled, k;
 	lua_Integer	 n;
+	char		*p;
 
-	(void)luaL_checklstring(L, 1, &l);
+	s = luaL_checklstring(L, 1, &l);
 	n = luaL_checkinteger(L, 2);
-	(void)luaL_optlstring(L, 3, "", &lsep);
+	sep = luaL_optlstring(L, 3, "", &lsep);
 	if (n <= 0) {
 		lua_pushliteral(L, "");
 		return 1;
 	}
+	u = l + lsep;
+	if (u < l || u > (size_t)INT_MAX / (lua_Unsigned)n)
+		return luaL_error(L, "resulting string too large");
 	/* A result over the memory cap fails with the memory error. */
-	if (l + lsep <= sandbox_mem_left(L) / (lua_Unsigned)n)
+	if (u <= sandbox_mem_left(L) / (lua_Unsigned)n)
 		sandbox_charge(L, (unsigned long)((lua_Unsigned)n /
 		    PLIB_REP_PER));
-	if (l + lsep == 0) {
+	if (u == 0) {
 		lua_pushliteral(L, "");
 		return 1;
 	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
+	total = (size_t)n * l + (size_t)(n - 1) * lsep;
+	p = luaL_buffinitsize(L, &b, total);
+	/* The result is the first total bytes of (s .. sep) repeated. */
+	memcpy(p, s, l);
+	filled = l;
+	if (n > 1) {
+		memcpy(p + l, sep, lsep);
+		filled = u;
+	}
+	while (filled < total) {
+		k = filled < total - filled ? filled : total - filled;
+		memcpy(p + filled, p, k);
+		filled += k;
+	}
+	luaL_pushresultsize(&b, total);
 	return 1;
 }
 
@@ -1190,7 +1209,7 @@ plib_install(lua_State *L, int g)
 	g = lua_absindex(L, g);
 	luaL_checkstack(L, 4, NULL);
 	if (lua_getfield(L, g, "string") == LUA_TTABLE) {
-		plib_set(L, -1, "rep", plib_rep, 1);
+		plib_set(L, -1, "rep", plib_rep, 0);
 		plib_set(L, -1, "byte", plib_charged_results, 1);
 		plib_set(L, -1, "find", str_find, 0);
 		plib_set(L, -1, "match", str_match, 0);

@@ -148,7 +148,7 @@ ca_expect(const char *src, int rc, int accept, int status, const char *body,
 	p = load_ok(GT_NO, ca);
 	err[0] = '\0';
 	if (policy_can_accept(p, &r, &v, err) != rc)
-		fail_msg("rc != %d for %s (err '%s')", rc, src, err);
+		fail_msg("rc != %d (err '%s') for %s", rc, err, src);
 	if (rc == 0) {
 		assert_int_equal(v.accept, accept);
 		assert_int_equal(v.status, status);
@@ -602,7 +602,8 @@ runaway(const char *body, const char *why)
 	for (i = 0; i < 2; i++) {
 		t0 = now();
 		err[0] = '\0';
-		assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+		if (policy_can_accept(p, &r, &v, err) != -1)
+			fail_msg("canAccept '%s' did not fail", body);
 		if (strstr(err, why) == NULL)
 			fail_msg("canAccept '%s': '%s' lacks '%s'", body, err,
 			    why);
@@ -655,6 +656,197 @@ test_budget(void **state)
 	runaway("local t = {} for i = 1, 100 do t[i] = i end "
 	    "table.sort(t, function(a, b) while true do end end)",
 	    "instruction budget");
+}
+
+/*
+ * Library functions that loop in C over a count, a range or a pattern
+ * the script chose: no VM instruction runs in the loop, so only the
+ * charge to the budget stops them (docs/lua-api.md "Limits").
+ */
+static void
+test_c_loops(void **state)
+{
+	static const char *const loops[] = {
+		"local s = string.rep('', 2^62)",
+		"table.move({}, 1, math.maxinteger - 1, 2)",
+		"table.move({}, -(1 << 62), (1 << 62) - 2, 1)",
+		/* __index a C function: no VM instruction per element. */
+		"table.concat(setmetatable({}, { __index = table.concat }), "
+		    "'', 1, 2^62)",
+		/* A stateful __len could answer a wrapper's check small. */
+		"table.insert(setmetatable({}, { __len = function() "
+		    "return 2^62 end }), 1, 0)",
+		"table.remove(setmetatable({}, { __len = function() "
+		    "return 2^62 end }), 1)",
+		"table.sort(setmetatable({}, { __len = function() "
+		    "return 2^30 end, __index = rawlen }))",
+		/* Backtracking: O(n^6) steps in C. */
+		"string.find(string.rep('a', 5000), '.-.-.-.-.-b')",
+		"string.match(string.rep('a', 5000), '(.-)(.-)(.-)(.-)b')",
+		"string.gsub(string.rep('a', 5000), 'a*a*a*a*b', '')",
+		"for x in string.gmatch(string.rep('a', 5000), '.-.-.-.-b') "
+		    "do end",
+		"string.find(string.rep('(', 200000), '%b()')",
+		"string.find(string.rep('a', 4000), '[' .. "
+		    "string.rep('b', 100000) .. 'a]*c')",
+		"local c = string.rep('a', 100000) "
+		    "string.find(c .. c, '(' .. c .. ')%1b')",
+		/* A plain find compares up to #p bytes per candidate. */
+		"local s = string.rep('a', 400000) "
+		    "string.find(s, s:sub(1, 200000) .. 'b', 1, true)",
+	};
+	size_t	 i;
+
+	for (i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
+		runaway(loops[i], "instruction budget");
+}
+
+/* The bounded functions still answer as Lua's own. */
+static void
+test_c_loops_semantics(void **state)
+{
+	ca_expect("function canAccept(req)\n"
+	    "  assert(string.rep('ab', 3, ',') == 'ab,ab,ab')\n"
+	    "  assert(('x'):rep(0) == '' and string.rep('', 5) == '')\n"
+	    "  assert(#string.rep('y', 100000) == 100000)\n"
+	    "  assert(string.rep('abc', 2, '') == 'abcabc')\n"
+	    "  assert(string.rep('', 3, '-') == '--')\n"
+	    "  assert(string.rep('a', 1, '-') == 'a')\n"
+	    "  local r = string.rep('xy', 1000, '+')\n"
+	    "  assert(#r == 2999 and r:sub(-5) == 'xy+xy' and "
+	    "not r:find('yx'))\n"
+	    "  local a, b, c = string.find('Basic  dXNlcg==', "
+	    "'^(%S+)%s+(.-)$')\n"
+	    "  assert(a == 1 and b == 15 and c == 'Basic')\n"
+	    "  assert(select(4, string.find('Basic  dXNlcg==', "
+	    "'^(%S+)%s+(.-)$')) == 'dXNlcg==')\n"
+	    "  assert(string.find('a.b', '.', 1, true) == 2)\n"
+	    "  assert(string.match('t1.abc', '^(%w+)%.') == 't1')\n"
+	    "  assert(string.match('f(a(b)c)', '%b()') == '(a(b)c)')\n"
+	    "  assert(select(2, string.gsub('hello world', 'o', '0')) == 2)\n"
+	    "  assert(string.gsub('abc', '%w', '%0%0') == 'aabbcc')\n"
+	    "  assert(string.gsub('abc', '', '-') == '-a-b-c-')\n"
+	    "  local n = 0 for k, v in string.gmatch('a=1, b=2', "
+	    "'(%w+)=(%w+)') do n = n + 1 end assert(n == 2)\n"
+	    "  assert(string.find('THE (quick) fox', '%f[%a]%a+', 5) == 6)\n"
+	    "  assert(select(2, ('x'):byte(1, -1)) == nil)\n"
+	    "  assert(utf8.codepoint('\\u{48}\\u{49}', 1, -1) == 72)\n"
+	    "  local t = { 5, 3, 9, 1 } table.sort(t)\n"
+	    "  assert(table.concat(t, ',') == '1,3,5,9')\n"
+	    "  table.sort(t, function(a, b) return a > b end)\n"
+	    "  assert(table.concat(t, ',', 2, 3) == '5,3')\n"
+	    "  table.insert(t, 1, 0) table.insert(t, 7)\n"
+	    "  assert(table.concat(t, ',') == '0,9,5,3,1,7')\n"
+	    "  assert(table.remove(t, 1) == 0 and table.remove(t) == 7)\n"
+	    "  assert(table.concat(table.move(t, 1, 2, 3), ',') == "
+	    "'9,5,9,5')\n"
+	    "  assert(select('#', table.unpack({ 1, 2, 3 })) == 3)\n"
+	    "  return true\n"
+	    "end\n", 0, 1, 0, "", NULL);
+}
+
+/*
+ * The wall-clock watchdog: with an instruction budget too large to
+ * matter, a call stops after time_ms, in VM code (the hook reads the
+ * clock) and in a C loop that calls C functions without a VM
+ * instruction (only the watchdog thread's lua_sethook reaches it); a
+ * script can not catch it, and the shared state works afterwards.
+ */
+static void
+test_watchdog(void **state)
+{
+	static const char *const bodies[] = {
+		"while true do end",
+		"pcall(function() while true do end end)",
+		"table.concat(setmetatable({}, { __index = table.concat }), "
+		    "'', 1, 2^50)",
+		"string.gsub(string.rep('x', 4000000), '', tostring)",
+	};
+	struct policy_limits	 lim = { 1UL << 62, 0, 200 };
+	struct policy		*p;
+	struct policy_req	 r = req_default(), ok = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 h[1024], c[1024], err[ERR_LEN];
+	size_t			 i;
+	double			 t0;
+
+	ok.session = "";
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		snprintf(h, sizeof(h),
+		    "function getTunnelInfo(req)\n"
+		    "  if req.session ~= '' then %s end\n"
+		    "  return { id = 'x', mode = 'server', pass = 'p',\n"
+		    "    encCount = 0 }\n"
+		    "end\n", bodies[i]);
+		snprintf(c, sizeof(c),
+		    "function canAccept(req)\n"
+		    "  if req.session ~= '' then %s end\n"
+		    "  return true\n"
+		    "end\n", bodies[i]);
+		assert_int_equal(load(h, c, &lim, &p, err), 0);
+		t0 = now();
+		assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+		if (strstr(err, "time budget of 200 ms exceeded") == NULL)
+			fail_msg("canAccept '%s': '%s'", bodies[i], err);
+		assert_true(now() - t0 < 20.0);
+		assert_int_equal(policy_get_tunnel(p, &r, &t, err), -1);
+		if (strstr(err, "time budget of 200 ms exceeded") == NULL)
+			fail_msg("getTunnelInfo '%s': '%s'", bodies[i], err);
+		/* The watchdog's hook is gone: the next calls run. */
+		assert_int_equal(policy_get_tunnel(p, &ok, &t, err), 0);
+		assert_int_equal(policy_can_accept(p, &ok, &v, err), 0);
+		assert_int_equal(v.accept, 1);
+		policy_unref(p);
+	}
+}
+
+/*
+ * The dispatcher's HTTP layer decodes the query once; policy_query_append
+ * keeps what it decoded byte for byte, so req.query.session is the
+ * session routed on, and a decoded '&session=' stays inside its value.
+ */
+static void
+test_query_once(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	char			 q[64], err[ERR_LEN];
+	size_t			 len = 0;
+
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "x",
+	    "&session=evil"), 0);
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "session",
+	    "alpha%2Ebob"), 0);
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "p",
+	    "a+b c"), 0);
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "flag",
+	    NULL), 0);
+	assert_string_equal(q, "x=%26session%3Devil&session=alpha%252Ebob"
+	    "&p=a%2Bb c&flag");
+	assert_int_equal(len, strlen(q));
+	/* Too long: -1, q still terminated where it was. */
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "y",
+	    "%%%%%%%%"), -1);
+	assert_int_equal(len, strlen(q));
+	assert_string_equal(q + len - 5, "&flag");
+
+	r.query = q;
+	r.session = "alpha%2Ebob";
+	p = load_ok(GT_NO, "function canAccept(req)\n"
+	    "  if req.session == '' then return true end\n"
+	    "  local q = req.query\n"
+	    "  assert(q.session == req.session, q.session)\n"
+	    "  assert(q.session == 'alpha%2Ebob', q.session)\n"
+	    "  assert(q.x == '&session=evil', q.x)\n"
+	    "  assert(q.p == 'a+b c', q.p)\n"
+	    "  assert(q.flag == '')\n"
+	    "  return true\n"
+	    "end\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	policy_unref(p);
 }
 
 static void
@@ -1204,6 +1396,10 @@ main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_runtime_error),
 		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_c_loops),
+		cmocka_unit_test(test_c_loops_semantics),
+		cmocka_unit_test(test_watchdog),
+		cmocka_unit_test(test_query_once),
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_memory_churn),
 		cmocka_unit_test(test_globals),
