@@ -4,6 +4,7 @@
  * globals and log().  DESIGN "script safety".
  */
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -174,6 +175,17 @@ sandbox_charge(lua_State *L, unsigned long n)
 	    n > sb->insn_limit - sb->insn_used)
 		sandbox_raise(L, sb, 1, NULL);
 	sb->insn_used += n;
+}
+
+unsigned long
+sandbox_insn_left(lua_State *L)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	if (sb->insn_limit == 0)
+		return ULONG_MAX;
+	return sb->insn_used < sb->insn_limit ?
+	    sb->insn_limit - sb->insn_used : 0;
 }
 
 size_t

@@ -66,6 +66,9 @@ void	sandbox_disarm(lua_State *L);
  */
 void	sandbox_charge(lua_State *L, unsigned long n);
 
+/* Instructions left in the running call's budget; ULONG_MAX: no budget. */
+unsigned long	sandbox_insn_left(lua_State *L);
+
 /* Bytes the state may still allocate under its cap. */
 size_t	sandbox_mem_left(lua_State *L);
 
