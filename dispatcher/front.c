@@ -156,17 +156,15 @@ front_query_it(void *cls, enum MHD_ValueKind kind, const char *key,
     const char *value)
 {
 	struct hdrs	*h = cls;
-	int		 n;
 
 	if (strcmp(key, "reqinfo") == 0)
 		h->reqinfo = 1;
-	n = snprintf(h->query + h->qlen, sizeof(h->query) - h->qlen, "%s%s%s%s",
-	    h->qlen ? "&" : "", key, value ? "=" : "", value ? value : "");
-	if (n < 0 || (size_t)n >= sizeof(h->query) - h->qlen) {
+	/* MHD decoded them: escaped, so that the policy decodes only that. */
+	if (policy_query_append(h->query, sizeof(h->query), &h->qlen, key,
+	    value) == -1) {
 		h->overflow = 1;
 		return MHD_NO;
 	}
-	h->qlen += n;
 	return MHD_YES;
 }
 

@@ -29,6 +29,7 @@
 struct policy {
 	atomic_int		 refs;
 	unsigned long		 insn;
+	unsigned long		 time_ms;
 	size_t			 mem;
 	char			*ca_code;	/* NULL: admit everything */
 	size_t			 ca_len;
@@ -141,10 +142,15 @@ static int
 policy_run(lua_State *L, lua_CFunction fn, struct policy_call *c,
     char *err)
 {
+	int	 status;
+
 	lua_settop(L, 0);
 	lua_pushcfunction(L, fn);
 	lua_pushlightuserdata(L, c);
-	return sandbox_result(L, lua_pcall(L, 1, 0, 0), err);
+	sandbox_arm(L);
+	status = lua_pcall(L, 1, 0, 0);
+	sandbox_disarm(L);
+	return sandbox_result(L, status, err);
 }
 
 static int
@@ -166,7 +172,7 @@ policy_ca_run(const struct policy *p, const struct policy_req *req,
 	c.len = p->ca_len;
 	c.req = req;
 	c.verdict = v;
-	if ((L = sandbox_new(&sb, p->mem, p->insn)) == NULL) {
+	if ((L = sandbox_new(&sb, p->mem, p->insn, p->time_ms)) == NULL) {
 		err_set(err, "canAccept: out of memory");
 		goto fail;
 	}
@@ -201,7 +207,7 @@ policy_dry_tunnel(const struct policy *p, const char *code, size_t len,
 	c.len = len;
 	c.req = &policy_dry_req;
 	c.tunnel = &t;
-	if ((L = sandbox_new(&sb, p->mem, p->insn)) == NULL) {
+	if ((L = sandbox_new(&sb, p->mem, p->insn, p->time_ms)) == NULL) {
 		err_set(err, "out of memory");
 		return -1;
 	}
@@ -249,6 +255,8 @@ policy_load(const char *handler_path, const char *canaccept_path,
 	atomic_init(&p->refs, 1);
 	p->insn = lim != NULL && lim->instructions != 0 ?
 	    lim->instructions : POLICY_DEF_INSTRUCTIONS;
+	p->time_ms = lim != NULL && lim->time_ms != 0 ?
+	    lim->time_ms : POLICY_DEF_TIME_MS;
 	p->mem = lim != NULL && lim->memory != 0 ?
 	    lim->memory : POLICY_DEF_MEMORY;
 	if (p->mem < POLICY_MIN_MEMORY) {
@@ -268,7 +276,7 @@ policy_load(const char *handler_path, const char *canaccept_path,
 	    &p->ca_code, &p->ca_len, err) == -1)
 		goto fail;
 
-	if ((p->L = sandbox_new(&p->sb, p->mem, p->insn)) == NULL) {
+	if ((p->L = sandbox_new(&p->sb, p->mem, p->insn, p->time_ms)) == NULL) {
 		err_set(err, "out of memory");
 		goto fail;
 	}

@@ -14,8 +14,10 @@
  * of its end.  Calls on it are serialised by a mutex.
  *
  * Scripts run restricted (no io, os.execute, require, load, debug...), each
- * call within an instruction budget and each state within a memory cap; a
- * script can not catch running out of either.  Every failure is returned,
+ * call within an instruction budget (library functions that loop in C
+ * charge their loops to it) and a wall-clock budget enforced by a
+ * watchdog thread, and each state within a memory cap; a script can not
+ * catch running out of any.  Every failure is returned,
  * never logged: the functions below write a one-line reason (a Lua error
  * comes with its traceback) into the caller's err of ERR_LEN bytes.
  *
@@ -36,6 +38,8 @@
 /* Per-call defaults when struct policy_limits is NULL or a field 0. */
 #define POLICY_DEF_INSTRUCTIONS	1000000UL
 #define POLICY_DEF_MEMORY	(8UL * 1024 * 1024)
+/* Wall-clock milliseconds per call: the watchdog's budget. */
+#define POLICY_DEF_TIME_MS	1000UL
 /* Below this a state could not even open its libraries. */
 #define POLICY_MIN_MEMORY	(256UL * 1024)
 
@@ -59,11 +63,16 @@ struct policy_kv {
  * scripts see it as the table `req` (docs/lua-api.md): query is parsed
  * there into name -> first value, URL-decoded; header names are
  * lower-cased again and repeated headers joined with ", ".
+ *
+ * A caller whose HTTP layer already decoded the arguments builds query
+ * with policy_query_append(), so that the script sees each name and
+ * value exactly as decoded once (the same session the caller routes
+ * on), never decoded twice nor split at a decoded '&'.
  */
 struct policy_req {
 	const char		*method;
 	const char		*path;
-	const char		*query;		/* raw, no '?', may be "" */
+	const char		*query;		/* no '?', may be "" */
 	const struct policy_kv	*headers;	/* names lower-cased */
 	size_t			 nheaders;
 	const char		*remote_addr;	/* "1.2.3.4" or "::1" */
@@ -110,10 +119,21 @@ struct policy_tunnel {
 	int	keepalive;
 };
 
+/*
+ * Appends name (and "=value" unless value is NULL) to the query q of
+ * length *len, '&'-separated, with '%', '&', '=' and '+' %-escaped: the
+ * req table then holds name and value byte for byte.  Returns 0, or -1
+ * when it does not fit in cap bytes (q and *len unchanged but for bytes
+ * past the old end, and still terminated at *len).
+ */
+int	policy_query_append(char *q, size_t cap, size_t *len,
+	    const char *name, const char *value);
+
 /* Per call; a 0 field means its POLICY_DEF_* default. */
 struct policy_limits {
 	unsigned long	instructions;	/* VM instructions per call */
 	size_t		memory;		/* bytes per lua_State */
+	unsigned long	time_ms;	/* wall-clock ms per call */
 };
 
 typedef void	(*policy_log_fn)(int level, const char *msg);
@@ -159,7 +179,7 @@ void	policy_unref(struct policy *p);
  * script returns true (accept), false [, status [, body]] (refuse; the
  * status defaults to 403 and must be 400..599, the body a string), or
  * nothing / nil (refuse, 403).  Returns 0 with *v filled, or -1 with err:
- * a Lua error (with traceback), the budget or memory cap (even if the
+ * a Lua error (with traceback), a budget or the memory cap (even if the
  * script caught it), or anything else returned - the caller answers 500
  * (*v then refuses with status 500 too, failing closed).
  */

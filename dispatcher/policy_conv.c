@@ -99,6 +99,61 @@ conv_push_decoded(lua_State *L, const char *s, size_t n)
 	luaL_pushresult(&b);
 }
 
+/* Appends s to q, escaping what conv_push_decoded() would read. */
+static int
+conv_escape(char *q, size_t cap, size_t *len, const char *s)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	unsigned char		 c;
+
+	for (; *s != '\0'; s++) {
+		c = (unsigned char)*s;
+		if (c == '%' || c == '&' || c == '=' || c == '+') {
+			if (cap - *len < 4)
+				return -1;
+			q[(*len)++] = '%';
+			q[(*len)++] = hex[c >> 4];
+			q[(*len)++] = hex[c & 15];
+		} else {
+			if (cap - *len < 2)
+				return -1;
+			q[(*len)++] = (char)c;
+		}
+	}
+	q[*len] = '\0';
+	return 0;
+}
+
+int
+policy_query_append(char *q, size_t cap, size_t *len, const char *name,
+    const char *value)
+{
+	size_t	 n = *len;
+
+	if (n >= cap)
+		return -1;
+	if (n > 0) {
+		if (cap - n < 2)
+			goto fail;
+		q[n++] = '&';
+	}
+	if (conv_escape(q, cap, &n, name) == -1)
+		goto fail;
+	if (value != NULL) {
+		if (cap - n < 2)
+			goto fail;
+		q[n++] = '=';
+		if (conv_escape(q, cap, &n, value) == -1)
+			goto fail;
+	}
+	q[n] = '\0';
+	*len = n;
+	return 0;
+ fail:
+	q[*len] = '\0';
+	return -1;
+}
+
 /* name -> first value, as Go's url.Query().Get() would answer. */
 static void
 conv_push_query(lua_State *L, const char *q)

@@ -4,11 +4,14 @@
  * globals and log().  DESIGN "script safety".
  */
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -16,6 +19,7 @@
 
 #include "err.h"
 #include "policy.h"
+#include "policy_lib.h"
 #include "policy_sandbox.h"
 
 /*
@@ -39,6 +43,20 @@ struct sandbox_compile_args {
 };
 
 static _Atomic(policy_log_fn) sandbox_logger;
+
+/*
+ * The watchdog: armed sandboxes in a list, and one thread that wakes at
+ * the earliest deadline.  wd_wake is when it will wake next, so that
+ * arming a call signals it only when the new deadline comes sooner.
+ */
+static pthread_once_t	 wd_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t	 wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	 wd_cond;
+static struct sandbox	*wd_head;
+static uint64_t		 wd_wake;
+static int		 wd_ok;
+
+static void	sandbox_hook(lua_State *, lua_Debug *);
 
 /*
  * The base library functions a script keeps; pcall, xpcall and
@@ -89,8 +107,40 @@ sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return np;
 }
 
+static uint64_t
+sandbox_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Raises the error of whichever cap was hit first, noting where. */
+static void
+sandbox_raise(lua_State *L, struct sandbox *sb, int insn, lua_Debug *ar)
+{
+	lua_Debug	 d;
+
+	if (!sb->budget_hit && !sb->time_hit) {
+		if (insn)
+			sb->budget_hit = 1;
+		else
+			sb->time_hit = 1;
+		if (ar == NULL && lua_getstack(L, 1, &d))
+			ar = &d;
+		if (ar != NULL && lua_getinfo(L, "Sl", ar) != 0)
+			snprintf(sb->where, sizeof(sb->where), "%s:%d",
+			    ar->short_src, ar->currentline);
+	}
+	if (sb->time_hit)
+		luaL_error(L, "time budget exceeded");
+	luaL_error(L, "instruction budget exceeded");
+}
+
 /*
- * Count hook.  Once the budget is gone it raises again at every step:
+ * Count hook, and after the watchdog expired the call, also call and
+ * return hook.  Once a budget is gone it raises again at every hook:
  * code that still runs after the first error (a __close handler while it
  * unwinds) stops too.
  */
@@ -99,16 +149,161 @@ sandbox_hook(lua_State *L, lua_Debug *ar)
 {
 	struct sandbox	*sb = sandbox_of(L);
 
-	sb->insn_used += (unsigned long)sb->insn_step;
-	if (!sb->budget_hit) {
-		if (sb->insn_used <= sb->insn_limit)
-			return;
-		sb->budget_hit = 1;
-		if (lua_getinfo(L, "Sl", ar) != 0)
-			snprintf(sb->where, sizeof(sb->where), "%s:%d",
-			    ar->short_src, ar->currentline);
+	if (ar->event == LUA_HOOKCOUNT)
+		sb->insn_used += (unsigned long)sb->insn_step;
+	if (sb->budget_hit || sb->time_hit)
+		sandbox_raise(L, sb, 0, ar);
+	/* A clock read per step of 1000 instructions costs nothing. */
+	if (atomic_load_explicit(&sb->expired, memory_order_relaxed) ||
+	    (sb->deadline != 0 && sandbox_now() >= sb->deadline))
+		sandbox_raise(L, sb, 0, ar);
+	if (sb->insn_limit != 0 && sb->insn_used > sb->insn_limit)
+		sandbox_raise(L, sb, 1, ar);
+}
+
+void
+sandbox_charge(lua_State *L, unsigned long n)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	if (sb->budget_hit || sb->time_hit ||
+	    atomic_load_explicit(&sb->expired, memory_order_relaxed))
+		sandbox_raise(L, sb, 0, NULL);
+	if (sb->insn_limit == 0)
+		return;
+	if (sb->insn_used > sb->insn_limit ||
+	    n > sb->insn_limit - sb->insn_used)
+		sandbox_raise(L, sb, 1, NULL);
+	sb->insn_used += n;
+}
+
+unsigned long
+sandbox_insn_left(lua_State *L)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	if (sb->insn_limit == 0)
+		return ULONG_MAX;
+	return sb->insn_used < sb->insn_limit ?
+	    sb->insn_limit - sb->insn_used : 0;
+}
+
+size_t
+sandbox_mem_left(lua_State *L)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	return sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used :
+	    0;
+}
+
+static void *
+sandbox_wd_main(void *arg)
+{
+	struct sandbox	*sb;
+	struct timespec	 ts;
+	uint64_t	 now, next;
+
+	(void)arg;
+	pthread_mutex_lock(&wd_lock);
+	for (;;) {
+		now = sandbox_now();
+		next = now + 3600 * 1000000000ull;
+		for (sb = wd_head; sb != NULL; sb = sb->wd_next) {
+			if (sb->deadline > now) {
+				if (sb->deadline < next)
+					next = sb->deadline;
+				continue;
+			}
+			if (atomic_exchange(&sb->expired, 1))
+				continue;
+			/*
+			 * A C function the budget does not reach (one
+			 * calling others without a VM instruction) meets a
+			 * hook at its next call.  lua_sethook may be called
+			 * asynchronously (ldebug.c); the call holds its
+			 * state until sandbox_disarm(), which takes wd_lock.
+			 */
+			lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT |
+			    LUA_MASKCALL | LUA_MASKRET, 1);
+		}
+		wd_wake = next;
+		ts.tv_sec = (time_t)(next / 1000000000u);
+		ts.tv_nsec = (long)(next % 1000000000u);
+		pthread_cond_timedwait(&wd_cond, &wd_lock, &ts);
 	}
-	luaL_error(L, "instruction budget exceeded");
+	return NULL;
+}
+
+static void
+sandbox_wd_start(void)
+{
+	pthread_condattr_t	 ca;
+	pthread_attr_t		 ta;
+	pthread_t		 t;
+
+	if (pthread_condattr_init(&ca) != 0)
+		return;
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&wd_cond, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		return;
+	}
+	pthread_condattr_destroy(&ca);
+	if (pthread_attr_init(&ta) != 0)
+		return;
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	/* Without it the hook's clock check still bounds VM code. */
+	if (pthread_create(&t, &ta, sandbox_wd_main, NULL) == 0)
+		wd_ok = 1;
+	pthread_attr_destroy(&ta);
+}
+
+void
+sandbox_arm(lua_State *L)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	/* The watchdog may have left a hook on every instruction. */
+	if (sb->insn_limit > 0 || sb->time_ms > 0)
+		lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, sb->insn_step);
+	if (sb->time_ms == 0)
+		return;
+	sb->L = L;
+	sb->deadline = sandbox_now() + (uint64_t)sb->time_ms * 1000000u;
+	pthread_once(&wd_once, sandbox_wd_start);
+	if (!wd_ok)
+		return;
+	pthread_mutex_lock(&wd_lock);
+	sb->wd_prev = NULL;
+	sb->wd_next = wd_head;
+	if (wd_head != NULL)
+		wd_head->wd_prev = sb;
+	wd_head = sb;
+	if (sb->deadline < wd_wake || wd_wake == 0)
+		pthread_cond_signal(&wd_cond);
+	pthread_mutex_unlock(&wd_lock);
+}
+
+void
+sandbox_disarm(lua_State *L)
+{
+	struct sandbox	*sb = sandbox_of(L);
+
+	if (sb->deadline == 0)
+		return;
+	if (wd_ok) {
+		pthread_mutex_lock(&wd_lock);
+		if (sb->wd_prev != NULL)
+			sb->wd_prev->wd_next = sb->wd_next;
+		else
+			wd_head = sb->wd_next;
+		if (sb->wd_next != NULL)
+			sb->wd_next->wd_prev = sb->wd_prev;
+		sb->wd_next = sb->wd_prev = NULL;
+		pthread_mutex_unlock(&wd_lock);
+	}
+	sb->deadline = 0;
 }
 
 /* 1 if the error of status must not be caught by a script. */
@@ -119,7 +314,10 @@ sandbox_fatal(lua_State *L, int status)
 
 	if (status == LUA_ERRMEM)
 		sb->mem_hit = 1;
-	return sb->mem_hit || sb->budget_hit;
+	if (!sb->budget_hit &&
+	    atomic_load_explicit(&sb->expired, memory_order_relaxed))
+		sb->time_hit = 1;
+	return sb->mem_hit || sb->budget_hit || sb->time_hit;
 }
 
 /* pcall(f, ...) as in lbaselib.c, except for budget and memory errors. */
@@ -153,7 +351,7 @@ sandbox_xpcall_msgh(lua_State *L)
 {
 	struct sandbox	*sb = sandbox_of(L);
 
-	if (sb->budget_hit || sb->mem_hit)
+	if (sb->budget_hit || sb->mem_hit || sb->time_hit)
 		return 1;
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
@@ -262,7 +460,7 @@ sandbox_msgh(lua_State *L)
 
 	if (msg == NULL) {
 		/* Hooks may be off here (see sandbox_xpcall_msgh). */
-		if (!sb->budget_hit && !sb->mem_hit &&
+		if (!sb->budget_hit && !sb->mem_hit && !sb->time_hit &&
 		    luaL_callmeta(L, 1, "__tostring") &&
 		    lua_type(L, -1) == LUA_TSTRING)
 			msg = lua_tostring(L, -1);
@@ -281,17 +479,21 @@ policy_set_logger(policy_log_fn fn)
 }
 
 lua_State *
-sandbox_new(struct sandbox *sb, size_t mem, unsigned long insn)
+sandbox_new(struct sandbox *sb, size_t mem, unsigned long insn,
+    unsigned long time_ms)
 {
 	lua_State	*L;
 
 	memset(sb, 0, sizeof(*sb));
+	atomic_init(&sb->expired, 0);
 	sb->mem_limit = mem;
 	sb->insn_limit = insn;
-	sb->insn_step = insn < SANDBOX_STEP ? (int)insn : SANDBOX_STEP;
+	sb->time_ms = time_ms;
+	sb->insn_step = insn > 0 && insn < SANDBOX_STEP ? (int)insn :
+	    SANDBOX_STEP;
 	if ((L = lua_newstate(sandbox_alloc, sb)) == NULL)
 		return NULL;
-	if (insn > 0)
+	if (insn > 0 || time_ms > 0)
 		lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, sb->insn_step);
 	return L;
 }
@@ -302,6 +504,8 @@ sandbox_reset(struct sandbox *sb)
 	sb->insn_used = 0;
 	sb->budget_hit = 0;
 	sb->mem_hit = 0;
+	sb->time_hit = 0;
+	atomic_store(&sb->expired, 0);
 	sb->where[0] = '\0';
 }
 
@@ -369,6 +573,8 @@ sandbox_openlibs(lua_State *L)
 	lua_pushnil(L);
 	lua_setfield(L, -2, "dump");
 	lua_pop(L, 1);
+	/* Functions that loop in C, bounded (docs/lua-api.md "Limits"). */
+	plib_install(L, g);
 
 	/* os: time, clock and date behind a read-only proxy. */
 	lua_pushcfunction(L, luaopen_os);
@@ -424,9 +630,17 @@ sandbox_result(lua_State *L, int status, char *err)
 
 	if (status == LUA_ERRMEM)
 		sb->mem_hit = 1;
+	if (status != LUA_OK && !sb->budget_hit &&
+	    atomic_load(&sb->expired))
+		sb->time_hit = 1;
 	if (sb->budget_hit) {
 		err_set(err, "instruction budget of %lu exceeded%s%s",
 		    sb->insn_limit, sb->where[0] != '\0' ? " at " : "",
+		    sb->where);
+		rc = -1;
+	} else if (sb->time_hit) {
+		err_set(err, "time budget of %lu ms exceeded%s%s",
+		    sb->time_ms, sb->where[0] != '\0' ? " at " : "",
 		    sb->where);
 		rc = -1;
 	} else if (sb->mem_hit) {
@@ -491,7 +705,7 @@ sandbox_compile(const char *path, char **code, size_t *len, char *err)
 
 	memset(&a, 0, sizeof(a));
 	a.path = path;
-	if ((L = sandbox_new(&sb, SANDBOX_COMPILE_MEM, 0)) == NULL) {
+	if ((L = sandbox_new(&sb, SANDBOX_COMPILE_MEM, 0, 0)) == NULL) {
 		err_set(err, "%s: out of memory", path);
 		goto fail;
 	}

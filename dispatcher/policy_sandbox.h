@@ -10,7 +10,9 @@
  * end in Lua's panic, i.e. abort().
  */
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -23,19 +25,52 @@ struct sandbox {
 	int		 budget_hit;	/* sticky until sandbox_reset() */
 	int		 mem_hit;	/* sticky until sandbox_reset() */
 	int		 quiet;		/* dry runs: log() discards */
+	int		 time_hit;	/* sticky until sandbox_reset() */
+	unsigned long	 time_ms;	/* wall-clock budget per call */
+	uint64_t	 deadline;	/* CLOCK_MONOTONIC ns, while armed */
+	atomic_int	 expired;	/* set by the watchdog thread */
+	lua_State	*L;
+	struct sandbox	*wd_next;	/* the watchdog's list, while armed */
+	struct sandbox	*wd_prev;
 	char		 where[96];	/* "file:line" the budget ran out at */
 };
 
 /*
  * A state allocating through sb (limit mem bytes), with a count hook
- * enforcing insn instructions per call when insn > 0.  NULL if even the
- * state did not fit.  Close it with lua_close(); sb must outlive it.
+ * enforcing insn instructions per call when insn > 0, and time_ms
+ * milliseconds of wall-clock time per armed call when time_ms > 0.  NULL
+ * if even the state did not fit.  Close it with lua_close(); sb must
+ * outlive it.
  */
 lua_State	*sandbox_new(struct sandbox *sb, size_t mem,
-		    unsigned long insn);
+		    unsigned long insn, unsigned long time_ms);
 
 /* Clears the budget and the sticky flags before a call. */
 void	sandbox_reset(struct sandbox *sb);
+
+/*
+ * Starts the wall-clock budget of one call on L: from now, the count
+ * hook and sandbox_charge() raise once it is past, and the watchdog
+ * thread (started at the first call) forces a hook on every instruction,
+ * call and return of a call still running then.  Pair with
+ * sandbox_disarm() before L is used by another call or closed.
+ */
+void	sandbox_arm(lua_State *L);
+void	sandbox_disarm(lua_State *L);
+
+/*
+ * Charges n instructions' worth of work done in C to the running call
+ * (policy_lib.c): raises "instruction budget exceeded" when it does not
+ * fit, or "time budget exceeded" once the watchdog expired the call,
+ * both uncatchable by the script like the hook's (raises).
+ */
+void	sandbox_charge(lua_State *L, unsigned long n);
+
+/* Instructions left in the running call's budget; ULONG_MAX: no budget. */
+unsigned long	sandbox_insn_left(lua_State *L);
+
+/* Bytes the state may still allocate under its cap. */
+size_t	sandbox_mem_left(lua_State *L);
 
 /* Installs the restricted globals in L (raises). */
 void	sandbox_openlibs(lua_State *L);

@@ -8,8 +8,13 @@
  *  - tables and values built from the input by a small byte program go
  *    through the result converters directly.
  *
+ *  - the bounded library (policy_lib.c): the input's fields are a
+ *    subject, a pattern and a replacement for string.find, match, gmatch
+ *    and gsub under a small budget; and name/value pairs joined with
+ *    policy_query_append() must read back unchanged from req.query.
+ *
  * The first byte selects the paths (bit 0: request, bit 1: tunnel
- * table, bit 2: canAccept values).  Whatever the input, nothing may
+ * table, bit 2: canAccept values, bit 3: library and query).  Whatever the input, nothing may
  * crash, and whatever is accepted must satisfy policy.h's promises.
  */
 
@@ -81,7 +86,7 @@ static const char fuzz_handler[] =
 static char		 fuzz_dir[] = "/tmp/fuzz_policy.XXXXXX";
 static char		 fuzz_hp[256], fuzz_cp[256];
 static struct policy	*fuzz_p;
-static const struct policy_limits fuzz_lim = { 200000, 2 * 1024 * 1024 };
+static const struct policy_limits fuzz_lim = { 200000, 2 * 1024 * 1024, 0 };
 
 /* The byte program's reader. */
 struct fuzz_in {
@@ -392,7 +397,7 @@ fuzz_convert(lua_CFunction fn, const uint8_t *data, size_t size)
 	lua_State	*L;
 	char		 err[ERR_LEN] = "";
 
-	if ((L = sandbox_new(&sb, 2 * 1024 * 1024, 0)) == NULL)
+	if ((L = sandbox_new(&sb, 2 * 1024 * 1024, 0, 0)) == NULL)
 		return;
 	lua_pushcfunction(L, fn);
 	lua_pushlightuserdata(L, &in);
@@ -400,6 +405,96 @@ fuzz_convert(lua_CFunction fn, const uint8_t *data, size_t size)
 	(void)sandbox_result(L, lua_pcall(L, 1, 0, 0), err);
 	CHECK(fuzz_terminated(err, sizeof(err)));
 	lua_close(L);
+}
+
+struct fuzz_lib {
+	const char	*f[16];
+	size_t		 len[16];
+	size_t		 nf;
+	char		 q[2048];
+};
+
+static int
+fuzz_lib_main(lua_State *L)
+{
+	static const char *const fns[] = { "find", "match", "gsub" };
+	struct fuzz_lib		*a = lua_touserdata(L, 1);
+	struct policy_req	 r;
+	size_t			 i, j, len = 0;
+	int			 first;
+
+	sandbox_openlibs(L);
+	/* Patterns: errors are fine, running away is not. */
+	for (i = 0; i < 3 && a->nf >= 2; i++) {
+		lua_getglobal(L, "string");
+		lua_getfield(L, -1, fns[i]);
+		lua_pushlstring(L, a->f[0], a->len[0]);
+		lua_pushlstring(L, a->f[1], a->len[1]);
+		if (i == 2)
+			lua_pushlstring(L, a->nf > 2 ? a->f[2] : "", a->nf > 2 ?
+			    a->len[2] : 0);
+		(void)lua_pcall(L, i == 2 ? 3 : 2, 0, 0);
+		lua_settop(L, 1);
+	}
+	/* Query: pairs (f[i], f[i + 1]) read back as the first value. */
+	for (i = 0; i + 1 < a->nf; i += 2)
+		if (policy_query_append(a->q, sizeof(a->q), &len, a->f[i],
+		    a->f[i + 1]) == -1)
+			break;
+	CHECK(strlen(a->q) == len);
+	memset(&r, 0, sizeof(r));
+	r.query = a->q;
+	conv_push_req(L, &r);
+	lua_getfield(L, -1, "query");
+	first = lua_gettop(L);
+	for (j = 0; j < i; j += 2) {
+		size_t		 n;
+		const char	*v;
+
+		if (a->f[j][0] == '\0')
+			continue;	/* empty names are skipped */
+		lua_getfield(L, first, a->f[j]);
+		v = lua_tolstring(L, -1, &n);
+		CHECK(v != NULL);
+		/* The first pair of that name wins. */
+		for (n = 0; n < j; n += 2)
+			if (strcmp(a->f[n], a->f[j]) == 0)
+				break;
+		if (n == j)
+			CHECK(strcmp(v, a->f[j + 1]) == 0);
+		lua_pop(L, 1);
+	}
+	return 0;
+}
+
+/* The library and query path: NUL-separated fields. */
+static void
+fuzz_lib(const uint8_t *data, size_t size)
+{
+	struct fuzz_lib	 a;
+	struct sandbox	 sb;
+	lua_State	*L;
+	char		*buf, err[ERR_LEN];
+	size_t		 i, start = 0;
+
+	if ((buf = malloc(size + 1)) == NULL)
+		return;
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	memset(&a, 0, sizeof(a));
+	for (i = 0; i <= size && a.nf < 16; i++)
+		if (buf[i] == '\0') {
+			a.f[a.nf] = buf + start;
+			a.len[a.nf++] = i - start;
+			start = i + 1;
+		}
+	if ((L = sandbox_new(&sb, 2 * 1024 * 1024, 200000, 0)) != NULL) {
+		lua_pushcfunction(L, fuzz_lib_main);
+		lua_pushlightuserdata(L, &a);
+		(void)sandbox_result(L, lua_pcall(L, 1, 0, 0), err);
+		lua_close(L);
+	}
+	free(buf);
 }
 
 int
@@ -418,5 +513,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_convert(fuzz_tunnel_main, data, size);
 	if (sel & 4)
 		fuzz_convert(fuzz_verdict_main, data, size);
+	if (sel & 8)
+		fuzz_lib(data, size);
 	return 0;
 }

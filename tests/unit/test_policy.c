@@ -21,6 +21,9 @@
 
 #include <cmocka.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
+
 #include "err.h"
 #include "policy.h"
 
@@ -148,7 +151,7 @@ ca_expect(const char *src, int rc, int accept, int status, const char *body,
 	p = load_ok(GT_NO, ca);
 	err[0] = '\0';
 	if (policy_can_accept(p, &r, &v, err) != rc)
-		fail_msg("rc != %d for %s (err '%s')", rc, src, err);
+		fail_msg("rc != %d (err '%s') for %s", rc, err, src);
 	if (rc == 0) {
 		assert_int_equal(v.accept, accept);
 		assert_int_equal(v.status, status);
@@ -472,7 +475,7 @@ static void
 test_load_errors(void **state)
 {
 	struct policy		*p = (struct policy *)&p;
-	struct policy_limits	 lim = { 0, 1024 };
+	struct policy_limits	 lim = { 0, 1024, 0 };
 	char			 err[ERR_LEN];
 
 	load_fails("function getTunnelInfo(req)\n  return {\nend\n", CA_TRUE,
@@ -602,7 +605,8 @@ runaway(const char *body, const char *why)
 	for (i = 0; i < 2; i++) {
 		t0 = now();
 		err[0] = '\0';
-		assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+		if (policy_can_accept(p, &r, &v, err) != -1)
+			fail_msg("canAccept '%s' did not fail", body);
 		if (strstr(err, why) == NULL)
 			fail_msg("canAccept '%s': '%s' lacks '%s'", body, err,
 			    why);
@@ -655,6 +659,406 @@ test_budget(void **state)
 	runaway("local t = {} for i = 1, 100 do t[i] = i end "
 	    "table.sort(t, function(a, b) while true do end end)",
 	    "instruction budget");
+}
+
+/*
+ * Library functions that loop in C over a count, a range or a pattern
+ * the script chose: no VM instruction runs in the loop, so only the
+ * charge to the budget stops them (docs/lua-api.md "Limits").
+ */
+static void
+test_c_loops(void **state)
+{
+	static const struct {
+		const char	*body;
+		const char	*why;
+	} loops[] = {
+		{ "local s = string.rep('', 2^62)", "instruction budget" },
+		{ "table.move({}, 1, math.maxinteger - 1, 2)",
+		    "instruction budget" },
+		{ "table.move({}, -(1 << 62), (1 << 62) - 2, 1)",
+		    "instruction budget" },
+		/*
+		 * __index a C function: no VM instruction per element; a
+		 * stateful __len could answer a check and the loop
+		 * differently.  The wrappers refuse such tables.
+		 */
+		{ "table.concat(setmetatable({}, { __index = table.concat }), "
+		    "'', 1, 2^62)", "table with a __index metamethod" },
+		{ "table.insert(setmetatable({}, { __len = function() "
+		    "return 2^62 end }), 1, 0)", "table with a __len metamethod" },
+		{ "table.remove(setmetatable({}, { __len = function() "
+		    "return 2^62 end }), 1)", "table with a __len metamethod" },
+		{ "table.sort(setmetatable({}, { __len = function() "
+		    "return 2^30 end, __index = rawlen }))",
+		    "table with a __len metamethod" },
+		{ "table.move({ 1 }, 1, 1, 1, setmetatable({}, "
+		    "{ __newindex = rawset }))", "table with a __newindex" },
+		/* Backtracking: O(n^6) steps in C, refused before. */
+		{ "string.find(string.rep('a', 5000), '.-.-.-.-.-b')",
+		    "pattern too complex for a subject of 5000 bytes" },
+		{ "string.match(string.rep('a', 5000), '(.-)(.-)(.-)(.-)b')",
+		    "pattern too complex" },
+		{ "string.gsub(string.rep('a', 5000), 'a*a*a*a*b', '')",
+		    "pattern too complex" },
+		{ "for x in string.gmatch(string.rep('a', 5000), '.-.-.-.-b') "
+		    "do end", "pattern too complex" },
+		{ "string.find(string.rep('(', 200000), '%b()')",
+		    "pattern too complex" },
+		{ "string.find(string.rep('a', 4000), '[' .. "
+		    "string.rep('b', 100000) .. 'a]*c')", "pattern too complex" },
+		{ "local c = string.rep('a', 100000) "
+		    "string.find(c .. c, '(' .. c .. ')%1b')",
+		    "pattern too complex" },
+		/* gsub scans a string replacement once per match. */
+		{ "string.gsub(string.rep('a', 100000), '', "
+		    "string.rep('%%0', 10000))", "pattern too complex" },
+		/* A plain find compares up to #p bytes per candidate. */
+		{ "local s = string.rep('a', 400000) "
+		    "string.find(s, s:sub(1, 200000) .. 'b', 1, true)",
+		    "instruction budget" },
+	};
+	size_t	 i;
+
+	for (i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
+		runaway(loops[i].body, loops[i].why);
+}
+
+/*
+ * Each refusal on its own: a catchable error naming the reason, raised
+ * before any work; and what policies do (an anchored or amortised
+ * pattern on an 8 KiB header) still works.
+ */
+static void
+test_c_loops_refusals(void **state)
+{
+	static struct policy_kv	 hs[3];
+	static char		 auth[8200], cookie[8200], ws[8200];
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	char			 err[ERR_LEN];
+
+	ca_expect("function canAccept(req)\n"
+	    "  local ok, e = pcall(function() return table.concat(\n"
+	    "    setmetatable({ 'a' }, { __len = function() return 1 end }))\n"
+	    "  end)\n"
+	    "  assert(not ok)\n"
+	    "  return false, 403, e:match(': (bad argument.*)$')\n"
+	    "end\n", 0, 0, 403, "bad argument #1 to 'concat' "
+	    "(table with a "
+	    "__len metamethod not allowed)", NULL);
+	ca_expect("function canAccept(req)\n"
+	    "  table.concat(setmetatable({ 'a' }, { __len = function() "
+	    "return 1 end }))\n"
+	    "end\n", -1, 0, 500, NULL, "table with a __len metamethod");
+	ca_expect("function canAccept(req)\n"
+	    "  local ok, e = pcall(string.find, string.rep('a', 8192), "
+	    "'(.-)=(.-);(.-)$')\n"
+	    "  assert(not ok)\n"
+	    "  return false, 403, e\n"
+	    "end\n", 0, 0, 403,
+	    "pattern too complex for a subject of 8192 bytes", NULL);
+
+	/* 8 KiB headers, the worst case for these patterns' bounds. */
+	memcpy(auth, "Bearer ", 7);
+	memset(auth + 7, 'a', 8185);
+	auth[8192] = '\0';
+	memset(cookie, '=', 8192);
+	memcpy(cookie + 8000, "session=abc123;", 15);
+	cookie[8192] = '\0';
+	memset(ws, ' ', 8192);
+	ws[8191] = 'x';
+	ws[8192] = '\0';
+	hs[0].name = "authorization";
+	hs[0].value = auth;
+	hs[1].name = "cookie";
+	hs[1].value = cookie;
+	hs[2].name = "x-spaces";
+	hs[2].value = ws;
+	r.headers = hs;
+	r.nheaders = 3;
+	p = load_ok(GT_NO, "function canAccept(req)\n"
+	    "  if req.session == '' then return true end\n"
+	    "  local h = req.headers\n"
+	    "  local tok = h.authorization:match('^Bearer%s+(%S+)$')\n"
+	    "  assert(#tok == 8185)\n"
+	    "  assert(h.cookie:match('session=(%w+)') == 'abc123')\n"
+	    "  assert(h['x-spaces']:gsub('%s+', '') == 'x')\n"
+	    "  assert(h['x-spaces']:find('x', 1, true) == 8192)\n"
+	    "  return true\n"
+	    "end\n");
+	err[0] = '\0';
+	if (policy_can_accept(p, &r, &v, err) != 0)
+		fail_msg("8 KiB headers: %s", err);
+	assert_int_equal(v.accept, 1);
+	policy_unref(p);
+}
+
+/*
+ * Normal uses of the wrapped functions, each a chunk returning values:
+ * test_c_loops_semantics runs them in a policy and in a plain Lua state
+ * with the real library, and wants the same results.
+ */
+static const char *const same_as_lua[] = {
+	"return string.find('Basic  dXNlcg==', '^(%S+)%s+(.-)$')",
+	"return string.find('a.b', '.', 1, true)",
+	"return string.find('hello world', 'o w')",
+	"return string.find('hello', 'l+', 1)",
+	"return string.find('hello', 'xyz')",
+	"return string.find('abcb', 'b', -1)",
+	"return string.find('abc', '', 10)",
+	"return string.find('THE (quick) fox', '%f[%a]%a+', 5)",
+	"return string.match('t1.abc', '^(%w+)%.')",
+	"return string.match('f(a(b)c)', '%b()')",
+	"return string.match('key = value', '(%w+)%s*=%s*(%w+)')",
+	"return string.match('  trim me  ', '^%s*(.-)%s*$')",
+	"return string.match('2024-01-02', '(%d+)-(%d+)-(%d+)')",
+	"return string.match('hello', '()ll()')",
+	"return string.match('a[x]b', '[%[%]]x?')",
+	"return string.match('abab', '(ab)%1')",
+	"return string.match('x-y', '[^%w]')",
+	"return string.match('hello', '.-l', 2)",
+	"return string.gsub('hello world', 'o', '0')",
+	"return string.gsub('abc', '%w', '%0%0')",
+	"return string.gsub('abc', '', '-')",
+	"return string.gsub('hello world', '(%w+)', '<%1>', 1)",
+	"return string.gsub('$a is $b', '%$(%w+)', { a = 'x', b = 3 })",
+	"return string.gsub('abc', '.', function(c) return c:upper() end)",
+	"return string.gsub('x^2 x', '^x', 'y')",
+	"return string.gsub('  a  b  ', '%s+', ' ')",
+	"local o = {} for k, v in string.gmatch('a=1, b=2', '(%w+)=(%w+)') "
+	    "do o[#o + 1] = k .. v end return table.concat(o, ',')",
+	"local o = {} for k in string.gmatch('abcabc', 'b', 3) "
+	    "do o[#o + 1] = k end return #o",
+	"local o = {} for k in string.gmatch('^a^a', '^a') "
+	    "do o[#o + 1] = k end return #o",
+	"return ('x'):rep(3, ','), string.rep('ab', 0)",
+	"return string.byte('abc', 1, -1)",
+	"return utf8.codepoint('\\u{48}\\u{49}', 1, -1)",
+	"return table.concat({ 1, 2, 3 }, ', ', 2, 3), table.concat({}, 'x')",
+	"return table.concat({ 1, 'a', 2.5 })",
+	"local t = { 5, 3, 9, 1 } table.sort(t) return table.concat(t, ',')",
+	"local t = { 'b', 'c', 'a' } table.sort(t, function(a, b) "
+	    "return a > b end) return table.concat(t, ',')",
+	"local t = { 1, 2 } table.insert(t, 1, 0) table.insert(t, 9) "
+	    "table.insert(t, 5, 8) return table.concat(t, ',')",
+	"local t = { 1, 2, 3 } return table.remove(t, 1), table.remove(t), "
+	    "table.remove(t, #t + 1), table.remove({}), table.concat(t, ',')",
+	"return table.concat(table.move({ 1, 2, 3 }, 1, 3, 2), ',')",
+	"return table.concat(table.move({ 1, 2, 3 }, 2, 3, 1, { 7 }), ',')",
+	"return table.concat(table.move({ 1, 2, 3 }, 3, 1, 1), ',')",
+	"return table.unpack({ 1, 2, 3 })",
+	"return table.unpack({ 1, 2, 3 }, 2)",
+	"return select('#', table.unpack({ 1, 2, 3 }, -1, 1))",
+	"return table.unpack({ 1, 2, 3 }, 3, 2)",
+	"local t = setmetatable({ 2, 1 }, { __tostring = tostring }) "
+	    "table.sort(t) return t[1], t[2]",
+};
+
+/* The results of chunk, called in a function, as one string. */
+static const char same_fmt[] =
+    "local function f() %s end\n"
+    "function canAccept(req)\n"
+    "  if req.session == '' then return true end\n"
+    "  local r = table.pack(pcall(f))\n"
+    "  for i = 1, r.n do r[i] = type(r[i]) .. ':' .. tostring(r[i]) end\n"
+    "  return false, 403, table.concat(r, '|', 1, r.n)\n"
+    "end\n";
+
+/* What the plain Lua library answers, in out of len bytes. */
+static void
+plain_lua(const char *src, char *out, size_t len)
+{
+	lua_State	*L;
+	const char	*s;
+
+	if ((L = luaL_newstate()) == NULL)
+		fail_msg("luaL_newstate");
+	luaL_openlibs(L);
+	if (luaL_loadbuffer(L, src, strlen(src), "=canAccept") != LUA_OK ||
+	    lua_pcall(L, 0, 0, 0) != LUA_OK)
+		fail_msg("plain Lua: %s", lua_tostring(L, -1));
+	lua_getglobal(L, "canAccept");
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "x");
+	lua_setfield(L, -2, "session");
+	if (lua_pcall(L, 1, 3, 0) != LUA_OK ||
+	    (s = lua_tostring(L, -1)) == NULL)
+		fail_msg("plain Lua: %s", lua_tostring(L, -1));
+	snprintf(out, len, "%s", s);
+	lua_close(L);
+}
+
+/* The bounded functions still answer as Lua's own. */
+static void
+test_c_loops_semantics(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	char			 src[2048], want[POLICY_BODY_LEN];
+	char			 err[ERR_LEN];
+	size_t			 i;
+
+	ca_expect("function canAccept(req)\n"
+	    "  assert(string.rep('ab', 3, ',') == 'ab,ab,ab')\n"
+	    "  assert(('x'):rep(0) == '' and string.rep('', 5) == '')\n"
+	    "  assert(#string.rep('y', 100000) == 100000)\n"
+	    "  assert(string.rep('abc', 2, '') == 'abcabc')\n"
+	    "  assert(string.rep('', 3, '-') == '--')\n"
+	    "  assert(string.rep('a', 1, '-') == 'a')\n"
+	    "  local r = string.rep('xy', 1000, '+')\n"
+	    "  assert(#r == 2999 and r:sub(-5) == 'xy+xy' and "
+	    "not r:find('yx'))\n"
+	    "  local a, b, c = string.find('Basic  dXNlcg==', "
+	    "'^(%S+)%s+(.-)$')\n"
+	    "  assert(a == 1 and b == 15 and c == 'Basic')\n"
+	    "  assert(select(4, string.find('Basic  dXNlcg==', "
+	    "'^(%S+)%s+(.-)$')) == 'dXNlcg==')\n"
+	    "  assert(string.find('a.b', '.', 1, true) == 2)\n"
+	    "  assert(string.match('t1.abc', '^(%w+)%.') == 't1')\n"
+	    "  assert(string.match('f(a(b)c)', '%b()') == '(a(b)c)')\n"
+	    "  assert(select(2, string.gsub('hello world', 'o', '0')) == 2)\n"
+	    "  assert(string.gsub('abc', '%w', '%0%0') == 'aabbcc')\n"
+	    "  assert(string.gsub('abc', '', '-') == '-a-b-c-')\n"
+	    "  local n = 0 for k, v in string.gmatch('a=1, b=2', "
+	    "'(%w+)=(%w+)') do n = n + 1 end assert(n == 2)\n"
+	    "  assert(string.find('THE (quick) fox', '%f[%a]%a+', 5) == 6)\n"
+	    "  assert(select(2, ('x'):byte(1, -1)) == nil)\n"
+	    "  assert(utf8.codepoint('\\u{48}\\u{49}', 1, -1) == 72)\n"
+	    "  local t = { 5, 3, 9, 1 } table.sort(t)\n"
+	    "  assert(table.concat(t, ',') == '1,3,5,9')\n"
+	    "  table.sort(t, function(a, b) return a > b end)\n"
+	    "  assert(table.concat(t, ',', 2, 3) == '5,3')\n"
+	    "  table.insert(t, 1, 0) table.insert(t, 7)\n"
+	    "  assert(table.concat(t, ',') == '0,9,5,3,1,7')\n"
+	    "  assert(table.remove(t, 1) == 0 and table.remove(t) == 7)\n"
+	    "  assert(table.concat(table.move(t, 1, 2, 3), ',') == "
+	    "'9,5,9,5')\n"
+	    "  assert(select('#', table.unpack({ 1, 2, 3 })) == 3)\n"
+	    "  return true\n"
+	    "end\n", 0, 1, 0, "", NULL);
+
+	/* Exactly what Lua's own functions answer. */
+	for (i = 0; i < sizeof(same_as_lua) / sizeof(same_as_lua[0]); i++) {
+		snprintf(src, sizeof(src), same_fmt, same_as_lua[i]);
+		plain_lua(src, want, sizeof(want));
+		if (strncmp(want, "boolean:true", 12) != 0)
+			fail_msg("'%s' failed in plain Lua: %s", same_as_lua[i],
+			    want);
+		p = load_ok(GT_NO, src);
+		err[0] = '\0';
+		if (policy_can_accept(p, &r, &v, err) != 0)
+			fail_msg("'%s': %s", same_as_lua[i], err);
+		if (strcmp(v.body, want) != 0)
+			fail_msg("'%s': policy '%s', Lua '%s'", same_as_lua[i],
+			    v.body, want);
+		policy_unref(p);
+	}
+}
+
+/*
+ * The wall-clock watchdog: with an instruction budget too large to
+ * matter, a call stops after time_ms, in VM code (the hook reads the
+ * clock) and in a C loop that calls C functions without a VM
+ * instruction (only the watchdog thread's lua_sethook reaches it); a
+ * script can not catch it, and the shared state works afterwards.
+ */
+static void
+test_watchdog(void **state)
+{
+	static const char *const bodies[] = {
+		"while true do end",
+		"pcall(function() while true do end end)",
+		"string.gsub(string.rep('x', 4000000), 'x', string.upper)",
+		"string.gsub(string.rep('x', 4000000), '', tostring)",
+	};
+	struct policy_limits	 lim = { 1UL << 62, 0, 200 };
+	struct policy		*p;
+	struct policy_req	 r = req_default(), ok = req_default();
+	struct policy_verdict	 v;
+	struct policy_tunnel	 t;
+	char			 h[1024], c[1024], err[ERR_LEN];
+	size_t			 i;
+	double			 t0;
+
+	ok.session = "";
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		snprintf(h, sizeof(h),
+		    "function getTunnelInfo(req)\n"
+		    "  if req.session ~= '' then %s end\n"
+		    "  return { id = 'x', mode = 'server', pass = 'p',\n"
+		    "    encCount = 0 }\n"
+		    "end\n", bodies[i]);
+		snprintf(c, sizeof(c),
+		    "function canAccept(req)\n"
+		    "  if req.session ~= '' then %s end\n"
+		    "  return true\n"
+		    "end\n", bodies[i]);
+		assert_int_equal(load(h, c, &lim, &p, err), 0);
+		t0 = now();
+		assert_int_equal(policy_can_accept(p, &r, &v, err), -1);
+		if (strstr(err, "time budget of 200 ms exceeded") == NULL)
+			fail_msg("canAccept '%s': '%s'", bodies[i], err);
+		assert_true(now() - t0 < 20.0);
+		assert_int_equal(policy_get_tunnel(p, &r, &t, err), -1);
+		if (strstr(err, "time budget of 200 ms exceeded") == NULL)
+			fail_msg("getTunnelInfo '%s': '%s'", bodies[i], err);
+		/* The watchdog's hook is gone: the next calls run. */
+		assert_int_equal(policy_get_tunnel(p, &ok, &t, err), 0);
+		assert_int_equal(policy_can_accept(p, &ok, &v, err), 0);
+		assert_int_equal(v.accept, 1);
+		policy_unref(p);
+	}
+}
+
+/*
+ * The dispatcher's HTTP layer decodes the query once; policy_query_append
+ * keeps what it decoded byte for byte, so req.query.session is the
+ * session routed on, and a decoded '&session=' stays inside its value.
+ */
+static void
+test_query_once(void **state)
+{
+	struct policy		*p;
+	struct policy_req	 r = req_default();
+	struct policy_verdict	 v;
+	char			 q[64], err[ERR_LEN];
+	size_t			 len = 0;
+
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "x",
+	    "&session=evil"), 0);
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "session",
+	    "alpha%2Ebob"), 0);
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "p",
+	    "a+b c"), 0);
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "flag",
+	    NULL), 0);
+	assert_string_equal(q, "x=%26session%3Devil&session=alpha%252Ebob"
+	    "&p=a%2Bb c&flag");
+	assert_int_equal(len, strlen(q));
+	/* Too long: -1, q still terminated where it was. */
+	assert_int_equal(policy_query_append(q, sizeof(q), &len, "y",
+	    "%%%%%%%%"), -1);
+	assert_int_equal(len, strlen(q));
+	assert_string_equal(q + len - 5, "&flag");
+
+	r.query = q;
+	r.session = "alpha%2Ebob";
+	p = load_ok(GT_NO, "function canAccept(req)\n"
+	    "  if req.session == '' then return true end\n"
+	    "  local q = req.query\n"
+	    "  assert(q.session == req.session, q.session)\n"
+	    "  assert(q.session == 'alpha%2Ebob', q.session)\n"
+	    "  assert(q.x == '&session=evil', q.x)\n"
+	    "  assert(q.p == 'a+b c', q.p)\n"
+	    "  assert(q.flag == '')\n"
+	    "  return true\n"
+	    "end\n");
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	policy_unref(p);
 }
 
 static void
@@ -1204,6 +1608,11 @@ main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_runtime_error),
 		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_c_loops),
+		cmocka_unit_test(test_c_loops_semantics),
+		cmocka_unit_test(test_c_loops_refusals),
+		cmocka_unit_test(test_watchdog),
+		cmocka_unit_test(test_query_once),
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_memory_churn),
 		cmocka_unit_test(test_globals),
