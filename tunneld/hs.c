@@ -252,6 +252,12 @@ hs_server_response(struct hs *h, struct pkt *p)
 			tun_stop(t, 0);
 			return;
 		}
+		if (server_claim_listeners(t, o->fwds.n > 0 ? &o->fwds :
+		    &m.fwds, err) == -1) {
+			snprintf(ng, sizeof(ng), "%s%s", TUN_RESULT_BUSY, err);
+			hs_refuse(h, ng, err);
+			return;
+		}
 		if ((s = sess_new(t, 1)) == NULL) {
 			hs_refuse(h, "ng", "out of memory");
 			return;
@@ -261,6 +267,7 @@ hs_server_response(struct hs *h, struct pkt *p)
 		else
 			s->eff = m.fwds;
 		s->eff.null = 0;
+		server_take_listeners(t, s);
 		log_info("%s: session %" PRId64 " created",
 		    conn_peer(h->x.conn), s->id);
 	} else {
@@ -369,6 +376,13 @@ hs_client_result(struct hs *h, struct pkt *p)
 		return;
 	}
 	if (strcmp(r.result, "ok") != 0) {
+		if (strncmp(r.result, TUN_RESULT_BUSY,
+		    strlen(TUN_RESULT_BUSY)) == 0) {
+			/* Transient: retried with backoff, or fatal in time. */
+			client_refused_busy(t, r.result);
+			hs_fail(h, "refused for now");
+			return;
+		}
 		if (strncmp(r.result, "ng: not found session", 21) == 0)
 			client_fatal(t, "the server no longer knows session %s"
 			    " (it restarted or timed the session out)",
@@ -425,6 +439,7 @@ hs_client_result(struct hs *h, struct pkt *p)
 		    r.read_no);
 	}
 	t->attempts = 0;
+	t->busy_since = 0;
 	hs_attach(h, s, r.read_no);
 }
 
