@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -81,6 +82,36 @@ def echo_within(port, within, what):
         time.sleep(0.05)
 
 
+class RefusalProbe:
+    """Connects to a port every few ms in a thread and counts refusals: a
+    takeover must leave no moment in which the port is closed."""
+
+    def __init__(self, port):
+        self.port = port
+        self.tries = 0
+        self.refused = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                s = socket.create_connection((HOST, self.port), timeout=5)
+                s.close()
+            except ConnectionRefusedError:
+                self.refused += 1
+            except OSError:
+                pass
+            self.tries += 1
+            time.sleep(0.005)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(10)
+        return self.refused, self.tries
+
+
 def rclient(tunneld, port, *opts, ready=True, session=None):
     args = ["r-wsclient", "%s:%d" % (HOST, port), "-pass", PASS,
             "-encPass", ENCPASS]
@@ -110,10 +141,16 @@ def test_restarted_client_takes_over_standalone(tunneld, echo_server):
     server.wait_for(LISTENING + re.escape("%s:%d" % (HOST, lport)))
     echo_within(lport, 10 * SLOW, "first client")
 
+    probe = RefusalProbe(lport)
     c1.kill()
     server.wait_for(r"session 1: transport lost")
+    t_start = time.monotonic()
     c2 = rclient(tunneld, sport)
     took = echo_within(lport, BACK_WITHIN * SLOW, "restarted client")
+    total = time.monotonic() - t_start
+    refused, tries = probe.stop()
+    assert refused == 0, "the port refused %d of %d connections during " \
+        "the takeover" % (refused, tries)
     server.wait_for(r"session 1: closed: replaced by session 2")
     server.wait_for(r"forward listener taken over by session 2")
     assert c2.running(), c2.describe()
@@ -121,7 +158,8 @@ def test_restarted_client_takes_over_standalone(tunneld, echo_server):
     # Still the new session's, and still working.
     echo_within(lport, 10 * SLOW, "restarted client, again")
     print("TAKEOVER-REPORT standalone: port answered %.3f s after the new "
-          "session" % took)
+          "session, %.3f s after the new client started; %d probes, 0 "
+          "refused" % (took, total, tries))
 
 
 def test_second_connected_client_refused_standalone(tunneld, echo_server):
@@ -185,10 +223,16 @@ def test_restarted_client_takes_over_dispatcher(dispatch, tunneld,
                timeout=20 * SLOW)
     echo_within(lport, 10 * SLOW, "first client")
 
+    probe = RefusalProbe(lport)
     c1.kill()
     d.wait_log(r"worker: session \d+: transport lost", timeout=20 * SLOW)
+    t_start = time.monotonic()
     c2 = rclient(tunneld, d.port, session=D.new_session("rev"))
     took = echo_within(lport, BACK_WITHIN * SLOW, "restarted client")
+    total = time.monotonic() - t_start
+    refused, tries = probe.stop()
+    assert refused == 0, "the port refused %d of %d connections during " \
+        "the takeover" % (refused, tries)
     d.wait_log(r"END id=rev reason=replaced", timeout=20 * SLOW)
     d.wait_log(r"worker: forward listener %s:%d: taken over" % (
         re.escape(HOST), lport), timeout=20 * SLOW)
@@ -197,7 +241,8 @@ def test_restarted_client_takes_over_dispatcher(dispatch, tunneld,
     assert len([t for t in d.tunnels() if t["tunnel"] == "rev"]) == 1, \
         d.tunnels()
     print("TAKEOVER-REPORT dispatcher: port answered %.3f s after the new "
-          "session" % took)
+          "session, %.3f s after the new client started; %d probes, 0 "
+          "refused" % (took, total, tries))
 
 
 def test_second_connected_client_refused_dispatcher(dispatch, tunneld,
