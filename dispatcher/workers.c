@@ -542,13 +542,14 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
  */
 static void
 worker_release(struct disp *d, struct dworker *o, struct dworker *w,
-    char *busy)
+    json_t *srcs, char *busy)
 {
 	json_t		*m, *req = ctl_new(CTL_RELEASE);
 	const char	*why;
 	char		 err[ERR_LEN];
 	int		 fd, lfd, rc, n = 0;
 
+	json_object_set(req, "srcs", srcs);
 	if ((fd = worker_connect(o->sock, err)) == -1 ||
 	    ctl_send(fd, req, -1, DISP_RELEASE_MS, err) == -1)
 		goto fail;
@@ -610,7 +611,7 @@ fail:
  * connected: then w is told why and refuses its client for now.
  */
 static void
-worker_replace(struct disp *d, struct dworker *w)
+worker_replace(struct disp *d, struct dworker *w, json_t *srcs)
 {
 	struct dworker	*o, *old[DISP_REPLACE_MAX];
 	json_t		*done;
@@ -627,7 +628,7 @@ worker_replace(struct disp *d, struct dworker *w)
 	pthread_mutex_unlock(&d->lock);
 	for (i = 0; i < n; i++) {
 		if (busy[0] == '\0' && !old[i]->ended)
-			worker_release(d, old[i], w, busy);
+			worker_release(d, old[i], w, srcs, busy);
 		worker_unref(d, old[i]);
 	}
 	if (busy[0] != '\0')
@@ -646,7 +647,7 @@ worker_ctl_cb(uv_poll_t *p, int status, int events)
 {
 	struct dworker	*w = p->data;
 	struct disp	*d = p->loop->data;
-	json_t		*m;
+	json_t		*m, *srcs;
 	char		 err[ERR_LEN], reason[ERR_LEN];
 	int		 fd, rc;
 
@@ -666,8 +667,10 @@ worker_ctl_cb(uv_poll_t *p, int status, int events)
 			return;
 		}
 		if (rc == 1 && ctl_type(m) == CTL_TAKEOVER) {
+			srcs = json_object_get(m, "srcs");
+			worker_replace(d, w, json_is_array(srcs) ? srcs :
+			    NULL);
 			json_decref(m);
-			worker_replace(d, w);
 			if (w->ended || !w->polling)
 				return;
 			continue;

@@ -450,12 +450,34 @@ worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
 
 /*
  * The dispatcher asks for our listeners: a new worker of this tunnel has an
- * authenticated client.  Unless our own client is connected, each listening
+ * authenticated client that needs one of them ("srcs").  Unless our own
+ * client is connected, each listening
  * socket goes over (CTL_LISTENER, the port stays open and its backlog
  * waits for the new owner) and the tunnel ends, "replaced".
  */
+/* Whether one of our listeners is on a source address of srcs. */
+static int
+worker_holds(struct worker *w, const json_t *srcs)
+{
+	struct sess	*s;
+	struct lsn	*l;
+	json_t		*v;
+	char		 host[ADDR_NAME_MAX + 16];
+	size_t		 i;
+
+	TAILQ_FOREACH(s, &w->tun.sessions, link)
+		SLIST_FOREACH(l, &s->lsns, link) {
+			addr_format(&l->fwd.src, host, sizeof(host));
+			json_array_foreach(srcs, i, v)
+				if (json_is_string(v) &&
+				    strcmp(json_string_value(v), host) == 0)
+					return 1;
+		}
+	return 0;
+}
+
 static void
-worker_release(struct worker *w, struct channel *c)
+worker_release(struct worker *w, struct channel *c, const json_t *req)
 {
 	struct tun	*t = &w->tun;
 	struct sess	*s;
@@ -464,6 +486,13 @@ worker_release(struct worker *w, struct channel *c)
 	char		 host[ADDR_NAME_MAX + 16], err[ERR_LEN];
 	int		 fd, n = 0, ended;
 
+	/* Another tunnel under the same id, on other ports: not ours. */
+	if (!worker_holds(w, json_object_get(req, "srcs"))) {
+		m = ctl_new(CTL_RELEASED);
+		json_object_set_new(m, "ended", json_false());
+		worker_reply(c, m);
+		return;
+	}
 	TAILQ_FOREACH(s, &t->sessions, link)
 		if (!s->closing && s->x != NULL) {
 			log_info("takeover refused: our client is connected");
@@ -551,7 +580,7 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 		worker_reply(c, worker_stats(w));
 		break;
 	case CTL_RELEASE:
-		worker_release(w, c);
+		worker_release(w, c, m);
 		break;
 	case CTL_LISTENER:
 		/* Late for a takeover that timed out: kept for a retry. */
