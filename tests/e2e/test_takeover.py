@@ -265,3 +265,47 @@ def test_second_connected_client_refused_dispatcher(dispatch, tunneld,
         d.stderr()[-4000:]
     assert c1.running(), c1.describe()
     echo_within(lport, 10 * SLOW, "first client after the refusals")
+
+
+HANDLER_TWO_PORTS = r"""
+local FWDS = { @FWDS@ }
+local serial = 0
+
+function getTunnelInfo(req)
+	serial = serial + 1
+	return { id = "rev", tenant = "rev", mode = "r-server",
+		 pass = @PASS@, encPass = @ENC@, forwards = { FWDS[serial] } }
+end
+
+function onEndTunnel(info, reason)
+	log("info", "END id=" .. info.id .. " reason=" .. reason)
+end
+"""
+
+
+def test_same_id_other_port_not_taken(dispatch, tunneld, tmp_path,
+                                      echo_server):
+    """Two tunnels under one id on different ports: the second neither
+    ends the first nor is refused, since it needs none of its listeners."""
+    e = echo_server()
+    pa, pb = free_port(), free_port()
+    fwds = ["r,%s:%d,%s:%d" % (HOST, p, HOST, e.port) for p in (pa, pb)]
+    h = (HANDLER_TWO_PORTS.replace("@PASS@", D.lua(PASS))
+         .replace("@ENC@", D.lua(ENCPASS))
+         .replace("@FWDS@", ", ".join(D.lua(f) for f in fwds)))
+    h, c = D.write_policy(tmp_path, h, CANACCEPT, name="twoports")
+    d = dispatch.start(h, c)
+    c1 = rclient(tunneld, d.port, session=D.new_session("rev"))
+    d.wait_log(r"worker: forward: listening on %s:%d" % (re.escape(HOST),
+                                                        pa),
+               timeout=20 * SLOW)
+    c2 = rclient(tunneld, d.port, session=D.new_session("rev"))
+    d.wait_log(r"worker: forward: listening on %s:%d" % (re.escape(HOST),
+                                                        pb),
+               timeout=20 * SLOW)
+    for p in (pa, pb):
+        echo_within(p, 10 * SLOW, "port %d" % p)
+    assert "refused by the server for now" not in c2.stderr(), c2.describe()
+    assert not re.search(r"END id=rev reason=", d.stderr()), \
+        d.stderr()[-4000:]
+    assert c1.running() and c2.running()
