@@ -31,6 +31,11 @@ ctl_type_name(int type)
 	case CTL_SPAWN:		return "spawn";
 	case CTL_SPAWNED:	return "spawned";
 	case CTL_EXITED:	return "exited";
+	case CTL_TAKEOVER:	return "takeover";
+	case CTL_TAKEOVER_DONE:	return "takeover-done";
+	case CTL_RELEASE:	return "release";
+	case CTL_RELEASED:	return "released";
+	case CTL_LISTENER:	return "listener";
 	}
 	return "unknown";
 }

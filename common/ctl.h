@@ -26,7 +26,13 @@ enum ctl_type {
 	CTL_END		= 9,	/* w->d: the worker is ending; reason */
 	CTL_SPAWN	= 10,	/* d->zygote: fork a worker on this fd */
 	CTL_SPAWNED	= 11,	/* zygote->d: its pid */
-	CTL_EXITED	= 13	/* zygote->d: a worker's pid and status */
+	CTL_EXITED	= 13,	/* zygote->d: a worker's pid and status */
+	/* Takeover of a tunnel's listeners by its new worker: */
+	CTL_TAKEOVER	= 14,	/* w->d: a new session needs "srcs" */
+	CTL_TAKEOVER_DONE = 15,	/* d->w: after the listeners; "busy" why */
+	CTL_RELEASE	= 16,	/* d->w: hand the listeners over and end */
+	CTL_RELEASED	= 17,	/* w->d: after them; "ended" or "busy" */
+	CTL_LISTENER	= 19	/* both ways: a listening socket, its "src" */
 };
 
 /* Name of a type, for logs; "unknown" otherwise. */

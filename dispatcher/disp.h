@@ -33,6 +33,8 @@
 #define DISP_HANDOVER_MS	2000
 #define DISP_SPAWN_MS		5000
 #define DISP_POOL		4	/* idle workers kept ready */
+#define DISP_RELEASE_MS		1000	/* a replaced worker's answer */
+#define DISP_REPLACE_MAX	16	/* workers of one tunnel id asked */
 
 struct MHD_Daemon;
 struct MHD_Connection;

@@ -535,12 +535,119 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
 	worker_unref(d, w);	/* the registry's */
 }
 
+/*
+ * Asks o, another worker of w's tunnel, to hand its listeners over and
+ * end; each listening socket it sends goes on to w as it comes, so the port
+ * never closes.  busy gets o's reason to refuse (its client is connected).
+ */
+static void
+worker_release(struct disp *d, struct dworker *o, struct dworker *w,
+    json_t *srcs, char *busy)
+{
+	json_t		*m, *req = ctl_new(CTL_RELEASE);
+	const char	*why;
+	char		 err[ERR_LEN];
+	int		 fd, lfd, rc, n = 0;
+
+	json_object_set(req, "srcs", srcs);
+	if ((fd = worker_connect(o->sock, err)) == -1 ||
+	    ctl_send(fd, req, -1, DISP_RELEASE_MS, err) == -1)
+		goto fail;
+	for (;;) {
+		if (!ctl_wait(fd, DISP_RELEASE_MS)) {
+			err_set(err, "no answer in %d ms", DISP_RELEASE_MS);
+			goto fail;
+		}
+		if ((rc = ctl_recv(fd, &m, &lfd, err)) == -2)
+			continue;
+		if (rc <= 0) {
+			if (rc == 0)
+				err_set(err, "control connection closed");
+			goto fail;
+		}
+		if (ctl_type(m) == CTL_LISTENER && lfd != -1) {
+			if (w->ctl_fd == -1 ||
+			    ctl_send(w->ctl_fd, m, lfd, 1000, err) == -1)
+				log_warnx("worker %d: listener lost in the "
+				    "takeover: %s", (int)w->pid,
+				    w->ctl_fd == -1 ? "it ended" : err);
+			else
+				n++;
+		} else if (ctl_type(m) == CTL_RELEASED) {
+			if ((why = json_string_value(json_object_get(m,
+			    "busy"))) != NULL)
+				err_set(busy, "%s", why);
+			else if (json_is_true(json_object_get(m, "ended"))) {
+				log_info("tunnel '%s': worker %d replaces "
+				    "worker %d, %d listener%s handed over",
+				    w->id, (int)w->pid, (int)o->pid, n,
+				    n == 1 ? "" : "s");
+				worker_ended(d, o, "replaced");
+			}
+			json_decref(m);
+			if (lfd != -1)
+				close(lfd);
+			break;
+		}
+		json_decref(m);
+		if (lfd != -1)
+			close(lfd);
+	}
+	close(fd);
+	json_decref(req);
+	return;
+fail:
+	log_warnx("tunnel '%s': worker %d does not hand its listeners over: "
+	    "%s", o->id, (int)o->pid, err);
+	if (fd != -1)
+		close(fd);
+	json_decref(req);
+}
+
+/*
+ * Loop thread: w has authenticated a new client whose session needs its
+ * tunnel's listeners (CTL_TAKEOVER).  The other workers of the same tunnel
+ * id give theirs over and end (worker_release), unless one's client is
+ * connected: then w is told why and refuses its client for now.
+ */
+static void
+worker_replace(struct disp *d, struct dworker *w, json_t *srcs)
+{
+	struct dworker	*o, *old[DISP_REPLACE_MAX];
+	json_t		*done;
+	char		 err[ERR_LEN], busy[ERR_LEN] = "";
+	int		 i, n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	LIST_FOREACH(o, &d->workers, link)
+		if (o != w && !o->ended && w->id[0] != '\0' &&
+		    strcmp(o->id, w->id) == 0 && n < DISP_REPLACE_MAX) {
+			o->refs++;
+			old[n++] = o;
+		}
+	pthread_mutex_unlock(&d->lock);
+	for (i = 0; i < n; i++) {
+		if (busy[0] == '\0' && !old[i]->ended)
+			worker_release(d, old[i], w, srcs, busy);
+		worker_unref(d, old[i]);
+	}
+	if (busy[0] != '\0')
+		log_info("tunnel '%s': worker %d refused for now: %s", w->id,
+		    (int)w->pid, busy);
+	done = ctl_new(CTL_TAKEOVER_DONE);
+	if (busy[0] != '\0')
+		json_object_set_new(done, "busy", json_string(busy));
+	if (w->ctl_fd != -1 && ctl_send(w->ctl_fd, done, -1, 1000, err) == -1)
+		log_warnx("worker %d: %s", (int)w->pid, err);
+	json_decref(done);
+}
+
 static void
 worker_ctl_cb(uv_poll_t *p, int status, int events)
 {
 	struct dworker	*w = p->data;
 	struct disp	*d = p->loop->data;
-	json_t		*m;
+	json_t		*m, *srcs;
 	char		 err[ERR_LEN], reason[ERR_LEN];
 	int		 fd, rc;
 
@@ -558,6 +665,15 @@ worker_ctl_cb(uv_poll_t *p, int status, int events)
 			json_decref(m);
 			worker_ended(d, w, reason);
 			return;
+		}
+		if (rc == 1 && ctl_type(m) == CTL_TAKEOVER) {
+			srcs = json_object_get(m, "srcs");
+			worker_replace(d, w, json_is_array(srcs) ? srcs :
+			    NULL);
+			json_decref(m);
+			if (w->ended || !w->polling)
+				return;
+			continue;
 		}
 		json_decref(m);
 		if (rc <= 0) {

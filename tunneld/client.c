@@ -74,6 +74,29 @@ client_transport_proven(struct tun *t)
 	t->attempts = 0;
 }
 
+/*
+ * The server refused us for now (TUN_RESULT_BUSY): the tunnel's listener
+ * is held by a session whose client it still sees connected, which a dead
+ * link stays for up to 3 keepalive intervals.  Retried with the usual
+ * backoff (hs_fail schedules it) until that time has passed; then, as any
+ * refusal, it ends the process.
+ */
+void
+client_refused_busy(struct tun *t, const char *result)
+{
+	uint64_t now = uv_now(t->loop);
+
+	if (t->busy_since == 0)
+		t->busy_since = now;
+	if (now - t->busy_since > (uint64_t)t->o->interval *
+	    TUN_BUSY_RETRY_INTERVALS * 1000) {
+		client_fatal(t, "refused by the server (%s): another client "
+		    "with these credentials is connected", result);
+		return;
+	}
+	log_warnx("refused by the server for now (%s); retrying", result);
+}
+
 void
 client_session_ended(struct tun *t, struct sess *s)
 {

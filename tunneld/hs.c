@@ -265,6 +265,7 @@ hs_server_response(struct hs *h, struct pkt *p)
 	struct tun		*t = h->tun;
 	struct cli_opts		*o = t->o;
 	struct msg_response	 m;
+	const struct msg_fwdlist	*eff;
 	struct sess		*s;
 	char			 err[ERR_LEN], expect[89], ng[MSG_STR_MAX + 64];
 
@@ -287,20 +288,25 @@ hs_server_response(struct hs *h, struct pkt *p)
 		}
 		if (hs_server_refuses_fwds(h, &m))
 			return;
-		if ((s = sess_new(t, 1)) == NULL) {
-			hs_refuse(h, "ng", "out of memory");
-			return;
-		}
 		/*
 		 * Our own list wins (wire spec 5.5.4).  The client's is used
 		 * only by a standalone server told so: a worker's list is its
 		 * policy's, and an empty one means no forwards.
 		 */
-		if (o->fwds.n > 0 || t->worker || !o->allow_client_fwds)
-			s->eff = o->fwds;
-		else
-			s->eff = m.fwds;
+		eff = o->fwds.n > 0 || t->worker || !o->allow_client_fwds ?
+		    &o->fwds : &m.fwds;
+		if (server_claim_listeners(t, eff, err) == -1) {
+			snprintf(ng, sizeof(ng), "%s%s", TUN_RESULT_BUSY, err);
+			hs_refuse(h, ng, err);
+			return;
+		}
+		if ((s = sess_new(t, 1)) == NULL) {
+			hs_refuse(h, "ng", "out of memory");
+			return;
+		}
+		s->eff = *eff;
 		s->eff.null = 0;
+		server_take_listeners(t, s);
 		log_info("%s: session %" PRId64 " created",
 		    conn_peer(h->x.conn), s->id);
 	} else {
@@ -445,6 +451,13 @@ hs_client_result(struct hs *h, struct pkt *p)
 		return;
 	}
 	if (strcmp(r.result, "ok") != 0) {
+		if (strncmp(r.result, TUN_RESULT_BUSY,
+		    strlen(TUN_RESULT_BUSY)) == 0) {
+			/* Transient: retried with backoff, or fatal in time. */
+			client_refused_busy(t, r.result);
+			hs_fail(h, "refused for now");
+			return;
+		}
 		if (strncmp(r.result, "ng: not found session", 21) == 0)
 			client_fatal(t, "the server no longer knows session %s"
 			    " (it restarted or timed the session out)",
@@ -522,6 +535,7 @@ hs_client_result(struct hs *h, struct pkt *p)
 		return;
 	}
 	t->attempts = 0;
+	t->busy_since = 0;
 	hs_attach(h, s, r.read_no);
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -795,6 +796,35 @@ mux_lsn_closed(uv_handle_t *h)
 	sess_unref(s);
 }
 
+/* The listener of s on f's source address, or NULL. */
+struct lsn *
+mux_lsn_find(struct sess *s, const struct fwd *f)
+{
+	struct lsn *l;
+
+	SLIST_FOREACH(l, &s->lsns, link)
+		if (l->fwd.src.port == f->src.port &&
+		    strcmp(l->fwd.src.name, f->src.name) == 0)
+			return l;
+	return NULL;
+}
+
+/*
+ * Moves a listening socket to another session: the port never closes, and
+ * connections waiting in its backlog are accepted by the new owner.
+ */
+void
+mux_lsn_move(struct lsn *l, struct sess *to)
+{
+	struct sess *from = l->s;
+
+	SLIST_REMOVE(&from->lsns, l, lsn, link);
+	l->s = to;
+	to->handles++;
+	SLIST_INSERT_HEAD(&to->lsns, l, link);
+	sess_unref(from);	/* its tick handle keeps it alive */
+}
+
 static int
 mux_listen(struct sess *s, const struct fwd *f)
 {
@@ -802,7 +832,7 @@ mux_listen(struct sess *s, const struct fwd *f)
 	struct addrinfo	 hints, *res = NULL;
 	uv_getaddrinfo_t req;
 	char		 port[16], host[ADDR_NAME_MAX + 16];
-	int		 rc;
+	int		 rc, fd;
 
 	addr_format(&f->src, host, sizeof(host));
 	if (f->src.name[0] == '\0')
@@ -830,7 +860,15 @@ mux_listen(struct sess *s, const struct fwd *f)
 	l->tcp.data = l;
 	s->handles++;
 	SLIST_INSERT_HEAD(&s->lsns, l, link);
-	rc = uv_tcp_bind(&l->tcp, res->ai_addr, 0);
+	/* A worker may have been handed the socket of the one it replaced. */
+	if ((fd = worker_listener_take(s->tun, host)) != -1) {
+		if ((rc = uv_tcp_open(&l->tcp, fd)) < 0)
+			close(fd);
+		else
+			log_info("forward listener %s: taken over from the "
+			    "replaced worker", host);
+	} else
+		rc = uv_tcp_bind(&l->tcp, res->ai_addr, 0);
 	uv_freeaddrinfo(res);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&l->tcp, 128, mux_accept_cb);
@@ -852,9 +890,13 @@ mux_start(struct sess *s)
 		/* t forwards listen on the client, r forwards on the server. */
 		if (s->eff.fwds[i].reverse != s->server)
 			continue;
+		/* Taken over from a replaced session (server_take_listeners). */
+		if (mux_lsn_find(s, &s->eff.fwds[i]) != NULL)
+			continue;
 		if (mux_listen(s, &s->eff.fwds[i]) == -1)
 			return -1;
 	}
+	worker_listeners_drop(s->tun);
 	return 0;
 }
 

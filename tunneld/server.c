@@ -318,3 +318,75 @@ server_session_ended(struct tun *t, struct sess *s, const char *why)
 	if (t->worker)
 		worker_session_ended(t, why);
 }
+
+/*
+ * May a new session open the listeners of eff?  One held by a session whose
+ * client is connected stays with it: -1 with err (the client is refused
+ * with TUN_RESULT_BUSY and retries).  One held by a detached session passes
+ * to the new session (server_take_listeners, once it exists); a worker
+ * first has the dispatcher hand it those of its tunnel's previous worker.
+ * Returns 0 otherwise.
+ */
+int
+server_claim_listeners(struct tun *t, const struct msg_fwdlist *eff,
+    char *err)
+{
+	struct sess	*s;
+	size_t		 i;
+	char		 host[ADDR_NAME_MAX + 16];
+
+	for (i = 0; i < eff->n; i++) {
+		if (!eff->fwds[i].reverse)
+			continue;
+		TAILQ_FOREACH(s, &t->sessions, link) {
+			if (s->closing || s->x == NULL ||
+			    mux_lsn_find(s, &eff->fwds[i]) == NULL)
+				continue;
+			addr_format(&eff->fwds[i].src, host, sizeof(host));
+			err_set(err, "forward %s is held by session %" PRId64
+			    " whose client is still connected", host, s->id);
+			return -1;
+		}
+	}
+	if (t->worker)
+		return worker_takeover(t, eff, err);
+	return 0;
+}
+
+/*
+ * Moves to the new session s the listeners it needs from detached
+ * sessions, and ends those: a restarted client takes its tunnel over at
+ * once instead of waiting -sessionTimeout, and the port never closes.
+ */
+void
+server_take_listeners(struct tun *t, struct sess *s)
+{
+	struct sess	*o, *next;
+	struct lsn	*l;
+	size_t		 i;
+	int		 moved;
+	char		 why[64];
+
+	for (o = TAILQ_FIRST(&t->sessions); o != NULL; o = next) {
+		next = TAILQ_NEXT(o, link);
+		if (o == s || o->closing || o->x != NULL)
+			continue;
+		moved = 0;
+		for (i = 0; i < s->eff.n; i++) {
+			if (!s->eff.fwds[i].reverse ||
+			    mux_lsn_find(s, &s->eff.fwds[i]) != NULL ||
+			    (l = mux_lsn_find(o, &s->eff.fwds[i])) == NULL)
+				continue;
+			mux_lsn_move(l, s);
+			moved++;
+		}
+		if (moved == 0)
+			continue;
+		log_info("session %" PRId64 ": %d forward listener%s taken over "
+		    "by session %" PRId64, o->id, moved, moved > 1 ? "s" : "",
+		    s->id);
+		snprintf(why, sizeof(why), "replaced by session %" PRId64,
+		    s->id);
+		sess_free(o, why);
+	}
+}

@@ -38,6 +38,14 @@
 #define TUN_CITI_SERVER		0xc0000001u	/* .. 0xffffffff */
 #define TUN_CITI_SPAN		0x3fffffffu
 #define TUN_REFUSE_DELAY_MS	3000
+/*
+ * The AuthResult of a transient refusal: a listener the new session needs
+ * is held by a session whose client is still connected.  Our client retries
+ * it (for TUN_BUSY_RETRY_INTERVALS keepalive intervals, the time a server
+ * takes to see a dead link); Go's client, as for any "ng", gives up.
+ */
+#define TUN_RESULT_BUSY		"ng: busy: "
+#define TUN_BUSY_RETRY_INTERVALS 4
 #define TUN_MAX_CITIS		8192	/* open streams per session */
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)
 /*
@@ -72,6 +80,7 @@ struct tun {
 	int			 use_proxy;
 	uv_timer_t		 retry_timer;
 	int			 attempts;
+	uint64_t		 busy_since;	/* first busy refusal, ms; 0 */
 	uv_signal_t		 sigint, sigterm;
 };
 
@@ -194,12 +203,18 @@ int	 mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n,
 int	 mux_sync(struct sess *s, uint32_t id, int64_t packno, char *err);
 void	 mux_congestion(struct sess *s, int congested);
 void	 mux_tick(struct sess *s, uint64_t now);
+struct lsn *mux_lsn_find(struct sess *s, const struct fwd *f);
+void	 mux_lsn_move(struct lsn *l, struct sess *to);
 size_t	 mux_count(const struct sess *s);
 
 /* server.c / client.c */
 int	 server_start(struct tun *t, char *err);
 void	 server_session_ended(struct tun *t, struct sess *s, const char *why);
 struct sess *server_find(struct tun *t, const char *token);
+int	 server_claim_listeners(struct tun *t, const struct msg_fwdlist *eff,
+	    char *err);
+void	 server_take_listeners(struct tun *t, struct sess *s);
+void	 client_refused_busy(struct tun *t, const char *result);
 int	 client_start(struct tun *t, char *err);
 void	 client_free(struct tun *t);
 void	 client_connection_lost(struct tun *t, const char *why);
@@ -225,5 +240,9 @@ int	 worker_parse_config(const json_t *m, struct cli_opts *o,
 void	 worker_session_ended(struct tun *t, const char *why);
 int	 worker_is_oneshot(const struct tun *t);
 void	 worker_stop(struct tun *t);
+int	 worker_takeover(struct tun *t, const struct msg_fwdlist *eff,
+	    char *err);
+int	 worker_listener_take(struct tun *t, const char *src);
+void	 worker_listeners_drop(struct tun *t);
 
 #endif

@@ -32,6 +32,7 @@
 #define WORKER_CTL_FD		3
 #define WORKER_MAX_CHANNELS	16
 #define WORKER_IDLE_MS		30000	/* without any client at all */
+#define WORKER_TAKEOVER_MS	3000	/* the dispatcher's takeover answer */
 
 struct channel {
 	uv_poll_t	 poll;
@@ -52,6 +53,10 @@ struct worker {
 	char		 end_reason[ERR_LEN];
 	uv_timer_t	 idle;
 	uint64_t	 idle_since;
+	/* listening sockets handed over from the worker this one replaces */
+	int		 lst_fd[MSG_MAX_FWDS];
+	char		 lst_src[MSG_MAX_FWDS][ADDR_NAME_MAX + 16];
+	int		 nlst;
 };
 
 static struct worker *worker_self;
@@ -316,6 +321,214 @@ worker_take_conn(struct worker *w, struct channel *c, json_t *m, int fd)
 	hs_start(&w->tun, conn);
 }
 
+/* Keeps a listening socket handed over by the dispatcher (CTL_LISTENER). */
+static void
+worker_listener_keep(struct worker *w, const json_t *m, int fd)
+{
+	const char *src = json_string_value(json_object_get(m, "src"));
+
+	if (fd < 0)
+		return;
+	if (src == NULL || w->nlst == MSG_MAX_FWDS) {
+		close(fd);
+		return;
+	}
+	snprintf(w->lst_src[w->nlst], sizeof(w->lst_src[0]), "%s", src);
+	w->lst_fd[w->nlst++] = fd;
+}
+
+int
+worker_listener_take(struct tun *t, const char *src)
+{
+	struct worker	*w = worker_self;
+	int		 i, fd;
+
+	if (w == NULL || t != &w->tun)
+		return -1;
+	for (i = 0; i < w->nlst; i++)
+		if (strcmp(w->lst_src[i], src) == 0) {
+			fd = w->lst_fd[i];
+			w->lst_fd[i] = w->lst_fd[--w->nlst];
+			memcpy(w->lst_src[i], w->lst_src[w->nlst],
+			    sizeof(w->lst_src[0]));
+			return fd;
+		}
+	return -1;
+}
+
+void
+worker_listeners_drop(struct tun *t)
+{
+	struct worker *w = worker_self;
+
+	if (w == NULL || t != &w->tun)
+		return;
+	while (w->nlst > 0)
+		close(w->lst_fd[--w->nlst]);
+}
+
+/*
+ * A new session needs the reverse listeners of eff: asks the dispatcher to
+ * end the detached workers of the same tunnel id and hand their listening
+ * sockets over (kept for mux_listen).  Blocks up to WORKER_TAKEOVER_MS: a
+ * worker serves one tenant, and the answer is one round trip.  Returns -1
+ * with err when another worker's client is connected (or no answer came),
+ * 0 otherwise, also without a dispatcher to ask.
+ */
+int
+worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
+{
+	struct worker	*w = worker_self;
+	json_t		*m, *srcs;
+	const char	*busy;
+	char		 host[ADDR_NAME_MAX + 16];
+	uint64_t	 deadline;
+	size_t		 i;
+	int		 fd, rc, type, found = 0;
+
+	if (w == NULL || t != &w->tun)
+		return 0;
+	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
+		found |= w->ch[i] != NULL && w->ch[i]->fd == WORKER_CTL_FD;
+	if (!found)
+		return 0;	/* a dispatcher restarted since: bind */
+	srcs = json_array();
+	for (i = 0; i < eff->n; i++)
+		if (eff->fwds[i].reverse) {
+			addr_format(&eff->fwds[i].src, host, sizeof(host));
+			json_array_append_new(srcs, json_string(host));
+		}
+	if (json_array_size(srcs) == 0) {
+		json_decref(srcs);
+		return 0;
+	}
+	m = ctl_new(CTL_TAKEOVER);
+	json_object_set_new(m, "srcs", srcs);
+	rc = ctl_send(WORKER_CTL_FD, m, -1, 1000, err);
+	json_decref(m);
+	if (rc == -1) {
+		log_warnx("takeover: %s", err);
+		return 0;
+	}
+	deadline = uv_hrtime() / 1000000 + WORKER_TAKEOVER_MS;
+	for (;;) {
+		uint64_t now = uv_hrtime() / 1000000;
+
+		if (now >= deadline) {
+			err_set(err, "the dispatcher did not answer the "
+			    "takeover in %d ms", WORKER_TAKEOVER_MS);
+			return -1;
+		}
+		if (!ctl_wait(WORKER_CTL_FD, (int)(deadline - now)))
+			continue;
+		rc = ctl_recv(WORKER_CTL_FD, &m, &fd, err);
+		if (rc == -2)
+			continue;
+		if (rc <= 0) {
+			if (rc == 0)
+				err_set(err, "the dispatcher went away");
+			return -1;
+		}
+		type = ctl_type(m);
+		if (type == CTL_LISTENER) {
+			worker_listener_keep(w, m, fd);
+		} else if (type == CTL_TAKEOVER_DONE) {
+			busy = json_string_value(json_object_get(m, "busy"));
+			if (busy != NULL)
+				err_set(err, "%s", busy);
+			json_decref(m);
+			return busy != NULL ? -1 : 0;
+		} else {
+			log_warnx("takeover: unexpected message %s",
+			    ctl_type_name(type));
+			if (fd >= 0)
+				close(fd);
+		}
+		json_decref(m);
+	}
+}
+
+/*
+ * The dispatcher asks for our listeners: a new worker of this tunnel has an
+ * authenticated client that needs one of them ("srcs").  Unless our own
+ * client is connected, each listening
+ * socket goes over (CTL_LISTENER, the port stays open and its backlog
+ * waits for the new owner) and the tunnel ends, "replaced".
+ */
+/* Whether one of our listeners is on a source address of srcs. */
+static int
+worker_holds(struct worker *w, const json_t *srcs)
+{
+	struct sess	*s;
+	struct lsn	*l;
+	json_t		*v;
+	char		 host[ADDR_NAME_MAX + 16];
+	size_t		 i;
+
+	TAILQ_FOREACH(s, &w->tun.sessions, link)
+		SLIST_FOREACH(l, &s->lsns, link) {
+			addr_format(&l->fwd.src, host, sizeof(host));
+			json_array_foreach(srcs, i, v)
+				if (json_is_string(v) &&
+				    strcmp(json_string_value(v), host) == 0)
+					return 1;
+		}
+	return 0;
+}
+
+static void
+worker_release(struct worker *w, struct channel *c, const json_t *req)
+{
+	struct tun	*t = &w->tun;
+	struct sess	*s;
+	struct lsn	*l;
+	json_t		*m;
+	char		 host[ADDR_NAME_MAX + 16], err[ERR_LEN];
+	int		 fd, n = 0, ended;
+
+	/* Another tunnel under the same id, on other ports: not ours. */
+	if (!worker_holds(w, json_object_get(req, "srcs"))) {
+		m = ctl_new(CTL_RELEASED);
+		json_object_set_new(m, "ended", json_false());
+		worker_reply(c, m);
+		return;
+	}
+	TAILQ_FOREACH(s, &t->sessions, link)
+		if (!s->closing && s->x != NULL) {
+			log_info("takeover refused: our client is connected");
+			m = ctl_new(CTL_RELEASED);
+			json_object_set_new(m, "busy", json_string("the "
+			    "tunnel's client is connected to another worker"));
+			worker_reply(c, m);
+			return;
+		}
+	TAILQ_FOREACH(s, &t->sessions, link)
+		SLIST_FOREACH(l, &s->lsns, link) {
+			if (s->closing ||
+			    uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
+				continue;
+			addr_format(&l->fwd.src, host, sizeof(host));
+			m = ctl_new(CTL_LISTENER);
+			json_object_set_new(m, "src", json_string(host));
+			if (ctl_send(c->fd, m, fd, 1000, err) == -1)
+				log_warnx("takeover: %s", err);
+			else
+				n++;
+			json_decref(m);
+		}
+	ended = !TAILQ_EMPTY(&t->sessions);
+	m = ctl_new(CTL_RELEASED);
+	json_object_set_new(m, "ended", json_boolean(ended));
+	json_object_set_new(m, "listeners", json_integer(n));
+	worker_reply(c, m);
+	if (!ended)
+		return;
+	log_info("replaced by a new worker of tunnel '%s': %d listener%s "
+	    "handed over", w->cfg.id, n, n == 1 ? "" : "s");
+	while ((s = TAILQ_FIRST(&t->sessions)) != NULL)
+		sess_free(s, "replaced");
+}
+
 static void
 worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 {
@@ -365,6 +578,16 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 		break;
 	case CTL_STATS_REQ:
 		worker_reply(c, worker_stats(w));
+		break;
+	case CTL_RELEASE:
+		worker_release(w, c, m);
+		break;
+	case CTL_LISTENER:
+		/* Late for a takeover that timed out: kept for a retry. */
+		worker_listener_keep(w, m, fd);
+		fd = -1;
+		break;
+	case CTL_TAKEOVER_DONE:
 		break;
 	case CTL_STOP:
 		log_info("stop requested by the dispatcher");
