@@ -420,14 +420,17 @@ sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
 		used = pkt_parse(in + off, n - off, &p, err);
 		if (used == 0)
 			break;
-		if (used < 0 || sess_packet(s, x, &p, err) == -1)
+		if (used < 0)
 			return -1;
-		off += used;
+		/* Before dispatch: the packet may cost x its life. */
 		if (!x->proven) {
 			x->proven = 1;
 			if (!s->server)
 				client_transport_proven(s->tun);
 		}
+		if (sess_packet(s, x, &p, err) == -1)
+			return -1;
+		off += used;
 	}
 	return off;
 }
