@@ -33,6 +33,7 @@
 #define DISP_HANDOVER_MS	2000
 #define DISP_SPAWN_MS		5000
 #define DISP_POOL		4	/* idle workers kept ready */
+#define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -91,11 +92,13 @@ struct disp {
 	char		 path[256];
 	char		 handler_lua[1024];
 	char		 canaccept_lua[1024];
-	char		 state_dir[64];
+	char		 state_dir[1024];
+	int		 state_fd;	/* O_DIRECTORY|O_NOFOLLOW, checked */
 	char		 tunneld[1024];
 	struct hostinfo	 console;
 	int		 console_on;
 	char		 console_token[256];
+	char		 console_token_file[1100];	/* "": in stateDir */
 	int		 console_public;
 	struct cidr	 cidrs[DISP_MAX_CIDRS];
 	size_t		 ncidr;
