@@ -70,6 +70,14 @@ struct ipslot {
 };
 #define DISP_IPSLOTS	256
 
+/* Live tunnels of one tenant (policy req.tunnels), under disp.lock. */
+struct dtenant {
+	struct dtenant	*next;
+	int		 n;
+	char		 name[POLICY_ID_LEN];
+};
+#define DISP_TENANT_BUCKETS	256
+
 /* A request waiting out the refusal delay. */
 struct delayed {
 	TAILQ_ENTRY(delayed) link;
@@ -114,6 +122,9 @@ struct disp {
 	struct policy	*policy;	/* under lock; refcounted */
 	struct dworker_list workers;
 	int		 nworkers;
+	struct dtenant	*tenants[DISP_TENANT_BUCKETS];	/* under lock */
+	struct policy_counter counter;	/* req.tunnels: disp_tenant_count */
+	pthread_mutex_t	 admit;	/* getTunnelInfo + its reservation */
 	TAILQ_HEAD(, delayed) delayed;
 	struct ipslot	*ipslots[DISP_IPSLOTS];	/* under lock */
 	struct MHD_Daemon *front;
@@ -167,6 +178,11 @@ void	 worker_pool_close(struct disp *d);
 /* console.c */
 int	 console_start(struct disp *d, char *err);
 void	 console_stop(struct disp *d);
+
+/* state.c */
+void	 disp_tenant_add(struct disp *d, const char *tenant, int delta);
+int	 disp_tenant_count(void *d, const char *tenant);
+void	 disp_tenant_free(struct disp *d);
 
 /* main.c */
 int	 disp_reload(struct disp *d, char *err);

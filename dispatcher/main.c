@@ -559,6 +559,9 @@ main(int argc, char **argv)
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->zlock, NULL);
+	pthread_mutex_init(&d->admit, NULL);
+	d->counter.count = disp_tenant_count;
+	d->counter.arg = d;
 	d->zygote_req = d->zygote_exit = -1;
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
@@ -630,6 +633,8 @@ main(int argc, char **argv)
 		policy_unref(d->policy);
 	if (d->zygote_exit != -1)
 		close(d->zygote_exit);
+	disp_tenant_free(d);
+	pthread_mutex_destroy(&d->admit);
 	pthread_mutex_destroy(&d->zlock);
 	pthread_mutex_destroy(&d->lock);
 	OPENSSL_cleanse(d->console_token, sizeof(d->console_token));

@@ -241,6 +241,7 @@ worker_register(struct disp *d, struct dworker *w)
 	w->refs++;		/* the registry's */
 	LIST_INSERT_HEAD(&d->workers, w, link);
 	d->nworkers++;
+	disp_tenant_add(d, w->tenant, 1);
 	pthread_mutex_unlock(&d->lock);
 	uv_async_send(&d->wake);
 }
@@ -521,6 +522,7 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
 	w->ended = 1;
 	LIST_REMOVE(w, link);
 	d->nworkers--;
+	disp_tenant_add(d, w->tenant, -1);
 	pthread_mutex_unlock(&d->lock);
 	log_info("worker %d (tenant '%s', session %s) ended: %s", (int)w->pid,
 	    w->tenant, w->key, reason);
