@@ -179,7 +179,8 @@ worker_handover(struct dworker *w, int fd, const void *extra, size_t n,
 	if (r == NULL)
 		return -1;
 	json_decref(r);
-	w->handovers++;
+	/* Hand-overs of one session run on several MHD threads at once. */
+	__atomic_fetch_add(&w->handovers, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
