@@ -405,6 +405,7 @@ class Env:
         B.wait_log(p, r"listening on ")
         B.wait_listen(port, proc=p)
         p.port, p.cport = port, cport
+        CONSOLE_TOKEN[cport] = os.path.join(self.state, "console.token")
         return p
 
     def workers(self, disp, idle=False):
@@ -475,9 +476,17 @@ class Env:
         return killed
 
 
+CONSOLE_TOKEN = {}      # console port -> token file
+
+
 def console_get(port, path, timeout=60.0):
-    with urllib.request.urlopen("http://%s:%d%s" % (HOST, port, path),
-                                timeout=timeout) as r:
+    """GET on a dispatcher's console, with the bearer token it wrote into
+    its state directory."""
+    with open(CONSOLE_TOKEN[port]) as f:
+        tok = f.read().strip()
+    req = urllib.request.Request("http://%s:%d%s" % (HOST, port, path),
+                                 headers={"Authorization": "Bearer " + tok})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.read().decode()
 
 

@@ -65,6 +65,24 @@ ctl_type(const json_t *msg)
 }
 
 int
+ctl_check_peer(int sock, uid_t uid, char *err)
+{
+	struct ucred	uc;
+	socklen_t	len = sizeof(uc);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1) {
+		err_set(err, "SO_PEERCRED: %s", strerror(errno));
+		return -1;
+	}
+	if (len != sizeof(uc) || uc.uid != uid) {
+		err_set(err, "peer runs as uid %ld (pid %ld), not %ld",
+		    (long)uc.uid, (long)uc.pid, (long)uid);
+		return -1;
+	}
+	return 0;
+}
+
+int
 ctl_wait(int sock, int timeout_ms)
 {
 	struct pollfd	pfd = { .fd = sock, .events = POLLIN };

@@ -60,6 +60,14 @@ json_t	*ctl_new(int type);
 /* The message type, or -1. */
 int	 ctl_type(const json_t *msg);
 
+/*
+ * Checks that the process at the other end of unix socket sock ran as uid
+ * when it connected or made the pair (SO_PEERCRED): a socket planted in
+ * the state directory by another user must never receive a client's
+ * connection nor be adopted as a worker.  Returns 0, or -1 with err.
+ */
+int	 ctl_check_peer(int sock, uid_t uid, char *err);
+
 /* Blocks up to timeout_ms for a message on sock; 0 on timeout. */
 int	 ctl_wait(int sock, int timeout_ms);
 

@@ -1,10 +1,19 @@
 /*
  * The admin console: a JSON API to list and stop tunnels and reload the
- * policy, and Prometheus metrics.  Loopback by default; a bearer token is
- * required when it listens anywhere else (main.c refuses to start without).
+ * policy, and Prometheus metrics.  Loopback by default, which a web page
+ * in the operator's browser reaches too: so every request needs the bearer
+ * token (main.c always has one), a Host that names the console itself (DNS
+ * rebinding), no cross-site Origin or Sec-Fetch-Site, and a POST must say
+ * it carries JSON (a form or text/plain POST is sent without a preflight).
  */
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +62,32 @@ static enum MHD_Result
 console_error(struct MHD_Connection *c, int status, const char *msg)
 {
 	return console_json(c, status, json_pack("{ss}", "error", msg));
+}
+
+static enum MHD_Result
+console_unauthorized(struct MHD_Connection *c, const char *msg)
+{
+	struct MHD_Response	*resp;
+	enum MHD_Result		 rc;
+	json_t			*v = json_pack("{ss}", "error", msg);
+	char			*body = json_dumps(v, JSON_COMPACT);
+
+	json_decref(v);
+	if (body == NULL)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(body), body,
+	    MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	MHD_add_response_header(resp, "WWW-Authenticate",
+	    "Bearer realm=\"tunneld console\"");
+	rc = MHD_queue_response(c, 401, resp);
+	MHD_destroy_response(resp);
+	return rc;
 }
 
 /* A snapshot of the registry, each entry referenced. */
@@ -227,17 +262,133 @@ console_metrics(struct MHD_Connection *c, struct disp *d)
 	return console_send(c, 200, "text/plain; version=0.0.4", buf);
 }
 
+/*
+ * The bearer token, compared in constant time: both sides are hashed
+ * first, so neither the token's bytes nor its length leak through timing.
+ */
 static int
 console_authorized(struct MHD_Connection *c, struct disp *d)
 {
 	const char	*h;
-	char		 want[300];
+	uint8_t		 a[32], b[32];
+	int		 ok;
 
-	if (d->console_token[0] == '\0')
-		return 1;
 	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	snprintf(want, sizeof(want), "Bearer %s", d->console_token);
-	return h != NULL && crypto_streq(h, want);
+	if (h == NULL || d->console_token[0] == '\0' ||
+	    strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	crypto_sha256(h, strlen(h), a);
+	crypto_sha256(d->console_token, strlen(d->console_token), b);
+	ok = CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+	OPENSSL_cleanse(b, sizeof(b));
+	return ok;
+}
+
+/* Whether host ("name:port", "[v6]:port") is one of the names given. */
+static int
+console_host_is(const char *host, const char *name, int port)
+{
+	char	want[300];
+	int	v6 = strchr(name, ':') != NULL;
+
+	snprintf(want, sizeof(want), v6 ? "[%s]:%d" : "%s:%d", name, port);
+	if (strcasecmp(host, want) == 0)
+		return 1;
+	/* A browser leaves out the default port. */
+	snprintf(want, sizeof(want), v6 ? "[%s]" : "%s", name);
+	return port == 80 && strcasecmp(host, want) == 0;
+}
+
+/*
+ * The console's own names: the -console host as given, the address the
+ * connection arrived on (a console on 0.0.0.0 answers to each of the
+ * host's addresses), and on loopback "localhost".  Any other Host is a
+ * page that made its own name resolve to us (DNS rebinding).
+ */
+static int
+console_host_ok(struct MHD_Connection *c, struct disp *d, const char *host)
+{
+	const union MHD_ConnectionInfo	*ci;
+	struct sockaddr_storage		 ss;
+	socklen_t			 len = sizeof(ss);
+	char				 ip[INET6_ADDRSTRLEN];
+	int				 port = d->console.port, loop = 0;
+
+	if (host == NULL)
+		return 0;
+	if (console_host_is(host, d->console.name, port))
+		return 1;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL || getsockname(ci->connect_fd, (struct sockaddr *)&ss,
+	    &len) == -1)
+		return 0;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		loop = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		loop = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+	} else
+		return 0;
+	if (console_host_is(host, ip, port))
+		return 1;
+	return loop && console_host_is(host, "localhost", port);
+}
+
+/*
+ * 0 if the request may go on, else the status that refuses it: 403 for a
+ * foreign Host, a cross-site Origin or Sec-Fetch-Site, 401 without the
+ * token, 415 for a POST that is not JSON.  Checked in this order, so
+ * that a page learns nothing about the token.
+ */
+static int
+console_check(struct MHD_Connection *c, struct disp *d, int post,
+    const char **why)
+{
+	const char	*host, *origin, *site, *ct;
+	char		 want[320];
+	size_t		 n;
+
+	host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+	if (!console_host_ok(c, d, host)) {
+		*why = "Host is not this console";
+		return 403;
+	}
+	origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	snprintf(want, sizeof(want), "http://%s", host);
+	if (origin != NULL && strcasecmp(origin, want) != 0) {
+		*why = "cross-site request";
+		return 403;
+	}
+	site = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    "Sec-Fetch-Site");
+	if (site != NULL && strcmp(site, "same-origin") != 0 &&
+	    strcmp(site, "none") != 0) {
+		*why = "cross-site request";
+		return 403;
+	}
+	if (!console_authorized(c, d)) {
+		*why = "bearer token required";
+		return 401;
+	}
+	if (post) {
+		ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		    "Content-Type");
+		n = strlen("application/json");
+		if (ct == NULL || strncasecmp(ct, "application/json", n) != 0 ||
+		    (ct[n] != '\0' && ct[n] != ';' && ct[n] != ' ')) {
+			*why = "Content-Type: application/json required";
+			return 415;
+		}
+	}
+	return 0;
 }
 
 static enum MHD_Result
@@ -247,6 +398,8 @@ console_access(void *cls, struct MHD_Connection *c, const char *url,
 {
 	struct disp	*d = cls;
 	char		 err[ERR_LEN], id[DISP_KEY_LEN + 1];
+	const char	*why;
+	int		 status;
 	int		 get = strcmp(method, "GET") == 0;
 	int		 post = strcmp(method, "POST") == 0;
 
@@ -258,8 +411,11 @@ console_access(void *cls, struct MHD_Connection *c, const char *url,
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (!console_authorized(c, d))
-		return console_error(c, 401, "bearer token required");
+	if ((status = console_check(c, d, post, &why)) != 0) {
+		if (status == 401)
+			return console_unauthorized(c, why);
+		return console_error(c, status, why);
+	}
 	if (get && strcmp(url, "/api/tunnels") == 0)
 		return console_tunnels(c, d);
 	if (get && strcmp(url, "/metrics") == 0)

@@ -35,6 +35,7 @@
 #define DISP_POOL		4	/* idle workers kept ready */
 #define DISP_RELEASE_MS		1000	/* a replaced worker's answer */
 #define DISP_REPLACE_MAX	16	/* workers of one tunnel id asked */
+#define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -71,6 +72,14 @@ struct ipslot {
 };
 #define DISP_IPSLOTS	256
 
+/* Live tunnels of one tenant (policy req.tunnels), under disp.lock. */
+struct dtenant {
+	struct dtenant	*next;
+	int		 n;
+	char		 name[POLICY_ID_LEN];
+};
+#define DISP_TENANT_BUCKETS	256
+
 /* A request waiting out the refusal delay. */
 struct delayed {
 	TAILQ_ENTRY(delayed) link;
@@ -93,11 +102,13 @@ struct disp {
 	char		 path[256];
 	char		 handler_lua[1024];
 	char		 canaccept_lua[1024];
-	char		 state_dir[64];
+	char		 state_dir[1024];
+	int		 state_fd;	/* O_DIRECTORY|O_NOFOLLOW, checked */
 	char		 tunneld[1024];
 	struct hostinfo	 console;
 	int		 console_on;
 	char		 console_token[256];
+	char		 console_token_file[1100];	/* "": in stateDir */
 	int		 console_public;
 	struct cidr	 cidrs[DISP_MAX_CIDRS];
 	size_t		 ncidr;
@@ -113,6 +124,9 @@ struct disp {
 	struct policy	*policy;	/* under lock; refcounted */
 	struct dworker_list workers;
 	int		 nworkers;
+	struct dtenant	*tenants[DISP_TENANT_BUCKETS];	/* under lock */
+	struct policy_counter counter;	/* req.tunnels: disp_tenant_count */
+	pthread_mutex_t	 admit;	/* getTunnelInfo + its reservation */
 	TAILQ_HEAD(, delayed) delayed;
 	struct ipslot	*ipslots[DISP_IPSLOTS];	/* under lock */
 	struct MHD_Daemon *front;
@@ -166,6 +180,11 @@ void	 worker_pool_close(struct disp *d);
 /* console.c */
 int	 console_start(struct disp *d, char *err);
 void	 console_stop(struct disp *d);
+
+/* state.c */
+void	 disp_tenant_add(struct disp *d, const char *tenant, int delta);
+int	 disp_tenant_count(void *d, const char *tenant);
+void	 disp_tenant_free(struct disp *d);
 
 /* main.c */
 int	 disp_reload(struct disp *d, char *err);

@@ -347,6 +347,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	preq.remote_addr = r->remote;
 	preq.session = session;
 	preq.mode = mode;
+	preq.tunnels = &d->counter;
 
 	if ((p = disp_policy(d)) == NULL) {
 		res = front_reply(c, d, 500, "no policy loaded");
@@ -421,7 +422,16 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	}
 	memset(&ti, 0, sizeof(ti));
 	t0 = disp_now_ms();
+	/* The tunnel counts from here (reserved) until its worker is
+	 * registered, so a concurrent getTunnelInfo sees it in req.tunnels. */
+	pthread_mutex_lock(&d->admit);
 	rc = policy_get_tunnel(p, &preq, &ti, err);
+	if (rc == 0) {
+		pthread_mutex_lock(&d->lock);
+		disp_tenant_add(d, ti.tenant, 1);
+		pthread_mutex_unlock(&d->lock);
+	}
+	pthread_mutex_unlock(&d->admit);
 	atomic_fetch_add(&d->m.policy_calls, 1);
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
 	if (rc == -1) {
@@ -435,8 +445,12 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		res = front_refuse_later(c, r, 403, err);
 		goto done;
 	}
-	if (front_check_tunnel(&ti, err) == -1 ||
-	    worker_spawn(d, p, &ti, session, &w, err) == -1) {
+	rc = front_check_tunnel(&ti, err) == -1 ||
+	    worker_spawn(d, p, &ti, session, &w, err) == -1;
+	pthread_mutex_lock(&d->lock);
+	disp_tenant_add(d, ti.tenant, -1);	/* the reservation */
+	pthread_mutex_unlock(&d->lock);
+	if (rc) {
 		policy_tunnel_cleanse(&ti);
 		log_err("%s: cannot start a worker: %s", r->remote, err);
 		res = front_reply(c, d, 500, "cannot start the tunnel");

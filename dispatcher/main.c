@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include <openssl/crypto.h>
 
+#include "crypto.h"
 #include "disp.h"
 #include "err.h"
 #include "log.h"
@@ -33,11 +35,19 @@ static const char usage[] =
 "  -u HANDLER,CANACCEPT  the policy scripts [lua/handler.lua,lua/canAccept.lua]\n"
 "  -ip RANGE[,RANGE...]  admit only clients in these ranges (repeatable)\n"
 "  -console [host]:port  admin console: JSON API and /metrics [off];\n"
-"                        host defaults to 127.0.0.1\n"
-"  -consoleToken FILE    bearer token for the console; required when it\n"
-"                        listens beyond loopback\n"
-"  -stateDir DIR         worker sockets, found again after a restart\n"
-"                        [/tmp/tunneld-dispatcher]\n"
+"                        host defaults to 127.0.0.1.  Every request needs\n"
+"                        \"Authorization: Bearer TOKEN\", a Host naming the\n"
+"                        console, no cross-site Origin or Sec-Fetch-Site,\n"
+"                        and POSTs \"Content-Type: application/json\"\n"
+"  -consoleToken FILE    read the console's token from FILE (16 to 255\n"
+"                        characters, mode 0600 or stricter) [STATEDIR/\n"
+"                        console.token, made with a random token at\n"
+"                        the first start]\n"
+"  -stateDir DIR         worker sockets, found again after a restart; it\n"
+"                        must be ours, mode 0700 (no group or other\n"
+"                        write), not a symlink; made 0700 if missing\n"
+"                        [/run/tunneld as root, else $XDG_RUNTIME_DIR/\n"
+"                        tunneld; refused without XDG_RUNTIME_DIR]\n"
 "  -maxSession N         live tunnels at most [1000]\n"
 "  -perIp N              requests in progress per client address,\n"
 "                        beyond which 503 answers at once [16]\n"
@@ -110,28 +120,216 @@ disp_int(const char *name, const char *val, int min, int max, int *out,
 	return 0;
 }
 
+/*
+ * The console's token from an open file: it must be a regular file of
+ * ours that no one else can read or write (the token is a password).
+ */
 static int
-disp_read_token(struct disp *d, const char *path, char *err)
+disp_token_read(struct disp *d, int fd, const char *path, char *err)
 {
-	FILE	*f;
-	size_t	 n;
+	struct stat	st;
+	ssize_t		n;
+	size_t		len;
 
-	if ((f = fopen(path, "r")) == NULL) {
-		err_set(err, "-consoleToken %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) == -1) {
+		err_set(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	n = fread(d->console_token, 1, sizeof(d->console_token) - 1, f);
-	fclose(f);
-	d->console_token[n] = '\0';
-	while (n > 0 && (d->console_token[n - 1] == '\n' ||
-	    d->console_token[n - 1] == '\r' || d->console_token[n - 1] == ' '))
-		d->console_token[--n] = '\0';
-	if (n < 16) {
-		err_set(err, "-consoleToken %s: a token of at least 16 "
-		    "characters is needed", path);
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0) {
+		err_set(err, "console token %s: must be a regular file of uid "
+		    "%ld with mode 0600 or stricter (it is uid %ld, mode %04o)",
+		    path, (long)geteuid(), (long)st.st_uid,
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	do
+		n = read(fd, d->console_token, sizeof(d->console_token) - 1);
+	while (n == -1 && errno == EINTR);
+	if (n < 0) {
+		err_set(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	len = (size_t)n;
+	d->console_token[len] = '\0';
+	while (len > 0 && (d->console_token[len - 1] == '\n' ||
+	    d->console_token[len - 1] == '\r' ||
+	    d->console_token[len - 1] == ' '))
+		d->console_token[--len] = '\0';
+	if (len < 16 || strlen(d->console_token) != len) {
+		OPENSSL_cleanse(d->console_token, sizeof(d->console_token));
+		err_set(err, "console token %s: a token of 16 to %zu "
+		    "characters is needed", path, sizeof(d->console_token) - 1);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The console always needs a token: -consoleToken FILE, else
+ * STATEDIR/console.token, written with 32 random bytes (hex) and mode
+ * 0600 at the first start.  Opened relative to the checked state
+ * directory, never through a symlink.
+ */
+static int
+disp_token_load(struct disp *d, char *err)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	uint8_t			 raw[32];
+	char			 tok[2 * sizeof(raw) + 2], path[1100];
+	size_t			 i;
+	ssize_t			 n;
+	int			 fd, rc;
+
+	if (d->console_token_file[0] != '\0') {
+		fd = open(d->console_token_file,
+		    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1) {
+			err_set(err, "-consoleToken %s: %s",
+			    d->console_token_file, strerror(errno));
+			return -1;
+		}
+		rc = disp_token_read(d, fd, d->console_token_file, err);
+		close(fd);
+		return rc;
+	}
+	snprintf(path, sizeof(path), "%s/%s", d->state_dir, DISP_TOKEN_NAME);
+	snprintf(d->console_token_file, sizeof(d->console_token_file), "%s",
+	    path);
+	fd = openat(d->state_fd, DISP_TOKEN_NAME,
+	    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd != -1) {
+		rc = disp_token_read(d, fd, path, err);
+		close(fd);
+		return rc;
+	}
+	if (errno != ENOENT) {
+		err_set(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (crypto_random(raw, sizeof(raw), err) == -1)
+		return -1;
+	for (i = 0; i < sizeof(raw); i++) {
+		tok[2 * i] = hex[raw[i] >> 4];
+		tok[2 * i + 1] = hex[raw[i] & 15];
+	}
+	tok[2 * sizeof(raw)] = '\n';
+	tok[2 * sizeof(raw) + 1] = '\0';
+	OPENSSL_cleanse(raw, sizeof(raw));
+	fd = openat(d->state_fd, DISP_TOKEN_NAME, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		err_set(err, "%s: %s", path, strerror(errno));
+		rc = -1;
+		goto done;
+	}
+	n = write(fd, tok, strlen(tok));
+	if (n != (ssize_t)strlen(tok) || fsync(fd) == -1) {
+		err_set(err, "%s: cannot write the token", path);
+		close(fd);
+		unlinkat(d->state_fd, DISP_TOKEN_NAME, 0);
+		rc = -1;
+		goto done;
+	}
+	close(fd);
+	tok[2 * sizeof(raw)] = '\0';
+	snprintf(d->console_token, sizeof(d->console_token), "%s", tok);
+	log_info("console token written to %s", path);
+	rc = 0;
+done:
+	OPENSSL_cleanse(tok, sizeof(tok));
+	return rc;
+}
+
+/*
+ * The default state directory: /run/tunneld as root, else
+ * $XDG_RUNTIME_DIR/tunneld (a per-user directory of mode 0700 that
+ * systemd-logind makes).  No fallback under /tmp: that is where another
+ * user can be first.
+ */
+static int
+disp_state_default(struct disp *d, char *err)
+{
+	const char *xdg;
+
+	if (d->state_dir[0] != '\0')
+		return 0;
+	if (geteuid() == 0) {
+		snprintf(d->state_dir, sizeof(d->state_dir), "/run/tunneld");
+		return 0;
+	}
+	if ((xdg = getenv("XDG_RUNTIME_DIR")) == NULL || xdg[0] != '/') {
+		err_set(err, "XDG_RUNTIME_DIR is not set: give a -stateDir "
+		    "of your own (mode 0700)");
+		return -1;
+	}
+	if (strlen(xdg) + sizeof("/tunneld") > sizeof(d->state_dir)) {
+		err_set(err, "XDG_RUNTIME_DIR is too long");
+		return -1;
+	}
+	snprintf(d->state_dir, sizeof(d->state_dir), "%s/tunneld", xdg);
+	return 0;
+}
+
+/*
+ * Opens the state directory, the registry of running workers, once: it
+ * must be a directory (not a symlink) owned by our uid that neither group
+ * nor others can write, or another user could rename a worker's socket
+ * and plant his own.  Everything later goes through d->state_fd, so a
+ * rename of the path after this check changes nothing.  A missing
+ * directory is made with mode 0700 (its parent must exist).
+ */
+static int
+disp_state_open(struct disp *d, char *err)
+{
+	struct stat	st;
+	const char	*dir = d->state_dir;
+	int		fd;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		err_set(err, "-stateDir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (lstat(dir, &st) == -1) {
+		err_set(err, "-stateDir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		err_set(err, "-stateDir %s is a symlink: refusing it (give "
+		    "the real directory)", dir);
+		return -1;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		err_set(err, "-stateDir %s: %s", dir, errno == ELOOP ?
+		    "is a symlink" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		err_set(err, "-stateDir %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		err_set(err, "-stateDir %s is not a directory", dir);
+		goto fail;
+	}
+	if (st.st_uid != geteuid()) {
+		err_set(err, "-stateDir %s belongs to uid %ld, not to us (uid "
+		    "%ld): refusing it", dir, (long)st.st_uid,
+		    (long)geteuid());
+		goto fail;
+	}
+	if ((st.st_mode & 022) != 0) {
+		err_set(err, "-stateDir %s has mode %04o: group or others can "
+		    "write it; refusing it (chmod 700)", dir,
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	d->state_fd = fd;
+	return 0;
+fail:
+	close(fd);
+	return -1;
 }
 
 static int
@@ -207,12 +405,15 @@ disp_parse(struct disp *d, int argc, char **argv, char *err)
 				    sizeof(d->console.name), "127.0.0.1");
 			d->console_on = 1;
 		} else if (strcmp(name, "consoleToken") == 0) {
-			if (disp_read_token(d, val, err) == -1)
+			if (strlen(val) >= sizeof(d->console_token_file)) {
+				err_set(err, "-consoleToken: path too long");
 				return -1;
+			}
+			snprintf(d->console_token_file,
+			    sizeof(d->console_token_file), "%s", val);
 		} else if (strcmp(name, "stateDir") == 0) {
 			if (strlen(val) >= sizeof(d->state_dir)) {
-				err_set(err, "-stateDir: at most %zu characters"
-				    " (unix socket paths are short)",
+				err_set(err, "-stateDir: at most %zu characters",
 				    sizeof(d->state_dir) - 1);
 				return -1;
 			}
@@ -266,8 +467,7 @@ disp_defaults(struct disp *d, const char *argv0)
 	snprintf(d->handler_lua, sizeof(d->handler_lua), "lua/handler.lua");
 	snprintf(d->canaccept_lua, sizeof(d->canaccept_lua),
 	    "lua/canAccept.lua");
-	snprintf(d->state_dir, sizeof(d->state_dir),
-	    "/tmp/tunneld-dispatcher");
+	d->state_fd = -1;	/* -stateDir or disp_state_default() */
 	d->max_session = 1000;
 	d->per_ip = 16;
 	d->max_pending = 1024;
@@ -359,22 +559,23 @@ main(int argc, char **argv)
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->zlock, NULL);
+	pthread_mutex_init(&d->admit, NULL);
+	d->counter.count = disp_tenant_count;
+	d->counter.arg = d;
 	d->zygote_req = d->zygote_exit = -1;
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
 	if (d->console_on && strcmp(d->console.name, "127.0.0.1") != 0 &&
 	    strcmp(d->console.name, "::1") != 0 &&
-	    strcmp(d->console.name, "localhost") != 0) {
+	    strcmp(d->console.name, "localhost") != 0)
 		d->console_public = 1;
-		if (d->console_token[0] == '\0')
-			fatalx("-console %s listens beyond loopback: a "
-			    "-consoleToken file is required", d->console.name);
-	}
 	if (access(d->tunneld, X_OK) == -1)
 		fatalx("worker program %s: %s (use -tunneld)", d->tunneld,
 		    strerror(errno));
-	if (mkdir(d->state_dir, 0700) == -1 && errno != EEXIST)
-		fatalx("-stateDir %s: %s", d->state_dir, strerror(errno));
+	if (disp_state_default(d, err) == -1 || disp_state_open(d, err) == -1)
+		fatalx("%s", err);
+	if (d->console_on && disp_token_load(d, err) == -1)
+		fatalx("%s", err);
 	policy_set_logger(disp_policy_log);
 	if (disp_reload(d, err) == -1)
 		fatalx("policy: %s", err);
@@ -432,8 +633,13 @@ main(int argc, char **argv)
 		policy_unref(d->policy);
 	if (d->zygote_exit != -1)
 		close(d->zygote_exit);
+	disp_tenant_free(d);
+	pthread_mutex_destroy(&d->admit);
 	pthread_mutex_destroy(&d->zlock);
 	pthread_mutex_destroy(&d->lock);
+	OPENSSL_cleanse(d->console_token, sizeof(d->console_token));
+	if (d->state_fd != -1)
+		close(d->state_fd);
 	free(d);
 	return 0;
 }

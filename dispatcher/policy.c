@@ -63,7 +63,7 @@ static const struct policy_kv policy_dry_headers[] = {
 static const struct policy_req policy_dry_req = {
 	"GET", "/", "", policy_dry_headers,
 	sizeof(policy_dry_headers) / sizeof(policy_dry_headers[0]),
-	"127.0.0.1", "", ""
+	"127.0.0.1", "", "", NULL
 };
 
 static void

@@ -59,6 +59,17 @@ struct policy_kv {
 };
 
 /*
+ * Live tunnels per tenant, counted by the caller (the dispatcher), so that
+ * no reload of the scripts can reset a quota.  count(arg, tenant) returns
+ * the number, >= 0; it may be called from any thread running a script.
+ * The counter must outlive every policy whose scripts saw it.
+ */
+struct policy_counter {
+	int	(*count)(void *arg, const char *tenant);
+	void	*arg;
+};
+
+/*
  * One upgrade request.  Every string may be NULL, read as "".  The
  * scripts see it as the table `req` (docs/lua-api.md): query is parsed
  * there into name -> first value, URL-decoded; header names are
@@ -78,6 +89,8 @@ struct policy_req {
 	const char		*remote_addr;	/* "1.2.3.4" or "::1" */
 	const char		*session;	/* session= value or "" */
 	const char		*mode;	/* "", "Reconnect", "Disconnect" */
+	/* req.tunnels[tenant]; NULL: every tenant reads 0 */
+	const struct policy_counter *tunnels;
 };
 
 /*

@@ -238,13 +238,56 @@ conv_push_headers(lua_State *L, const struct policy_req *req)
 	}
 }
 
+/* __index of req.tunnels: the dispatcher's count of a tenant's tunnels. */
+static int
+conv_tunnels_index(lua_State *L)
+{
+	const struct policy_counter	*pc;
+	const char			*name;
+	int				 n = 0;
+
+	pc = lua_touserdata(L, lua_upvalueindex(1));
+	if ((name = lua_tostring(L, 2)) != NULL && pc != NULL &&
+	    pc->count != NULL && (n = pc->count(pc->arg, name)) < 0)
+		n = 0;
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+static int
+conv_tunnels_newindex(lua_State *L)
+{
+	return luaL_error(L, "req.tunnels is read-only");
+}
+
+/*
+ * req.tunnels: an empty table whose metatable answers each lookup by
+ * tenant name with the dispatcher's live count (0 for none), read at the
+ * time of the lookup.  It can not be written or iterated, and its
+ * metatable is hidden.
+ */
+static void
+conv_push_tunnels(lua_State *L, const struct policy_counter *pc)
+{
+	lua_createtable(L, 0, 0);
+	lua_createtable(L, 0, 3);
+	lua_pushlightuserdata(L, (void *)pc);
+	lua_pushcclosure(L, conv_tunnels_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, conv_tunnels_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushliteral(L, "read-only");
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+}
+
 void
 conv_push_req(lua_State *L, const struct policy_req *req)
 {
 	int	 t;
 
 	luaL_checkstack(L, 8, NULL);
-	lua_createtable(L, 0, 8);
+	lua_createtable(L, 0, 9);
 	t = lua_gettop(L);
 	conv_setstr(L, t, "method", req->method);
 	conv_setstr(L, t, "path", req->path);
@@ -255,6 +298,8 @@ conv_push_req(lua_State *L, const struct policy_req *req)
 	conv_setstr(L, t, "remote_addr", req->remote_addr);
 	conv_setstr(L, t, "session", req->session);
 	conv_setstr(L, t, "mode", req->mode);
+	conv_push_tunnels(L, req->tunnels);
+	lua_setfield(L, t, "tunnels");
 }
 
 /* lua_Integer of a number with an integral value; strings do not count. */

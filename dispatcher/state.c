@@ -1,8 +1,13 @@
 /*
- * Dispatcher state shared by its threads: the current policy and the clock.
+ * Dispatcher state shared by its threads: the current policy, the live
+ * tunnels per tenant (which the policy reads as req.tunnels, so that a
+ * reload of its scripts can not reset a quota) and the clock.
  */
 
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "disp.h"
@@ -45,4 +50,72 @@ disp_reload(struct disp *d, char *err)
 	if (old != NULL)
 		policy_unref(old);
 	return 0;
+}
+
+static unsigned
+disp_tenant_hash(const char *s)
+{
+	unsigned h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h % DISP_TENANT_BUCKETS;
+}
+
+/*
+ * Counts delta more (or fewer) live tunnels for tenant; the caller holds
+ * d->lock.  A tenant at 0 is forgotten, so the table holds only tenants
+ * that have a tunnel (at most -maxSession of them plus admissions).
+ */
+void
+disp_tenant_add(struct disp *d, const char *tenant, int delta)
+{
+	struct dtenant	**pp, *t;
+
+	for (pp = &d->tenants[disp_tenant_hash(tenant)]; (t = *pp) != NULL;
+	    pp = &t->next)
+		if (strcmp(t->name, tenant) == 0)
+			break;
+	if (t == NULL) {
+		if (delta <= 0 || (t = calloc(1, sizeof(*t))) == NULL)
+			return;
+		snprintf(t->name, sizeof(t->name), "%s", tenant);
+		*pp = t;
+	}
+	t->n += delta;
+	if (t->n <= 0) {
+		*pp = t->next;
+		free(t);
+	}
+}
+
+/* struct policy_counter's count: live tunnels of tenant; takes d->lock. */
+int
+disp_tenant_count(void *arg, const char *tenant)
+{
+	struct disp	*d = arg;
+	struct dtenant	*t;
+	int		 n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (t = d->tenants[disp_tenant_hash(tenant)]; t != NULL; t = t->next)
+		if (strcmp(t->name, tenant) == 0) {
+			n = t->n;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+void
+disp_tenant_free(struct disp *d)
+{
+	struct dtenant	*t;
+	size_t		 i;
+
+	for (i = 0; i < DISP_TENANT_BUCKETS; i++)
+		while ((t = d->tenants[i]) != NULL) {
+			d->tenants[i] = t->next;
+			free(t);
+		}
 }

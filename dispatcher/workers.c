@@ -93,7 +93,12 @@ worker_unref(struct disp *d, struct dworker *w)
 		worker_free(w);
 }
 
-/* Opens a control connection to a worker's unix socket. */
+/*
+ * Opens a control connection to a worker's unix socket (a path through
+ * /proc/self/fd/<state dir fd>, see worker_spawn), and makes sure the
+ * process listening there runs as we do: a socket another user planted
+ * gets neither a client's connection nor adoption.
+ */
 static int
 worker_connect(const char *path, char *err)
 {
@@ -109,6 +114,10 @@ worker_connect(const char *path, char *err)
 	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		err_set(err, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (ctl_check_peer(fd, geteuid(), err) == -1) {
 		close(fd);
 		return -1;
 	}
@@ -170,7 +179,8 @@ worker_handover(struct dworker *w, int fd, const void *extra, size_t n,
 	if (r == NULL)
 		return -1;
 	json_decref(r);
-	w->handovers++;
+	/* Hand-overs of one session run on several MHD threads at once. */
+	__atomic_fetch_add(&w->handovers, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -232,6 +242,7 @@ worker_register(struct disp *d, struct dworker *w)
 	w->refs++;		/* the registry's */
 	LIST_INSERT_HEAD(&d->workers, w, link);
 	d->nworkers++;
+	disp_tenant_add(d, w->tenant, 1);
 	pthread_mutex_unlock(&d->lock);
 	uv_async_send(&d->wake);
 }
@@ -318,7 +329,9 @@ worker_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
 	int	 rfd = -1, rc;
 
 	cfg = worker_config(ti, session, sock, d->verbose);
-	rc = ctl_send(fd, cfg, -1, DISP_SPAWN_MS, err);
+	/* The socket's name, bound by the worker in the directory we
+	 * checked, through the descriptor attached. */
+	rc = ctl_send(fd, cfg, d->state_fd, DISP_SPAWN_MS, err);
 	json_object_clear(cfg);		/* drops the secrets' copies */
 	json_decref(cfg);
 	if (rc == -1)
@@ -431,7 +444,7 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
     const char *session, struct dworker **out, char *err)
 {
 	struct dworker	*w;
-	char		 rnd[32];
+	char		 rnd[32], name[DISP_KEY_LEN + 6];
 	uint8_t		 raw[16];
 	int		 sv[1] = { -1 }, pooled, attempt;
 	pid_t		 pid;
@@ -452,7 +465,9 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 		worker_key(rnd, w->key);
 	} else
 		worker_key(session, w->key);
-	snprintf(w->sock, sizeof(w->sock), "%s/%s.sock", d->state_dir, w->key);
+	snprintf(name, sizeof(name), "%s.sock", w->key);
+	snprintf(w->sock, sizeof(w->sock), "/proc/self/fd/%d/%s", d->state_fd,
+	    name);
 	snprintf(w->tenant, sizeof(w->tenant), "%s", ti->tenant);
 	snprintf(w->id, sizeof(w->id), "%s", ti->id);
 	snprintf(w->mode, sizeof(w->mode), "%s", ti->mode);
@@ -462,7 +477,7 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 	for (attempt = 0;; attempt++) {
 		if ((pooled = worker_take(d, &sv[0], &pid, err)) == -1)
 			goto fail;
-		if (worker_setup(d, sv[0], pid, ti, session, w->sock, err) == 0)
+		if (worker_setup(d, sv[0], pid, ti, session, name, err) == 0)
 			break;
 		close(sv[0]);
 		sv[0] = -1;
@@ -508,6 +523,7 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
 	w->ended = 1;
 	LIST_REMOVE(w, link);
 	d->nworkers--;
+	disp_tenant_add(d, w->tenant, -1);
 	pthread_mutex_unlock(&d->lock);
 	log_info("worker %d (tenant '%s', session %s) ended: %s", (int)w->pid,
 	    w->tenant, w->key, reason);
@@ -759,8 +775,12 @@ worker_scan(struct disp *d, char *err)
 	size_t		 len;
 	int		 fd, n = 0;
 
-	if ((dir = opendir(d->state_dir)) == NULL) {
+	/* The checked directory, not its path (which may have moved). */
+	if ((fd = openat(d->state_fd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1 || (dir = fdopendir(fd)) == NULL) {
 		err_set(err, "%s: %s", d->state_dir, strerror(errno));
+		if (fd != -1)
+			close(fd);
 		return -1;
 	}
 	while ((de = readdir(dir)) != NULL) {
@@ -770,15 +790,15 @@ worker_scan(struct disp *d, char *err)
 			continue;
 		if ((w = calloc(1, sizeof(*w))) == NULL)
 			break;
-		snprintf(w->sock, sizeof(w->sock), "%s/%.*s", d->state_dir,
-		    DISP_KEY_LEN + 5, de->d_name);
+		snprintf(w->sock, sizeof(w->sock), "/proc/self/fd/%d/%.*s",
+		    d->state_fd, DISP_KEY_LEN + 5, de->d_name);
 		snprintf(path, sizeof(path), "%s", w->sock);
 		memcpy(w->key, de->d_name, DISP_KEY_LEN);
 		if ((st = worker_stats(w, e2)) == NULL ||
 		    (fd = worker_connect(path, e2)) == -1) {
-			log_info("removing stale worker socket %s: %s", path,
-			    e2);
-			unlink(path);
+			log_info("removing stale worker socket %s/%s: %s",
+			    d->state_dir, de->d_name, e2);
+			unlinkat(d->state_fd, de->d_name, 0);
 			json_decref(st);
 			free(w);
 			continue;

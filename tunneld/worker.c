@@ -46,6 +46,7 @@ struct worker {
 	struct cli_opts	 opts;
 	struct worker_config cfg;
 	int		 lfd;
+	int		 dir_fd;	/* the state directory, or -1 */
 	uv_poll_t	 lpoll;
 	struct channel	*ch[WORKER_MAX_CHANNELS];
 	time_t		 started;
@@ -239,8 +240,18 @@ worker_accept_cb(uv_poll_t *p, int status, int events)
 
 	if (status < 0)
 		return;
-	while ((fd = accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+	while ((fd = accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		char err[ERR_LEN];
+
+		/* Only our dispatcher (our uid) may hand us clients or
+		 * stop us: the directory is its, but check the peer too. */
+		if (ctl_check_peer(fd, geteuid(), err) == -1) {
+			log_warnx("control connection refused: %s", err);
+			close(fd);
+			continue;
+		}
 		worker_channel_add(w, fd, 1);
+	}
 }
 
 static int
@@ -269,6 +280,29 @@ worker_listen(struct worker *w, char *err)
 	uv_poll_init(w->tun.loop, &w->lpoll, w->lfd);
 	w->lpoll.data = w;
 	uv_poll_start(&w->lpoll, UV_READABLE, worker_accept_cb);
+	return 0;
+}
+
+/*
+ * The dispatcher attaches its checked state directory to CTL_CONFIG: the
+ * socket is bound in that directory (through /proc/self/fd), never in
+ * whatever the path names by now.  Without one the path is used as is.
+ */
+static int
+worker_sock_in_dir(struct worker *w, int dfd, char *err)
+{
+	char name[sizeof(w->cfg.sock_path)];
+
+	if (dfd < 0)
+		return 0;
+	snprintf(name, sizeof(name), "%s", w->cfg.sock_path);
+	if (strchr(name, '/') != NULL || name[0] == '.' ||
+	    (size_t)snprintf(w->cfg.sock_path, sizeof(w->cfg.sock_path),
+	    "/proc/self/fd/%d/%s", dfd, name) >= sizeof(w->cfg.sock_path)) {
+		err_set(err, "config: bad socket name");
+		return -1;
+	}
+	w->dir_fd = dfd;
 	return 0;
 }
 
@@ -543,15 +577,18 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 		}
 		c->configured = 1;
 		if (worker_parse_config(m, &w->opts, &w->cfg, err) == -1 ||
+		    worker_sock_in_dir(w, fd, err) == -1 ||
 		    worker_listen(w, err) == -1) {
 			json_t *end = ctl_new(CTL_END);
 
 			log_err("%s", err);
 			json_object_set_new(end, "reason", json_string(err));
 			worker_reply(c, end);
+			w->dir_fd = -1;		/* fd is closed below */
 			tun_stop(&w->tun, 1);
 			break;
 		}
+		fd = -1;	/* kept as w->dir_fd */
 		log_init("tunneld", w->opts.verbose);
 		crypto_magic(w->opts.pass, w->opts.encpass, w->tun.magic);
 		{
@@ -735,7 +772,7 @@ worker_main(int argc, char **argv)
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return 1;
 	worker_self = w;
-	w->lfd = -1;
+	w->lfd = w->dir_fd = -1;
 	w->started = time(NULL);
 	/* Defaults of a command line without options. */
 	w->opts.enc_count = -1;
@@ -769,6 +806,8 @@ worker_main(int argc, char **argv)
 	rc = t->exit_code;
 	if (w->lfd != -1)
 		close(w->lfd);
+	if (w->dir_fd != -1)
+		close(w->dir_fd);
 	cli_free(&w->opts);
 	free(w);
 	return rc;

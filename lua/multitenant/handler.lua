@@ -10,9 +10,11 @@
 --     "session=alpha.<anything>" (client option -session alpha.<uuid>).
 --
 -- This file runs once, in the one state the dispatcher keeps for
--- handler.lua: the tables and counters below persist across calls, until
--- a reload starts a new state.  Keep it readable only by the dispatcher's
--- user: it holds the tenants' secrets.
+-- handler.lua: the tables below persist across calls, until a reload
+-- starts a new state.  So the live tunnels of a tenant are not counted
+-- here but by the dispatcher (req.tunnels[tenant]), which a reload does
+-- not reset.  Keep it readable only by the dispatcher's user: it holds
+-- the tenants' secrets.
 
 -- The tenants.  Every field is copied into getTunnelInfo's answer.
 local tenants = {
@@ -47,8 +49,8 @@ local tenants = {
 	},
 }
 
-local active = {}	-- tenant name -> tunnels running now
-local serial = 0	-- makes every tunnel id unique in this state
+local serial = 0	-- with the load time, makes every tunnel id unique
+local loaded = os.time()
 
 -- The tenant a request names, or nil and why not.  The same function is
 -- in canAccept.lua, which runs in another state and can not share it.
@@ -77,14 +79,15 @@ function getTunnelInfo(req)
 		-- Do not echo the name: it is the client's text.
 		return nil, "unknown tenant"
 	end
-	local n = active[name] or 0
-	if n >= t.maxTunnels then
+	-- The dispatcher's count of the tenant's live tunnels (workers
+	-- running, adopted ones and admissions in progress included).
+	if req.tunnels[name] >= t.maxTunnels then
 		return nil, "tenant " .. name .. " is at its tunnel limit"
 	end
-	active[name] = n + 1		-- onEndTunnel gives it back
 	serial = serial + 1
 	return {
-		id = name .. "-" .. serial,	-- [A-Za-z0-9._:@+-], unique
+		-- [A-Za-z0-9._:@+-], unique (also across reloads)
+		id = name .. "-" .. loaded .. "-" .. serial,
 		tenant = name,
 		mode = t.mode,
 		pass = t.pass,
@@ -95,12 +98,8 @@ function getTunnelInfo(req)
 end
 
 -- A worker ended (client gone for good, idle, stopped from the console,
--- crashed): the tenant has one tunnel fewer.
+-- crashed).  Nothing to count down: req.tunnels already says one fewer.
 function onEndTunnel(info, reason)
-	local n = active[info.tenant] or 0
-	if n > 0 then
-		active[info.tenant] = n - 1
-	end
 	log("info", "tenant " .. info.tenant .. ": tunnel " .. info.id ..
 	    " ended (" .. reason .. ")")
 end

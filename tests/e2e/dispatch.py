@@ -9,6 +9,7 @@ see conftest.py), or comes from the environment variable DISPATCHER.
     d.tunnels()                   # GET /api/tunnels, as a list
     d.metrics()                   # GET /metrics, as text
     d.stop_tunnel(id), d.reload() # the console's POST actions
+    d.token()                     # the console's bearer token (sent)
 
 `dispatch` is a pytest fixture (import it into the test module).  Every
 dispatcher of a test shares one state directory (so a restarted one adopts
@@ -641,11 +642,33 @@ class Dispatcher:
 
     # -- console
 
-    def console(self, method, path, timeout=60.0):
-        """(status, body bytes) of a console request."""
+    def token_path(self):
+        """The console's token file: -consoleToken, else the one the
+        dispatcher writes into its state directory at the first start."""
+        if "-consoleToken" in self.argv:
+            return self.argv[self.argv.index("-consoleToken") + 1]
+        return os.path.join(self.owner.state_dir, "console.token")
+
+    def token(self):
+        with open(self.token_path()) as f:
+            return f.read().strip()
+
+    def console(self, method, path, timeout=60.0, headers=None,
+                token=True):
+        """(status, body bytes) of a console request, with the bearer
+        token and, for a POST, a JSON content type (headers override;
+        token=False sends none, a string sends that one)."""
+        h = {}
+        if token:
+            h["Authorization"] = "Bearer %s" % (
+                token if isinstance(token, str) else self.token())
+        if method == "POST":
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
         req = urllib.request.Request(
             "http://%s:%d%s" % (HOST, self.console_port, path),
-            method=method, data=b"" if method == "POST" else None)
+            method=method, data=b"" if method == "POST" else None,
+            headers=h)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read()

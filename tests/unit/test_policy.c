@@ -171,6 +171,12 @@ test_can_accept(void **state)
 	char	 big[POLICY_BODY_LEN];
 
 	ca_expect(CA_TRUE, 0, 1, 0, "", NULL);
+	/* req.tunnels without a counter: 0 for any key; read-only. */
+	ca_expect("function canAccept(req) return req.tunnels.x == 0 and "
+	    "req.tunnels[1] == 0 and next(req.tunnels) == nil and "
+	    "getmetatable(req.tunnels) == 'read-only' end", 0, 1, 0, "", NULL);
+	ca_expect("function canAccept(req) req.tunnels.x = 1 return true end",
+	    -1, 0, 0, "", "req.tunnels is read-only");
 	ca_expect("function canAccept(req) return false, 429, 'slow down' "
 	    "end", 0, 0, 429, "slow down", NULL);
 	ca_expect("function canAccept(req) return false end", 0, 0, 403, "",
@@ -1492,6 +1498,13 @@ test_example_default(void **state)
 	policy_unref(p);
 }
 
+/* req.tunnels of the example test: beta's count is *arg, others 0. */
+static int
+test_count(void *arg, const char *tenant)
+{
+	return strcmp(tenant, "beta") == 0 ? *(int *)arg : 0;
+}
+
 static void
 test_example_multitenant(void **state)
 {
@@ -1501,9 +1514,12 @@ test_example_multitenant(void **state)
 	struct policy_tunnel	 a, b, t;
 	struct policy_kv	 h[1] = { { "x-tenant", "alpha" } };
 	char			 err[ERR_LEN];
+	int			 nbeta = 0;
+	struct policy_counter	 pc = { test_count, &nbeta };
 
 	p = load_example("lua/multitenant/handler.lua",
 	    "lua/multitenant/canAccept.lua");
+	r.tunnels = &pc;
 
 	/* alpha by header: a forward tunnel, from anywhere. */
 	r.headers = h;
@@ -1512,7 +1528,9 @@ test_example_multitenant(void **state)
 	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
 	assert_int_equal(v.accept, 1);
 	assert_int_equal(policy_get_tunnel(p, &r, &a, err), 0);
-	assert_string_equal(a.id, "alpha-1");
+	assert_true(strncmp(a.id, "alpha-", 6) == 0);
+	assert_true(strlen(a.id) > 8 && strcmp(a.id + strlen(a.id) - 2,
+	    "-1") == 0);
 	assert_string_equal(a.tenant, "alpha");
 	assert_string_equal(a.mode, "server");
 	assert_string_equal(a.pass, "alpha-pass-CHANGE-ME");
@@ -1533,16 +1551,21 @@ test_example_multitenant(void **state)
 	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
 	assert_int_equal(v.accept, 1);
 	assert_int_equal(policy_get_tunnel(p, &r, &b, err), 0);
-	assert_string_equal(b.id, "beta-2");
+	assert_true(strncmp(b.id, "beta-", 5) == 0);
 	assert_string_equal(b.mode, "r-server");
 	assert_int_equal(b.nfwd, 1);
 	assert_string_equal(b.forwards[0], "r,127.0.0.1:20022,127.0.0.1:22");
 	assert_int_equal(b.idle_timeout, 3600);
+	/* The quota is the dispatcher's count (req.tunnels), not a Lua
+	 * global: onEndTunnel alone frees nothing, the count does. */
+	nbeta = 1;
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "tenant beta is at its tunnel limit");
 	assert_int_equal(policy_end_tunnel(p, &b, "client gone", err), 0);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	nbeta = 0;
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
-	assert_string_equal(t.id, "beta-3");
+	assert_true(strncmp(t.id, "beta-", 5) == 0 && strcmp(t.id, b.id) != 0);
 
 	/* Header and session must agree; a tenant must be named. */
 	r.headers = h;
