@@ -31,6 +31,7 @@ ctl_type_name(int type)
 	case CTL_SPAWN:		return "spawn";
 	case CTL_SPAWNED:	return "spawned";
 	case CTL_EXITED:	return "exited";
+	case CTL_AUTHED:	return "authed";
 	}
 	return "unknown";
 }

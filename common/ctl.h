@@ -26,7 +26,8 @@ enum ctl_type {
 	CTL_END		= 9,	/* w->d: the worker is ending; reason */
 	CTL_SPAWN	= 10,	/* d->zygote: fork a worker on this fd */
 	CTL_SPAWNED	= 11,	/* zygote->d: its pid */
-	CTL_EXITED	= 13	/* zygote->d: a worker's pid and status */
+	CTL_EXITED	= 13,	/* zygote->d: a worker's pid and status */
+	CTL_AUTHED	= 15	/* w->d: a client authenticated (once) */
 };
 
 /* Name of a type, for logs; "unknown" otherwise. */
