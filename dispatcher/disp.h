@@ -60,6 +60,7 @@ struct dworker {
 	char		 mode[16];
 	char		 connect_mode[16];
 	char		 remote[64];	/* client address of the last hand-over */
+	char		 spawn_ip[64];	/* -spawnRate's key of its first client */
 	pid_t		 pid;
 	int		 adopted;	/* not our child: a previous dispatcher's */
 	int		 ctl_fd;	/* watched for CTL_END / EOF */
@@ -183,6 +184,7 @@ int	 front_add_connection(struct disp *d, int fd,
 	    const struct sockaddr *sa, socklen_t len);
 void	 front_stop(struct disp *d);
 void	 front_delay_tick(struct disp *d);
+void	 front_rate_refund(struct disp *d, const char *ip);
 
 /* workers.c */
 void	 worker_key(const char *session, char *key);

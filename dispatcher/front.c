@@ -45,7 +45,8 @@ struct freq {
 };
 
 static void	front_ip_release(struct disp *, struct freq *);
-static int	front_rate_take(struct disp *, const struct sockaddr_storage *);
+static int	front_rate_take(struct disp *, const struct sockaddr_storage *,
+		    char *);
 static void	front_head_sweep(struct disp *, uint64_t);
 static void	front_rate_sweep(struct disp *, uint64_t);
 
@@ -326,6 +327,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	struct dworker		*w = NULL;
 	const char		*session, *mode, *key, *up, *conn, *ver;
 	char			 err[ERR_LEN], wkey[DISP_KEY_LEN + 1];
+	char			 rkey[64];
 	uint64_t		 t0;
 	size_t			 i;
 	int			 ok, rc;
@@ -433,7 +435,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		goto done;
 	}
 	/* Before getTunnelInfo, which a policy may count by. */
-	if (!front_rate_take(d, &ss)) {
+	if (!front_rate_take(d, &ss, rkey)) {
 		log_warnx("%s: refused: more than %d new tunnels a second "
 		    "from this address (-spawnRate)", r->remote, d->spawn_rate);
 		res = front_reply(c, d, 429, "too many new tunnels from this "
@@ -452,6 +454,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
 	if (rc == -1) {
 		worker_unreserve(d);
+		front_rate_refund(d, rkey);
 		atomic_fetch_add(&d->m.policy_errors, 1);
 		log_err("%s: getTunnelInfo failed: %s", r->remote, err);
 		res = front_reply(c, d, 500, "policy error");
@@ -459,6 +462,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	}
 	if (rc == 1) {
 		worker_unreserve(d);
+		front_rate_refund(d, rkey);
 		log_info("%s: no tunnel: %s", r->remote, err);
 		res = front_refuse_later(c, r, 403, err);
 		goto done;
@@ -474,12 +478,14 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		/* The policy counted a tunnel that never starts. */
 		if (policy_end_tunnel(p, &ti, "not started", e2) == -1)
 			log_warnx("onEndTunnel: %s", e2);
+		front_rate_refund(d, rkey);
 		policy_tunnel_cleanse(&ti);
 		log_err("%s: cannot start a worker: %s", r->remote, err);
 		res = front_reply(c, d, 500, "cannot start the tunnel");
 		goto done;
 	}
 	policy_tunnel_cleanse(&ti);
+	snprintf(w->spawn_ip, sizeof(w->spawn_ip), "%s", rkey);
 	log_info("%s: tenant '%s' session %s: worker %d started", r->remote,
 	    w->tenant, w->key, (int)w->pid);
 	r->w = w;
@@ -746,17 +752,16 @@ front_head_sweep(struct disp *d, uint64_t now)
 /*
  * Takes one new worker's token from the address's bucket (-spawnRate a
  * second, -spawnBurst at most); 0 if it has none left, or if too many
- * addresses are being tracked.
+ * addresses are being tracked.  ip (64 bytes) gets the bucket's key.
  */
 static int
-front_rate_take(struct disp *d, const struct sockaddr_storage *ss)
+front_rate_take(struct disp *d, const struct sockaddr_storage *ss, char *ip)
 {
 	struct rateslot	**pp, *sl;
 	uint64_t	  now = disp_now_ms(), full;
-	char		  ip[64];
 	int		  ok = 0;
 
-	front_addr_key((const struct sockaddr *)ss, ip, sizeof(ip));
+	front_addr_key((const struct sockaddr *)ss, ip, 64);
 	full = (uint64_t)d->spawn_burst * 1000;
 	pthread_mutex_lock(&d->lock);
 	pp = &d->rateslots[front_ip_hash(ip)];
@@ -784,6 +789,30 @@ front_rate_take(struct disp *d, const struct sockaddr_storage *ss)
 	}
 	pthread_mutex_unlock(&d->lock);
 	return ok;
+}
+
+/*
+ * Gives a token back: no worker was started, or its client authenticated.
+ * The limit is on workers nobody authenticated to, so that one address
+ * may still start many tunnels that work.
+ */
+void
+front_rate_refund(struct disp *d, const char *ip)
+{
+	struct rateslot	*sl;
+	uint64_t	 full = (uint64_t)d->spawn_burst * 1000;
+
+	if (ip == NULL || ip[0] == '\0')
+		return;
+	pthread_mutex_lock(&d->lock);
+	for (sl = d->rateslots[front_ip_hash(ip)]; sl != NULL; sl = sl->next)
+		if (strcmp(sl->ip, ip) == 0) {
+			sl->mtokens += 1000;
+			if (sl->mtokens > full)
+				sl->mtokens = full;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* Loop thread: forget addresses whose bucket is full again. */

@@ -43,10 +43,12 @@ static const char usage[] =
 "  -maxPendingWorkers N  workers waiting for their first client to\n"
 "                        authenticate, at most [64]\n"
 "  -spawnRate N          new workers per second per client address (an\n"
-"                        IPv6 /64 is one address) [2]\n"
-"  -spawnBurst N         ... of which at once [8]\n"
+"                        IPv6 /64 is one address) that no client\n"
+"                        authenticates to [4]\n"
+"  -spawnBurst N         ... of which at once [32]\n"
 "  -handshakeTimeout S   for a client to authenticate; a worker with no\n"
-"                        authenticated client ends soon after [10]\n"
+"                        authenticated client ends that long after\n"
+"                        its last connection [10]\n"
 "  -perIp N              requests in progress per client address,\n"
 "                        beyond which 503 answers at once [16]\n"
 "  -maxPending N         pending requests in total [1024]\n"
@@ -310,8 +312,8 @@ disp_defaults(struct disp *d, const char *argv0)
 	d->request_timeout = 10;
 	d->refuse_delay_ms = DISP_REFUSE_DELAY_MS;
 	d->max_pending_workers = 64;
-	d->spawn_rate = 2;
-	d->spawn_burst = 8;
+	d->spawn_rate = 4;
+	d->spawn_burst = 32;
 	d->handshake_timeout = 10;
 	d->head_timeout = 10;
 	d->head_per_ip = 16;

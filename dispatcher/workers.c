@@ -653,6 +653,7 @@ worker_authed(struct disp *d, struct dworker *w)
 	pthread_mutex_unlock(&d->lock);
 	log_info("worker %d (tenant '%s', session %s): client authenticated",
 	    (int)w->pid, w->tenant, w->key);
+	front_rate_refund(d, w->spawn_ip);
 	if (over) {
 		log_warnx("worker %d: stopped: more than %d tunnels "
 		    "(-maxSession)", (int)w->pid, d->max_session);

@@ -32,7 +32,6 @@
 #define WORKER_CTL_FD		3
 #define WORKER_MAX_CHANNELS	16
 #define WORKER_IDLE_MS		30000	/* without any client at all */
-#define WORKER_PREAUTH_MS	1000	/* after the last unauthenticated one */
 
 struct channel {
 	uv_poll_t	 poll;
@@ -51,7 +50,6 @@ struct worker {
 	time_t		 started;
 	int		 had_session;
 	int		 authed;	/* a client authenticated once */
-	unsigned	 conns;		/* connections handed over */
 	char		 end_reason[ERR_LEN];
 	uv_timer_t	 idle;
 	uint64_t	 idle_since;
@@ -319,7 +317,6 @@ worker_take_conn(struct worker *w, struct channel *c, json_t *m, int fd)
 		log_warnx("control: %s", err);
 		return;
 	}
-	w->conns++;
 	log_info("%s: connection handed over", conn_peer(conn));
 	hs_start(&w->tun, conn);
 }
@@ -504,8 +501,8 @@ worker_stop(struct tun *t)
  * covers the time before there is one.  Before any authentication the
  * wait is the handshake timeout, so that password-less upgrades do not
  * keep workers around: a handshake lasts -handshakeTimeout at most, and
- * the worker goes WORKER_PREAUTH_MS after the last one (a client that
- * lost its first connection may still come back in that time).
+ * the worker goes -handshakeTimeout after the last connection (a client
+ * that lost its first one may come back in that time).
  */
 static void
 worker_idle_cb(uv_timer_t *timer)
@@ -521,10 +518,8 @@ worker_idle_cb(uv_timer_t *timer)
 	/* A OneShot tunnel whose one connection is gone has nothing left. */
 	if (w->cfg.oneshot)
 		wait = 1000;
-	else if (!w->authed && w->conns == 0)	/* the first is on its way */
-		wait = (uint64_t)w->opts.handshake_timeout * 1000;
 	else if (!w->authed)
-		wait = WORKER_PREAUTH_MS;
+		wait = (uint64_t)w->opts.handshake_timeout * 1000;
 	else
 		wait = WORKER_IDLE_MS;
 	if (now - w->idle_since >= wait) {
