@@ -36,6 +36,7 @@ ctl_type_name(int type)
 	case CTL_RELEASE:	return "release";
 	case CTL_RELEASED:	return "released";
 	case CTL_LISTENER:	return "listener";
+	case CTL_AUTHED:	return "authed";
 	}
 	return "unknown";
 }

@@ -32,7 +32,8 @@ enum ctl_type {
 	CTL_TAKEOVER_DONE = 15,	/* d->w: after the listeners; "busy" why */
 	CTL_RELEASE	= 16,	/* d->w: hand the listeners over and end */
 	CTL_RELEASED	= 17,	/* w->d: after them; "ended" or "busy" */
-	CTL_LISTENER	= 19	/* both ways: a listening socket, its "src" */
+	CTL_LISTENER	= 19,	/* both ways: a listening socket, its "src" */
+	CTL_AUTHED	= 21	/* w->d: a client authenticated (once) */
 };
 
 /* Name of a type, for logs; "unknown" otherwise. */

@@ -131,7 +131,10 @@ console_tunnel(struct dworker *w)
 	    "client", w->remote, "mode", w->mode, "pid", (int)w->pid,
 	    "started", (json_int_t)w->started,
 	    "handovers", (json_int_t)w->handovers);
-	if ((st = worker_stats(w, err)) == NULL) {
+	st = worker_stats(w, err);
+	/* pending (no client authenticated yet), connected or detached */
+	json_object_set_new(o, "state", json_string(worker_state_name(w, st)));
+	if (st == NULL) {
 		json_object_set_new(o, "error", json_string(err));
 		return o;
 	}

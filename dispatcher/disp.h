@@ -36,6 +36,18 @@
 #define DISP_RELEASE_MS		1000	/* a replaced worker's answer */
 #define DISP_REPLACE_MAX	16	/* workers of one tunnel id asked */
 #define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
+#define DISP_RATE_SLOTS		4096	/* addresses -spawnRate tracks */
+
+/*
+ * A worker's lifecycle as the dispatcher counts it: pending until its
+ * first client passes the kptunnel challenge (CTL_AUTHED), then a tunnel.
+ * Only tunnels count against -maxSession and the tenants' quotas;
+ * pending workers have their own cap, -maxPendingWorkers.
+ */
+enum dworker_state {
+	DW_PENDING,
+	DW_AUTHED
+};
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -51,12 +63,14 @@ struct dworker {
 	char		 mode[16];
 	char		 connect_mode[16];
 	char		 remote[64];	/* client address of the last hand-over */
+	char		 spawn_ip[64];	/* -spawnRate's key of its first client */
 	pid_t		 pid;
 	int		 adopted;	/* not our child: a previous dispatcher's */
 	int		 ctl_fd;	/* watched for CTL_END / EOF */
 	uv_poll_t	 poll;
 	int		 polling;
 	int		 ended;
+	enum dworker_state state;	/* under disp.lock */
 	time_t		 started;
 	unsigned	 handovers;
 	struct policy_tunnel info;	/* secrets cleansed after spawn */
@@ -79,6 +93,23 @@ struct dtenant {
 	char		 name[POLICY_ID_LEN];
 };
 #define DISP_TENANT_BUCKETS	256
+/* New workers started for one address (-spawnRate): a token bucket. */
+struct rateslot {
+	struct rateslot	*next;
+	uint64_t	 at;		/* ms of the last refill */
+	uint64_t	 mtokens;	/* thousandths of a spawn */
+	char		 ip[64];
+};
+
+/* A public connection whose request head is not complete yet. */
+struct fconn {
+	TAILQ_ENTRY(fconn) link;	/* d->heads, by deadline */
+	int		 listed;	/* in d->heads */
+	int		 counted;	/* in d->headslots */
+	int		 fd;		/* our dup, to shut it down */
+	uint64_t	 deadline;	/* ms, CLOCK_MONOTONIC */
+	char		 ip[64];	/* front_addr_key() */
+};
 
 /* A request waiting out the refusal delay. */
 struct delayed {
@@ -119,6 +150,12 @@ struct disp {
 	int		 max_pending;
 	int		 request_timeout;
 	int		 refuse_delay_ms;
+	int		 max_pending_workers;
+	int		 spawn_rate;	/* per address and second */
+	int		 spawn_burst;
+	int		 handshake_timeout;
+	int		 head_timeout;	/* s, for a whole request head */
+	int		 head_per_ip;	/* incomplete heads per address */
 	/* state */
 	pthread_mutex_t	 lock;
 	struct policy	*policy;	/* under lock; refcounted */
@@ -127,8 +164,14 @@ struct disp {
 	struct dtenant	*tenants[DISP_TENANT_BUCKETS];	/* under lock */
 	struct policy_counter counter;	/* req.tunnels: disp_tenant_count */
 	pthread_mutex_t	 admit;	/* getTunnelInfo + its reservation */
+	int		 nauthed;	/* DW_AUTHED workers */
+	int		 npending;	/* DW_PENDING ones and spawns under way */
 	TAILQ_HEAD(, delayed) delayed;
 	struct ipslot	*ipslots[DISP_IPSLOTS];	/* under lock */
+	struct ipslot	*headslots[DISP_IPSLOTS];	/* under lock */
+	TAILQ_HEAD(, fconn) heads;	/* under lock */
+	struct rateslot	*rateslots[DISP_IPSLOTS];	/* under lock */
+	size_t		 nrateslots;
 	struct MHD_Daemon *front;
 	struct MHD_Daemon *admin;
 	uv_loop_t	*loop;
@@ -156,6 +199,7 @@ int	 front_add_connection(struct disp *d, int fd,
 	    const struct sockaddr *sa, socklen_t len);
 void	 front_stop(struct disp *d);
 void	 front_delay_tick(struct disp *d);
+void	 front_rate_refund(struct disp *d, const char *ip);
 
 /* workers.c */
 void	 worker_key(const char *session, char *key);
@@ -172,6 +216,11 @@ void	 worker_watch_pending(struct disp *d);
 void	 worker_reap(struct disp *d);
 int	 worker_scan(struct disp *d, char *err);
 int	 worker_count(struct disp *d);
+int	 worker_count_tenant(struct disp *d, const char *tenant,
+	    int authed_only);
+int	 worker_reserve(struct disp *d, int *status, char *err);
+void	 worker_unreserve(struct disp *d);
+const char *worker_state_name(const struct dworker *w, const json_t *stats);
 int	 worker_zygote_start(struct disp *d, char *err);
 void	 worker_zygote_stop(struct disp *d);
 void	 worker_pool_refill(struct disp *d);

@@ -9,8 +9,12 @@
 
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +45,10 @@ struct freq {
 };
 
 static void	front_ip_release(struct disp *, struct freq *);
+static int	front_rate_take(struct disp *, const struct sockaddr_storage *,
+		    char *);
+static void	front_head_sweep(struct disp *, uint64_t);
+static void	front_rate_sweep(struct disp *, uint64_t);
 
 struct hdrs {
 	struct policy_kv kv[FRONT_MAX_HEADERS];
@@ -86,6 +94,9 @@ front_reply(struct MHD_Connection *c, struct disp *d, int status,
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type",
 	    "text/plain; charset=utf-8");
+	/* One request per connection: a second head would escape the
+	 * -headTimeout deadline, which only the first one has. */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	rc = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return rc;
@@ -116,8 +127,15 @@ front_refuse_later(struct MHD_Connection *c, struct freq *r, int status,
 void
 front_delay_tick(struct disp *d)
 {
+	static uint64_t	 swept;
 	struct delayed	*dl;
 	uint64_t	 now = disp_now_ms();
+
+	front_head_sweep(d, now);
+	if (now - swept >= 1000) {
+		front_rate_sweep(d, now);
+		swept = now;
+	}
 
 	pthread_mutex_lock(&d->lock);
 	while ((dl = TAILQ_FIRST(&d->delayed)) != NULL && dl->due <= now) {
@@ -307,6 +325,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	struct dworker		*w = NULL;
 	const char		*session, *mode, *key, *up, *conn, *ver;
 	char			 err[ERR_LEN], wkey[DISP_KEY_LEN + 1];
+	char			 rkey[64];
 	uint64_t		 t0;
 	size_t			 i;
 	int			 ok, rc;
@@ -414,16 +433,24 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		res = front_refuse_later(c, r, 404, "unknown session");
 		goto done;
 	}
-	if (worker_count(d) >= d->max_session) {
-		log_warnx("%s: refused: %d tunnels already (-maxSession)",
-		    r->remote, d->max_session);
-		res = front_refuse_later(c, r, 503, "too many tunnels");
+	/* Before getTunnelInfo, which a policy may count by. */
+	if (!front_rate_take(d, &ss, rkey)) {
+		log_warnx("%s: refused: more than %d new tunnels a second "
+		    "from this address (-spawnRate)", r->remote, d->spawn_rate);
+		res = front_reply(c, d, 429, "too many new tunnels from this "
+		    "address");
+		goto done;
+	}
+	if (worker_reserve(d, &rc, err) == -1) {
+		log_warnx("%s: refused: %s", r->remote, err);
+		res = front_refuse_later(c, r, rc, "too many tunnels");
 		goto done;
 	}
 	memset(&ti, 0, sizeof(ti));
 	t0 = disp_now_ms();
 	/* The tunnel counts from here (reserved) until its worker is
-	 * registered, so a concurrent getTunnelInfo sees it in req.tunnels. */
+	 * started, so a concurrent getTunnelInfo sees it in req.tunnels;
+	 * then it counts again once its client authenticates. */
 	pthread_mutex_lock(&d->admit);
 	rc = policy_get_tunnel(p, &preq, &ti, err);
 	if (rc == 0) {
@@ -435,28 +462,42 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	atomic_fetch_add(&d->m.policy_calls, 1);
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
 	if (rc == -1) {
+		worker_unreserve(d);
+		front_rate_refund(d, rkey);
 		atomic_fetch_add(&d->m.policy_errors, 1);
 		log_err("%s: getTunnelInfo failed: %s", r->remote, err);
 		res = front_reply(c, d, 500, "policy error");
 		goto done;
 	}
 	if (rc == 1) {
+		worker_unreserve(d);
+		front_rate_refund(d, rkey);
 		log_info("%s: no tunnel: %s", r->remote, err);
 		res = front_refuse_later(c, r, 403, err);
 		goto done;
 	}
-	rc = front_check_tunnel(&ti, err) == -1 ||
-	    worker_spawn(d, p, &ti, session, &w, err) == -1;
+	if (front_check_tunnel(&ti, err) == -1) {
+		worker_unreserve(d);
+		rc = -1;
+	} else	/* takes the place reserved over */
+		rc = worker_spawn(d, p, &ti, session, &w, err);
 	pthread_mutex_lock(&d->lock);
 	disp_tenant_add(d, ti.tenant, -1);	/* the reservation */
 	pthread_mutex_unlock(&d->lock);
-	if (rc) {
+	if (rc == -1) {
+		char e2[ERR_LEN];
+
+		/* The policy counted a tunnel that never starts. */
+		if (policy_end_tunnel(p, &ti, "not started", e2) == -1)
+			log_warnx("onEndTunnel: %s", e2);
+		front_rate_refund(d, rkey);
 		policy_tunnel_cleanse(&ti);
 		log_err("%s: cannot start a worker: %s", r->remote, err);
 		res = front_reply(c, d, 500, "cannot start the tunnel");
 		goto done;
 	}
 	policy_tunnel_cleanse(&ti);
+	snprintf(w->spawn_ip, sizeof(w->spawn_ip), "%s", rkey);
 	log_info("%s: tenant '%s' session %s: worker %d started", r->remote,
 	    w->tenant, w->key, (int)w->pid);
 	r->w = w;
@@ -527,6 +568,287 @@ front_ip_release(struct disp *d, struct freq *r)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/*
+ * The unit of the per-address limits (-headPerIp, -spawnRate): an IPv4
+ * address, or an IPv6 /64, which one host usually has whole; an
+ * IPv4-mapped address (dual stack) is its IPv4 address.  "?" otherwise.
+ */
+static void
+front_addr_key(const struct sockaddr *sa, char *out, size_t cap)
+{
+	const struct sockaddr_in6	*s6;
+	struct in6_addr			 a6;
+	char				 txt[INET6_ADDRSTRLEN];
+
+	snprintf(out, cap, "?");
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET) {
+		if (inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->
+		    sin_addr, txt, sizeof(txt)) != NULL)
+			snprintf(out, cap, "%s", txt);
+		return;
+	}
+	if (sa->sa_family != AF_INET6)
+		return;
+	s6 = (const struct sockaddr_in6 *)sa;
+	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		if (inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], txt,
+		    sizeof(txt)) != NULL)
+			snprintf(out, cap, "%s", txt);
+		return;
+	}
+	a6 = s6->sin6_addr;
+	memset(&a6.s6_addr[8], 0, 8);
+	if (inet_ntop(AF_INET6, &a6, txt, sizeof(txt)) != NULL)
+		snprintf(out, cap, "%s/64", txt);
+}
+
+/* Under d->lock: the slot of ip in tab, created when create. */
+static struct ipslot *
+front_slot(struct ipslot **tab, const char *ip, int create)
+{
+	struct ipslot **pp = &tab[front_ip_hash(ip)], *sl;
+
+	for (sl = *pp; sl != NULL && strcmp(sl->ip, ip) != 0; sl = sl->next)
+		;
+	if (sl == NULL && create && (sl = calloc(1, sizeof(*sl))) != NULL) {
+		snprintf(sl->ip, sizeof(sl->ip), "%s", ip);
+		sl->next = *pp;
+		*pp = sl;
+	}
+	return sl;
+}
+
+/* Under d->lock: one less for ip in tab; empty slots go. */
+static void
+front_slot_put(struct ipslot **tab, const char *ip)
+{
+	struct ipslot **pp, *sl;
+
+	for (pp = &tab[front_ip_hash(ip)]; (sl = *pp) != NULL; pp = &sl->next)
+		if (strcmp(sl->ip, ip) == 0) {
+			if (--sl->n <= 0) {
+				*pp = sl->next;
+				free(sl);
+			}
+			return;
+		}
+}
+
+/*
+ * libmicrohttpd's accept policy: an address with -headPerIp connections
+ * whose request head is incomplete gets no more (closed at once), so a
+ * few addresses dribbling heads (slowloris) can not fill the
+ * -maxPending connections.  Counted in front_notify(); two pool threads
+ * may each let one more through.
+ */
+static enum MHD_Result
+front_accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct disp	*d = cls;
+	struct ipslot	*sl;
+	char		 ip[64];
+	int		 ok;
+
+	front_addr_key(sa, ip, sizeof(ip));
+	pthread_mutex_lock(&d->lock);
+	sl = front_slot(d->headslots, ip, 0);
+	ok = sl == NULL || sl->n < d->head_per_ip;
+	pthread_mutex_unlock(&d->lock);
+	if (!ok)
+		log_debug("%s: refused: %d incomplete requests (-headPerIp)",
+		    ip, d->head_per_ip);
+	return ok ? MHD_YES : MHD_NO;
+}
+
+/* Under d->lock: fc's head is complete, or it is closing. */
+static void
+front_head_done_locked(struct disp *d, struct fconn *fc)
+{
+	if (fc->listed)
+		TAILQ_REMOVE(&d->heads, fc, link);
+	fc->listed = 0;
+	if (fc->counted)
+		front_slot_put(d->headslots, fc->ip);
+	fc->counted = 0;
+	if (fc->fd != -1)
+		close(fc->fd);
+	fc->fd = -1;
+}
+
+/*
+ * Every connection of the public port, from its start: counted for its
+ * address and given an absolute deadline for its request head
+ * (-headTimeout), which libmicrohttpd's idle timeout is not.
+ */
+static void
+front_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	const union MHD_ConnectionInfo	*ci;
+	struct disp			*d = cls;
+	struct fconn			*fc = *socket_context;
+	struct ipslot			*sl;
+
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (fc == NULL)
+			return;
+		pthread_mutex_lock(&d->lock);
+		front_head_done_locked(d, fc);
+		pthread_mutex_unlock(&d->lock);
+		free(fc);
+		*socket_context = NULL;
+		return;
+	}
+	if ((fc = calloc(1, sizeof(*fc))) == NULL)
+		return;
+	fc->fd = -1;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	front_addr_key(ci != NULL ? ci->client_addr : NULL, fc->ip,
+	    sizeof(fc->ip));
+	/* A descriptor of our own: shutting the socket down at the deadline
+	 * never touches a number libmicrohttpd may have closed and reused. */
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL)
+		fc->fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+	fc->deadline = disp_now_ms() + (uint64_t)d->head_timeout * 1000;
+	pthread_mutex_lock(&d->lock);
+	if ((sl = front_slot(d->headslots, fc->ip, 1)) != NULL) {
+		sl->n++;
+		fc->counted = 1;
+	}
+	if (fc->fd != -1) {
+		TAILQ_INSERT_TAIL(&d->heads, fc, link);
+		fc->listed = 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	*socket_context = fc;
+}
+
+/* The request head of c is all here: off the -headPerIp count. */
+static void
+front_head_done(struct disp *d, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci == NULL || ci->socket_context == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	front_head_done_locked(d, ci->socket_context);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Loop thread: connections past their head deadline are shut down. */
+static void
+front_head_sweep(struct disp *d, uint64_t now)
+{
+	struct fconn *fc;
+
+	pthread_mutex_lock(&d->lock);
+	while ((fc = TAILQ_FIRST(&d->heads)) != NULL && fc->deadline <= now) {
+		TAILQ_REMOVE(&d->heads, fc, link);
+		fc->listed = 0;
+		log_info("%s: request head not complete in %d s "
+		    "(-headTimeout): closed", fc->ip, d->head_timeout);
+		/* libmicrohttpd reads the end and closes the connection;
+		 * it stays counted for its address until then. */
+		shutdown(fc->fd, SHUT_RDWR);
+		close(fc->fd);
+		fc->fd = -1;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * Takes one new worker's token from the address's bucket (-spawnRate a
+ * second, -spawnBurst at most); 0 if it has none left, or if too many
+ * addresses are being tracked.  ip (64 bytes) gets the bucket's key.
+ */
+static int
+front_rate_take(struct disp *d, const struct sockaddr_storage *ss, char *ip)
+{
+	struct rateslot	**pp, *sl;
+	uint64_t	  now = disp_now_ms(), full;
+	int		  ok = 0;
+
+	front_addr_key((const struct sockaddr *)ss, ip, 64);
+	full = (uint64_t)d->spawn_burst * 1000;
+	pthread_mutex_lock(&d->lock);
+	pp = &d->rateslots[front_ip_hash(ip)];
+	for (sl = *pp; sl != NULL && strcmp(sl->ip, ip) != 0; sl = sl->next)
+		;
+	if (sl == NULL && d->nrateslots < DISP_RATE_SLOTS &&
+	    (sl = calloc(1, sizeof(*sl))) != NULL) {
+		snprintf(sl->ip, sizeof(sl->ip), "%s", ip);
+		sl->mtokens = full;
+		sl->at = now;
+		sl->next = *pp;
+		*pp = sl;
+		d->nrateslots++;
+	}
+	if (sl != NULL) {
+		/* rate a second is rate thousandths a millisecond */
+		sl->mtokens += (now - sl->at) * (uint64_t)d->spawn_rate;
+		if (sl->mtokens > full)
+			sl->mtokens = full;
+		sl->at = now;
+		if (sl->mtokens >= 1000) {
+			sl->mtokens -= 1000;
+			ok = 1;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
+/*
+ * Gives a token back: no worker was started, or its client authenticated.
+ * The limit is on workers nobody authenticated to, so that one address
+ * may still start many tunnels that work.
+ */
+void
+front_rate_refund(struct disp *d, const char *ip)
+{
+	struct rateslot	*sl;
+	uint64_t	 full = (uint64_t)d->spawn_burst * 1000;
+
+	if (ip == NULL || ip[0] == '\0')
+		return;
+	pthread_mutex_lock(&d->lock);
+	for (sl = d->rateslots[front_ip_hash(ip)]; sl != NULL; sl = sl->next)
+		if (strcmp(sl->ip, ip) == 0) {
+			sl->mtokens += 1000;
+			if (sl->mtokens > full)
+				sl->mtokens = full;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Loop thread: forget addresses whose bucket is full again. */
+static void
+front_rate_sweep(struct disp *d, uint64_t now)
+{
+	struct rateslot	**pp, *sl;
+	uint64_t	  full = (uint64_t)d->spawn_burst * 1000;
+	size_t		  i;
+
+	pthread_mutex_lock(&d->lock);
+	for (i = 0; i < DISP_IPSLOTS; i++)
+		for (pp = &d->rateslots[i]; (sl = *pp) != NULL;) {
+			if (sl->mtokens + (now - sl->at) *
+			    (uint64_t)d->spawn_rate >= full) {
+				*pp = sl->next;
+				free(sl);
+				d->nrateslots--;
+			} else
+				pp = &sl->next;
+		}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static enum MHD_Result
 front_access(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
@@ -542,6 +864,7 @@ front_access(void *cls, struct MHD_Connection *c, const char *url,
 			return MHD_NO;
 		r->d = d;
 		*req_cls = r;
+		front_head_done(d, c);
 		front_remote(c, r->remote, sizeof(r->remote), &ss);
 		if (!front_ip_take(d, r->remote)) {
 			log_warnx("%s: too many requests in progress (-perIp %d)",
@@ -579,9 +902,10 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 static struct MHD_Daemon *
 front_daemon(struct disp *d, unsigned flags, const struct sockaddr *sa)
 {
+	TAILQ_INIT(&d->heads);
 	return MHD_start_daemon(flags | MHD_ALLOW_UPGRADE |
-	    MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, front_access, d,
-	    MHD_OPTION_SOCK_ADDR, sa,
+	    MHD_ALLOW_SUSPEND_RESUME, 0, front_accept_policy, d, front_access,
+	    d, MHD_OPTION_SOCK_ADDR, sa,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->max_pending,
 	    /* A bound on idle connections; requests are counted above. */
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -589,6 +913,7 @@ front_daemon(struct disp *d, unsigned flags, const struct sockaddr *sa)
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->request_timeout,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
 	    MHD_OPTION_NOTIFY_COMPLETED, front_completed, d,
+	    MHD_OPTION_NOTIFY_CONNECTION, front_notify, d,
 	    sa != NULL ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, 2u,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
 	    MHD_OPTION_END);
@@ -648,6 +973,7 @@ front_stop(struct disp *d)
 {
 	struct delayed	*dl;
 	struct ipslot	*sl;
+	struct rateslot	*rs;
 	size_t		 i;
 
 	if (d->front == NULL)
@@ -662,9 +988,15 @@ front_stop(struct disp *d)
 	pthread_mutex_unlock(&d->lock);
 	MHD_stop_daemon(d->front);
 	d->front = NULL;
-	for (i = 0; i < DISP_IPSLOTS; i++)
+	for (i = 0; i < DISP_IPSLOTS; i++) {
 		while ((sl = d->ipslots[i]) != NULL) {
 			d->ipslots[i] = sl->next;
 			free(sl);
 		}
+		while ((rs = d->rateslots[i]) != NULL) {
+			d->rateslots[i] = rs->next;
+			free(rs);
+		}
+	}
+	d->nrateslots = 0;
 }

@@ -48,11 +48,25 @@ static const char usage[] =
 "                        write), not a symlink; made 0700 if missing\n"
 "                        [/run/tunneld as root, else $XDG_RUNTIME_DIR/\n"
 "                        tunneld; refused without XDG_RUNTIME_DIR]\n"
-"  -maxSession N         live tunnels at most [1000]\n"
+"  -maxSession N         live tunnels (workers whose client has\n"
+"                        authenticated) at most [1000]\n"
+"  -maxPendingWorkers N  workers waiting for their first client to\n"
+"                        authenticate, at most [64]\n"
+"  -spawnRate N          new workers per second per client address (an\n"
+"                        IPv6 /64 is one address) that no client\n"
+"                        authenticates to [4]\n"
+"  -spawnBurst N         ... of which at once [32]\n"
+"  -handshakeTimeout S   for a client to authenticate; a worker with no\n"
+"                        authenticated client ends that long after\n"
+"                        its last connection [10]\n"
 "  -perIp N              requests in progress per client address,\n"
 "                        beyond which 503 answers at once [16]\n"
 "  -maxPending N         pending requests in total [1024]\n"
-"  -requestTimeout S     for a request to arrive whole [10]\n"
+"  -requestTimeout S     idle time allowed in a request [10]\n"
+"  -headTimeout S        for a request head to arrive whole, from the\n"
+"                        connection's start [10]\n"
+"  -headPerIp N          connections per client address (an IPv6 /64 is\n"
+"                        one) whose request head is incomplete [16]\n"
 "  -refuseDelay MS       delay of refusals before the upgrade, as\n"
 "                        kptunnel's [3000]\n"
 "  -reqInfo              answer ?reqinfo with the tunnel count\n"
@@ -434,6 +448,30 @@ disp_parse(struct disp *d, int argc, char **argv, char *err)
 			if (disp_int(name, val, 1, 3600, &d->request_timeout,
 			    err) == -1)
 				return -1;
+		} else if (strcmp(name, "maxPendingWorkers") == 0) {
+			if (disp_int(name, val, 1, 100000,
+			    &d->max_pending_workers, err) == -1)
+				return -1;
+		} else if (strcmp(name, "spawnRate") == 0) {
+			if (disp_int(name, val, 1, 100000, &d->spawn_rate,
+			    err) == -1)
+				return -1;
+		} else if (strcmp(name, "spawnBurst") == 0) {
+			if (disp_int(name, val, 1, 100000, &d->spawn_burst,
+			    err) == -1)
+				return -1;
+		} else if (strcmp(name, "handshakeTimeout") == 0) {
+			if (disp_int(name, val, 1, 3600, &d->handshake_timeout,
+			    err) == -1)
+				return -1;
+		} else if (strcmp(name, "headTimeout") == 0) {
+			if (disp_int(name, val, 1, 3600, &d->head_timeout,
+			    err) == -1)
+				return -1;
+		} else if (strcmp(name, "headPerIp") == 0) {
+			if (disp_int(name, val, 1, 100000, &d->head_per_ip,
+			    err) == -1)
+				return -1;
 		} else if (strcmp(name, "refuseDelay") == 0) {
 			if (disp_int(name, val, 0, 60000, &d->refuse_delay_ms,
 			    err) == -1)
@@ -473,6 +511,12 @@ disp_defaults(struct disp *d, const char *argv0)
 	d->max_pending = 1024;
 	d->request_timeout = 10;
 	d->refuse_delay_ms = DISP_REFUSE_DELAY_MS;
+	d->max_pending_workers = 64;
+	d->spawn_rate = 4;
+	d->spawn_burst = 32;
+	d->handshake_timeout = 10;
+	d->head_timeout = 10;
+	d->head_per_ip = 16;
 	/* The worker program sits beside the dispatcher by default. */
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
@@ -565,6 +609,7 @@ main(int argc, char **argv)
 	d->zygote_req = d->zygote_exit = -1;
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
+	TAILQ_INIT(&d->heads);
 	if (d->console_on && strcmp(d->console.name, "127.0.0.1") != 0 &&
 	    strcmp(d->console.name, "::1") != 0 &&
 	    strcmp(d->console.name, "localhost") != 0)

@@ -73,6 +73,76 @@ worker_count(struct disp *d)
 	return n;
 }
 
+/*
+ * Live workers of a tenant: all of them, or only those a client has
+ * authenticated to (what a per-tenant quota should count: a pending
+ * worker may be anyone's who named the tenant without its password).
+ */
+int
+worker_count_tenant(struct disp *d, const char *tenant, int authed_only)
+{
+	struct dworker	*w;
+	int		 n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	LIST_FOREACH(w, &d->workers, link)
+		if (!w->ended && strcmp(w->tenant, tenant) == 0 &&
+		    (!authed_only || w->state == DW_AUTHED))
+			n++;
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+/*
+ * Holds a place for a new, pending worker: refused (-1, with the HTTP
+ * status in *status and the reason in err) when -maxSession tunnels run
+ * or -maxPendingWorkers workers wait for their client's authentication.
+ * worker_spawn() takes the place over; without it, worker_unreserve().
+ */
+int
+worker_reserve(struct disp *d, int *status, char *err)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->nauthed >= d->max_session) {
+		*status = 503;
+		err_set(err, "%d tunnels already (-maxSession)", d->nauthed);
+	} else if (d->npending >= d->max_pending_workers) {
+		*status = 503;
+		err_set(err, "%d workers wait for authentication "
+		    "(-maxPendingWorkers)", d->npending);
+	} else {
+		d->npending++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+void
+worker_unreserve(struct disp *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->npending--;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * For the console: "pending" (no client authenticated yet), else
+ * "connected" or "detached" (the session waits for its client to come
+ * back) as the worker's stats say.
+ */
+const char *
+worker_state_name(const struct dworker *w, const json_t *stats)
+{
+	/* Written under disp.lock by the loop thread; one word read. */
+	if (__atomic_load_n(&w->state, __ATOMIC_RELAXED) == DW_PENDING)
+		return "pending";
+	return json_is_true(json_object_get(stats, "connected")) ?
+	    "connected" : "detached";
+}
+
 static void
 worker_free(struct dworker *w)
 {
@@ -136,18 +206,26 @@ worker_ask(const char *path, json_t *req, int fd_attach, int want,
 		return NULL;
 	if (ctl_send(fd, req, fd_attach, timeout_ms, err) == -1)
 		goto done;
-	if (!ctl_wait(fd, timeout_ms)) {
-		err_set(err, "worker did not answer in %d ms", timeout_ms);
-		goto done;
-	}
-	rc = ctl_recv(fd, &reply, &rfd, err);
-	if (rfd != -1)
-		close(rfd);
-	if (rc != 1) {
-		if (rc == 0)
-			err_set(err, "worker closed the control connection");
-		goto done;
-	}
+	/* A worker tells every connected dispatcher of CTL_AUTHED, this
+	 * short-lived connection too: not the answer. */
+	do {
+		json_decref(reply);
+		reply = NULL;
+		if (!ctl_wait(fd, timeout_ms)) {
+			err_set(err, "worker did not answer in %d ms",
+			    timeout_ms);
+			goto done;
+		}
+		rc = ctl_recv(fd, &reply, &rfd, err);
+		if (rfd != -1)
+			close(rfd);
+		if (rc != 1) {
+			if (rc == 0)
+				err_set(err, "worker closed the control "
+				    "connection");
+			goto done;
+		}
+	} while (ctl_type(reply) == CTL_AUTHED && want != CTL_AUTHED);
 	if (ctl_type(reply) != want) {
 		err_set(err, "worker answered %s", ctl_type_name(
 		    ctl_type(reply)));
@@ -211,7 +289,7 @@ worker_stats(struct dworker *w, char *err)
 
 static json_t *
 worker_config(const struct policy_tunnel *ti, const char *session,
-    const char *sock, int verbose)
+    const char *sock, int verbose, int hs_timeout)
 {
 	json_t	*m = ctl_new(CTL_CONFIG), *fwds = json_array();
 	size_t	 i;
@@ -231,18 +309,27 @@ worker_config(const struct policy_tunnel *ti, const char *session,
 	json_object_set_new(m, "session", json_string(session));
 	json_object_set_new(m, "sock", json_string(sock));
 	json_object_set_new(m, "verbose", json_boolean(verbose));
+	json_object_set_new(m, "handshakeTimeout", json_integer(hs_timeout));
 	return m;
 }
 
-/* Registers w and asks the loop thread to watch its control channel. */
+/*
+ * Registers w and asks the loop thread to watch its control channel.  A
+ * pending worker of ours fills the place worker_reserve() held.
+ */
 static void
-worker_register(struct disp *d, struct dworker *w)
+worker_register(struct disp *d, struct dworker *w, int reserved)
 {
 	pthread_mutex_lock(&d->lock);
 	w->refs++;		/* the registry's */
 	LIST_INSERT_HEAD(&d->workers, w, link);
 	d->nworkers++;
-	disp_tenant_add(d, w->tenant, 1);
+	/* Only tunnels count against the tenants' quotas (req.tunnels). */
+	if (w->state == DW_AUTHED) {
+		d->nauthed++;
+		disp_tenant_add(d, w->tenant, 1);
+	} else if (!reserved)
+		d->npending++;
 	pthread_mutex_unlock(&d->lock);
 	uv_async_send(&d->wake);
 }
@@ -328,7 +415,8 @@ worker_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
 	json_t	*cfg, *r = NULL;
 	int	 rfd = -1, rc;
 
-	cfg = worker_config(ti, session, sock, d->verbose);
+	cfg = worker_config(ti, session, sock, d->verbose,
+	    d->handshake_timeout);
 	/* The socket's name, bound by the worker in the directory we
 	 * checked, through the descriptor attached. */
 	rc = ctl_send(fd, cfg, d->state_fd, DISP_SPAWN_MS, err);
@@ -452,9 +540,11 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 	*out = NULL;
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		err_set(err, "out of memory");
+		worker_unreserve(d);
 		return -1;
 	}
 	w->ctl_fd = -1;
+	w->state = DW_PENDING;
 	w->info = *ti;
 	snprintf(w->session, sizeof(w->session), "%s", session);
 	if (session[0] == '\0') {
@@ -493,13 +583,14 @@ worker_spawn(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 	w->ctl_fd = sv[0];
 	w->refs = 1;		/* the caller's */
 	atomic_fetch_add(&d->m.spawned, 1);
-	worker_register(d, w);
+	worker_register(d, w, 1);
 	*out = w;
 	return 0;
 fail:
 	if (sv[0] != -1)
 		close(sv[0]);
 	worker_free(w);
+	worker_unreserve(d);
 	return -1;
 }
 
@@ -523,7 +614,11 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
 	w->ended = 1;
 	LIST_REMOVE(w, link);
 	d->nworkers--;
-	disp_tenant_add(d, w->tenant, -1);
+	if (w->state == DW_AUTHED) {
+		d->nauthed--;
+		disp_tenant_add(d, w->tenant, -1);
+	} else
+		d->npending--;
 	pthread_mutex_unlock(&d->lock);
 	log_info("worker %d (tenant '%s', session %s) ended: %s", (int)w->pid,
 	    w->tenant, w->key, reason);
@@ -658,6 +753,40 @@ worker_replace(struct disp *d, struct dworker *w, json_t *srcs)
 	json_decref(done);
 }
 
+/*
+ * Loop thread: w's first client authenticated; the worker becomes a
+ * tunnel.  Pending workers are admitted while tunnels are below
+ * -maxSession, so a few may authenticate at once past it: those are
+ * stopped, the limit holds.
+ */
+static void
+worker_authed(struct disp *d, struct dworker *w)
+{
+	char	err[ERR_LEN];
+	int	over = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (w->ended || w->state != DW_PENDING) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	w->state = DW_AUTHED;
+	d->npending--;
+	d->nauthed++;
+	disp_tenant_add(d, w->tenant, 1);
+	over = d->nauthed > d->max_session;
+	pthread_mutex_unlock(&d->lock);
+	log_info("worker %d (tenant '%s', session %s): client authenticated",
+	    (int)w->pid, w->tenant, w->key);
+	front_rate_refund(d, w->spawn_ip);
+	if (over) {
+		log_warnx("worker %d: stopped: more than %d tunnels "
+		    "(-maxSession)", (int)w->pid, d->max_session);
+		if (worker_stop(w, err) == -1)
+			log_warnx("worker %d: %s", (int)w->pid, err);
+	}
+}
+
 static void
 worker_ctl_cb(uv_poll_t *p, int status, int events)
 {
@@ -673,6 +802,11 @@ worker_ctl_cb(uv_poll_t *p, int status, int events)
 			close(fd);
 		if (rc == -2)
 			return;
+		if (rc == 1 && ctl_type(m) == CTL_AUTHED) {
+			json_decref(m);
+			worker_authed(d, w);
+			continue;
+		}
 		if (rc == 1 && ctl_type(m) == CTL_END) {
 			snprintf(reason, sizeof(reason), "%s",
 			    json_string_value(json_object_get(m, "reason")) ?
@@ -819,8 +953,11 @@ worker_scan(struct disp *d, char *err)
 		w->started = json_integer_value(json_object_get(st, "started"));
 		w->pid = json_integer_value(json_object_get(st, "pid"));
 		w->adopted = 1;
+		/* Workers older than CTL_AUTHED do not say: tunnels. */
+		w->state = json_is_false(json_object_get(st, "authed")) ?
+		    DW_PENDING : DW_AUTHED;
 		json_decref(st);
-		worker_register(d, w);
+		worker_register(d, w, 0);
 		n++;
 	}
 	closedir(dir);

@@ -238,6 +238,7 @@ int	 zygote_main(int argc, char **argv);	/* argv[1] "zygote" */
 int	 worker_parse_config(const json_t *m, struct cli_opts *o,
 	    struct worker_config *wc, char *err);
 void	 worker_session_ended(struct tun *t, const char *why);
+void	 worker_session_authed(struct tun *t);
 int	 worker_is_oneshot(const struct tun *t);
 void	 worker_stop(struct tun *t);
 int	 worker_takeover(struct tun *t, const struct msg_fwdlist *eff,

@@ -51,6 +51,7 @@ struct worker {
 	struct channel	*ch[WORKER_MAX_CHANNELS];
 	time_t		 started;
 	int		 had_session;
+	int		 authed;	/* a client authenticated once */
 	char		 end_reason[ERR_LEN];
 	uv_timer_t	 idle;
 	uint64_t	 idle_since;
@@ -148,6 +149,7 @@ worker_stats(struct worker *w)
 	json_object_set_new(m, "reconnects", json_integer(reconnects));
 	json_object_set_new(m, "connected", json_boolean(connected));
 	json_object_set_new(m, "sessions", json_integer(sessions));
+	json_object_set_new(m, "authed", json_boolean(w->authed));
 	return m;
 }
 
@@ -195,6 +197,9 @@ worker_parse_config(const json_t *m, struct cli_opts *o,
 	if (json_is_integer(v = json_object_get(m, "idleTimeout")) &&
 	    json_integer_value(v) >= 1 && json_integer_value(v) <= 86400 * 30)
 		o->session_timeout = json_integer_value(v);
+	if (json_is_integer(v = json_object_get(m, "handshakeTimeout")) &&
+	    json_integer_value(v) >= 1 && json_integer_value(v) <= 3600)
+		o->handshake_timeout = json_integer_value(v);
 	if (json_is_true(json_object_get(m, "verbose")))
 		o->verbose = 1;
 	if ((str = json_string_value(json_object_get(m, "connectMode"))) &&
@@ -688,6 +693,33 @@ worker_session_ended(struct tun *t, const char *why)
 	}
 }
 
+/*
+ * A client passed the challenge: tell every dispatcher listening, once.
+ * Until then the dispatcher counts this worker as pending, not as a
+ * tunnel (it may be an attacker's, who never knew the password).
+ */
+void
+worker_session_authed(struct tun *t)
+{
+	struct worker	*w = worker_self;
+	json_t		*m;
+	size_t		 i;
+
+	if (w == NULL || t != &w->tun || w->authed)
+		return;
+	w->authed = 1;
+	m = ctl_new(CTL_AUTHED);
+	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
+		if (w->ch[i] != NULL && w->ch[i]->configured) {
+			char err[ERR_LEN];
+
+			/* Short-lived channels may be gone already. */
+			if (ctl_send(w->ch[i]->fd, m, -1, 200, err) == -1)
+				log_debug("control: %s", err);
+		}
+	json_decref(m);
+}
+
 int
 worker_is_oneshot(const struct tun *t)
 {
@@ -726,24 +758,34 @@ worker_stop(struct tun *t)
 /*
  * A worker whose client never authenticated (wrong password, a dead
  * client) has nothing to wait for: sessions time out by themselves, this
- * covers the time before there is one.
+ * covers the time before there is one.  Before any authentication the
+ * wait is the handshake timeout, so that password-less upgrades do not
+ * keep workers around: a handshake lasts -handshakeTimeout at most, and
+ * the worker goes -handshakeTimeout after the last connection (a client
+ * that lost its first one may come back in that time).
  */
 static void
 worker_idle_cb(uv_timer_t *timer)
 {
 	struct worker	*w = timer->data;
 	struct tun	*t = &w->tun;
-	uint64_t	 now = uv_now(t->loop);
+	uint64_t	 now = uv_now(t->loop), wait;
 
 	if (!TAILQ_EMPTY(&t->sessions) || !TAILQ_EMPTY(&t->handshakes)) {
 		w->idle_since = now;
 		return;
 	}
 	/* A OneShot tunnel whose one connection is gone has nothing left. */
-	if (now - w->idle_since >= (w->cfg.oneshot ? 1000 : WORKER_IDLE_MS)) {
+	if (w->cfg.oneshot)
+		wait = 1000;
+	else if (!w->authed)
+		wait = (uint64_t)w->opts.handshake_timeout * 1000;
+	else
+		wait = WORKER_IDLE_MS;
+	if (now - w->idle_since >= wait) {
 		snprintf(w->end_reason, sizeof(w->end_reason),
-		    "no client for %d s", w->cfg.oneshot ? 1 :
-		    WORKER_IDLE_MS / 1000);
+		    "%s for %d s", w->authed ? "no client" :
+		    "no authenticated client", (int)(wait / 1000));
 		log_info("%s", w->end_reason);
 		tun_stop(t, 0);
 	}

@@ -84,6 +84,12 @@ fz_init(void)
 	fz->max_pending = 1000;
 	fz->request_timeout = 2;
 	fz->refuse_delay_ms = 0;
+	fz->max_pending_workers = 10;
+	fz->spawn_rate = 1000;
+	fz->spawn_burst = 1000;
+	fz->handshake_timeout = 2;
+	fz->head_timeout = 2;
+	fz->head_per_ip = 1000;
 	pthread_mutex_init(&fz->lock, NULL);
 	pthread_mutex_init(&fz->zlock, NULL);
 	fz->zygote_req = fz->zygote_exit = -1;
