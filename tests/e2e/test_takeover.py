@@ -113,8 +113,9 @@ class RefusalProbe:
 
 
 def rclient(tunneld, port, *opts, ready=True, session=None):
+    # The client takes its reverse forwards from the server it trusts.
     args = ["r-wsclient", "%s:%d" % (HOST, port), "-pass", PASS,
-            "-encPass", ENCPASS]
+            "-encPass", ENCPASS, "-acceptServerForwards"]
     if session is not None:
         args += ["-session", session]
     return tunneld.start(*args, *opts, ready=CLIENT_SESSION if ready
