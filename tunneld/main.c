@@ -26,7 +26,7 @@ main(int argc, char **argv)
 {
 	struct cli_opts	 o;
 	struct tun	 t;
-	char		 err[ERR_LEN], out[8192];
+	char		 err[ERR_LEN], out[16384];
 	int		 rc;
 
 	if (argc > 1 && strcmp(argv[1], "worker") == 0)
