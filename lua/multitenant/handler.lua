@@ -11,8 +11,22 @@
 --
 -- This file runs once, in the one state the dispatcher keeps for
 -- handler.lua: the tables and counters below persist across calls, until
--- a reload starts a new state.  Keep it readable only by the dispatcher's
--- user: it holds the tenants' secrets.
+-- a reload starts a new state.
+--
+-- The tenants' secrets are not in this file: shipped passwords would be
+-- known to everyone who has read it.  They come from the global
+--
+--   TENANT_SECRETS = { alpha = { pass = "...", encPass = "..." }, ... }
+--
+-- defined in the same script.  `make run` (scripts/run-dispatcher)
+-- generates random ones at first start into files of mode 0600 in its
+-- state directory, and loads a copy of this file with TENANT_SECRETS
+-- appended (a policy can read no file itself).  In a deployment, append
+-- yours the same way, or write pass and encPass into the tenants table
+-- below; either way keep the file readable only by the dispatcher's user.
+-- Use long random secrets (head -c 24 /dev/urandom | base64): one
+-- recorded connection lets anyone test guesses offline, see
+-- docs/security.md.  A tenant without both secrets is refused.
 
 -- The tenants.  Every field is copied into getTunnelInfo's answer.
 local tenants = {
@@ -21,8 +35,8 @@ local tenants = {
 	-- this host's ssh and web server through their local ports 10022 and
 	-- 10080.  The worker runs kptunnel's plain "server" mode.
 	alpha = {
-		pass = "alpha-pass-CHANGE-ME",	-- the clients' -pass
-		encPass = "alpha-enc-CHANGE-ME", -- the clients' -encPass
+		-- pass, encPass: the clients' -pass and -encPass, from
+		-- TENANT_SECRETS.alpha unless set here.
 		mode = "server",		-- forward: t is its default
 		forwards = {
 			"t,127.0.0.1:10022,127.0.0.1:22",
@@ -36,8 +50,6 @@ local tenants = {
 	-- here reaches the ssh server behind beta's client.  Two workers
 	-- would fight over that port, hence one tunnel at a time.
 	beta = {
-		pass = "beta-pass-CHANGE-ME",
-		encPass = "beta-enc-CHANGE-ME",
 		mode = "r-server",		-- reverse: r is its default
 		forwards = {
 			"r,127.0.0.1:20022,127.0.0.1:22",
@@ -77,6 +89,11 @@ function getTunnelInfo(req)
 		-- Do not echo the name: it is the client's text.
 		return nil, "unknown tenant"
 	end
+	local s = (TENANT_SECRETS or {})[name] or {}
+	local pass, encPass = t.pass or s.pass, t.encPass or s.encPass
+	if not pass or not encPass then
+		return nil, "tenant " .. name .. " has no secrets configured"
+	end
 	local n = active[name] or 0
 	if n >= t.maxTunnels then
 		return nil, "tenant " .. name .. " is at its tunnel limit"
@@ -87,8 +104,8 @@ function getTunnelInfo(req)
 		id = name .. "-" .. serial,	-- [A-Za-z0-9._:@+-], unique
 		tenant = name,
 		mode = t.mode,
-		pass = t.pass,
-		encPass = t.encPass,
+		pass = pass,
+		encPass = encPass,
 		forwards = t.forwards,	-- copied by the dispatcher
 		idleTimeout = t.idleTimeout,
 	}

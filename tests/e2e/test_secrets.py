@@ -16,11 +16,14 @@ Secrets (issue 10, findings 11, 12 and 13), against the real binary.
 
 import os
 import re
+import uuid
 
 import pytest
 
+import dispatch as dsp
 import peers
-from conftest import CLIENT_SESSION, HOST, LISTENING
+from conftest import CLIENT_SESSION, HOST, LISTENING, ROOT, free_port
+from dispatch import dispatch  # noqa: F401 (fixture)
 
 MiB = 1024 * 1024
 
@@ -208,3 +211,60 @@ def test_proxy_long_credentials(daemons, tunneld, port, echo, tmp_path):
     ok.wait_for(LISTENING, timeout=60)
     peers.echo_transfer(lp, echo, MiB)
     assert tp.connect_requests() == [server], tp.text()
+
+
+# --------------------------------------------------------------------------
+# Finding 13: make run's example tenants get random secrets
+
+
+def test_make_run_random_secrets(dispatch, tunneld, monkeypatch):
+    port, console = free_port(), free_port()
+    state = dispatch.state_dir
+    monkeypatch.setenv("BUILD", os.path.dirname(dsp.DISPATCHER))
+    monkeypatch.setenv("PORT", str(port))
+    monkeypatch.setenv("CONSOLE", str(console))
+    monkeypatch.setenv("STATE", state)
+    d = dsp.Dispatcher(dispatch, "run-dispatcher",
+                       ["sh", os.path.join(ROOT, "scripts", "run-dispatcher")],
+                       port, console)
+    dispatch.dispatchers.append(d)
+    d.wait_log(dsp.READY)
+
+    secrets = os.path.join(state, "secrets")
+    assert os.stat(secrets).st_mode & 0o777 == 0o700
+    values = {}
+    for t in ("alpha", "beta"):
+        for k in ("pass", "encpass"):
+            f = os.path.join(secrets, "%s.%s" % (t, k))
+            assert os.stat(f).st_mode & 0o777 == 0o600, f
+            with open(f) as fh:
+                v = fh.read().strip()
+            assert re.fullmatch(r"[A-Za-z0-9_-]{32}", v), (f, v)
+            values[t, k] = v
+    assert len(set(values.values())) == 4, values
+    handler = os.path.join(state, "multitenant-handler.lua")
+    assert os.stat(handler).st_mode & 0o777 == 0o600
+    out = d.stderr()        # the script's message shares the file
+    assert "CHANGE-ME" not in out
+    assert "-passFile %s/alpha.pass -encPassFile %s/alpha.encpass" % (
+        secrets, secrets) in out, out
+
+    server = "%s:%d" % (HOST, port)
+    # The printed command works: the generated secrets reached the policy.
+    # The client names the forwards the policy sends, so that it accepts
+    # them whatever its rule for a server's forward list.
+    ok = tunneld.start("wsclient", server, "127.0.0.1:10022,127.0.0.1:22",
+                       "127.0.0.1:10080,127.0.0.1:80",
+                       "-session", "alpha.%s" % uuid.uuid4(),
+                       "-passFile", os.path.join(secrets, "alpha.pass"),
+                       "-encPassFile", os.path.join(secrets, "alpha.encpass"),
+                       name="client")
+    ok.wait_for(CLIENT_SESSION, timeout=60)
+    # beta's secrets do not open alpha.
+    bad = tunneld.start("wsclient", server, "127.0.0.1:10122,127.0.0.1:22",
+                        "-session", "alpha.%s" % uuid.uuid4(),
+                        "-passFile", os.path.join(secrets, "beta.pass"),
+                        "-encPassFile", os.path.join(secrets, "beta.encpass"),
+                        name="client")
+    bad.wait_for(r"authentication failed", timeout=60)
+    assert not re.search(CLIENT_SESSION, bad.stderr()), bad.stderr()
