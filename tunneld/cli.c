@@ -590,7 +590,8 @@ cli_note_secret(struct cli_opts *o, enum cli_opt_id id, const char *val,
 		if (at == NULL)
 			return 0;
 		val = auth;
-	}
+	} else if (*val == '\0')
+		return 0;	/* nothing to hide */
 	if (o->nscrub == CLI_MAX_SCRUB) {
 		err_set(err, "secrets given more than %d times on the command "
 		    "line", CLI_MAX_SCRUB);
