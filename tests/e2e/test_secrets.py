@@ -268,3 +268,31 @@ def test_make_run_random_secrets(dispatch, tunneld, monkeypatch):
                         name="client")
     bad.wait_for(r"authentication failed", timeout=60)
     assert not re.search(CLIENT_SESSION, bad.stderr()), bad.stderr()
+
+
+def test_worker_warns_about_weak_policy_secrets(dispatch, tunneld, tmp_path,
+                                                monkeypatch):
+    h, c = dsp.tenant_policy(str(tmp_path), {
+        "weak": {"mode": "wsserver", "pass": "CHANGE-ME",
+                 "encPass": "x" * 24, "forwards": []},
+        "strong": {"mode": "wsserver", "pass": SERVER_PASS,
+                   "encPass": SERVER_ENC, "forwards": []},
+    })
+    d = dispatch.start(h, c)
+    server = "%s:%d" % (HOST, d.port)
+    monkeypatch.setenv("TUNNELD_PASS", SERVER_PASS)
+    monkeypatch.setenv("TUNNELD_ENCPASS", SERVER_ENC)
+    tunneld.start("wsclient", server, "-omit", "-session",
+                  "strong.%s" % uuid.uuid4(), name="client",
+                  ready=CLIENT_SESSION, timeout=60)
+    monkeypatch.setenv("TUNNELD_PASS", "CHANGE-ME")
+    monkeypatch.setenv("TUNNELD_ENCPASS", "x" * 24)
+    tunneld.start("wsclient", server, "-omit", "-session",
+                  "weak.%s" % uuid.uuid4(), name="client",
+                  ready=CLIENT_SESSION, timeout=60)
+    # The worker of "weak" names both secrets in the dispatcher's log; the
+    # worker of "strong" names none.
+    d.wait_log(r"-pass is weak \(9 characters, fewer than 16\)", timeout=60)
+    d.wait_log(r"-encPass is weak \(about \d+ bits of entropy", timeout=60)
+    assert d.count(r"-pass is weak") == 1, d.stderr()
+    assert d.count(r"-encPass is weak") == 1, d.stderr()
