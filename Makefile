@@ -9,6 +9,9 @@ CC	?= cc
 CFLAGS	?= -O2 -g
 PYTHON	?= /usr/bin/python3
 FUZZ_TIME ?= 60
+# make test runs every fuzz target this many seconds (0: none).
+FUZZ_SHORT ?= 10
+FUZZ_BUILD ?= build/fuzz
 
 PKGS	 = libuv openssl jansson libmicrohttpd lua5.4
 WARN	 = -std=c11 -D_GNU_SOURCE \
@@ -71,9 +74,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@$(CC) $(ALLCFLAGS) -o $@ $(filter %.c %.a,$^) $(DEPLIBS) \
 	    $(shell pkg-config --libs cmocka)
 
-# The suite runs against binaries built with AddressSanitizer and UBSan.
+# The suite runs against binaries built with AddressSanitizer and UBSan,
+# and every libFuzzer target runs FUZZ_SHORT seconds.
 test: deps
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" unit e2e
+	[ "$(FUZZ_SHORT)" = 0 ] || $(MAKE) fuzz FUZZ_TIME=$(FUZZ_SHORT)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -89,9 +94,12 @@ $(BUILD)/tests/lws-peer: tests/e2e/lws-peer.c
 	@$(CC) $(WARN) $(CFLAGS) -o $@ $< \
 	    $(shell pkg-config --cflags --libs libwebsockets)
 
-# Each libFuzzer target runs FUZZ_TIME seconds from its seed corpus.
+# Each libFuzzer target runs FUZZ_TIME seconds from its seed corpus and
+# what earlier runs in FUZZ_BUILD found; a crash or leak in one target does
+# not stop the others, but fails the run (the input is left in FUZZ_BUILD
+# as <target>-crash-*).
 fuzz: deps
-	$(MAKE) BUILD=build/fuzz CC=clang \
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang \
 	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" fuzz-run
 
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -102,13 +110,16 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBS)
 	    $(DEPLIBS)
 
 fuzz-run: $(FUZZ_BIN)
-	@set -eo pipefail; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
-	    mkdir -p $(BUILD)/corpus/$$n; \
+	@failed=; for f in $(FUZZ_BIN); do \
+	    n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
 	    seeds=tests/fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
-	    echo "== $$n ($(FUZZ_TIME) s)"; \
-	    $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-	        -artifact_prefix=$(BUILD)/ $(BUILD)/corpus/$$n $$seeds \
-	        2>&1 | tail -n 12; done
+	    echo "== $$n ($(FUZZ_TIME) s, log in $(BUILD)/$$n.log)"; \
+	    if $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/$$n- $(BUILD)/corpus/$$n $$seeds \
+	        >$(BUILD)/$$n.log 2>&1; then tail -n 12 $(BUILD)/$$n.log; \
+	    else tail -n 60 $(BUILD)/$$n.log; failed="$$failed $$n"; fi; \
+	    done; \
+	    if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi
 
 bench: all
 	bench/run

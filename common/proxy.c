@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "crypto.h"
 #include "err.h"
 #include "proxy.h"
@@ -44,25 +46,51 @@ proxy_unescape(const char *in, size_t n, char *out, size_t cap)
 	return (int)o;
 }
 
+/*
+ * The URL as error messages show it: any user:password before an '@' of
+ * the authority becomes "***", since errors end up in logs.
+ */
+static void
+proxy_redact(const char *url, char *out, size_t cap)
+{
+	const char	*auth, *end, *at = NULL, *q;
+
+	auth = strstr(url, "://");
+	auth = auth != NULL ? auth + 3 : url;
+	end = auth + strcspn(auth, "/?#");
+	for (q = auth; q < end; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL)
+		snprintf(out, cap, "%.100s", url);
+	else
+		snprintf(out, cap, "%.*s***%.100s", (int)(auth - url < 16 ?
+		    auth - url : 16), url, at);
+}
+
 int
 proxy_parse_url(const char *url, struct proxy *p, char *err)
 {
 	const char	*s, *end, *at, *colon, *host;
-	char		 user[256], pass[256], cred[520];
+	char		 user[PROXY_CRED_MAX + 1], pass[PROXY_CRED_MAX + 1];
+	char		 cred[sizeof(user) + sizeof(pass)];
 	char		*ep;
 	long		 port;
+	size_t		 cl;
 	int		 ul, pl;
+	char		 shown[ERR_LEN];
 
 	memset(p, 0, sizeof(*p));
+	proxy_redact(url, shown, sizeof(shown));
 	if (strncmp(url, "http://", 7) != 0) {
 		err_set(err, "proxy '%s': only http:// proxies are supported",
-		    url);
+		    shown);
 		return -1;
 	}
 	s = url + 7;
 	end = s + strcspn(s, "/?#");
 	if (*end != '\0' && strcmp(end, "/") != 0) {
-		err_set(err, "proxy '%s': unexpected path", url);
+		err_set(err, "proxy '%s': unexpected path", shown);
 		return -1;
 	}
 	host = s;
@@ -71,27 +99,50 @@ proxy_parse_url(const char *url, struct proxy *p, char *err)
 		colon = memchr(s, ':', at - s);
 		if (colon == NULL) {
 			err_set(err, "proxy '%s': credentials need user:pass",
-			    url);
+			    shown);
 			return -1;
 		}
 		ul = proxy_unescape(s, colon - s, user, sizeof(user));
 		pl = proxy_unescape(colon + 1, at - colon - 1, pass,
 		    sizeof(pass));
 		if (ul < 0 || pl < 0) {
-			err_set(err, "proxy '%s': bad credentials", url);
+			OPENSSL_cleanse(user, sizeof(user));
+			OPENSSL_cleanse(pass, sizeof(pass));
+			err_set(err, "proxy '%s': bad or too long credentials "
+			    "(user:password at most %d bytes)", shown,
+			    PROXY_CRED_MAX);
 			return -1;
 		}
-		snprintf(cred, sizeof(cred), "%s:%s", user, pass);
-		crypto_b64(cred, strlen(cred), p->auth);
-		memset(pass, 0, sizeof(pass));
-		memset(cred, 0, sizeof(cred));
+		/*
+		 * base64 makes 4 bytes of every 3: "user:pass" must leave
+		 * room for that and the NUL in auth, whatever user and pass
+		 * could each hold.
+		 */
+		cl = (size_t)ul + 1 + (size_t)pl;
+		if (PROXY_B64_LEN(cl) >= sizeof(p->auth) ||
+		    memchr(user, '\0', ul) != NULL ||
+		    memchr(pass, '\0', pl) != NULL) {
+			OPENSSL_cleanse(user, sizeof(user));
+			OPENSSL_cleanse(pass, sizeof(pass));
+			err_set(err, "proxy credentials too long or invalid "
+			    "(user:password at most %d bytes)",
+			    PROXY_CRED_MAX);
+			return -1;
+		}
+		memcpy(cred, user, ul);
+		cred[ul] = ':';
+		memcpy(cred + ul + 1, pass, pl);
+		crypto_b64(cred, cl, p->auth);
+		OPENSSL_cleanse(user, sizeof(user));
+		OPENSSL_cleanse(pass, sizeof(pass));
+		OPENSSL_cleanse(cred, sizeof(cred));
 		host = at + 1;
 	}
 	if (*host == '[') {
 		const char *rb = memchr(host, ']', end - host);
 
 		if (rb == NULL || rb[1] != ':') {
-			err_set(err, "proxy '%s': bad address", url);
+			err_set(err, "proxy '%s': bad address", shown);
 			return -1;
 		}
 		if ((size_t)(rb - host - 1) >= sizeof(p->host))
@@ -101,7 +152,7 @@ proxy_parse_url(const char *url, struct proxy *p, char *err)
 	} else {
 		colon = memchr(host, ':', end - host);
 		if (colon == NULL) {
-			err_set(err, "proxy '%s': missing port", url);
+			err_set(err, "proxy '%s': missing port", shown);
 			return -1;
 		}
 		if ((size_t)(colon - host) >= sizeof(p->host))
@@ -109,18 +160,18 @@ proxy_parse_url(const char *url, struct proxy *p, char *err)
 		memcpy(p->host, host, colon - host);
 	}
 	if (p->host[0] == '\0') {
-		err_set(err, "proxy '%s': missing host", url);
+		err_set(err, "proxy '%s': missing host", shown);
 		return -1;
 	}
 	port = strtol(colon + 1, &ep, 10);
 	if (ep != end || ep == colon + 1 || port <= 0 || port > 65535) {
-		err_set(err, "proxy '%s': bad port", url);
+		err_set(err, "proxy '%s': bad port", shown);
 		return -1;
 	}
 	p->port = (int)port;
 	return 0;
 toolong:
-	err_set(err, "proxy '%s': host name too long", url);
+	err_set(err, "proxy '%s': host name too long", shown);
 	return -1;
 }
 

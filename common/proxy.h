@@ -11,6 +11,11 @@
 
 #define PROXY_HEAD_MAX	8192
 
+/* base64's length for n bytes, without the NUL. */
+#define PROXY_B64_LEN(n)	(((n) + 2) / 3 * 4)
+/* The longest "user:password" (decoded) whose base64 fits in auth. */
+#define PROXY_CRED_MAX	381
+
 struct proxy {
 	char	host[256];
 	int	port;
@@ -19,7 +24,8 @@ struct proxy {
 
 /*
  * http://[user:pass@]host:port[/] with percent-escapes in user and pass.
- * Returns 0, or -1 with err.
+ * "user:pass" once decoded is at most PROXY_CRED_MAX bytes and holds no
+ * NUL.  Returns 0, or -1 with err.
  */
 int	proxy_parse_url(const char *url, struct proxy *p, char *err);
 

@@ -21,7 +21,9 @@
 #include "cli.h"
 #include "crypto.h"
 #include "err.h"
+#include "log.h"
 #include "msg.h"
+#include "secret.h"
 
 #define CLI_VERSION	"tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n"
 
@@ -78,8 +80,10 @@ static const char cli_usage_text[] =
 "    t,[::1]:8080,[2001:db8::1]:22      IPv6 literals in brackets\n"
 "\n"
 "Options (defaults in brackets):\n"
-"  -pass PASS            authentication password [\"\"]\n"
-"  -encPass PASS         encryption password [\"\"]\n"
+"  -pass PASS            authentication password; see Secrets [\"\"]\n"
+"  -passFile FILE        read -pass from FILE\n"
+"  -encPass PASS         encryption password; see Secrets [\"\"]\n"
+"  -encPassFile FILE     read -encPass from FILE\n"
 "  -encCount N           payloads encrypted per direction: -1 all, 0 none,\n"
 "                        N > 0 the first N+1 (as kptunnel) [-1]\n"
 "  -ip RANGE[,RANGE...]  servers: admit only clients in these ranges,\n"
@@ -121,11 +125,33 @@ static const char cli_usage_text[] =
 "  -session ID           session= query value [a random UUIDv4]\n"
 "  -header 'NAME: VAL'   one extra handshake header; the last one wins [none]\n"
 "  -UA AGENT             User-Agent of the proxy CONNECT [Go Http Client]\n"
-"  -proxy URL            HTTP proxy http://[user:pass@]host:port/ [none]\n"
+"  -proxy URL            HTTP proxy http://[user:pass@]host:port/; user:pass\n"
+"                        at most 381 bytes; see Secrets [none]\n"
+"  -proxyFile FILE       read -proxy's URL from FILE\n"
 "  -tls                  connect with TLS (wss://) [false]\n"
 "  -cafile FILE          CA certificates for -tls [the system's]\n"
 "  -insecure             with -tls, do not verify the server's certificate\n"
 "                        (kptunnel's behaviour) [false]\n"
+"\n"
+"Secrets (-pass, -encPass, the password of -proxy):\n"
+"  A value on the command line can be read by every local user (ps,\n"
+"  /proc/PID/cmdline) until tunneld has parsed it and overwritten it.\n"
+"  Prefer a file or the environment:\n"
+"    -passFile, -encPassFile, -proxyFile FILE\n"
+"        the secret is FILE's content less one trailing newline, at most\n"
+"        4096 bytes; FILE must be a regular file that its group and\n"
+"        others can neither read nor write (chmod 600), or tunneld\n"
+"        refuses to start\n"
+"    TUNNELD_PASS, TUNNELD_ENCPASS, TUNNELD_PROXY\n"
+"        used when the matching option is not given; tunneld wipes the\n"
+"        value from its environment once read\n"
+"  Of -pass and -passFile (and the others' pairs) the last one given\n"
+"  wins.  tunneld warns at start about a secret shorter than 16\n"
+"  characters or estimated below 64 bits: one recorded connection lets\n"
+"  anyone test guesses offline (docs/security.md).\n"
+"  Example:\n"
+"    umask 077; head -c 24 /dev/urandom | base64 > ~/.tunnel.pass\n"
+"    tunneld wsserver :8080 -passFile ~/.tunnel.pass\n"
 "\n"
 "Exit status: 0 success (or stopped on request), 1 runtime error,\n"
 "2 usage error.\n";
@@ -300,6 +326,75 @@ cli_secret(const char *opt, const char *val, char **out, char *err)
 	return 0;
 }
 
+/* -passFile, -encPassFile: the secret in a file, replacing *out. */
+static int
+cli_secret_file(const char *opt, const char *val, char **out, char *err)
+{
+	char	*s, why[ERR_LEN];
+
+	if (secret_read_file(val, &s, why) == -1) {
+		err_set(err, "-%s: %s", opt, why);
+		return -1;
+	}
+	cli_secret_free(out);
+	*out = s;
+	return 0;
+}
+
+/* Sets -proxy's URL from a secret string, which it cleanses and frees. */
+static int
+cli_proxy_take(struct cli_opts *o, const char *opt, char *s, char *err)
+{
+	int	 rc;
+
+	rc = cli_copy(opt, s, o->proxy, sizeof(o->proxy), 0, err);
+	OPENSSL_cleanse(s, strlen(s));
+	free(s);
+	return rc;
+}
+
+/* -proxyFile: -proxy's URL, which may hold user:password, from a file. */
+static int
+cli_proxy_file(struct cli_opts *o, const char *val, char *err)
+{
+	char	*s, why[ERR_LEN];
+
+	if (secret_read_file(val, &s, why) == -1) {
+		err_set(err, "-proxyFile: %s", why);
+		return -1;
+	}
+	return cli_proxy_take(o, "proxyFile", s, err);
+}
+
+/* TUNNELD_PROXY, when neither -proxy nor -proxyFile gave a URL. */
+static int
+cli_proxy_env(struct cli_opts *o, char *err)
+{
+	char	*s;
+
+	if (secret_from_env("TUNNELD_PROXY", &s, err) == -1)
+		return -1;
+	return s == NULL ? 0 : cli_proxy_take(o, "TUNNELD_PROXY", s, err);
+}
+
+/*
+ * TUNNELD_PASS and the like, for a secret no option gave: *out is set
+ * from the environment when the variable exists, and left alone if not.
+ */
+static int
+cli_secret_env(const char *var, char **out, char *err)
+{
+	char	*s;
+
+	if (secret_from_env(var, &s, err) == -1)
+		return -1;
+	if (s != NULL) {
+		cli_secret_free(out);
+		*out = s;
+	}
+	return 0;
+}
+
 static int
 cli_ip(struct cli_opts *o, const char *val, char *err)
 {
@@ -445,6 +540,7 @@ cli_wspath(struct cli_opts *o, const char *val, char *err)
 
 enum cli_opt_id {
 	OPT_PASS, OPT_ENCPASS, OPT_ENCCOUNT, OPT_IP, OPT_INT, OPT_HEADER,
+	OPT_PASSFILE, OPT_ENCPASSFILE, OPT_PROXYFILE,
 	OPT_WSPATH, OPT_SESSION, OPT_UA, OPT_CTRL, OPT_OMIT, OPT_VERBOSE,
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
@@ -459,6 +555,9 @@ static const struct {
 } cli_table[] = {
 	{ "pass",		OPT_PASS,		0 },
 	{ "encPass",		OPT_ENCPASS,		0 },
+	{ "passFile",		OPT_PASSFILE,		0 },
+	{ "encPassFile",	OPT_ENCPASSFILE,	0 },
+	{ "proxyFile",		OPT_PROXYFILE,		0 },
 	{ "encCount",		OPT_ENCCOUNT,		0 },
 	{ "ip",			OPT_IP,			0 },
 	{ "int",		OPT_INT,		0 },
@@ -490,6 +589,43 @@ static const struct {
 
 #define CLI_NOPTS	(sizeof(cli_table) / sizeof(cli_table[0]))
 
+/*
+ * Remembers where in argv a secret lies, for cli_scrub_argv.  For -proxy
+ * only the user:password part is a secret; a URL without one needs
+ * nothing.
+ */
+static int
+cli_note_secret(struct cli_opts *o, enum cli_opt_id id, const char *val,
+    char *err)
+{
+	const char	*auth, *end, *at = NULL, *p;
+
+	if (id == OPT_PROXY) {
+		auth = strstr(val, "://");
+		auth = auth != NULL ? auth + 3 : val;
+		end = auth + strcspn(auth, "/?#");
+		for (p = auth; p < end; p++)
+			if (*p == '@')
+				at = p;
+		if (at == NULL)
+			return 0;
+		val = auth;
+	} else if (*val == '\0')
+		return 0;	/* nothing to hide */
+	if (o->nscrub == CLI_MAX_SCRUB) {
+		err_set(err, "secrets given more than %d times on the command "
+		    "line", CLI_MAX_SCRUB);
+		return -1;
+	}
+	o->scrub[o->nscrub].p = (char *)val;
+	o->scrub[o->nscrub].len = at != NULL ? (size_t)(at - val) :
+	    strlen(val);
+	o->nscrub++;
+	o->argv_secrets |= id == OPT_PASS ? CLI_ARGV_PASS :
+	    id == OPT_ENCPASS ? CLI_ARGV_ENCPASS : CLI_ARGV_PROXY;
+	return 0;
+}
+
 /* Applies one option; name is the table's spelling, val NULL for -flag. */
 static int
 cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
@@ -502,6 +638,12 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_secret(name, val, &o->pass, err);
 	case OPT_ENCPASS:
 		return cli_secret(name, val, &o->encpass, err);
+	case OPT_PASSFILE:
+		return cli_secret_file(name, val, &o->pass, err);
+	case OPT_ENCPASSFILE:
+		return cli_secret_file(name, val, &o->encpass, err);
+	case OPT_PROXYFILE:
+		return cli_proxy_file(o, val, err);
 	case OPT_ENCCOUNT:
 		return cli_int(name, val, INT_MIN, INT_MAX, &o->enc_count,
 		    err);
@@ -704,6 +846,11 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 		if (cli_apply(o, cli_table[i].id, cli_table[i].name, val,
 		    err) == -1)
 			goto fail;
+		if ((cli_table[i].id == OPT_PASS ||
+		    cli_table[i].id == OPT_ENCPASS ||
+		    cli_table[i].id == OPT_PROXY) &&
+		    cli_note_secret(o, cli_table[i].id, val, err) == -1)
+			goto fail;
 	}
 
 	if (npos == 0) {
@@ -743,6 +890,14 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 		goto fail;
 	}
 
+	/* The environment fills in what no option gave. */
+	if ((o->pass == NULL &&
+	    cli_secret_env("TUNNELD_PASS", &o->pass, err) == -1) ||
+	    (o->encpass == NULL &&
+	    cli_secret_env("TUNNELD_ENCPASS", &o->encpass, err) == -1))
+		goto fail;
+	if (o->proxy[0] == '\0' && cli_proxy_env(o, err) == -1)
+		goto fail;
 	if ((o->pass == NULL && cli_secret("pass", "", &o->pass, err) == -1) ||
 	    (o->encpass == NULL &&
 	    cli_secret("encPass", "", &o->encpass, err) == -1))
@@ -754,6 +909,50 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 fail:
 	cli_free(o);
 	return -1;
+}
+
+void
+cli_scrub_argv(struct cli_opts *o)
+{
+	size_t	 i;
+
+	/*
+	 * The kernel shows the bytes argv points to in /proc/PID/cmdline:
+	 * overwriting them hides the value from then on (not its length,
+	 * nor from whoever read it before).
+	 */
+	for (i = 0; i < o->nscrub; i++)
+		memset(o->scrub[i].p, '*', o->scrub[i].len);
+	o->nscrub = 0;
+}
+
+void
+cli_check_secrets(const struct cli_opts *o)
+{
+	char	 why[ERR_LEN];
+
+	if (o->pass[0] == '\0')
+		log_warnx("-pass is empty: anyone can use this tunnel");
+	else if (secret_weak(o->pass, why))
+		log_warnx("-pass is weak (%s): a recorded handshake lets "
+		    "anyone test guesses offline; use a random one, e.g. "
+		    "head -c 24 /dev/urandom | base64", why);
+	if (o->encpass[0] == '\0' && o->enc_count != 0)
+		log_warnx("-encPass is empty: the traffic is only obfuscated");
+	else if (o->enc_count != 0 && secret_weak(o->encpass, why))
+		log_warnx("-encPass is weak (%s): one connection lets anyone "
+		    "test guesses offline; use a random one", why);
+	if (o->argv_secrets & CLI_ARGV_PASS)
+		log_warnx("-pass was given on the command line, which local "
+		    "users can read: prefer -passFile or TUNNELD_PASS");
+	if (o->argv_secrets & CLI_ARGV_ENCPASS)
+		log_warnx("-encPass was given on the command line, which "
+		    "local users can read: prefer -encPassFile or "
+		    "TUNNELD_ENCPASS");
+	if (o->argv_secrets & CLI_ARGV_PROXY)
+		log_warnx("-proxy's password was given on the command line, "
+		    "which local users can read: prefer -proxyFile or "
+		    "TUNNELD_PROXY");
 }
 
 void

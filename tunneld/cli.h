@@ -12,6 +12,13 @@
 
 #define CLI_MAX_HS_PER_ADDR	8	/* default of -maxHandshakesPerAddr */
 #define CLI_MAX_CIDRS	32
+/* Secret-bearing arguments (-pass, -encPass, -proxy) cli_scrub_argv wipes. */
+#define CLI_MAX_SCRUB	16
+
+/* cli_opts.argv_secrets: which secrets came from the command line. */
+#define CLI_ARGV_PASS		0x1
+#define CLI_ARGV_ENCPASS	0x2
+#define CLI_ARGV_PROXY		0x4
 
 enum cli_mode {
 	MODE_WSSERVER,
@@ -51,6 +58,12 @@ struct cli_opts {
 	int		 insecure;	/* -insecure: no certificate check */
 	int		 allow_client_fwds;	/* -allowClientForwards (servers) */
 	int		 accept_server_fwds;	/* -acceptServerForwards (clients) */
+	struct {
+		char	*p;		/* into argv */
+		size_t	 len;
+	}		 scrub[CLI_MAX_SCRUB];	/* secrets in argv */
+	size_t		 nscrub;
+	int		 argv_secrets;	/* CLI_ARGV_* */
 };
 
 /* Mode helpers. */
@@ -67,6 +80,17 @@ const char	*cli_mode_name(enum cli_mode m);
 int	cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 	    size_t outcap, char *err);
 void	cli_free(struct cli_opts *o);
+/*
+ * Overwrites the secrets cli_parse found in the argv it was given (which
+ * must be writable and still alive), so /proc/PID/cmdline stops showing
+ * them.
+ */
+void	cli_scrub_argv(struct cli_opts *o);
+/*
+ * Logs a warning for each empty, weak (secret_weak) or command-line
+ * secret of o.
+ */
+void	cli_check_secrets(const struct cli_opts *o);
 /* The usage text. */
 const char *cli_usage(void);
 

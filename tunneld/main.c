@@ -26,7 +26,7 @@ main(int argc, char **argv)
 {
 	struct cli_opts	 o;
 	struct tun	 t;
-	char		 err[ERR_LEN], out[8192];
+	char		 err[ERR_LEN], out[16384];
 	int		 rc;
 
 	if (argc > 1 && strcmp(argv[1], "worker") == 0)
@@ -43,12 +43,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "tunneld: %s\nTry 'tunneld --help'.\n", err);
 		return 2;
 	}
+	cli_scrub_argv(&o);
 	log_init("tunneld", o.verbose);
 	signal(SIGPIPE, SIG_IGN);
-	if (o.pass[0] == '\0')
-		log_warnx("-pass is empty: anyone can use this tunnel");
-	if (o.encpass[0] == '\0' && o.enc_count != 0)
-		log_warnx("-encPass is empty: the traffic is only obfuscated");
+	cli_check_secrets(&o);
 
 	memset(&t, 0, sizeof(t));
 	t.loop = uv_default_loop();

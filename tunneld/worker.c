@@ -595,6 +595,8 @@ worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
 		}
 		fd = -1;	/* kept as w->dir_fd */
 		log_init("tunneld", w->opts.verbose);
+		/* The policy's secrets: weak ones are named in the log. */
+		cli_check_secrets(&w->opts);
 		crypto_magic(w->opts.pass, w->opts.encpass, w->tun.magic);
 		{
 			json_t *r = ctl_new(CTL_READY);

@@ -13,8 +13,22 @@
 -- handler.lua: the tables below persist across calls, until a reload
 -- starts a new state.  So the live tunnels of a tenant are not counted
 -- here but by the dispatcher (req.tunnels[tenant]), which a reload does
--- not reset.  Keep it readable only by the dispatcher's user: it holds
--- the tenants' secrets.
+-- not reset.
+--
+-- The tenants' secrets are not in this file: shipped passwords would be
+-- known to everyone who has read it.  They come from the global
+--
+--   TENANT_SECRETS = { alpha = { pass = "...", encPass = "..." }, ... }
+--
+-- defined in the same script.  `make run` (scripts/run-dispatcher)
+-- generates random ones at first start into files of mode 0600 in its
+-- state directory, and loads a copy of this file with TENANT_SECRETS
+-- appended (a policy can read no file itself).  In a deployment, append
+-- yours the same way, or write pass and encPass into the tenants table
+-- below; either way keep the file readable only by the dispatcher's user.
+-- Use long random secrets (head -c 24 /dev/urandom | base64): one
+-- recorded connection lets anyone test guesses offline, see
+-- docs/security.md.  A tenant without both secrets is refused.
 
 -- The tenants.  Every field is copied into getTunnelInfo's answer.
 local tenants = {
@@ -23,8 +37,8 @@ local tenants = {
 	-- this host's ssh and web server through their local ports 10022 and
 	-- 10080.  The worker runs kptunnel's plain "server" mode.
 	alpha = {
-		pass = "alpha-pass-CHANGE-ME",	-- the clients' -pass
-		encPass = "alpha-enc-CHANGE-ME", -- the clients' -encPass
+		-- pass, encPass: the clients' -pass and -encPass, from
+		-- TENANT_SECRETS.alpha unless set here.
 		mode = "server",		-- forward: t is its default
 		forwards = {
 			"t,127.0.0.1:10022,127.0.0.1:22",
@@ -38,8 +52,6 @@ local tenants = {
 	-- here reaches the ssh server behind beta's client.  Two workers
 	-- would fight over that port, hence one tunnel at a time.
 	beta = {
-		pass = "beta-pass-CHANGE-ME",
-		encPass = "beta-enc-CHANGE-ME",
 		mode = "r-server",		-- reverse: r is its default
 		forwards = {
 			"r,127.0.0.1:20022,127.0.0.1:22",
@@ -79,8 +91,14 @@ function getTunnelInfo(req)
 		-- Do not echo the name: it is the client's text.
 		return nil, "unknown tenant"
 	end
+	local s = (TENANT_SECRETS or {})[name] or {}
+	local pass, encPass = t.pass or s.pass, t.encPass or s.encPass
+	if not pass or not encPass then
+		return nil, "tenant " .. name .. " has no secrets configured"
+	end
 	-- The dispatcher's count of the tenant's live tunnels (workers
-	-- running, adopted ones and admissions in progress included).
+	-- whose client authenticated, adopted ones and admissions in
+	-- progress included).
 	if req.tunnels[name] >= t.maxTunnels then
 		return nil, "tenant " .. name .. " is at its tunnel limit"
 	end
@@ -90,8 +108,8 @@ function getTunnelInfo(req)
 		id = name .. "-" .. loaded .. "-" .. serial,
 		tenant = name,
 		mode = t.mode,
-		pass = t.pass,
-		encPass = t.encPass,
+		pass = pass,
+		encPass = encPass,
 		forwards = t.forwards,	-- copied by the dispatcher
 		idleTimeout = t.idleTimeout,
 	}

@@ -26,7 +26,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	if (proxy_parse_url(s, &p, err) == 0) {
-		if (p.port <= 0 || p.port > 65535 || p.host[0] == '\0')
+		if (p.port <= 0 || p.port > 65535 || p.host[0] == '\0' ||
+		    strlen(p.auth) > PROXY_B64_LEN(PROXY_CRED_MAX))
 			abort();
 		(void)proxy_request(out, sizeof(out), &p, "example:1", "ua");
 	}

@@ -3,12 +3,16 @@
  * tunneld's added options, defaults, usage errors, --help and --version.
  */
 
+#include <sys/stat.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -512,6 +516,8 @@ test_help_version(void **state)
 		"-verbose", "-debug", "-intlog", "-console", "-prof",
 		"-handshakeTimeout", "-openTimeout", "-sessionTimeout",
 		"-proxy", "-tls", "-cafile", "-insecure", "[Go Http Client]",
+		"-passFile", "-encPassFile", "-proxyFile", "TUNNELD_PASS",
+		"TUNNELD_ENCPASS", "TUNNELD_PROXY", "chmod 600",
 		"[10]", "[30]", "[600]", "[20]", "[-1]", "[/]",
 		"0 success", "1 runtime error", "2 usage error",
 	};
@@ -547,6 +553,86 @@ test_help_version(void **state)
 	assert_int_equal(cli_parse(2, ARGV("--help"), &o, NULL, 0, err), 1);
 }
 
+/*
+ * Secrets from files and the environment, and their place in argv (issue
+ * 10 finding 12).
+ */
+static void
+test_secrets(void **state)
+{
+	struct cli_opts	 o;
+	char		 dir[] = "/tmp/test_cli.XXXXXX", pf[64], ef[64], xf[64];
+	char		 a1[] = "-pass=p1p1", a2[] = "e1e1", a3[] = "-proxy";
+	char		 a4[] = "http://u:pw@h:1/", a5[] = "wsserver", a6[] = ":1";
+	char		*argv[] = { (char *)"tunneld", a5, a6, a1, (char *)"-encPass",
+			    a2, a3, a4, NULL };
+	FILE		*f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(pf, sizeof(pf), "%s/p", dir);
+	snprintf(ef, sizeof(ef), "%s/e", dir);
+	snprintf(xf, sizeof(xf), "%s/x", dir);
+	assert_non_null(f = fopen(pf, "w"));
+	fputs("from-file\n", f);
+	fclose(f);
+	assert_non_null(f = fopen(xf, "w"));
+	fputs("http://a:b@proxy:3128\n", f);
+	fclose(f);
+	assert_int_equal(chmod(pf, 0600), 0);
+	assert_int_equal(chmod(xf, 0600), 0);
+
+	/* Files; the last of -pass and -passFile wins. */
+	expect_ok(&o, ARGV("wsclient", "h:1", "-omit", "-passFile", pf,
+	    "-encPassFile", pf, "-proxyFile", xf));
+	assert_string_equal(o.pass, "from-file");
+	assert_string_equal(o.encpass, "from-file");
+	assert_string_equal(o.proxy, "http://a:b@proxy:3128");
+	assert_int_equal(o.argv_secrets, 0);
+	cli_free(&o);
+	expect_ok(&o, ARGV("wsserver", ":1", "-passFile", pf, "-pass", "x"));
+	assert_string_equal(o.pass, "x");
+	cli_free(&o);
+	expect_usage_error(ARGV("wsserver", ":1", "-encPassFile", ef),
+	    "-encPassFile: ");
+	assert_int_equal(chmod(pf, 0644), 0);
+	expect_usage_error(ARGV("wsserver", ":1", "-passFile", pf),
+	    "chmod 600");
+
+	/* The environment, only for what no option gave. */
+	assert_int_equal(setenv("TUNNELD_PASS", "env-pass", 1), 0);
+	assert_int_equal(setenv("TUNNELD_ENCPASS", "env-enc", 1), 0);
+	assert_int_equal(setenv("TUNNELD_PROXY", "http://e:f@h:2", 1), 0);
+	expect_ok(&o, ARGV("wsserver", ":1", "-encPass", "opt"));
+	assert_string_equal(o.pass, "env-pass");
+	assert_string_equal(o.encpass, "opt");
+	assert_string_equal(o.proxy, "http://e:f@h:2");
+	assert_null(getenv("TUNNELD_PASS"));	/* read once, then gone */
+	assert_null(getenv("TUNNELD_PROXY"));
+	cli_free(&o);
+	unsetenv("TUNNELD_ENCPASS");
+
+	/* Scrubbing: the values, and only the proxy's user:password. */
+	expect_ok(&o, argv);
+	assert_int_equal(o.argv_secrets, CLI_ARGV_PASS | CLI_ARGV_ENCPASS |
+	    CLI_ARGV_PROXY);
+	cli_scrub_argv(&o);
+	assert_string_equal(o.pass, "p1p1");
+	assert_string_equal(o.encpass, "e1e1");
+	assert_string_equal(a1, "-pass=****");
+	assert_string_equal(a2, "****");
+	assert_string_equal(a3, "-proxy");
+	assert_string_equal(a4, "http://****@h:1/");
+	assert_string_equal(a5, "wsserver");
+	cli_free(&o);
+	expect_ok(&o, ARGV("wsclient", "h:1", "-omit", "-proxy", "http://h:1"));
+	assert_int_equal(o.argv_secrets, 0);
+	assert_int_equal(o.nscrub, 0);
+	cli_free(&o);
+	unlink(pf);
+	unlink(xf);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -561,6 +647,7 @@ main(void)
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_secrets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1513,18 +1513,31 @@ test_example_multitenant(void **state)
 	struct policy_verdict	 v;
 	struct policy_tunnel	 a, b, t;
 	struct policy_kv	 h[1] = { { "x-tenant", "alpha" } };
-	char			 err[ERR_LEN];
+	char			 err[ERR_LEN], path[512], hp[256], cp[512];
 	int			 nbeta = 0;
 	struct policy_counter	 pc = { test_count, &nbeta };
 
+	/* As shipped it has no secrets: every tenant is refused. */
 	p = load_example("lua/multitenant/handler.lua",
 	    "lua/multitenant/canAccept.lua");
 	r.tunnels = &pc;
-
-	/* alpha by header: a forward tunnel, from anywhere. */
 	r.headers = h;
 	r.nheaders = 1;
 	r.session = "3f2c0a8e-5b1d-4c47-9f3a-1d2e3f4a5b6c";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "tenant alpha has no secrets configured");
+	policy_unref(p);
+	/* With TENANT_SECRETS appended, as scripts/run-dispatcher does. */
+	snprintf(path, sizeof(path), "%s/lua/multitenant/handler.lua", top());
+	example_edit(hp, path, "\nfunction onEndTunnel(", "\nTENANT_SECRETS = "
+	    "{ alpha = { pass = \"ap\", encPass = \"ae\" },"
+	    " beta = { pass = \"bp\", encPass = \"be\" } }\n"
+	    "function onEndTunnel(");
+	snprintf(cp, sizeof(cp), "%s/lua/multitenant/canAccept.lua", top());
+	if (policy_load(hp, cp, NULL, &p, err) != 0)
+		fail_msg("multitenant with secrets: %s", err);
+
+	/* alpha by header: a forward tunnel, from anywhere. */
 	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
 	assert_int_equal(v.accept, 1);
 	assert_int_equal(policy_get_tunnel(p, &r, &a, err), 0);
@@ -1533,8 +1546,8 @@ test_example_multitenant(void **state)
 	    "-1") == 0);
 	assert_string_equal(a.tenant, "alpha");
 	assert_string_equal(a.mode, "server");
-	assert_string_equal(a.pass, "alpha-pass-CHANGE-ME");
-	assert_string_equal(a.encpass, "alpha-enc-CHANGE-ME");
+	assert_string_equal(a.pass, "ap");
+	assert_string_equal(a.encpass, "ae");
 	assert_int_equal(a.nfwd, 2);
 	assert_string_equal(a.forwards[0], "t,127.0.0.1:10022,127.0.0.1:22");
 	assert_int_equal(a.idle_timeout, 600);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -48,6 +49,62 @@ test_url_errors(void **state)
 	assert_int_equal(proxy_parse_url("http://h:80/x", &p, err), -1);
 }
 
+/*
+ * Issue 10 finding 11: "user:pass" of more than 381 bytes overflowed the
+ * 512-byte auth buffer once base64-encoded.  The limit is exact, longer
+ * credentials (however they are escaped) are refused, and no error shows
+ * the password.
+ */
+static void
+test_url_long_credentials(void **state)
+{
+	struct proxy	 p;
+	char		 url[8192], err[ERR_LEN];
+	size_t		 n;
+
+	/* user "u" + ':' + 379 bytes of password = 381: fits exactly. */
+	n = (size_t)snprintf(url, sizeof(url), "http://u:");
+	memset(url + n, 's', 379);
+	snprintf(url + n + 379, sizeof(url) - n - 379, "@h:1");
+	assert_int_equal(proxy_parse_url(url, &p, err), 0);
+	assert_int_equal(strlen(p.auth), PROXY_B64_LEN(PROXY_CRED_MAX));
+	assert_true(strlen(p.auth) < sizeof(p.auth));
+	/* One more byte: refused. */
+	memset(url + n, 's', 380);
+	snprintf(url + n + 380, sizeof(url) - n - 380, "@h:1");
+	assert_int_equal(proxy_parse_url(url, &p, err), -1);
+	assert_non_null(strstr(err, "at most 381"));
+	assert_null(strstr(err, "sss"));
+	assert_string_equal(p.auth, "");
+	/* 255 + ':' + 255 (the old parser's part sizes): too long together. */
+	n = (size_t)snprintf(url, sizeof(url), "http://");
+	memset(url + n, 'u', 255);
+	url[n + 255] = ':';
+	memset(url + n + 256, 'p', 255);
+	snprintf(url + n + 511, sizeof(url) - n - 511, "@h:1");
+	assert_int_equal(proxy_parse_url(url, &p, err), -1);
+	/* 2000 bytes, and 2000 escaped bytes. */
+	n = (size_t)snprintf(url, sizeof(url), "http://u:");
+	memset(url + n, 'x', 2000);
+	snprintf(url + n + 2000, sizeof(url) - n - 2000, "@h:1");
+	assert_int_equal(proxy_parse_url(url, &p, err), -1);
+	assert_null(strstr(err, "xxx"));
+	n = (size_t)snprintf(url, sizeof(url), "http://u:");
+	for (size_t i = 0; i < 2000; i++)
+		memcpy(url + n + 3 * i, "%41", 3);
+	snprintf(url + n + 6000, sizeof(url) - n - 6000, "@h:1");
+	assert_int_equal(proxy_parse_url(url, &p, err), -1);
+	/* A NUL inside would cut the credentials short: refused. */
+	assert_int_equal(proxy_parse_url("http://u:a%00b@h:1", &p, err), -1);
+	/* Errors never carry the password. */
+	assert_int_equal(proxy_parse_url("http://u:hunter2@h", &p, err), -1);
+	assert_null(strstr(err, "hunter2"));
+	assert_non_null(strstr(err, "***@h"));
+	assert_int_equal(proxy_parse_url("socks5://u:hunter2@h:1", &p, err),
+	    -1);
+	assert_null(strstr(err, "hunter2"));
+}
+
 static void
 test_request(void **state)
 {
@@ -90,6 +147,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url),
 		cmocka_unit_test(test_url_errors),
+		cmocka_unit_test(test_url_long_credentials),
 		cmocka_unit_test(test_request),
 		cmocka_unit_test(test_response),
 	};
