@@ -834,3 +834,26 @@ def dispatch(tmp_path):
     problems = env.teardown()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def multitenant_copy(tmp_path):
+    """lua/multitenant's two scripts as shipped, with random secrets for
+    its tenants appended as TENANT_SECRETS (what scripts/run-dispatcher
+    does).  Returns (handler, canAccept, alpha's pass, alpha's encPass,
+    alpha's maxTunnels)."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "..", "lua", "multitenant")
+    h = os.path.join(str(tmp_path), "mt-handler.lua")
+    c = os.path.join(str(tmp_path), "mt-canAccept.lua")
+    shutil.copy(os.path.join(src, "canAccept.lua"), c)
+    text = open(os.path.join(src, "handler.lua")).read()
+    block = text[text.index("alpha = {"):]
+    quota = int(re.search(r"maxTunnels = (\d+)", block).group(1))
+    secrets = {t: (uuid.uuid4().hex, uuid.uuid4().hex)
+               for t in ("alpha", "beta")}
+    with open(h, "w") as f:
+        f.write(text + "\nTENANT_SECRETS = {\n")
+        for t, (pw, enc) in secrets.items():
+            f.write('\t%s = { pass = "%s", encPass = "%s" },\n' % (t, pw, enc))
+        f.write("}\n")
+    return (h, c) + secrets["alpha"] + (quota,)

@@ -13,7 +13,6 @@ Each test plays the page: raw HTTP with the headers a browser would send.
 import http.client
 import os
 import re
-import shutil
 import stat
 
 import dispatch as D
@@ -21,7 +20,6 @@ from conftest import HOST
 from dispatch import dispatch  # noqa: F401  (the fixture)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-MULTI = os.path.join(ROOT, "lua", "multitenant")
 SLOW = 3.0 if D.is_asan(D.DISPATCHER) else 1.0
 
 
@@ -188,26 +186,12 @@ def test_console_post_needs_json(dispatch, tmp_path):
     k.close()
 
 
-def multitenant_copy(tmp_path):
-    """lua/multitenant's two scripts, as shipped, and alpha's secrets."""
-    out = []
-    for name in ("handler.lua", "canAccept.lua"):
-        dst = str(tmp_path / ("mt-" + name))
-        shutil.copy(os.path.join(MULTI, name), dst)
-        out.append(dst)
-    src = open(out[0]).read()
-    m = re.search(r'alpha = \{.*?\bpass = "([^"]+)".*?\bencPass = "([^"]+)"'
-                  r'.*?maxTunnels = (\d+)', src, re.S)
-    assert m, "alpha's pass, encPass, maxTunnels not found in handler.lua"
-    return out[0], out[1], m.group(1), m.group(2), int(m.group(3))
-
-
 def test_quota_survives_reload(dispatch, tmp_path):
     """lua/multitenant: alpha has maxTunnels = 4.  Four authenticated
     tunnels, a reload (fresh Lua globals), and a fifth is still refused
     (403) because the count comes from the dispatcher; once one ends, a
     new one gets through."""
-    h, c, pw, enc, quota = multitenant_copy(tmp_path)
+    h, c, pw, enc, quota = D.multitenant_copy(tmp_path)
     assert quota == 4
     d = dispatch.start(h, c)
     ks = []

@@ -13,8 +13,6 @@ loopback address (127.0.0.x), as it would from another host.
 """
 
 import os
-import re
-import shutil
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +26,6 @@ A_PASS, A_ENC = "alpha-preauth-pass", "alpha-preauth-enc"
 ASAN = D.is_asan(TUNNELD)
 SLOW = 3.0 if ASAN else 1.0
 HERE = os.path.dirname(os.path.abspath(__file__))
-MULTITENANT = os.path.join(HERE, "..", "..", "lua", "multitenant")
 
 
 def alpha(**kw):
@@ -203,24 +200,11 @@ def test_preauth_states_and_failed_auth_ends(dispatch, tmp_path):
         ["detached"], 30 * SLOW, "the tunnel detached")
 
 
-def multitenant_copy(tmp_path):
-    """lua/multitenant as shipped, with alpha's secrets read from it."""
-    h = os.path.join(str(tmp_path), "mt-handler.lua")
-    c = os.path.join(str(tmp_path), "mt-canAccept.lua")
-    shutil.copy(os.path.join(MULTITENANT, "handler.lua"), h)
-    shutil.copy(os.path.join(MULTITENANT, "canAccept.lua"), c)
-    src = open(h).read()
-    block = src[src.index("alpha = {"):]
-    pw = re.search(r'\bpass = "([^"]*)"', block).group(1)
-    enc = re.search(r'\bencPass = "([^"]*)"', block).group(1)
-    assert re.search(r"maxTunnels = 4\b", block), "alpha's maxTunnels"
-    return h, c, pw, enc
-
-
 def test_preauth_not_counted_by_tenant_quota(dispatch, tmp_path):
     """lua/multitenant's alpha has maxTunnels = 4: password-less upgrades
     from several addresses naming alpha must not use up that quota."""
-    h, c, pw, enc = multitenant_copy(tmp_path)
+    h, c, pw, enc, quota = D.multitenant_copy(tmp_path)
+    assert quota == 4
     d = dispatch.start(h, c, "-refuseDelay", 0, "-handshakeTimeout", 30)
     sources = ["127.0.0.%d" % i for i in range(20, 26)]
     socks, statuses = flood(d, sources, 30)
