@@ -1,6 +1,5 @@
 """
-Resource bounds of a standalone tunnel server under attack (issue 10,
-findings 1 and 8).  Each test plays the attacker against a real tunneld on
+Resource bounds of a standalone tunnel server under attack.  Each test plays the attacker against a real tunneld on
 loopback and asserts the defence by its effect: the server's resident
 memory (/proc/PID/status), its descriptors (/proc/PID/fd), its log lines,
 and bytes that still go through an authenticated session (SHA-256).

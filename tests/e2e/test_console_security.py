@@ -1,6 +1,5 @@
 """
-The console against a web page in the operator's browser (issue 10,
-finding 4): it always needs its bearer token (made 0600 in the state
+The console against a web page in the operator's browser: it always needs its bearer token (made 0600 in the state
 directory at the first start), answers only to its own Host (DNS
 rebinding), refuses cross-site Origin / Sec-Fetch-Site, and a POST must
 carry JSON (a browser sends text/plain and forms without a preflight).

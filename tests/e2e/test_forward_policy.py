@@ -1,5 +1,5 @@
 """
-Who chooses the forwards (issue 10, findings 3 and 9).
+Who chooses the forwards.
 
 kptunnel lets the server's non-empty list win and otherwise uses the
 client's (wire spec 5.5), so a tenant could make the host dial anything

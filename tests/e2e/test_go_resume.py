@@ -1,5 +1,5 @@
 """Our client resuming against a Go kptunnel 0.2.0 server that drops the
-resumed connection (issue 9, part 1), replayed from recordings: no Go
+resumed connection, replayed from recordings: no Go
 binary is needed.
 
 tests/data/captures/kptunnel-ws-resume-dropped*.json hold the Go

@@ -1,6 +1,5 @@
 """
-The policy's budgets reach into C, and the query reaches it decoded once
-(issue 10, findings 7 and 10).
+The policy's budgets reach into C, and the query reaches it decoded once.
 
 canAccept runs on the public port's two pool threads.  A script that
 makes a library function loop in C without running a VM instruction

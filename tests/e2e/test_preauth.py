@@ -1,5 +1,5 @@
 """
-Workers before authentication (issue 10, finding 2): a websocket upgrade
+Workers before authentication: a websocket upgrade
 that names a tenant starts a worker before anyone has shown a password.
 Such pending workers must not count as tunnels (-maxSession, the tenants'
 quotas), are capped (-maxPendingWorkers) and rate-limited per address

@@ -1,5 +1,5 @@
 """
-Secrets (issue 10, findings 11, 12 and 13), against the real binary.
+Secrets, against the real binary.
 
   * -pass, -encPass and -proxy's password given on the command line are
     overwritten in argv: /proc/PID/cmdline of the running tunneld no longer

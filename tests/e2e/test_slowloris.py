@@ -1,5 +1,5 @@
 """
-Slowloris on the dispatcher's public port (issue 10, finding 6): many
+Slowloris on the dispatcher's public port: many
 connections from a few addresses, each dribbling its request head a byte
 at a time, faster than libmicrohttpd's idle timeout.  Each address may
 hold only -headPerIp connections with an incomplete head (the rest are

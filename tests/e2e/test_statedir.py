@@ -1,5 +1,5 @@
 """
-The state directory against another local user (issue 10, finding 5): the
+The state directory against another local user: the
 dispatcher refuses a state directory it does not own, that group or others
 can write, or that is a symlink; a socket there whose listener runs as
 another uid is neither adopted nor handed a client; a worker refuses a

@@ -1,5 +1,5 @@
 """
-Takeover of a reverse tunnel by a restarted client (issue 9, part 2).
+Takeover of a reverse tunnel by a restarted client.
 
 An r-wsclient killed with SIGKILL leaves its session detached on the
 server, holding the reverse forward's listener for -sessionTimeout (600 s
@@ -31,7 +31,7 @@ PASS, ENCPASS = "takeover-e2e-pass", "takeover-e2e-enc"
 ASAN = D.is_asan(os.environ.get("TUNNELD", ""))
 # Slack for the ASan build on two busy cores.
 SLOW = 3.0 if ASAN else 1.0
-# A restarted client's reverse port must answer within this (issue 9).
+# A restarted client's reverse port must answer within this.
 BACK_WITHIN = 2.0
 CLIENT_SESSION = r"session \d+ established"
 BUSY_RETRY = r"refused by the server for now \(ng: busy: "

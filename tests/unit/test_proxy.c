@@ -50,7 +50,7 @@ test_url_errors(void **state)
 }
 
 /*
- * Issue 10 finding 11: "user:pass" of more than 381 bytes overflowed the
+ * "user:pass" of more than 381 bytes overflowed the
  * 512-byte auth buffer once base64-encoded.  The limit is exact, longer
  * credentials (however they are escaped) are refused, and no error shows
  * the password.

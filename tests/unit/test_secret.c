@@ -1,7 +1,7 @@
 /*
  * secret_*: secret files (permissions, newline, size), environment
  * variables (wiped after reading), and the strength estimate behind the
- * weak-secret warnings (issue 10 findings 12 and 13).
+ * weak-secret warnings.
  */
 
 #include <sys/stat.h>
