@@ -212,6 +212,7 @@ worker_parse_config(const json_t *m, struct cli_opts *o,
 	if ((str = json_string_value(json_object_get(m, "session"))) != NULL)
 		snprintf(wc->session, sizeof(wc->session), "%s", str);
 	if ((str = json_string_value(json_object_get(m, "sock"))) == NULL ||
+	    str[0] == '\0' ||
 	    strlen(str) >= sizeof(wc->sock_path)) {
 		err_set(err, "config: a socket path is required");
 		return -1;
