@@ -41,10 +41,8 @@ KIND_SYNC = 3
 CTRL_HEADER = 0
 CTRL_RESP_HEADER = 1
 
-# Default bound for any single wait on a socket: an upper bound only (a
-# wait that ends early is the normal case), generous for the ASan build on
-# a loaded machine.
-TIMEOUT = 15.0
+# Default bound for any single wait on a socket.
+TIMEOUT = 5.0
 
 try:  # optional: needed only for the encrypted captures
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
