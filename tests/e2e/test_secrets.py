@@ -78,7 +78,8 @@ def fwd(lport, tport):
 
 def test_argv_secrets_scrubbed(daemons, tunneld, port, echo):
     sp = port()
-    srv = tunneld.server(sp, "-pass", SERVER_PASS, "-encPass=" + SERVER_ENC)
+    srv = tunneld.server(sp, "-pass", SERVER_PASS, "-encPass=" + SERVER_ENC,
+                         "-allowClientForwards")
     lp = port()
     cli = tunneld.client(sp, fwd(lp, echo.port), "-pass=" + SERVER_PASS,
                          "-encPass", SERVER_ENC)
@@ -104,7 +105,8 @@ def test_secret_files_and_environment(daemons, tunneld, port, echo,
     pf = secret_file(tmp_path, "pass", SERVER_PASS)
     ef = secret_file(tmp_path, "encpass", SERVER_ENC)
     sp = port()
-    srv = tunneld.server(sp, "-passFile", pf, "-encPassFile", ef)
+    srv = tunneld.server(sp, "-passFile", pf, "-encPassFile", ef,
+                         "-allowClientForwards")
     line = cmdline(srv.pid)
     assert SERVER_PASS.encode() not in line
     err = srv.stderr()
@@ -176,7 +178,8 @@ def start_tinyproxy(daemons, tmp_path, port, basic_auth):
 
 def test_proxy_long_credentials(daemons, tunneld, port, echo, tmp_path):
     sp = port()
-    tunneld.server(sp, "-pass", SERVER_PASS, "-encPass", SERVER_ENC)
+    tunneld.server(sp, "-pass", SERVER_PASS, "-encPass", SERVER_ENC,
+                   "-allowClientForwards")
     server = "%s:%d" % (HOST, sp)
     tp = start_tinyproxy(daemons, tmp_path, port, ("u", "L" * 248))
     # user:password of 451 bytes (200 + 250, each within what the old
