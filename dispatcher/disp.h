@@ -33,7 +33,7 @@
 #define DISP_HANDOVER_MS	2000
 #define DISP_SPAWN_MS		5000
 #define DISP_POOL		4	/* idle workers kept ready */
-#define DISP_RELEASE_MS		1000	/* a replaced worker's answer */
+#define DISP_RELEASE_MS		1000	/* replaced workers answer a takeover, in all */
 #define DISP_REPLACE_MAX	16	/* workers of one tunnel id asked */
 #define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
 #define DISP_RATE_SLOTS		4096	/* addresses -spawnRate tracks */
@@ -216,8 +216,6 @@ void	 worker_watch_pending(struct disp *d);
 void	 worker_reap(struct disp *d);
 int	 worker_scan(struct disp *d, char *err);
 int	 worker_count(struct disp *d);
-int	 worker_count_tenant(struct disp *d, const char *tenant,
-	    int authed_only);
 int	 worker_reserve(struct disp *d, int *status, char *err);
 void	 worker_unreserve(struct disp *d);
 const char *worker_state_name(const struct dworker *w, const json_t *stats);
@@ -231,6 +229,7 @@ int	 console_start(struct disp *d, char *err);
 void	 console_stop(struct disp *d);
 
 /* state.c */
+unsigned disp_hash(const char *s, unsigned n);
 void	 disp_tenant_add(struct disp *d, const char *tenant, int delta);
 int	 disp_tenant_count(void *d, const char *tenant);
 void	 disp_tenant_free(struct disp *d);

@@ -74,26 +74,6 @@ worker_count(struct disp *d)
 }
 
 /*
- * Live workers of a tenant: all of them, or only those a client has
- * authenticated to (what a per-tenant quota should count: a pending
- * worker may be anyone's who named the tenant without its password).
- */
-int
-worker_count_tenant(struct disp *d, const char *tenant, int authed_only)
-{
-	struct dworker	*w;
-	int		 n = 0;
-
-	pthread_mutex_lock(&d->lock);
-	LIST_FOREACH(w, &d->workers, link)
-		if (!w->ended && strcmp(w->tenant, tenant) == 0 &&
-		    (!authed_only || w->state == DW_AUTHED))
-			n++;
-	pthread_mutex_unlock(&d->lock);
-	return n;
-}
-
-/*
  * Holds a place for a new, pending worker: refused (-1, with the HTTP
  * status in *status and the reason in err) when -maxSession tunnels run
  * or -maxPendingWorkers workers wait for their client's authentication.
@@ -194,13 +174,28 @@ worker_connect(const char *path, char *err)
 	return fd;
 }
 
-/* Sends one request and waits for a reply of type want. */
+/*
+ * Waits for a message on fd until deadline (disp_now_ms()): 1 if one is
+ * there, 0 once the deadline has passed.  A deadline for the whole
+ * exchange, not a timeout per message, so that a worker dribbling
+ * messages cannot hold the caller's thread.
+ */
+static int
+worker_wait(int fd, uint64_t deadline)
+{
+	uint64_t now = disp_now_ms();
+
+	return now < deadline && ctl_wait(fd, (int)(deadline - now));
+}
+
+/* Sends one request and waits, timeout_ms in all, for a reply of type want. */
 static json_t *
 worker_ask(const char *path, json_t *req, int fd_attach, int want,
     int timeout_ms, char *err)
 {
-	json_t	*reply = NULL;
-	int	 fd, rfd, rc;
+	json_t		*reply = NULL;
+	uint64_t	 deadline = disp_now_ms() + timeout_ms;
+	int		 fd, rfd, rc;
 
 	if ((fd = worker_connect(path, err)) == -1)
 		return NULL;
@@ -211,7 +206,7 @@ worker_ask(const char *path, json_t *req, int fd_attach, int want,
 	do {
 		json_decref(reply);
 		reply = NULL;
-		if (!ctl_wait(fd, timeout_ms)) {
+		if (!worker_wait(fd, deadline)) {
 			err_set(err, "worker did not answer in %d ms",
 			    timeout_ms);
 			goto done;
@@ -646,14 +641,32 @@ worker_ended(struct disp *d, struct dworker *w, const char *reason)
 	worker_unref(d, w);	/* the registry's */
 }
 
+/* 1 if the listener message m names one of srcs, a JSON array of strings. */
+static int
+worker_src_asked(const json_t *srcs, const json_t *m)
+{
+	const char	*src = json_string_value(json_object_get(m, "src"));
+	json_t		*v;
+	size_t		 i;
+
+	json_array_foreach(srcs, i, v)
+		if (src != NULL && json_is_string(v) &&
+		    strcmp(src, json_string_value(v)) == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * Asks o, another worker of w's tunnel, to hand its listeners over and
  * end; each listening socket it sends goes on to w as it comes, so the port
  * never closes.  busy gets o's reason to refuse (its client is connected).
+ * o has until deadline, and may send only listeners of srcs, no more of
+ * them than srcs has: the loop thread waits on it, and o may be a
+ * compromised tenant's.
  */
 static void
 worker_release(struct disp *d, struct dworker *o, struct dworker *w,
-    json_t *srcs, char *busy)
+    json_t *srcs, uint64_t deadline, char *busy)
 {
 	json_t		*m, *req = ctl_new(CTL_RELEASE);
 	const char	*why;
@@ -665,8 +678,9 @@ worker_release(struct disp *d, struct dworker *o, struct dworker *w,
 	    ctl_send(fd, req, -1, DISP_RELEASE_MS, err) == -1)
 		goto fail;
 	for (;;) {
-		if (!ctl_wait(fd, DISP_RELEASE_MS)) {
-			err_set(err, "no answer in %d ms", DISP_RELEASE_MS);
+		if (!worker_wait(fd, deadline)) {
+			err_set(err, "no answer in time (%d ms for the "
+			    "takeover)", DISP_RELEASE_MS);
 			goto fail;
 		}
 		if ((rc = ctl_recv(fd, &m, &lfd, err)) == -2)
@@ -674,6 +688,14 @@ worker_release(struct disp *d, struct dworker *o, struct dworker *w,
 		if (rc <= 0) {
 			if (rc == 0)
 				err_set(err, "control connection closed");
+			goto fail;
+		}
+		if (ctl_type(m) == CTL_LISTENER && lfd != -1 &&
+		    ((size_t)n >= json_array_size(srcs) ||
+		    !worker_src_asked(srcs, m))) {
+			err_set(err, "sent a listener not asked for");
+			json_decref(m);
+			close(lfd);
 			goto fail;
 		}
 		if (ctl_type(m) == CTL_LISTENER && lfd != -1) {
@@ -726,6 +748,7 @@ worker_replace(struct disp *d, struct dworker *w, json_t *srcs)
 {
 	struct dworker	*o, *old[DISP_REPLACE_MAX];
 	json_t		*done;
+	uint64_t	 deadline;
 	char		 err[ERR_LEN], busy[ERR_LEN] = "";
 	int		 i, n = 0;
 
@@ -737,9 +760,11 @@ worker_replace(struct disp *d, struct dworker *w, json_t *srcs)
 			old[n++] = o;
 		}
 	pthread_mutex_unlock(&d->lock);
+	/* One deadline for all of them: the loop thread waits meanwhile. */
+	deadline = disp_now_ms() + DISP_RELEASE_MS;
 	for (i = 0; i < n; i++) {
 		if (busy[0] == '\0' && !old[i]->ended)
-			worker_release(d, old[i], w, srcs, busy);
+			worker_release(d, old[i], w, srcs, deadline, busy);
 		worker_unref(d, old[i]);
 	}
 	if (busy[0] != '\0')
