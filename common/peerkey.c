@@ -2,7 +2,9 @@
  * Address keys for per-address limits.  See peerkey.h.
  */
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "peerkey.h"
@@ -40,4 +42,21 @@ peerkey_eq(const struct peerkey *a, const struct peerkey *b)
 {
 	return a->len != 0 && a->len == b->len &&
 	    memcmp(a->b, b->b, a->len) == 0;
+}
+
+void
+peerkey_format(const struct peerkey *k, char *out, size_t cap)
+{
+	struct in6_addr	a6;
+	char		txt[INET6_ADDRSTRLEN];
+
+	snprintf(out, cap, "?");
+	if (k->len == 4 && inet_ntop(AF_INET, k->b, txt, sizeof(txt)) != NULL)
+		snprintf(out, cap, "%s", txt);
+	else if (k->len == 8) {
+		memset(&a6, 0, sizeof(a6));
+		memcpy(a6.s6_addr, k->b, 8);
+		if (inet_ntop(AF_INET6, &a6, txt, sizeof(txt)) != NULL)
+			snprintf(out, cap, "%s/64", txt);
+	}
 }

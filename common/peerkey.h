@@ -10,6 +10,7 @@
  */
 
 #include <sys/socket.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct peerkey {
@@ -20,5 +21,10 @@ struct peerkey {
 /* Fills k from sa; returns 0, or -1 (k zeroed) for another family. */
 int	peerkey_from(struct peerkey *k, const struct sockaddr *sa);
 int	peerkey_eq(const struct peerkey *a, const struct peerkey *b);
+/*
+ * Writes k as text into out (cap bytes): "a.b.c.d", "x:x:x:x::/64", or
+ * "?" for an unknown family.
+ */
+void	peerkey_format(const struct peerkey *k, char *out, size_t cap);
 
 #endif

@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 
 #include <netinet/in.h>
-#include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -28,6 +27,7 @@
 #include "disp.h"
 #include "err.h"
 #include "log.h"
+#include "peerkey.h"
 #include "ws.h"
 
 #define FRONT_MAX_HEADERS	64
@@ -509,106 +509,11 @@ done:
 	return res;
 }
 
-static unsigned
-front_ip_hash(const char *ip)
-{
-	unsigned h = 5381;
-
-	while (*ip)
-		h = h * 33 + (unsigned char)*ip++;
-	return h % DISP_IPSLOTS;
-}
-
-/*
- * Counts a request in progress for its address; 0 if the address already
- * has -perIp of them.  libmicrohttpd's own per-address limit counts
- * connections, which stay counted for a while after their hand-over.
- */
-static int
-front_ip_take(struct disp *d, const char *ip)
-{
-	struct ipslot	**pp, *sl;
-	int		  ok = 0;
-
-	pthread_mutex_lock(&d->lock);
-	pp = &d->ipslots[front_ip_hash(ip)];
-	for (sl = *pp; sl != NULL && strcmp(sl->ip, ip) != 0; sl = sl->next)
-		;
-	if (sl == NULL && (sl = calloc(1, sizeof(*sl))) != NULL) {
-		snprintf(sl->ip, sizeof(sl->ip), "%s", ip);
-		sl->next = *pp;
-		*pp = sl;
-	}
-	if (sl != NULL && sl->n < d->per_ip) {
-		sl->n++;
-		ok = 1;
-	}
-	pthread_mutex_unlock(&d->lock);
-	return ok;
-}
-
-static void
-front_ip_release(struct disp *d, struct freq *r)
-{
-	struct ipslot **pp, *sl;
-
-	if (!r->counted)
-		return;
-	r->counted = 0;
-	pthread_mutex_lock(&d->lock);
-	for (pp = &d->ipslots[front_ip_hash(r->remote)]; (sl = *pp) != NULL;
-	    pp = &sl->next)
-		if (strcmp(sl->ip, r->remote) == 0) {
-			if (--sl->n == 0) {
-				*pp = sl->next;
-				free(sl);
-			}
-			break;
-		}
-	pthread_mutex_unlock(&d->lock);
-}
-
-/*
- * The unit of the per-address limits (-headPerIp, -spawnRate): an IPv4
- * address, or an IPv6 /64, which one host usually has whole; an
- * IPv4-mapped address (dual stack) is its IPv4 address.  "?" otherwise.
- */
-static void
-front_addr_key(const struct sockaddr *sa, char *out, size_t cap)
-{
-	const struct sockaddr_in6	*s6;
-	struct in6_addr			 a6;
-	char				 txt[INET6_ADDRSTRLEN];
-
-	snprintf(out, cap, "?");
-	if (sa == NULL)
-		return;
-	if (sa->sa_family == AF_INET) {
-		if (inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->
-		    sin_addr, txt, sizeof(txt)) != NULL)
-			snprintf(out, cap, "%s", txt);
-		return;
-	}
-	if (sa->sa_family != AF_INET6)
-		return;
-	s6 = (const struct sockaddr_in6 *)sa;
-	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-		if (inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], txt,
-		    sizeof(txt)) != NULL)
-			snprintf(out, cap, "%s", txt);
-		return;
-	}
-	a6 = s6->sin6_addr;
-	memset(&a6.s6_addr[8], 0, 8);
-	if (inet_ntop(AF_INET6, &a6, txt, sizeof(txt)) != NULL)
-		snprintf(out, cap, "%s/64", txt);
-}
-
 /* Under d->lock: the slot of ip in tab, created when create. */
 static struct ipslot *
 front_slot(struct ipslot **tab, const char *ip, int create)
 {
-	struct ipslot **pp = &tab[front_ip_hash(ip)], *sl;
+	struct ipslot **pp = &tab[disp_hash(ip, DISP_IPSLOTS)], *sl;
 
 	for (sl = *pp; sl != NULL && strcmp(sl->ip, ip) != 0; sl = sl->next)
 		;
@@ -626,7 +531,7 @@ front_slot_put(struct ipslot **tab, const char *ip)
 {
 	struct ipslot **pp, *sl;
 
-	for (pp = &tab[front_ip_hash(ip)]; (sl = *pp) != NULL; pp = &sl->next)
+	for (pp = &tab[disp_hash(ip, DISP_IPSLOTS)]; (sl = *pp) != NULL; pp = &sl->next)
 		if (strcmp(sl->ip, ip) == 0) {
 			if (--sl->n <= 0) {
 				*pp = sl->next;
@@ -634,6 +539,51 @@ front_slot_put(struct ipslot **tab, const char *ip)
 			}
 			return;
 		}
+}
+
+/*
+ * Counts a request in progress for its address; 0 if the address already
+ * has -perIp of them.  libmicrohttpd's own per-address limit counts
+ * connections, which stay counted for a while after their hand-over.
+ */
+static int
+front_ip_take(struct disp *d, const char *ip)
+{
+	struct ipslot	*sl;
+	int		 ok = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if ((sl = front_slot(d->ipslots, ip, 1)) != NULL &&
+	    sl->n < d->per_ip) {
+		sl->n++;
+		ok = 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
+static void
+front_ip_release(struct disp *d, struct freq *r)
+{
+	if (!r->counted)
+		return;
+	r->counted = 0;
+	pthread_mutex_lock(&d->lock);
+	front_slot_put(d->ipslots, r->remote);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * The unit of the per-address limits (-headPerIp, -spawnRate), as text:
+ * see peerkey.h.
+ */
+static void
+front_addr_key(const struct sockaddr *sa, char *out, size_t cap)
+{
+	struct peerkey k;
+
+	peerkey_from(&k, sa);
+	peerkey_format(&k, out, cap);
 }
 
 /*
@@ -776,7 +726,7 @@ front_rate_take(struct disp *d, const struct sockaddr_storage *ss, char *ip)
 	front_addr_key((const struct sockaddr *)ss, ip, 64);
 	full = (uint64_t)d->spawn_burst * 1000;
 	pthread_mutex_lock(&d->lock);
-	pp = &d->rateslots[front_ip_hash(ip)];
+	pp = &d->rateslots[disp_hash(ip, DISP_IPSLOTS)];
 	for (sl = *pp; sl != NULL && strcmp(sl->ip, ip) != 0; sl = sl->next)
 		;
 	if (sl == NULL && d->nrateslots < DISP_RATE_SLOTS &&
@@ -817,7 +767,7 @@ front_rate_refund(struct disp *d, const char *ip)
 	if (ip == NULL || ip[0] == '\0')
 		return;
 	pthread_mutex_lock(&d->lock);
-	for (sl = d->rateslots[front_ip_hash(ip)]; sl != NULL; sl = sl->next)
+	for (sl = d->rateslots[disp_hash(ip, DISP_IPSLOTS)]; sl != NULL; sl = sl->next)
 		if (strcmp(sl->ip, ip) == 0) {
 			sl->mtokens += 1000;
 			if (sl->mtokens > full)

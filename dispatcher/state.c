@@ -52,14 +52,15 @@ disp_reload(struct disp *d, char *err)
 	return 0;
 }
 
-static unsigned
-disp_tenant_hash(const char *s)
+/* djb2 of s, in [0, n): the buckets of the dispatcher's small tables. */
+unsigned
+disp_hash(const char *s, unsigned n)
 {
 	unsigned h = 5381;
 
 	while (*s)
 		h = h * 33 + (unsigned char)*s++;
-	return h % DISP_TENANT_BUCKETS;
+	return h % n;
 }
 
 /*
@@ -72,7 +73,7 @@ disp_tenant_add(struct disp *d, const char *tenant, int delta)
 {
 	struct dtenant	**pp, *t;
 
-	for (pp = &d->tenants[disp_tenant_hash(tenant)]; (t = *pp) != NULL;
+	for (pp = &d->tenants[disp_hash(tenant, DISP_TENANT_BUCKETS)]; (t = *pp) != NULL;
 	    pp = &t->next)
 		if (strcmp(t->name, tenant) == 0)
 			break;
@@ -98,7 +99,7 @@ disp_tenant_count(void *arg, const char *tenant)
 	int		 n = 0;
 
 	pthread_mutex_lock(&d->lock);
-	for (t = d->tenants[disp_tenant_hash(tenant)]; t != NULL; t = t->next)
+	for (t = d->tenants[disp_hash(tenant, DISP_TENANT_BUCKETS)]; t != NULL; t = t->next)
 		if (strcmp(t->name, tenant) == 0) {
 			n = t->n;
 			break;

@@ -24,6 +24,7 @@ import dispatch as dsp
 import peers
 from conftest import CLIENT_SESSION, HOST, LISTENING, ROOT, free_port
 from dispatch import dispatch  # noqa: F401 (fixture)
+from test_proxy_tls import daemons  # noqa: F401 (fixture)
 
 MiB = 1024 * 1024
 
@@ -48,17 +49,6 @@ def secret_file(tmp_path, name, content, mode=0o600):
         f.write(content + "\n")
     os.chmod(str(path), mode)
     return str(path)
-
-
-@pytest.fixture
-def daemons():
-    made = []
-    yield made
-    for d in reversed(made):
-        if isinstance(d, peers.Daemon):
-            d.stop()
-        else:
-            d.close()
 
 
 @pytest.fixture

@@ -215,14 +215,21 @@ def dispatched(dispatch, tmp_path, echo_server):
     return dispatch.start(h, c), lport
 
 
-def test_restarted_client_takes_over_dispatcher(dispatch, tunneld,
-                                                tmp_path, echo_server):
-    d, lport = dispatched(dispatch, tmp_path, echo_server)
+def first_client(d, tunneld, lport):
+    """The tunnel's first client, through the dispatcher d; returns once
+    its reverse port echoes."""
     c1 = rclient(tunneld, d.port, session=D.new_session("rev"))
     d.wait_log(r"worker: forward: listening on %s:%d" % (re.escape(HOST),
                                                         lport),
                timeout=20 * SLOW)
     echo_within(lport, 10 * SLOW, "first client")
+    return c1
+
+
+def test_restarted_client_takes_over_dispatcher(dispatch, tunneld,
+                                                tmp_path, echo_server):
+    d, lport = dispatched(dispatch, tmp_path, echo_server)
+    c1 = first_client(d, tunneld, lport)
 
     probe = RefusalProbe(lport)
     c1.kill()
@@ -249,11 +256,7 @@ def test_restarted_client_takes_over_dispatcher(dispatch, tunneld,
 def test_second_connected_client_refused_dispatcher(dispatch, tunneld,
                                                    tmp_path, echo_server):
     d, lport = dispatched(dispatch, tmp_path, echo_server)
-    c1 = rclient(tunneld, d.port, session=D.new_session("rev"))
-    d.wait_log(r"worker: forward: listening on %s:%d" % (re.escape(HOST),
-                                                        lport),
-               timeout=20 * SLOW)
-    echo_within(lport, 10 * SLOW, "first client")
+    c1 = first_client(d, tunneld, lport)
 
     c2 = rclient(tunneld, d.port, "-int", 2, ready=False,
                  session=D.new_session("rev"))

@@ -120,6 +120,24 @@ test_peerkey(void **state)
 	assert_false(peerkey_eq(&a, &b));
 }
 
+/* The text form the dispatcher's per-address tables are keyed on. */
+static void
+test_peerkey_format(void **state)
+{
+	struct peerkey	k;
+	char		out[64];
+
+	key_of(&k, "::ffff:192.0.2.7");
+	peerkey_format(&k, out, sizeof(out));
+	assert_string_equal(out, "192.0.2.7");
+	key_of(&k, "2001:db8:1:2:ffff:eeee:dddd:cccc");
+	peerkey_format(&k, out, sizeof(out));
+	assert_string_equal(out, "2001:db8:1:2::/64");
+	assert_int_equal(peerkey_from(&k, NULL), -1);
+	peerkey_format(&k, out, sizeof(out));
+	assert_string_equal(out, "?");
+}
+
 int
 main(void)
 {
@@ -128,6 +146,7 @@ main(void)
 		cmocka_unit_test(test_ratelog_take),
 		cmocka_unit_test(test_ratelog_defaults_and_clock),
 		cmocka_unit_test(test_peerkey),
+		cmocka_unit_test(test_peerkey_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
