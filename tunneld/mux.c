@@ -6,6 +6,9 @@
  * flows as NORMAL packets under kptunnel's per-CITI window, and each side
  * sends one zero-length packet to close.
  *
+ * A CITI's lifecycle is the table of citi.c; every change of state goes
+ * through mux_citi_event(), which applies the table's actions.
+ *
  * Back-pressure: a CITI's local socket is read only while its window has
  * room and the session is not congested; received data is written to the
  * local socket as it comes (the peer's window bounds it) and the SYNC that
@@ -21,16 +24,19 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "citi.h"
 #include "err.h"
 #include "log.h"
 #include "tunneld.h"
 
-enum citi_state {
-	CITI_OPENING,		/* listening side, waiting for the answer */
-	CITI_DIALING,		/* dialing side, connecting */
-	CITI_OPEN
-};
-
+/*
+ * Besides its lifecycle state, a CITI keeps two fields that are not
+ * lifecycle and change independently of it: `reading` mirrors whether
+ * libuv reads the local socket, which flow control (the window, the
+ * session's congestion) switches on and off many times in one state; and
+ * `gai_pending` says a resolver request still holds a pointer to the CITI,
+ * which only decides when its memory may go (CITI_CLOSED).
+ */
 struct citi {
 	struct citi	*hnext;
 	TAILQ_ENTRY(citi) olink;	/* sess->opening */
@@ -53,16 +59,9 @@ struct citi {
 	/* receiving */
 	uint64_t	 rcvd;
 	uint64_t	 syncs_sent;
-	/* flags */
-	int		 in_table;
+	/* not lifecycle: see above */
 	int		 reading;
-	int		 we_closed;	/* our zero-length packet is queued */
-	int		 peer_closed;
-	int		 handle_closing;
-	int		 shut_done;	/* shutdown(SHUT_WR) issued */
-	int		 shut_pending;
 	int		 gai_pending;
-	int		 connecting;
 };
 
 struct lwreq {
@@ -74,9 +73,8 @@ struct lwreq {
 };
 
 static void	mux_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
-static void	mux_send_close(struct citi *);
-static void	mux_delete(struct citi *);
 static void	mux_alloc_cb(uv_handle_t *, size_t, uv_buf_t *);
+static enum citi_state mux_citi_event(struct citi *, enum citi_event);
 
 void
 mux_init(struct sess *s)
@@ -132,33 +130,35 @@ mux_find(struct sess *s, uint32_t id)
 	return NULL;
 }
 
-static int
-mux_insert(struct sess *s, struct citi *ci)
+/* Grows the id table when its chains get long; keeps it on failure. */
+static void
+mux_grow(struct sess *s)
 {
 	struct citi	**ntab, *c, *next;
 	size_t		  i, nsz;
 
-	if (s->tab == NULL)
-		return -1;
-	if (s->nciti >= s->tabsz * 2) {
-		nsz = s->tabsz * 4;
-		if ((ntab = calloc(nsz, sizeof(*ntab))) != NULL) {
-			for (i = 0; i < s->tabsz; i++)
-				for (c = s->tab[i]; c != NULL; c = next) {
-					next = c->hnext;
-					c->hnext = ntab[c->id % nsz];
-					ntab[c->id % nsz] = c;
-				}
-			free(s->tab);
-			s->tab = ntab;
-			s->tabsz = nsz;
+	nsz = s->tabsz * 4;
+	if ((ntab = calloc(nsz, sizeof(*ntab))) == NULL)
+		return;
+	for (i = 0; i < s->tabsz; i++)
+		for (c = s->tab[i]; c != NULL; c = next) {
+			next = c->hnext;
+			c->hnext = ntab[c->id % nsz];
+			ntab[c->id % nsz] = c;
 		}
-	}
+	free(s->tab);
+	s->tab = ntab;
+	s->tabsz = nsz;
+}
+
+static void
+mux_insert(struct sess *s, struct citi *ci)
+{
+	if (s->nciti >= s->tabsz * 2)
+		mux_grow(s);
 	ci->hnext = s->tab[ci->id % s->tabsz];
 	s->tab[ci->id % s->tabsz] = ci;
-	ci->in_table = 1;
 	s->nciti++;
-	return 0;
 }
 
 static void
@@ -167,125 +167,26 @@ mux_remove(struct citi *ci)
 	struct sess	 *s = ci->s;
 	struct citi	**pp;
 
-	if (ci->state == CITI_OPENING)
-		TAILQ_REMOVE(&s->opening, ci, olink);
-	ci->state = CITI_OPEN;
-	if (!ci->in_table)
-		return;
 	for (pp = &s->tab[ci->id % s->tabsz]; *pp != NULL;
 	    pp = &(*pp)->hnext)
 		if (*pp == ci) {
 			*pp = ci->hnext;
 			break;
 		}
-	ci->in_table = 0;
 	s->nciti--;
-}
-
-static void
-mux_citi_free(struct citi *ci)
-{
-	struct sess *s = ci->s;
-
-	free(ci->rx);
-	free(ci);
-	sess_unref(s);
 }
 
 static void
 mux_handle_closed(uv_handle_t *h)
 {
-	struct citi *ci = h->data;
-
-	ci->handle_closing = 2;
-	if (!ci->gai_pending)
-		mux_citi_free(ci);
-}
-
-static void
-mux_close_handle(struct citi *ci)
-{
-	mux_remove(ci);		/* freed with the handle: never left listed */
-	if (ci->handle_closing)
-		return;
-	ci->handle_closing = 1;
-	uv_close((uv_handle_t *)&ci->tcp, mux_handle_closed);
+	mux_citi_event(h->data, CITI_EV_HANDLE_CLOSED);
 }
 
 static void
 mux_shutdown_cb(uv_shutdown_t *req, int status)
 {
-	struct citi *ci = req->data;
-
-	ci->shut_pending = 0;
-	if (status < 0 && ci->in_table) {
-		mux_send_close(ci);	/* the local socket is broken */
-		mux_delete(ci);
-	} else if (!ci->in_table)
-		mux_close_handle(ci);
-}
-
-/* Forgets the CITI now and closes its local socket. */
-static void
-mux_delete(struct citi *ci)
-{
-	mux_remove(ci);
-	if (ci->reading) {
-		uv_read_stop((uv_stream_t *)&ci->tcp);
-		ci->reading = 0;
-	}
-	if (ci->gai_pending)
-		uv_cancel((uv_req_t *)&ci->gai);
-	mux_close_handle(ci);
-}
-
-/*
- * A zero-length packet closes one direction, like a TCP FIN: the local
- * socket is shut down for writing once the data before it is written, and
- * the CITI is forgotten when both directions are closed.  A Go peer closes
- * both at once, which this handles as well.
- */
-static void
-mux_finish(struct citi *ci)
-{
-	if (ci->peer_closed && !ci->shut_done && !ci->handle_closing &&
-	    ci->state == CITI_OPEN) {
-		ci->shut_done = 1;
-		if (uv_shutdown(&ci->shutdown, (uv_stream_t *)&ci->tcp,
-		    mux_shutdown_cb) == 0)
-			ci->shut_pending = 1;
-	}
-	if (!ci->we_closed || !ci->peer_closed)
-		return;
-	mux_remove(ci);
-	if (!ci->shut_pending)
-		mux_close_handle(ci);
-}
-
-static struct citi *
-mux_citi_new(struct sess *s, uint32_t id, enum citi_state state)
-{
-	struct citi *ci;
-
-	if ((ci = calloc(1, sizeof(*ci))) == NULL)
-		return NULL;
-	ci->s = s;
-	ci->id = id;
-	ci->state = state;
-	uv_tcp_init(s->tun->loop, &ci->tcp);
-	ci->tcp.data = ci;
-	ci->gai.data = ci;
-	ci->connect.data = ci;
-	ci->shutdown.data = ci;
-	s->handles++;
-	if (mux_insert(s, ci) == -1) {
-		ci->handle_closing = 1;
-		uv_close((uv_handle_t *)&ci->tcp, mux_handle_closed);
-		return NULL;
-	}
-	if (state == CITI_OPENING)
-		TAILQ_INSERT_TAIL(&s->opening, ci, olink);
-	return ci;
+	mux_citi_event(req->data, status < 0 ? CITI_EV_LOCAL_ERROR :
+	    CITI_EV_SHUT_DONE);
 }
 
 static int
@@ -297,8 +198,8 @@ mux_can_send(const struct citi *ci)
 static void
 mux_update_reading(struct citi *ci)
 {
-	int want = ci->state == CITI_OPEN && ci->in_table && !ci->we_closed &&
-	    !ci->handle_closing && !ci->s->congested && mux_can_send(ci);
+	int want = citi_reads(ci->state) && !ci->s->congested &&
+	    mux_can_send(ci);
 
 	if (want && !ci->reading) {
 		if (uv_read_start((uv_stream_t *)&ci->tcp, mux_alloc_cb,
@@ -322,17 +223,112 @@ mux_enqueue(struct citi *ci, struct opkt *p)
 		ci->mark[(idx / TUN_SYNC_GROUP) % 4] = p->seq;
 }
 
+/* Our zero-length packet: this side sends nothing more (wire spec 6.6). */
 static void
 mux_send_close(struct citi *ci)
 {
 	struct opkt *p;
 
-	if (ci->we_closed)
-		return;
-	ci->we_closed = 1;
-	mux_update_reading(ci);
 	if ((p = sess_opkt_new(0)) != NULL)
 		mux_enqueue(ci, p);
+}
+
+/* FIN to the local socket once its queued writes are done. */
+static void
+mux_shutdown(struct citi *ci)
+{
+	if (uv_shutdown(&ci->shutdown, (uv_stream_t *)&ci->tcp,
+	    mux_shutdown_cb) != 0)
+		mux_citi_event(ci, CITI_EV_SHUT_DONE);
+}
+
+/* Entering CITI_CLOSING: stop everything and close the local socket. */
+static void
+mux_close_handle(struct citi *ci)
+{
+	if (ci->reading) {
+		uv_read_stop((uv_stream_t *)&ci->tcp);
+		ci->reading = 0;
+	}
+	if (ci->gai_pending)
+		uv_cancel((uv_req_t *)&ci->gai);
+	uv_close((uv_handle_t *)&ci->tcp, mux_handle_closed);
+}
+
+static void
+mux_citi_free(struct citi *ci)
+{
+	struct sess *s = ci->s;
+
+	free(ci->rx);
+	free(ci);
+	sess_unref(s);
+}
+
+/*
+ * The one place a CITI changes state: looks the move up in citi.c's table,
+ * refuses (logs, keeps the state) an illegal one, and applies the move's
+ * actions and the bookkeeping of the states left and entered.  Returns the
+ * state now; CITI_FREED means ci is gone.
+ */
+static enum citi_state
+mux_citi_event(struct citi *ci, enum citi_event ev)
+{
+	enum citi_state	from = ci->state, to;
+	unsigned	act;
+
+	if (citi_next(from, ev, &to, &act) == -1) {
+		mux_peer_warn(ci->s, "citi %08" PRIx32 ": %s when %s: ignored",
+		    ci->id, citi_event_name(ev), citi_state_name(from));
+		return from;
+	}
+	ci->state = to;
+	if (citi_is_opening(from) && !citi_is_opening(to))
+		TAILQ_REMOVE(&ci->s->opening, ci, olink);
+	if (citi_in_table(from) && !citi_in_table(to))
+		mux_remove(ci);
+	if (act & CITI_A_SEND_CLOSE)
+		mux_send_close(ci);
+	if (to == CITI_FREED) {
+		mux_citi_free(ci);
+		return CITI_FREED;
+	}
+	if (to == CITI_CLOSED)
+		return ci->gai_pending ? to :
+		    mux_citi_event(ci, CITI_EV_REQ_DONE);
+	if (to == CITI_CLOSING && from != CITI_CLOSING)
+		mux_close_handle(ci);
+	else if (!citi_is_gone(to))
+		mux_update_reading(ci);
+	if (act & CITI_A_SHUTDOWN)
+		mux_shutdown(ci);
+	return ci->state;
+}
+
+/*
+ * A new CITI in state st (CITI_DIALING or CITI_OPENING), listed in the
+ * session's table; NULL if out of memory.
+ */
+static struct citi *
+mux_citi_new(struct sess *s, uint32_t id, enum citi_state st)
+{
+	struct citi *ci;
+
+	if (s->tab == NULL || (ci = calloc(1, sizeof(*ci))) == NULL)
+		return NULL;
+	ci->s = s;
+	ci->id = id;
+	ci->state = st;
+	uv_tcp_init(s->tun->loop, &ci->tcp);
+	ci->tcp.data = ci;
+	ci->gai.data = ci;
+	ci->connect.data = ci;
+	ci->shutdown.data = ci;
+	s->handles++;
+	mux_insert(s, ci);
+	if (citi_is_opening(st))
+		TAILQ_INSERT_TAIL(&s->opening, ci, olink);
+	return ci;
 }
 
 static void
@@ -361,11 +357,8 @@ mux_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		ci->rx = NULL;
 		log_debug("citi %08" PRIx32 ": local side %s", ci->id,
 		    nread == UV_EOF ? "closed" : uv_strerror(nread));
-		mux_send_close(ci);
-		if (nread == UV_EOF)
-			mux_finish(ci);
-		else
-			mux_delete(ci);
+		mux_citi_event(ci, nread == UV_EOF ? CITI_EV_LOCAL_EOF :
+		    CITI_EV_LOCAL_ERROR);
 		return;
 	}
 	ci->rx = NULL;
@@ -406,9 +399,9 @@ mux_dial_failed(struct citi *ci, const char *why)
 	addr_format(&ci->dst, host, sizeof(host));
 	snprintf(mess, sizeof(mess), "dial tcp %s: %s", host, why);
 	mux_peer_warn(ci->s, "citi %08" PRIx32 ": %s", ci->id, mess);
-	if (!ci->peer_closed)
+	if (ci->state == CITI_DIALING)	/* else the peer gave up on it */
 		mux_send_resp(ci->s, ci->id, 0, mess);
-	mux_delete(ci);
+	mux_citi_event(ci, CITI_EV_DIAL_FAILED);
 }
 
 static void
@@ -417,32 +410,23 @@ mux_connect_cb(uv_connect_t *req, int status)
 	struct citi	*ci = req->data;
 	struct sess	*s = ci->s;
 
-	ci->connecting = 0;
-	if (ci->handle_closing || !ci->in_table) {
-		mux_close_handle(ci);
-		return;
-	}
+	if (citi_is_gone(ci->state))
+		return;		/* cancelled by the close */
 	if (status < 0) {
 		mux_dial_failed(ci, uv_strerror(status));
 		return;
 	}
 	uv_tcp_nodelay(&ci->tcp, 1);
-	ci->state = CITI_OPEN;
 	log_debug("session %" PRId64 ": citi %08" PRIx32 " connected",
 	    s->id, ci->id);
 	if (mux_send_resp(s, ci->id, 1, "<nil>") == -1) {
-		mux_delete(ci);
+		mux_citi_event(ci, CITI_EV_ABORT);
 		return;
 	}
 	ci->hdr_seq = s->next_seq - 1;
 	ci->hdr_unacked = 1;
-	if (ci->peer_closed) {
-		/* The peer gave up waiting (open timeout). */
-		mux_send_close(ci);
-		mux_delete(ci);
-		return;
-	}
-	mux_update_reading(ci);
+	/* Open, or closed at once if the peer gave up waiting. */
+	mux_citi_event(ci, CITI_EV_CONNECTED);
 }
 
 static void
@@ -452,14 +436,13 @@ mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	int		 rc;
 
 	ci->gai_pending = 0;
-	if (ci->handle_closing == 2) {
+	if (ci->state == CITI_CLOSED) {
 		uv_freeaddrinfo(res);
-		mux_citi_free(ci);
+		mux_citi_event(ci, CITI_EV_REQ_DONE);
 		return;
 	}
-	if (ci->handle_closing || !ci->in_table) {
-		uv_freeaddrinfo(res);
-		mux_close_handle(ci);
+	if (citi_is_gone(ci->state)) {
+		uv_freeaddrinfo(res);	/* the close callback frees it */
 		return;
 	}
 	if (status < 0) {
@@ -473,7 +456,6 @@ mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		mux_dial_failed(ci, uv_strerror(rc));
 		return;
 	}
-	ci->connecting = 1;
 }
 
 /* May this side dial h?  Only a Dst of a forward the peer listens for. */
@@ -547,23 +529,16 @@ mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 {
 	struct citi *ci = mux_find(s, m->citi);
 
-	if (ci == NULL || ci->state != CITI_OPENING) {
+	if (ci == NULL || !citi_is_opening(ci->state)) {
 		log_debug("session %" PRId64 ": answer for unknown citi %08"
 		    PRIx32, s->id, m->citi);
 		return;
 	}
 	sess_acked(s, ci->hdr_seq);
-	TAILQ_REMOVE(&s->opening, ci, olink);
-	ci->state = CITI_OPEN;
-	if (!m->result) {
+	if (!m->result)
 		mux_peer_warn(s, "citi %08" PRIx32 " to port %d refused by "
 		    "the peer: %s", ci->id, ci->dst.port, m->mess);
-		/* Lets a peer that registers failed CITIs forget this one. */
-		mux_send_close(ci);
-		mux_delete(ci);
-		return;
-	}
-	mux_update_reading(ci);
+	mux_citi_event(ci, m->result ? CITI_EV_ANSWER_OK : CITI_EV_ANSWER_NG);
 }
 
 int
@@ -591,16 +566,15 @@ mux_write_cb(uv_write_t *req, int status)
 	int64_t		 sync = w->sync;
 
 	free(w);
-	if (ci->handle_closing)
+	if (citi_is_gone(ci->state))
 		return;
 	if (status < 0) {
 		log_debug("citi %08" PRIx32 ": local write: %s", ci->id,
 		    uv_strerror(status));
-		mux_send_close(ci);
-		mux_delete(ci);
+		mux_citi_event(ci, CITI_EV_LOCAL_ERROR);
 		return;
 	}
-	if (sync >= 0 && ci->in_table) {
+	if (sync >= 0 && citi_in_table(ci->state)) {
 		ci->syncs_sent++;
 		sess_send_sync(ci->s, ci->id, sync);
 	}
@@ -631,28 +605,24 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 	}
 	sync = idx % TUN_SYNC_GROUP == TUN_SYNC_GROUP - 1 ? (int64_t)idx : -1;
 	if (n == 0) {
-		ci->peer_closed = 1;
 		if (sync >= 0) {
 			ci->syncs_sent++;
 			sess_send_sync(s, id, sync);
 		}
-		if (ci->state == CITI_OPEN)
-			mux_finish(ci);
+		mux_citi_event(ci, CITI_EV_PEER_EOF);
 		return 0;
 	}
-	if (ci->state != CITI_OPEN || ci->peer_closed) {
+	if (!citi_takes_data(ci->state)) {
 		err_set(err, "citi %08" PRIx32 ": data %s", id,
-		    ci->peer_closed ? "after its close" : "before it was open");
+		    ci->state == CITI_DIALING || ci->state == CITI_OPENING ?
+		    "before it was open" : "after its close");
 		return -1;
 	}
-	if (ci->handle_closing)
-		return 0;
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&ci->tcp) == 0) {
 		b = uv_buf_init((char *)p, n);
 		done = uv_try_write((uv_stream_t *)&ci->tcp, &b, 1);
 		if (done < 0 && done != UV_EAGAIN) {
-			mux_send_close(ci);
-			mux_delete(ci);
+			mux_citi_event(ci, CITI_EV_LOCAL_ERROR);
 			return 0;
 		}
 		if (done < 0)
@@ -677,8 +647,7 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 	if (uv_write(&w->req, (uv_stream_t *)&ci->tcp, &b, 1,
 	    mux_write_cb) < 0) {
 		free(w);
-		mux_send_close(ci);
-		mux_delete(ci);
+		mux_citi_event(ci, CITI_EV_LOCAL_ERROR);
 	}
 	return 0;
 }
@@ -723,10 +692,7 @@ mux_tick(struct sess *s, uint64_t now)
 		log_warnx("session %" PRId64 ": citi %08" PRIx32 ": no answer "
 		    "from the peer in %d s", s->id, ci->id,
 		    s->tun->o->open_timeout);
-		TAILQ_REMOVE(&s->opening, ci, olink);
-		ci->state = CITI_OPEN;
-		mux_send_close(ci);
-		mux_delete(ci);
+		mux_citi_event(ci, CITI_EV_OPEN_TIMEOUT);
 	}
 }
 
@@ -764,7 +730,7 @@ mux_accept_cb(uv_stream_t *server, int status)
 	if ((ci = mux_citi_new(s, id, CITI_OPENING)) == NULL)
 		return;
 	if (uv_accept(server, (uv_stream_t *)&ci->tcp) < 0) {
-		mux_delete(ci);
+		mux_citi_event(ci, CITI_EV_ABORT);
 		return;
 	}
 	uv_tcp_nodelay(&ci->tcp, 1);
@@ -777,7 +743,7 @@ mux_accept_cb(uv_stream_t *server, int status)
 	if ((json = msg_header_encode(&m, &len)) == NULL ||
 	    sess_send_ctrl(s, json, len) == -1) {
 		free(json);
-		mux_delete(ci);
+		mux_citi_event(ci, CITI_EV_ABORT);
 		return;
 	}
 	free(json);
@@ -916,8 +882,6 @@ mux_stop(struct sess *s)
 		uv_close((uv_handle_t *)&l->tcp, mux_lsn_closed);
 	}
 	for (i = 0; s->tab != NULL && i < s->tabsz; i++)
-		while ((ci = s->tab[i]) != NULL) {
-			ci->we_closed = ci->peer_closed = 1;
-			mux_delete(ci);
-		}
+		while ((ci = s->tab[i]) != NULL)
+			mux_citi_event(ci, CITI_EV_SESSION_STOP);
 }
