@@ -16,14 +16,12 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/rand.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "conn.h"
 #include "crypto.h"
 #include "err.h"
+#include "tls.h"
 #include "ws.h"
 
 #define CONN_RBUF	(256 * 1024)
@@ -50,7 +48,8 @@ struct conn {
 	char			 peer[64];
 	struct sockaddr_storage	 peer_ss;
 	int			 peer_ss_ok;
-	char			 reason[ERR_LEN];
+	enum conn_why		 why;
+	char			 reason[ERR_LEN];	/* detail for logs */
 	uint8_t			*rbuf;		/* unparsed input at the front */
 	size_t			 rlen;
 	int			 reading;
@@ -58,16 +57,15 @@ struct conn {
 	int			 throttled;	/* peer not reading: see conn.h */
 	size_t			 ctrl_backlog;	/* pong bytes queued */
 	uv_shutdown_t		 shutdown;
-	SSL			*ssl;
-	BIO			*rbio;		/* TLS records read */
-	BIO			*wbio;		/* TLS records to write */
-	uint8_t			*tbuf;
+	struct tls		*tls;		/* client -tls, or NULL */
+	uint8_t			*tbuf;		/* TLS records read */
 };
 
 static void	conn_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
 static void	conn_close_cb(uv_handle_t *);
 static void	conn_write_cb(uv_write_t *, int);
 static int	conn_tls_pump(struct conn *);
+static void	conn_end(struct conn *, enum conn_why, const char *);
 
 struct obuf *
 conn_obuf(size_t n)
@@ -116,7 +114,7 @@ conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
 
-	if (c->ssl != NULL) {
+	if (c->tls != NULL) {
 		if (c->tbuf == NULL)
 			c->tbuf = malloc(CONN_TBUF);
 		*buf = uv_buf_init((char *)c->tbuf, c->tbuf ? CONN_TBUF : 0);
@@ -177,7 +175,7 @@ conn_write_cb(uv_write_t *req, int status)
 	if (c == NULL || c->state == CONN_CLOSING)
 		return;
 	if (status < 0) {
-		conn_close(c, uv_strerror(status));
+		conn_end(c, CONN_WHY_IO, uv_strerror(status));
 		return;
 	}
 	if (conn_pending(c) == 0)
@@ -225,18 +223,18 @@ conn_write(struct conn *c, struct obuf *b, size_t hlen)
 	return 0;
 }
 
-/* Writes out the TLS records OpenSSL produced. */
+/* Writes out the TLS records waiting in c->tls. */
 static int
 conn_tls_flush(struct conn *c)
 {
 	struct obuf	*b;
 	size_t		 n;
-	int		 got;
+	ssize_t		 got;
 
-	while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
+	while ((n = tls_pending(c->tls)) > 0) {
 		if ((b = conn_obuf(n)) == NULL)
 			return -1;
-		got = BIO_read(c->wbio, b->mem + CONN_HEADROOM, (int)n);
+		got = tls_take(c->tls, b->mem + CONN_HEADROOM, n);
 		if (got <= 0) {
 			free(b);
 			return -1;
@@ -255,13 +253,26 @@ conn_put(struct conn *c, struct obuf *b, size_t hlen)
 	uint8_t	*p = b->mem + CONN_HEADROOM - hlen;
 	int	 rc;
 
-	if (c->ssl == NULL)
+	if (c->tls == NULL)
 		return conn_write(c, b, hlen);
-	rc = SSL_write(c->ssl, p, (int)(hlen + b->len));
+	rc = tls_write(c->tls, p, hlen + b->len);
 	free(b);
-	if (rc <= 0)
+	if (rc == -1)
 		return -1;
 	return conn_tls_flush(c);
+}
+
+/* A copy of n bytes in a new buffer, or NULL. */
+static struct obuf *
+conn_obuf_copy(const void *p, size_t n)
+{
+	struct obuf *b;
+
+	if ((b = conn_obuf(n)) == NULL)
+		return NULL;
+	memcpy(b->mem + CONN_HEADROOM, p, n);
+	b->len = n;
+	return b;
 }
 
 /* Sends raw bytes (HTTP heads) without framing. */
@@ -270,10 +281,8 @@ conn_send_raw(struct conn *c, const void *p, size_t n)
 {
 	struct obuf *b;
 
-	if ((b = conn_obuf(n)) == NULL)
+	if ((b = conn_obuf_copy(p, n)) == NULL)
 		return -1;
-	memcpy(b->mem + CONN_HEADROOM, p, n);
-	b->len = n;
 	return conn_put(c, b, 0);
 }
 
@@ -354,7 +363,8 @@ conn_pong(struct conn *c, const void *p, size_t n)
 		return 0;
 	c->ctrl_backlog += WS_HDR_MAX + n;
 	if (c->ctrl_backlog > CONN_CTRL_BACKLOG_MAX) {
-		conn_close(c, "peer does not read the answers to its pings");
+		conn_end(c, CONN_WHY_BACKLOG,
+		    "peer does not read the answers to its pings");
 		return -1;
 	}
 	return 0;
@@ -367,7 +377,8 @@ conn_transport_ready(struct conn *c)
 	if (c->kind == CONN_WS_CLIENT) {
 		c->state = CONN_HANDSHAKE;
 		if (conn_send_raw(c, c->request, strlen(c->request)) == -1) {
-			conn_close(c, "cannot send the websocket request");
+			conn_end(c, CONN_WHY_RESOURCE,
+			    "cannot send the websocket request");
 			return -1;
 		}
 		return 0;
@@ -378,34 +389,77 @@ conn_transport_ready(struct conn *c)
 	return c->state == CONN_CLOSING ? -1 : 0;
 }
 
+/* A websocket client's key and upgrade request.  Returns 0 or -1. */
 static int
-conn_tls_start(struct conn *c, const struct conn_client_params *cp,
+conn_ws_client_init(struct conn *c, const struct conn_client_params *cp,
     char *err)
 {
-	struct in6_addr	a6;
-	struct in_addr	a4;
-	int		is_ip;
+	uint8_t nonce[16];
 
-	if ((c->ssl = SSL_new(cp->ssl_ctx)) == NULL ||
-	    (c->rbio = BIO_new(BIO_s_mem())) == NULL ||
-	    (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
-		err_set(err, "cannot set up TLS");
+	ws_dec_init(&c->dec, WS_ROLE_CLIENT, WS_DEFAULT_MAX_FRAME);
+	if (crypto_random(nonce, sizeof(nonce), err) == -1)
+		return -1;
+	crypto_b64(nonce, sizeof(nonce), c->key);
+	if ((c->request = malloc(WS_HTTP_MAX)) == NULL ||
+	    ws_client_request(c->request, WS_HTTP_MAX, cp->host_port,
+	    cp->path_query, c->key, cp->extra_header) < 0) {
+		err_set(err, "websocket request too long");
 		return -1;
 	}
-	BIO_set_mem_eof_return(c->rbio, -1);
-	SSL_set_bio(c->ssl, c->rbio, c->wbio);
-	SSL_set_connect_state(c->ssl);
-	is_ip = inet_pton(AF_INET, cp->tls_host, &a4) == 1 ||
-	    inet_pton(AF_INET6, cp->tls_host, &a6) == 1;
-	/* SNI is sent through a proxy too, unlike kptunnel. */
-	if (!is_ip)
-		SSL_set_tlsext_host_name(c->ssl, cp->tls_host);
-	if (cp->tls_verify_name) {
-		if (is_ip)
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
-			    cp->tls_host);
-		else
-			SSL_set1_host(c->ssl, cp->tls_host);
+	return 0;
+}
+
+/*
+ * Sends the CONNECT request, in clear: it is for the proxy itself, TLS
+ * (if any) starts once the proxy answered.  Returns 0 or -1.
+ */
+static int
+conn_proxy_start(struct conn *c, const struct conn_client_params *cp,
+    char *err)
+{
+	struct obuf	*b;
+	char		 connect[1024];
+	int		 n;
+
+	n = proxy_request(connect, sizeof(connect), cp->proxy, cp->host_port,
+	    cp->user_agent);
+	if (n < 0) {
+		err_set(err, "proxy request too long");
+		return -1;
+	}
+	c->state = CONN_PROXY;
+	if ((b = conn_obuf_copy(connect, n)) == NULL ||
+	    conn_write(c, b, 0) == -1) {
+		err_set(err, "cannot send to the proxy");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A client's first step, by what lies between it and the websocket or
+ * raw stream: the proxy, TLS, or nothing.  Returns 0 or -1.
+ */
+static int
+conn_client_start(struct conn *c, const struct conn_client_params *cp,
+    char *err)
+{
+	if (cp->ssl_ctx != NULL && (c->tls = tls_new(cp->ssl_ctx,
+	    cp->tls_host, cp->tls_verify_name, err)) == NULL)
+		return -1;
+	if (cp->proxy != NULL)
+		return conn_proxy_start(c, cp, err);
+	if (c->tls != NULL) {
+		c->state = CONN_TLS;
+		if (conn_tls_pump(c) == -1) {
+			err_set(err, "TLS: %s", c->reason);
+			return -1;
+		}
+		return 0;
+	}
+	if (c->kind == CONN_WS_CLIENT && conn_transport_ready(c) == -1) {
+		err_set(err, "cannot send the websocket request");
+		return -1;
 	}
 	return 0;
 }
@@ -415,10 +469,7 @@ conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
     const struct conn_client_params *cp, const struct conn_cbs *cbs,
     void *arg, char *err)
 {
-	struct conn	*c;
-	uint8_t		 nonce[16];
-	char		 connect[1024];
-	int		 n;
+	struct conn *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		err_set(err, "out of memory");
@@ -438,51 +489,10 @@ conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
 		ws_dec_init(&c->dec, WS_ROLE_SERVER, WS_DEFAULT_MAX_FRAME);
 		c->state = CONN_HANDSHAKE;
 	}
-	if (kind == CONN_WS_CLIENT) {
-		ws_dec_init(&c->dec, WS_ROLE_CLIENT, WS_DEFAULT_MAX_FRAME);
-		if (crypto_random(nonce, sizeof(nonce), err) == -1)
-			goto fail;
-		crypto_b64(nonce, sizeof(nonce), c->key);
-		if ((c->request = malloc(WS_HTTP_MAX)) == NULL ||
-		    ws_client_request(c->request, WS_HTTP_MAX, cp->host_port,
-		    cp->path_query, c->key, cp->extra_header) < 0) {
-			err_set(err, "websocket request too long");
-			goto fail;
-		}
-	}
-	if (cp != NULL && cp->ssl_ctx != NULL &&
-	    conn_tls_start(c, cp, err) == -1)
+	if (kind == CONN_WS_CLIENT && conn_ws_client_init(c, cp, err) == -1)
 		goto fail;
-	if (cp != NULL && cp->proxy != NULL) {
-		n = proxy_request(connect, sizeof(connect), cp->proxy,
-		    cp->host_port, cp->user_agent);
-		if (n < 0) {
-			err_set(err, "proxy request too long");
-			goto fail;
-		}
-		c->state = CONN_PROXY;
-		/* Not through TLS: it goes to the proxy itself. */
-		{
-			SSL *ssl = c->ssl;
-
-			c->ssl = NULL;
-			n = conn_send_raw(c, connect, n);
-			c->ssl = ssl;
-		}
-		if (n == -1) {
-			err_set(err, "cannot send to the proxy");
-			goto fail;
-		}
-	} else if (c->ssl != NULL) {
-		c->state = CONN_TLS;
-		if (conn_tls_pump(c) == -1) {
-			err_set(err, "TLS: %s", c->reason);
-			goto fail;
-		}
-	} else if (kind == CONN_WS_CLIENT && conn_transport_ready(c) == -1) {
-		err_set(err, "cannot send the websocket request");
+	if (cp != NULL && conn_client_start(c, cp, err) == -1)
 		goto fail;
-	}
 	conn_start_reading(c);
 	return c;
 fail:
@@ -513,7 +523,7 @@ conn_adopt(uv_loop_t *loop, uv_tcp_t *tcp, const uint8_t *pre, size_t npre,
 	if (npre > 0) {
 		if ((c->rbuf = malloc(CONN_RBUF)) == NULL) {
 			err_set(err, "out of memory");
-			conn_close(c, "out of memory");
+			conn_end(c, CONN_WHY_RESOURCE, "out of memory");
 			return NULL;
 		}
 		memcpy(c->rbuf, pre, npre);
@@ -612,7 +622,7 @@ conn_http_refuse(struct conn *c, int status, const char *body)
 
 	conn_http_reply(c, status, NULL, body);
 	snprintf(reason, sizeof(reason), "refused with HTTP %d", status);
-	conn_close(c, reason);
+	conn_end(c, CONN_WHY_REFUSED, reason);
 }
 
 /* The upgrade head of either side; -1 if the conn closed. */
@@ -632,14 +642,15 @@ conn_upgrade(struct conn *c)
 		if (n < 0) {
 			conn_http_reply(c, status, status == 426 ?
 			    "Sec-WebSocket-Version: 13\r\n" : NULL, err);
-			conn_close(c, err);
+			conn_end(c, CONN_WHY_PROTOCOL, err);
 			return -1;
 		}
 		snprintf(c->http.target, sizeof(c->http.target), "%s",
 		    req.target);
 		len = ws_server_response(out, sizeof(out), req.key);
 		if (len < 0 || conn_send_raw(c, out, len) == -1) {
-			conn_close(c, "cannot answer the upgrade");
+			conn_end(c, CONN_WHY_RESOURCE,
+			    "cannot answer the upgrade");
 			return -1;
 		}
 	} else {
@@ -648,7 +659,7 @@ conn_upgrade(struct conn *c)
 		if (n == 0)
 			return 0;
 		if (n < 0) {
-			conn_close(c, err);
+			conn_end(c, CONN_WHY_PROTOCOL, err);
 			return -1;
 		}
 	}
@@ -670,15 +681,17 @@ conn_proxy_answer(struct conn *c)
 	if (n == 0)
 		return 0;
 	if (n < 0) {
-		conn_close(c, err);
+		conn_end(c, CONN_WHY_PROTOCOL, err);
 		return -1;
 	}
 	memmove(c->rbuf, c->rbuf + n, c->rlen - n);
 	c->rlen -= n;
-	if (c->ssl != NULL) {
+	if (c->tls != NULL) {
 		/* Whatever followed the answer is TLS already. */
-		if (c->rlen > 0)
-			BIO_write(c->rbio, c->rbuf, (int)c->rlen);
+		if (c->rlen > 0 && tls_feed(c->tls, c->rbuf, c->rlen) == -1) {
+			conn_end(c, CONN_WHY_RESOURCE, "out of memory");
+			return -1;
+		}
 		c->rlen = 0;
 		c->state = CONN_TLS;
 		return conn_tls_pump(c);
@@ -687,11 +700,67 @@ conn_proxy_answer(struct conn *c)
 }
 
 /*
- * Runs the handshakes and feeds the buffered input through the websocket
- * decoder to the owner.  Returns -1 if the conn closed.
+ * Runs the proxy and upgrade handshakes on the buffered input.  Returns 1
+ * once the conn is open, 0 while a head is incomplete, -1 if it closed.
  */
 static int
-conn_process(struct conn *c)
+conn_heads(struct conn *c)
+{
+	if (c->state == CONN_PROXY && conn_proxy_answer(c) == -1)
+		return -1;
+	if (c->state == CONN_HANDSHAKE && conn_upgrade(c) == -1)
+		return -1;
+	if (c->state == CONN_OPEN)
+		return 1;
+	if (c->rlen >= WS_HTTP_MAX && c->state != CONN_TLS) {
+		conn_end(c, CONN_WHY_PROTOCOL, "HTTP head too long");
+		return -1;
+	}
+	return 0;
+}
+
+/* A raw conn hands all it has over at once.  Returns -1 if it closed. */
+static int
+conn_deliver_raw(struct conn *c)
+{
+	if (c->rlen > 0 && !conn_held(c))
+		c->cbs->on_data(c, c->arg, c->rbuf, c->rlen);
+	if (c->state == CONN_CLOSING)
+		return -1;
+	if (!conn_held(c))
+		c->rlen = 0;
+	return 0;
+}
+
+/* Acts on one decoded websocket event.  Returns -1 if the conn closed. */
+static int
+conn_ws_event(struct conn *c, const struct ws_event *ev)
+{
+	switch (ev->type) {
+	case WS_EV_DATA:
+		c->cbs->on_data(c, c->arg, ev->data, ev->len);
+		break;
+	case WS_EV_PING:
+		return conn_pong(c, ev->data, ev->len);
+	case WS_EV_CLOSE:
+		snprintf(c->reason, sizeof(c->reason),
+		    "peer sent websocket close %d", ev->close_code);
+		conn_send_control(c, WS_OP_CLOSE, ev->data,
+		    ev->len >= 2 ? 2 : 0);
+		conn_end(c, CONN_WHY_PEER_CLOSE, c->reason);
+		return -1;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Decodes the buffered frames, while the owner takes them.  Returns -1
+ * if the conn closed.
+ */
+static int
+conn_deliver_ws(struct conn *c)
 {
 	struct ws_event	ev;
 	char		err[ERR_LEN];
@@ -699,26 +768,6 @@ conn_process(struct conn *c)
 	ssize_t		n;
 	int		code;
 
-	if (c->state == CONN_PROXY && conn_proxy_answer(c) == -1)
-		return -1;
-	if (c->state == CONN_HANDSHAKE && conn_upgrade(c) == -1)
-		return -1;
-	if (c->state != CONN_OPEN) {
-		if (c->rlen >= WS_HTTP_MAX && c->state != CONN_TLS) {
-			conn_close(c, "HTTP head too long");
-			return -1;
-		}
-		return 0;
-	}
-	if (!conn_is_ws(c)) {
-		if (c->rlen > 0 && !conn_held(c))
-			c->cbs->on_data(c, c->arg, c->rbuf, c->rlen);
-		if (c->state == CONN_CLOSING)
-			return -1;
-		if (!conn_held(c))
-			c->rlen = 0;
-		return 0;
-	}
 	while (c->state == CONN_OPEN && !conn_held(c) && off < c->rlen) {
 		n = ws_dec_next(&c->dec, c->rbuf + off, c->rlen - off, &ev,
 		    &code, err);
@@ -728,28 +777,12 @@ conn_process(struct conn *c)
 			uint8_t cl[2] = { code >> 8, code & 0xff };
 
 			conn_send_control(c, WS_OP_CLOSE, cl, sizeof(cl));
-			conn_close(c, err);
+			conn_end(c, CONN_WHY_PROTOCOL, err);
 			return -1;
 		}
 		off += n;
-		switch (ev.type) {
-		case WS_EV_DATA:
-			c->cbs->on_data(c, c->arg, ev.data, ev.len);
-			break;
-		case WS_EV_PING:
-			if (conn_pong(c, ev.data, ev.len) == -1)
-				return -1;
-			break;
-		case WS_EV_CLOSE:
-			snprintf(c->reason, sizeof(c->reason),
-			    "peer sent websocket close %d", ev.close_code);
-			conn_send_control(c, WS_OP_CLOSE, ev.data,
-			    ev.len >= 2 ? 2 : 0);
-			conn_close(c, c->reason);
+		if (conn_ws_event(c, &ev) == -1)
 			return -1;
-		default:
-			break;
-		}
 	}
 	if (c->state == CONN_CLOSING)
 		return -1;
@@ -759,29 +792,24 @@ conn_process(struct conn *c)
 	}
 	/* Nothing legitimate stays buffered long enough to fill it. */
 	if (c->rlen == CONN_RBUF && !conn_held(c)) {
-		conn_close(c, "input buffer overflow");
+		conn_end(c, CONN_WHY_PROTOCOL, "input buffer overflow");
 		return -1;
 	}
 	return 0;
 }
 
-static const char *
-conn_tls_error(struct conn *c)
+/*
+ * Runs the handshakes and feeds the buffered input through the websocket
+ * decoder to the owner.  Returns -1 if the conn closed.
+ */
+static int
+conn_process(struct conn *c)
 {
-	static char	msg[ERR_LEN];
-	long		vr = SSL_get_verify_result(c->ssl);
-	unsigned long	e = ERR_get_error();
+	int rc;
 
-	if (vr != X509_V_OK)
-		snprintf(msg, sizeof(msg), "TLS: certificate verification "
-		    "failed: %s", X509_verify_cert_error_string(vr));
-	else if (e != 0)
-		snprintf(msg, sizeof(msg), "TLS: %s",
-		    ERR_reason_error_string(e));
-	else
-		snprintf(msg, sizeof(msg), "TLS: connection closed");
-	ERR_clear_error();
-	return msg;
+	if ((rc = conn_heads(c)) <= 0)
+		return rc;
+	return conn_is_ws(c) ? conn_deliver_ws(c) : conn_deliver_raw(c);
 }
 
 /*
@@ -791,45 +819,45 @@ conn_tls_error(struct conn *c)
 static int
 conn_tls_pump(struct conn *c)
 {
-	int rc, e;
+	char	err[ERR_LEN];
+	ssize_t	n;
+	int	rc;
 
 	if (c->state == CONN_TLS) {
-		rc = SSL_do_handshake(c->ssl);
+		rc = tls_handshake(c->tls, err);
 		if (conn_tls_flush(c) == -1) {
-			conn_close(c, "TLS: cannot write");
+			conn_end(c, CONN_WHY_TLS, "TLS: cannot write");
 			return -1;
 		}
-		if (rc != 1) {
-			e = SSL_get_error(c->ssl, rc);
-			if (e == SSL_ERROR_WANT_READ)
-				return 0;
-			conn_close(c, conn_tls_error(c));
+		if (rc == 0)
+			return 0;
+		if (rc == -1) {
+			conn_end(c, CONN_WHY_TLS, err);
 			return -1;
 		}
 		if (conn_transport_ready(c) == -1)
 			return -1;
 	}
 	if (c->rbuf == NULL && (c->rbuf = malloc(CONN_RBUF)) == NULL) {
-		conn_close(c, "out of memory");
+		conn_end(c, CONN_WHY_RESOURCE, "out of memory");
 		return -1;
 	}
-	while (!conn_held(c) && c->state != CONN_CLOSING && c->rlen < CONN_RBUF) {
-		rc = SSL_read(c->ssl, c->rbuf + c->rlen,
-		    (int)(CONN_RBUF - c->rlen));
-		if (rc <= 0) {
-			e = SSL_get_error(c->ssl, rc);
-			if (e == SSL_ERROR_WANT_READ)
-				break;
-			conn_close(c, e == SSL_ERROR_ZERO_RETURN ?
-			    "TLS closed by peer" : conn_tls_error(c));
+	while (!conn_held(c) && c->state != CONN_CLOSING &&
+	    c->rlen < CONN_RBUF) {
+		n = tls_read(c->tls, c->rbuf + c->rlen, CONN_RBUF - c->rlen,
+		    err);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			conn_end(c, CONN_WHY_TLS, err);
 			return -1;
 		}
-		c->rlen += rc;
+		c->rlen += n;
 		if (conn_process(c) == -1)
 			return -1;
 	}
 	if (conn_tls_flush(c) == -1) {
-		conn_close(c, "TLS: cannot write");
+		conn_end(c, CONN_WHY_TLS, "TLS: cannot write");
 		return -1;
 	}
 	return 0;
@@ -839,7 +867,7 @@ conn_tls_pump(struct conn *c)
 static int
 conn_unhold(struct conn *c)
 {
-	if (c->ssl != NULL ? conn_tls_pump(c) == -1 : conn_process(c) == -1)
+	if (c->tls != NULL ? conn_tls_pump(c) == -1 : conn_process(c) == -1)
 		return -1;
 	conn_start_reading(c);
 	return 0;
@@ -863,23 +891,27 @@ conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0 || c->state == CONN_CLOSING)
 		return;
 	if (nread < 0) {
-		conn_close(c, nread == UV_EOF ? "connection closed by peer" :
+		conn_end(c, nread == UV_EOF ? CONN_WHY_PEER_EOF : CONN_WHY_IO,
+		    nread == UV_EOF ? "connection closed by peer" :
 		    uv_strerror(nread));
 		return;
 	}
-	if (c->ssl != NULL && c->state != CONN_PROXY) {
-		BIO_write(c->rbio, buf->base, (int)nread);
+	if (c->tls != NULL && c->state != CONN_PROXY) {
+		if (tls_feed(c->tls, buf->base, nread) == -1) {
+			conn_end(c, CONN_WHY_RESOURCE, "out of memory");
+			return;
+		}
 		conn_tls_pump(c);
 		return;
 	}
-	if (c->ssl != NULL) {
+	if (c->tls != NULL) {
 		/* Proxy answer read into tbuf: move it to rbuf. */
 		if (c->rbuf == NULL && (c->rbuf = malloc(CONN_RBUF)) == NULL) {
-			conn_close(c, "out of memory");
+			conn_end(c, CONN_WHY_RESOURCE, "out of memory");
 			return;
 		}
 		if ((size_t)nread > CONN_RBUF - c->rlen) {
-			conn_close(c, "proxy answer too long");
+			conn_end(c, CONN_WHY_PROTOCOL, "proxy answer too long");
 			return;
 		}
 		memcpy(c->rbuf + c->rlen, buf->base, nread);
@@ -898,7 +930,7 @@ conn_close_cb(uv_handle_t *h)
 		return;
 	if (c->cbs != NULL && c->cbs->on_close != NULL)
 		c->cbs->on_close(c, c->arg, c->reason);
-	SSL_free(c->ssl);	/* frees the BIOs */
+	tls_free(c->tls);
 	free(c->tbuf);
 	free(c->request);
 	free(c->rbuf);
@@ -913,23 +945,69 @@ conn_shutdown_cb(uv_shutdown_t *req, int status)
 	uv_close((uv_handle_t *)c->tcp, conn_close_cb);
 }
 
-void
-conn_close(struct conn *c, const char *reason)
+static const struct {
+	const char	*name;
+	int		 close_frame;
+} conn_whys[CONN_NWHY] = {
+	[CONN_WHY_OWNER] =	{ "owner", 1 },
+	[CONN_WHY_PEER_EOF] =	{ "peer-eof", 1 },
+	[CONN_WHY_PEER_CLOSE] =	{ "peer-close", 0 },	/* answered */
+	[CONN_WHY_IO] =		{ "io", 1 },
+	/*
+	 * A websocket protocol error sent its own close frame (with the
+	 * code) already; the normal one after it is what the code always
+	 * did, kept so that peers see the same bytes.
+	 */
+	[CONN_WHY_PROTOCOL] =	{ "protocol", 1 },
+	[CONN_WHY_TLS] =	{ "tls", 1 },
+	[CONN_WHY_REFUSED] =	{ "refused", 1 },
+	[CONN_WHY_BACKLOG] =	{ "backlog", 1 },
+	[CONN_WHY_RESOURCE] =	{ "resource", 1 },
+};
+
+const char *
+conn_why_name(enum conn_why why)
+{
+	if ((unsigned)why >= CONN_NWHY)
+		return "?";
+	return conn_whys[why].name;
+}
+
+int
+conn_why_sends_close(enum conn_why why)
+{
+	return (unsigned)why < CONN_NWHY && conn_whys[why].close_frame;
+}
+
+enum conn_why
+conn_why(const struct conn *c)
+{
+	return c->why;
+}
+
+/*
+ * Closes c for why; detail is the text on_close gets.  A websocket that
+ * is open gets a close frame first unless why says otherwise, TLS its
+ * close_notify; both are given to the kernel before the socket closes.
+ */
+static void
+conn_end(struct conn *c, enum conn_why why, const char *detail)
 {
 	static const uint8_t normal[2] = { 0x03, 0xe8 };
 
 	if (c->state == CONN_CLOSING)
 		return;
 	if (c->state == CONN_OPEN && conn_is_ws(c) &&
-	    strncmp(reason, "peer sent websocket close", 25) != 0)
+	    conn_why_sends_close(why))
 		conn_send_control(c, WS_OP_CLOSE, normal, sizeof(normal));
-	if (c->state == CONN_OPEN && c->ssl != NULL) {
-		SSL_shutdown(c->ssl);
+	if (c->state == CONN_OPEN && c->tls != NULL) {
+		tls_shutdown(c->tls);
 		conn_tls_flush(c);
 	}
 	c->state = CONN_CLOSING;
-	if (c->reason != reason)
-		snprintf(c->reason, sizeof(c->reason), "%s", reason);
+	c->why = why;
+	if (c->reason != detail)
+		snprintf(c->reason, sizeof(c->reason), "%s", detail);
 	if (c->reading)
 		uv_read_stop((uv_stream_t *)c->tcp);
 	c->reading = 0;
@@ -941,4 +1019,10 @@ conn_close(struct conn *c, const char *reason)
 	    (uv_stream_t *)c->tcp, conn_shutdown_cb) == 0)
 		return;
 	uv_close((uv_handle_t *)c->tcp, conn_close_cb);
+}
+
+void
+conn_close(struct conn *c, const char *reason)
+{
+	conn_end(c, CONN_WHY_OWNER, reason);
 }

@@ -115,7 +115,42 @@ size_t		 conn_pending(const struct conn *c);
 void		 conn_pause(struct conn *c);
 void		 conn_resume(struct conn *c);
 
-/* Closes (with a websocket close frame if open); on_close follows. */
+/*
+ * Why a conn closed.  The reason, not its text, decides how it closes:
+ * see conn_why_sends_close().  The text given with it (on_close's reason)
+ * is only for logs.
+ */
+enum conn_why {
+	CONN_WHY_OWNER,		/* the owner called conn_close() */
+	CONN_WHY_PEER_EOF,	/* the peer closed TCP */
+	CONN_WHY_PEER_CLOSE,	/* the peer's websocket close (answered) */
+	CONN_WHY_IO,		/* a read or write failed */
+	CONN_WHY_PROTOCOL,	/* the peer broke HTTP, websocket or proxy
+				 * rules (for websocket, a close frame with
+				 * the code was sent first) */
+	CONN_WHY_TLS,		/* TLS failed, or the peer closed it */
+	CONN_WHY_REFUSED,	/* we refused the upgrade (HTTP status) */
+	CONN_WHY_BACKLOG,	/* the peer does not read what it asked for */
+	CONN_WHY_RESOURCE,	/* out of memory, or a request we cannot send */
+	CONN_NWHY
+};
+
+/* The reason's name for logs; "?" if out of range. */
+const char	*conn_why_name(enum conn_why why);
+
+/*
+ * 1 if an open websocket conn closing for this reason sends a close frame
+ * (code 1000) first, 0 if not: the peer's own close was answered already.
+ */
+int		 conn_why_sends_close(enum conn_why why);
+
+/* Why c is closing; meaningful once conn_close or a failure closed it. */
+enum conn_why	 conn_why(const struct conn *c);
+
+/*
+ * The owner closes: with a websocket close frame if open (CONN_WHY_OWNER);
+ * reason is the text on_close gets.  on_close follows.
+ */
 void		 conn_close(struct conn *c, const char *reason);
 
 /* Replaces the callbacks' argument (a conn moves from listener to session). */
