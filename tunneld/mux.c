@@ -75,6 +75,7 @@ struct lwreq {
 static void	mux_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
 static void	mux_alloc_cb(uv_handle_t *, size_t, uv_buf_t *);
 static enum citi_state mux_citi_event(struct citi *, enum citi_event);
+static void	mux_sync_out(struct citi *, int64_t);
 
 void
 mux_init(struct sess *s)
@@ -574,50 +575,34 @@ mux_write_cb(uv_write_t *req, int status)
 		mux_citi_event(ci, CITI_EV_LOCAL_ERROR);
 		return;
 	}
-	if (sync >= 0 && citi_in_table(ci->state)) {
-		ci->syncs_sent++;
-		sess_send_sync(ci->s, ci->id, sync);
-	}
+	if (citi_in_table(ci->state))
+		mux_sync_out(ci, sync);
 }
 
-int
-mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
+/* Our SYNC for the peer's packet number sync, if that ends a group. */
+static void
+mux_sync_out(struct citi *ci, int64_t sync)
 {
-	struct citi	*ci = mux_find(s, id);
+	if (sync < 0)
+		return;
+	ci->syncs_sent++;
+	sess_send_sync(ci->s, ci->id, sync);
+}
+
+/*
+ * Writes the peer's data to the local socket: at once what the kernel
+ * takes, the rest through a request whose callback sends the SYNC (so that
+ * a slow local reader holds the peer's window shut).  Returns 0, or -1 if
+ * out of memory (a local failure ends the CITI, not the session).
+ */
+static int
+mux_write_local(struct citi *ci, uint8_t *p, size_t n, int64_t sync,
+    char *err)
+{
 	struct lwreq	*w;
-	uint64_t	 idx;
-	int64_t		 sync;
 	ssize_t		 done = 0;
 	uv_buf_t	 b;
 
-	if (ci == NULL)
-		return 0;	/* a CITI already closed here: discard */
-	idx = ci->rcvd++;
-	if (ci->rcvd > TUN_SYNC_GROUP * ci->syncs_sent + TUN_WINDOW) {
-		err_set(err, "citi %08" PRIx32 ": the peer ignores the flow "
-		    "control window", id);
-		return -1;
-	}
-	if (ci->hdr_unacked && n > 0) {
-		/* The peer sends data only after reading our answer. */
-		ci->hdr_unacked = 0;
-		sess_acked(s, ci->hdr_seq);
-	}
-	sync = idx % TUN_SYNC_GROUP == TUN_SYNC_GROUP - 1 ? (int64_t)idx : -1;
-	if (n == 0) {
-		if (sync >= 0) {
-			ci->syncs_sent++;
-			sess_send_sync(s, id, sync);
-		}
-		mux_citi_event(ci, CITI_EV_PEER_EOF);
-		return 0;
-	}
-	if (!citi_takes_data(ci->state)) {
-		err_set(err, "citi %08" PRIx32 ": data %s", id,
-		    ci->state == CITI_DIALING || ci->state == CITI_OPENING ?
-		    "before it was open" : "after its close");
-		return -1;
-	}
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&ci->tcp) == 0) {
 		b = uv_buf_init((char *)p, n);
 		done = uv_try_write((uv_stream_t *)&ci->tcp, &b, 1);
@@ -628,10 +613,7 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 		if (done < 0)
 			done = 0;
 		if ((size_t)done == n) {
-			if (sync >= 0) {
-				ci->syncs_sent++;
-				sess_send_sync(s, id, sync);
-			}
+			mux_sync_out(ci, sync);
 			return 0;
 		}
 	}
@@ -650,6 +632,41 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 		mux_citi_event(ci, CITI_EV_LOCAL_ERROR);
 	}
 	return 0;
+}
+
+int
+mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
+{
+	struct citi	*ci = mux_find(s, id);
+	uint64_t	 idx;
+	int64_t		 sync;
+
+	if (ci == NULL)
+		return 0;	/* a CITI already closed here: discard */
+	idx = ci->rcvd++;
+	if (ci->rcvd > TUN_SYNC_GROUP * ci->syncs_sent + TUN_WINDOW) {
+		err_set(err, "citi %08" PRIx32 ": the peer ignores the flow "
+		    "control window", id);
+		return -1;
+	}
+	if (ci->hdr_unacked && n > 0) {
+		/* The peer sends data only after reading our answer. */
+		ci->hdr_unacked = 0;
+		sess_acked(s, ci->hdr_seq);
+	}
+	sync = idx % TUN_SYNC_GROUP == TUN_SYNC_GROUP - 1 ? (int64_t)idx : -1;
+	if (n == 0) {
+		mux_sync_out(ci, sync);
+		mux_citi_event(ci, CITI_EV_PEER_EOF);
+		return 0;
+	}
+	if (!citi_takes_data(ci->state)) {
+		err_set(err, "citi %08" PRIx32 ": data %s", id,
+		    ci->state == CITI_DIALING || ci->state == CITI_OPENING ?
+		    "before it was open" : "after its close");
+		return -1;
+	}
+	return mux_write_local(ci, p, n, sync, err);
 }
 
 int
@@ -696,6 +713,36 @@ mux_tick(struct sess *s, uint64_t now)
 	}
 }
 
+/* Takes a connection off the backlog and closes it: too many streams. */
+static void
+mux_accept_refuse(struct sess *s, uv_stream_t *server)
+{
+	uv_tcp_t *tmp;
+
+	if ((tmp = malloc(sizeof(*tmp))) == NULL)
+		return;
+	uv_tcp_init(s->tun->loop, tmp);
+	if (uv_accept(server, (uv_stream_t *)tmp) == 0)
+		log_warnx("session %" PRId64 ": too many open streams, "
+		    "local connection refused", s->id);
+	uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+}
+
+/* The next free CITI id of our range. */
+static uint32_t
+mux_next_id(struct sess *s)
+{
+	uint32_t id;
+
+	do {
+		id = s->next_citi++;
+		if (s->next_citi == 0)
+			s->next_citi = s->server ? TUN_CITI_SERVER :
+			    TUN_CITI_CLIENT;
+	} while (mux_find(s, id) != NULL);
+	return id;
+}
+
 static void
 mux_accept_cb(uv_stream_t *server, int status)
 {
@@ -710,23 +757,10 @@ mux_accept_cb(uv_stream_t *server, int status)
 	if (status < 0 || s->closing)
 		return;
 	if (s->nciti >= TUN_MAX_CITIS) {
-		uv_tcp_t *tmp = malloc(sizeof(*tmp));
-
-		/* Take the connection off the backlog and close it. */
-		if (tmp == NULL)
-			return;
-		uv_tcp_init(s->tun->loop, tmp);
-		if (uv_accept(server, (uv_stream_t *)tmp) == 0)
-			log_warnx("session %" PRId64 ": too many open streams, "
-			    "local connection refused", s->id);
-		uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+		mux_accept_refuse(s, server);
 		return;
 	}
-	do {
-		id = s->next_citi++;
-		if (s->next_citi == 0)
-			s->next_citi = s->server ? TUN_CITI_SERVER : TUN_CITI_CLIENT;
-	} while (mux_find(s, id) != NULL);
+	id = mux_next_id(s);
 	if ((ci = mux_citi_new(s, id, CITI_OPENING)) == NULL)
 		return;
 	if (uv_accept(server, (uv_stream_t *)&ci->tcp) < 0) {
