@@ -3,10 +3,11 @@
  * CONNECT proxy and TLS, then raw or websocket (RFC 6455) after an
  * HTTP/1.1 upgrade.  See conn.h.
  *
- * Every byte the owner sends goes through conn_put(), which frames it (ws),
- * encrypts it (TLS) and writes it; every byte read goes through
- * conn_process(), after TLS decryption, which runs the proxy and upgrade
- * handshakes and then the websocket decoder.
+ * Every byte the owner sends is framed (ws, conn_ws.c), then goes through
+ * conn_put(), which encrypts it (TLS, tls.c) and writes it; every byte
+ * read goes through conn_process(), after TLS decryption, which runs the
+ * proxy and upgrade handshakes and then the websocket decoder.  This file
+ * holds the socket, the proxy's CONNECT, the TLS glue and closing.
  */
 
 #include <arpa/inet.h>
@@ -15,57 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
-
 #include "conn.h"
-#include "crypto.h"
+#include "conn_int.h"
 #include "err.h"
 #include "tls.h"
 #include "ws.h"
-
-#define CONN_RBUF	(256 * 1024)
-#define CONN_TBUF	(64 * 1024)
-
-enum conn_state {
-	CONN_PROXY,		/* client: CONNECT answer being read */
-	CONN_TLS,		/* client: TLS handshake */
-	CONN_HANDSHAKE,		/* HTTP upgrade head being read */
-	CONN_OPEN,
-	CONN_CLOSING
-};
-
-struct conn {
-	uv_tcp_t		*tcp;
-	enum conn_kind		 kind;
-	enum conn_state		 state;
-	const struct conn_cbs	*cbs;
-	void			*arg;
-	struct ws_dec		 dec;
-	char			 key[32];	/* ws client: our key */
-	char			*request;	/* ws client: upgrade request */
-	struct conn_http	 http;
-	char			 peer[64];
-	struct sockaddr_storage	 peer_ss;
-	int			 peer_ss_ok;
-	enum conn_why		 why;
-	char			 reason[ERR_LEN];	/* detail for logs */
-	uint8_t			*rbuf;		/* unparsed input at the front */
-	size_t			 rlen;
-	int			 reading;
-	int			 paused;
-	int			 throttled;	/* peer not reading: see conn.h */
-	size_t			 ctrl_backlog;	/* pong bytes queued */
-	uv_shutdown_t		 shutdown;
-	struct tls		*tls;		/* client -tls, or NULL */
-	uint8_t			*tbuf;		/* TLS records read */
-};
 
 static void	conn_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
 static void	conn_close_cb(uv_handle_t *);
 static void	conn_write_cb(uv_write_t *, int);
 static int	conn_tls_pump(struct conn *);
-static void	conn_end(struct conn *, enum conn_why, const char *);
 
 struct obuf *
 conn_obuf(size_t n)
@@ -128,7 +88,7 @@ conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 }
 
 /* Input is held back: by the owner (conn_pause) or by our output bound. */
-static int
+int
 conn_held(const struct conn *c)
 {
 	return c->paused || c->throttled;
@@ -247,7 +207,7 @@ conn_tls_flush(struct conn *c)
 }
 
 /* Sends b with hlen header bytes in front of it, through TLS if any. */
-static int
+int
 conn_put(struct conn *c, struct obuf *b, size_t hlen)
 {
 	uint8_t	*p = b->mem + CONN_HEADROOM - hlen;
@@ -263,7 +223,7 @@ conn_put(struct conn *c, struct obuf *b, size_t hlen)
 }
 
 /* A copy of n bytes in a new buffer, or NULL. */
-static struct obuf *
+struct obuf *
 conn_obuf_copy(const void *p, size_t n)
 {
 	struct obuf *b;
@@ -276,7 +236,7 @@ conn_obuf_copy(const void *p, size_t n)
 }
 
 /* Sends raw bytes (HTTP heads) without framing. */
-static int
+int
 conn_send_raw(struct conn *c, const void *p, size_t n)
 {
 	struct obuf *b;
@@ -286,48 +246,6 @@ conn_send_raw(struct conn *c, const void *p, size_t n)
 	return conn_put(c, b, 0);
 }
 
-/*
- * Masking keys must be unpredictable (RFC 6455 10.3): they come from the
- * CSPRNG, drawn a few KiB at a time rather than per frame.
- */
-static int
-conn_mask_key(uint8_t mask[4])
-{
-	static uint8_t	pool[4096];
-	static size_t	left;
-
-	if (left < 4) {
-		if (RAND_bytes(pool, sizeof(pool)) != 1)
-			return -1;
-		left = sizeof(pool);
-	}
-	left -= 4;
-	memcpy(mask, pool + left, 4);
-	OPENSSL_cleanse(pool + left, 4);
-	return 0;
-}
-
-static int
-conn_send_frame(struct conn *c, int opcode, struct obuf *b)
-{
-	uint8_t		 mask[4];
-	uint8_t		*payload = b->mem + CONN_HEADROOM;
-	uint8_t		 hdr[WS_HDR_MAX];
-	size_t		 hlen = 0;
-
-	if (c->kind == CONN_WS_CLIENT) {
-		if (conn_mask_key(mask) == -1) {
-			free(b);
-			return -1;
-		}
-		hlen = ws_frame_header(hdr, opcode, 1, b->len, mask);
-		ws_mask(payload, b->len, mask, 0);
-	} else if (c->kind == CONN_WS_SERVER)
-		hlen = ws_frame_header(hdr, opcode, 1, b->len, NULL);
-	memcpy(payload - hlen, hdr, hlen);
-	return conn_put(c, b, hlen);
-}
-
 int
 conn_send(struct conn *c, struct obuf *b)
 {
@@ -335,39 +253,7 @@ conn_send(struct conn *c, struct obuf *b)
 		free(b);
 		return -1;
 	}
-	return conn_send_frame(c, WS_OP_BINARY, b);
-}
-
-static void
-conn_send_control(struct conn *c, int opcode, const void *p, size_t n)
-{
-	struct obuf *b;
-
-	if ((b = conn_obuf(n)) == NULL)
-		return;
-	memcpy(b->mem + CONN_HEADROOM, p, n);
-	b->len = n;
-	conn_send_frame(c, opcode, b);
-}
-
-/*
- * Answers a ping.  Pongs cost us memory at the peer's pace, not ours: a
- * peer that keeps pinging without reading the answers is closed once they
- * pass CONN_CTRL_BACKLOG_MAX.  Returns -1 if the conn closed.
- */
-static int
-conn_pong(struct conn *c, const void *p, size_t n)
-{
-	conn_send_control(c, WS_OP_PONG, p, n);
-	if (conn_pending(c) == 0)
-		return 0;
-	c->ctrl_backlog += WS_HDR_MAX + n;
-	if (c->ctrl_backlog > CONN_CTRL_BACKLOG_MAX) {
-		conn_end(c, CONN_WHY_BACKLOG,
-		    "peer does not read the answers to its pings");
-		return -1;
-	}
-	return 0;
+	return conn_ws_frame(c, WS_OP_BINARY, b);
 }
 
 /* Past the proxy and TLS: upgrade to websocket, or open a raw conn. */
@@ -387,26 +273,6 @@ conn_transport_ready(struct conn *c)
 	if (c->cbs != NULL && c->cbs->on_open != NULL)
 		c->cbs->on_open(c, c->arg);
 	return c->state == CONN_CLOSING ? -1 : 0;
-}
-
-/* A websocket client's key and upgrade request.  Returns 0 or -1. */
-static int
-conn_ws_client_init(struct conn *c, const struct conn_client_params *cp,
-    char *err)
-{
-	uint8_t nonce[16];
-
-	ws_dec_init(&c->dec, WS_ROLE_CLIENT, WS_DEFAULT_MAX_FRAME);
-	if (crypto_random(nonce, sizeof(nonce), err) == -1)
-		return -1;
-	crypto_b64(nonce, sizeof(nonce), c->key);
-	if ((c->request = malloc(WS_HTTP_MAX)) == NULL ||
-	    ws_client_request(c->request, WS_HTTP_MAX, cp->host_port,
-	    cp->path_query, c->key, cp->extra_header) < 0) {
-		err_set(err, "websocket request too long");
-		return -1;
-	}
-	return 0;
 }
 
 /*
@@ -588,89 +454,6 @@ conn_pause(struct conn *c)
 	}
 }
 
-static void
-conn_http_reply(struct conn *c, int status, const char *extra,
-    const char *body)
-{
-	char		 head[1024];
-	const char	*text;
-	int		 n;
-
-	switch (status) {
-	case 400: text = "Bad Request"; break;
-	case 403: text = "Forbidden"; break;
-	case 405: text = "Method Not Allowed"; break;
-	case 406: text = "Not Acceptable"; break;
-	case 414: text = "URI Too Long"; break;
-	case 426: text = "Upgrade Required"; break;
-	case 431: text = "Request Header Fields Too Large"; break;
-	case 503: text = "Service Unavailable"; break;
-	default: text = "Error"; break;
-	}
-	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s"
-	    "Content-Type: text/plain; charset=utf-8\r\n"
-	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-	    status, text, extra ? extra : "", strlen(body), body);
-	if (n > 0 && (size_t)n < sizeof(head))
-		conn_send_raw(c, head, n);
-}
-
-void
-conn_http_refuse(struct conn *c, int status, const char *body)
-{
-	char reason[64];
-
-	conn_http_reply(c, status, NULL, body);
-	snprintf(reason, sizeof(reason), "refused with HTTP %d", status);
-	conn_end(c, CONN_WHY_REFUSED, reason);
-}
-
-/* The upgrade head of either side; -1 if the conn closed. */
-static int
-conn_upgrade(struct conn *c)
-{
-	char			 err[ERR_LEN], out[512];
-	struct ws_http_req	 req;
-	ssize_t			 n;
-	int			 status, len;
-
-	if (c->kind == CONN_WS_SERVER) {
-		n = ws_server_parse_request((char *)c->rbuf, c->rlen, &req,
-		    &status, err);
-		if (n == 0)
-			return 0;
-		if (n < 0) {
-			conn_http_reply(c, status, status == 426 ?
-			    "Sec-WebSocket-Version: 13\r\n" : NULL, err);
-			conn_end(c, CONN_WHY_PROTOCOL, err);
-			return -1;
-		}
-		snprintf(c->http.target, sizeof(c->http.target), "%s",
-		    req.target);
-		len = ws_server_response(out, sizeof(out), req.key);
-		if (len < 0 || conn_send_raw(c, out, len) == -1) {
-			conn_end(c, CONN_WHY_RESOURCE,
-			    "cannot answer the upgrade");
-			return -1;
-		}
-	} else {
-		n = ws_client_check_response((char *)c->rbuf, c->rlen, c->key,
-		    err);
-		if (n == 0)
-			return 0;
-		if (n < 0) {
-			conn_end(c, CONN_WHY_PROTOCOL, err);
-			return -1;
-		}
-	}
-	memmove(c->rbuf, c->rbuf + n, c->rlen - n);
-	c->rlen -= n;
-	c->state = CONN_OPEN;
-	if (c->cbs != NULL && c->cbs->on_open != NULL)
-		c->cbs->on_open(c, c->arg);
-	return c->state == CONN_CLOSING ? -1 : 0;
-}
-
 static int
 conn_proxy_answer(struct conn *c)
 {
@@ -708,7 +491,7 @@ conn_heads(struct conn *c)
 {
 	if (c->state == CONN_PROXY && conn_proxy_answer(c) == -1)
 		return -1;
-	if (c->state == CONN_HANDSHAKE && conn_upgrade(c) == -1)
+	if (c->state == CONN_HANDSHAKE && conn_ws_upgrade(c) == -1)
 		return -1;
 	if (c->state == CONN_OPEN)
 		return 1;
@@ -732,72 +515,6 @@ conn_deliver_raw(struct conn *c)
 	return 0;
 }
 
-/* Acts on one decoded websocket event.  Returns -1 if the conn closed. */
-static int
-conn_ws_event(struct conn *c, const struct ws_event *ev)
-{
-	switch (ev->type) {
-	case WS_EV_DATA:
-		c->cbs->on_data(c, c->arg, ev->data, ev->len);
-		break;
-	case WS_EV_PING:
-		return conn_pong(c, ev->data, ev->len);
-	case WS_EV_CLOSE:
-		snprintf(c->reason, sizeof(c->reason),
-		    "peer sent websocket close %d", ev->close_code);
-		conn_send_control(c, WS_OP_CLOSE, ev->data,
-		    ev->len >= 2 ? 2 : 0);
-		conn_end(c, CONN_WHY_PEER_CLOSE, c->reason);
-		return -1;
-	default:
-		break;
-	}
-	return 0;
-}
-
-/*
- * Decodes the buffered frames, while the owner takes them.  Returns -1
- * if the conn closed.
- */
-static int
-conn_deliver_ws(struct conn *c)
-{
-	struct ws_event	ev;
-	char		err[ERR_LEN];
-	size_t		off = 0;
-	ssize_t		n;
-	int		code;
-
-	while (c->state == CONN_OPEN && !conn_held(c) && off < c->rlen) {
-		n = ws_dec_next(&c->dec, c->rbuf + off, c->rlen - off, &ev,
-		    &code, err);
-		if (n == 0)
-			break;
-		if (n < 0) {
-			uint8_t cl[2] = { code >> 8, code & 0xff };
-
-			conn_send_control(c, WS_OP_CLOSE, cl, sizeof(cl));
-			conn_end(c, CONN_WHY_PROTOCOL, err);
-			return -1;
-		}
-		off += n;
-		if (conn_ws_event(c, &ev) == -1)
-			return -1;
-	}
-	if (c->state == CONN_CLOSING)
-		return -1;
-	if (off > 0) {
-		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-		c->rlen -= off;
-	}
-	/* Nothing legitimate stays buffered long enough to fill it. */
-	if (c->rlen == CONN_RBUF && !conn_held(c)) {
-		conn_end(c, CONN_WHY_PROTOCOL, "input buffer overflow");
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * Runs the handshakes and feeds the buffered input through the websocket
  * decoder to the owner.  Returns -1 if the conn closed.
@@ -809,7 +526,7 @@ conn_process(struct conn *c)
 
 	if ((rc = conn_heads(c)) <= 0)
 		return rc;
-	return conn_is_ws(c) ? conn_deliver_ws(c) : conn_deliver_raw(c);
+	return conn_is_ws(c) ? conn_ws_deliver(c) : conn_deliver_raw(c);
 }
 
 /*
@@ -990,7 +707,7 @@ conn_why(const struct conn *c)
  * is open gets a close frame first unless why says otherwise, TLS its
  * close_notify; both are given to the kernel before the socket closes.
  */
-static void
+void
 conn_end(struct conn *c, enum conn_why why, const char *detail)
 {
 	static const uint8_t normal[2] = { 0x03, 0xe8 };
@@ -999,7 +716,7 @@ conn_end(struct conn *c, enum conn_why why, const char *detail)
 		return;
 	if (c->state == CONN_OPEN && conn_is_ws(c) &&
 	    conn_why_sends_close(why))
-		conn_send_control(c, WS_OP_CLOSE, normal, sizeof(normal));
+		conn_ws_control(c, WS_OP_CLOSE, normal, sizeof(normal));
 	if (c->state == CONN_OPEN && c->tls != NULL) {
 		tls_shutdown(c->tls);
 		conn_tls_flush(c);
