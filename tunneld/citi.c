@@ -1,23 +1,30 @@
 /*
  * The CITI lifecycle table.  See citi.h.
  *
- * States (rows) x events (columns).  An entry is the next state, "+c" sends
- * our zero-length packet (the stream's close, wire spec 6.6) and "+s" shuts
- * the local socket for writing once its queued data is written; "=" is a
- * legal self-move with no action (a late callback); blank is illegal.
+ * States (rows) x events (columns).  An entry is the next state; "+c"
+ * sends our zero-length packet (the stream's close, wire spec 6.6), "+s"
+ * shuts the local socket for writing once its queued data is written; "="
+ * is a legal self-move with no action (a late callback); blank is illegal.
+ * Every state from DIAL to DRN also goes to CLG on ABORT and SESSION_STOP.
  *
- *             CONN    DFAIL  AOK     ANG    TMO    LEOF    LERR   PEOF    SHUT   ABORT  STOP   HCL    REQ
- * DIALING     OPEN    CLSG                                        DABND          CLSG   CLSG
- * DABND       CLSG+c  CLSG                                                       CLSG   CLSG
- * OPENING                    OPEN    CLSG+c CLSG+c                OPEOF          CLSG   CLSG
- * OPEOF                      PEOF+s  CLSG+c CLSG+c                               CLSG   CLSG
- * OPEN                                             LEOF+c  CLSG+c PEOF+s         CLSG   CLSG
- * LEOF                                                     CLSG   DRAIN+s        CLSG   CLSG
- * PEOF                                             DRAIN+c CLSG+c         PSHUT  CLSG   CLSG
- * PSHUT                                            CLSG+c  CLSG+c                CLSG   CLSG
- * DRAIN                                                    CLSG           CLSG   CLSG   CLSG
- * CLSG                                                     =              =                    CLOSED
- * CLOSED                                                                                              FREED
+ *       CONN  DFAIL AOK   ANG   TMO   LEOF  LERR  PEOF  SHUT  HCL   REQ
+ * DIAL  OPEN  CLG                                 DAB
+ * DAB   CLG+c CLG
+ * OPNG              OPEN  CLG+c CLG+c             OPE
+ * OPE               PEO+s CLG+c CLG+c
+ * OPEN                                LEO+c CLG+c PEO+s
+ * LEO                                       CLG   DRN+s
+ * PEO                                 DRN+c CLG+c       PSH
+ * PSH                                 CLG+c CLG+c
+ * DRN                                       CLG         CLG
+ * CLG                                       =           =     CLD
+ * CLD                                                               FREED
+ *
+ * DIAL dialing, DAB dial-abandoned, OPNG opening, OPE opening-peer-eof,
+ * LEO local-eof, PEO peer-eof, PSH peer-eof-shut, DRN draining, CLG
+ * closing, CLD closed.  Events: CONNECTED, DIAL_FAILED, ANSWER_OK,
+ * ANSWER_NG, OPEN_TIMEOUT, LOCAL_EOF, LOCAL_ERROR, PEER_EOF, SHUT_DONE,
+ * HANDLE_CLOSED, REQ_DONE.
  *
  * The resolver request of a dial can outlive the socket (uv_cancel may come
  * too late), hence CLOSED; the memory is freed on FREED.  Detaching and

@@ -13,18 +13,18 @@
 
 enum citi_state {
 	CITI_DIALING,		/* dialing side: resolving, connecting */
-	CITI_DIAL_ABANDONED,	/* dialing, and the peer already closed it */
-	CITI_OPENING,		/* listening side: waiting for the answer */
-	CITI_OPENING_PEER_EOF,	/* waiting, and the peer already closed it */
+	CITI_DIAL_ABANDONED,	/* dialing; the peer closed it already */
+	CITI_OPENING,		/* listening side: awaiting the answer */
+	CITI_OPENING_PEER_EOF,	/* awaiting; the peer closed it already */
 	CITI_OPEN,		/* data both ways */
-	CITI_LOCAL_EOF,		/* our zero-length packet queued; peer sends */
-	CITI_PEER_EOF,		/* the peer's came; FIN to the local socket
-				 * in flight; we still send */
+	CITI_LOCAL_EOF,		/* we closed (zero-length packet sent) */
+	CITI_PEER_EOF,		/* the peer closed; our FIN to the local
+				 * socket in flight; we still send */
 	CITI_PEER_EOF_SHUT,	/* the same, FIN done */
 	CITI_DRAINING,		/* both closed, forgotten; waiting for the
 				 * local FIN before closing the socket */
 	CITI_CLOSING,		/* forgotten; the socket is being closed */
-	CITI_CLOSED,		/* socket closed; a resolver request remains */
+	CITI_CLOSED,		/* closed; a resolver request remains */
 	CITI_FREED,		/* gone: the caller must not touch it */
 	CITI_NSTATES
 };
@@ -38,7 +38,7 @@ enum citi_event {
 	CITI_EV_LOCAL_EOF,	/* the local socket read EOF */
 	CITI_EV_LOCAL_ERROR,	/* a local read, write or shutdown failed */
 	CITI_EV_PEER_EOF,	/* the peer's zero-length packet */
-	CITI_EV_SHUT_DONE,	/* shutdown(SHUT_WR) of the local socket done */
+	CITI_EV_SHUT_DONE,	/* shutdown(SHUT_WR) of the local socket */
 	CITI_EV_ABORT,		/* forget it without telling the peer (it
 				 * never learnt of it, or cannot be told) */
 	CITI_EV_SESSION_STOP,	/* the session is freed */
@@ -47,10 +47,12 @@ enum citi_event {
 	CITI_NEVENTS
 };
 
-/* What a transition does besides changing the state. */
-#define CITI_A_SEND_CLOSE	0x01	/* queue our zero-length packet */
-#define CITI_A_SHUTDOWN		0x02	/* FIN the local socket after its
-					 * queued writes */
+/*
+ * What a transition does besides changing the state: queue our zero-length
+ * packet; FIN the local socket once its queued writes are done.
+ */
+#define CITI_A_SEND_CLOSE	0x01
+#define CITI_A_SHUTDOWN		0x02
 
 /*
  * Looks up the move from state `from` on event `ev`.  Returns 0 and sets

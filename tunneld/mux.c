@@ -825,16 +825,15 @@ mux_lsn_move(struct lsn *l, struct sess *to)
 	sess_unref(from);	/* its tick handle keeps it alive */
 }
 
-static int
-mux_listen(struct sess *s, const struct fwd *f)
+/* The address to bind f's Src to (freed by the caller), or NULL. */
+static struct addrinfo *
+mux_listen_addr(struct sess *s, const struct fwd *f, const char *host)
 {
-	struct lsn	*l;
-	struct addrinfo	 hints, *res = NULL;
+	struct addrinfo	 hints;
 	uv_getaddrinfo_t req;
-	char		 port[16], host[ADDR_NAME_MAX + 16];
-	int		 rc, fd;
+	char		 port[16];
+	int		 rc;
 
-	addr_format(&f->src, host, sizeof(host));
 	if (f->src.name[0] == '\0')
 		log_warnx("forward listener %s: empty host, listening on all "
 		    "interfaces (write 127.0.0.1%s for local only)", host, host);
@@ -847,9 +846,22 @@ mux_listen(struct sess *s, const struct fwd *f)
 	    f->src.name[0] ? f->src.name : "::", port, &hints);
 	if (rc < 0) {
 		log_err("forward listener %s: %s", host, uv_strerror(rc));
-		return -1;
+		return NULL;
 	}
-	res = req.addrinfo;
+	return req.addrinfo;
+}
+
+static int
+mux_listen(struct sess *s, const struct fwd *f)
+{
+	struct lsn	*l;
+	struct addrinfo	*res;
+	char		 host[ADDR_NAME_MAX + 16];
+	int		 rc, fd;
+
+	addr_format(&f->src, host, sizeof(host));
+	if ((res = mux_listen_addr(s, f, host)) == NULL)
+		return -1;
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		uv_freeaddrinfo(res);
 		return -1;

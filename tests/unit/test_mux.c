@@ -26,17 +26,19 @@
 #include "tunneld.h"
 
 #define CITI_ID		5
-#define SPIN_MS		10000	/* generous: the machine may be loaded */
-#define QUIET_MS	300	/* time given to something that must not happen */
+/* Generous: the machine may be loaded. */
+#define SPIN_MS		10000
+/* Time given to something that must not happen. */
+#define QUIET_MS	300
 
 struct fixture {
 	uv_loop_t	 loop;
 	struct cli_opts	 o;
 	struct tun	 t;
 	struct sess	*s;
-	int		 lsn;		/* the target the CITI dials */
+	int		 lsn;		/* what the CITI dials */
 	int		 local;		/* its accepted end */
-	int		 peer;		/* the far end of the transport, or -1 */
+	int		 peer;		/* far end of the transport */
 };
 
 static void
