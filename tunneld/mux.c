@@ -7,7 +7,9 @@
  * sends one zero-length packet to close.
  *
  * A CITI's lifecycle is the table of citi.c; every change of state goes
- * through mux_citi_event(), which applies the table's actions.
+ * through mux_citi_event(), which applies the table's actions.  This file
+ * holds the CITI table, the lifecycle, data and windows; mux_dial.c the
+ * side that dials, mux_lsn.c the side that listens (mux_int.h).
  *
  * Back-pressure: a CITI's local socket is read only while its window has
  * room and the session is not congested; received data is written to the
@@ -27,42 +29,8 @@
 #include "citi.h"
 #include "err.h"
 #include "log.h"
+#include "mux_int.h"
 #include "tunneld.h"
-
-/*
- * Besides its lifecycle state, a CITI keeps two fields that are not
- * lifecycle and change independently of it: `reading` mirrors whether
- * libuv reads the local socket, which flow control (the window, the
- * session's congestion) switches on and off many times in one state; and
- * `gai_pending` says a resolver request still holds a pointer to the CITI,
- * which only decides when its memory may go (CITI_CLOSED).
- */
-struct citi {
-	struct citi	*hnext;
-	TAILQ_ENTRY(citi) olink;	/* sess->opening */
-	struct sess	*s;
-	uint32_t	 id;
-	enum citi_state	 state;
-	uv_tcp_t	 tcp;
-	uv_getaddrinfo_t gai;
-	uv_connect_t	 connect;
-	uv_shutdown_t	 shutdown;
-	struct hostinfo	 dst;
-	uint64_t	 deadline;	/* CITI_OPENING */
-	/* sending */
-	uint64_t	 sent;		/* packets queued on this CITI */
-	uint64_t	 syncs_rcvd;
-	uint64_t	 mark[4];	/* seq of packets 29, 59, ... mod 4 */
-	uint64_t	 hdr_seq;	/* our CTRL_HEADER / RESP, for trimming */
-	int		 hdr_unacked;
-	struct opkt	*rx;		/* buffer handed to libuv's read */
-	/* receiving */
-	uint64_t	 rcvd;
-	uint64_t	 syncs_sent;
-	/* not lifecycle: see above */
-	int		 reading;
-	int		 gai_pending;
-};
 
 struct lwreq {
 	uv_write_t	 req;
@@ -74,7 +42,6 @@ struct lwreq {
 
 static void	mux_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
 static void	mux_alloc_cb(uv_handle_t *, size_t, uv_buf_t *);
-static enum citi_state mux_citi_event(struct citi *, enum citi_event);
 static void	mux_sync_out(struct citi *, int64_t);
 
 void
@@ -93,7 +60,7 @@ mux_init(struct sess *s)
  * request): rate-limited per session, so that a flood of requests does not
  * become a flood of log lines; the lines dropped are counted in the next.
  */
-static void __attribute__((format(printf, 2, 3)))
+void
 mux_peer_warn(struct sess *s, const char *fmt, ...)
 {
 	char		 line[512];
@@ -118,7 +85,7 @@ mux_count(const struct sess *s)
 	return s->nciti;
 }
 
-static struct citi *
+struct citi *
 mux_find(struct sess *s, uint32_t id)
 {
 	struct citi *ci;
@@ -272,7 +239,7 @@ mux_citi_free(struct citi *ci)
  * actions and the bookkeeping of the states left and entered.  Returns the
  * state now; CITI_FREED means ci is gone.
  */
-static enum citi_state
+enum citi_state
 mux_citi_event(struct citi *ci, enum citi_event ev)
 {
 	enum citi_state	from = ci->state, to;
@@ -310,7 +277,7 @@ mux_citi_event(struct citi *ci, enum citi_event ev)
  * A new CITI in state st (CITI_DIALING or CITI_OPENING), listed in the
  * session's table; NULL if out of memory.
  */
-static struct citi *
+struct citi *
 mux_citi_new(struct sess *s, uint32_t id, enum citi_state st)
 {
 	struct citi *ci;
@@ -371,158 +338,6 @@ mux_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	p->cap = nread;
 	mux_enqueue(ci, p);
 	mux_update_reading(ci);
-}
-
-static int
-mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
-{
-	struct msg_resp_header	 r;
-	char			*json;
-	size_t			 len;
-	int			 rc;
-
-	memset(&r, 0, sizeof(r));
-	r.result = ok;
-	r.citi = id;
-	snprintf(r.mess, sizeof(r.mess), "%s", mess);
-	if ((json = msg_resp_header_encode(&r, &len)) == NULL)
-		return -1;
-	rc = sess_send_reply(s, json, len);
-	free(json);
-	return rc;
-}
-
-static void
-mux_dial_failed(struct citi *ci, const char *why)
-{
-	char host[ADDR_NAME_MAX + 16], mess[ADDR_NAME_MAX + MSG_STR_MAX];
-
-	addr_format(&ci->dst, host, sizeof(host));
-	snprintf(mess, sizeof(mess), "dial tcp %s: %s", host, why);
-	mux_peer_warn(ci->s, "citi %08" PRIx32 ": %s", ci->id, mess);
-	if (ci->state == CITI_DIALING)	/* else the peer gave up on it */
-		mux_send_resp(ci->s, ci->id, 0, mess);
-	mux_citi_event(ci, CITI_EV_DIAL_FAILED);
-}
-
-static void
-mux_connect_cb(uv_connect_t *req, int status)
-{
-	struct citi	*ci = req->data;
-	struct sess	*s = ci->s;
-
-	if (citi_is_gone(ci->state))
-		return;		/* cancelled by the close */
-	if (status < 0) {
-		mux_dial_failed(ci, uv_strerror(status));
-		return;
-	}
-	uv_tcp_nodelay(&ci->tcp, 1);
-	log_debug("session %" PRId64 ": citi %08" PRIx32 " connected",
-	    s->id, ci->id);
-	if (mux_send_resp(s, ci->id, 1, "<nil>") == -1) {
-		mux_citi_event(ci, CITI_EV_ABORT);
-		return;
-	}
-	ci->hdr_seq = s->next_seq - 1;
-	ci->hdr_unacked = 1;
-	/* Open, or closed at once if the peer gave up waiting. */
-	mux_citi_event(ci, CITI_EV_CONNECTED);
-}
-
-static void
-mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct citi	*ci = req->data;
-	int		 rc;
-
-	ci->gai_pending = 0;
-	if (ci->state == CITI_CLOSED) {
-		uv_freeaddrinfo(res);
-		mux_citi_event(ci, CITI_EV_REQ_DONE);
-		return;
-	}
-	if (citi_is_gone(ci->state)) {
-		uv_freeaddrinfo(res);	/* the close callback frees it */
-		return;
-	}
-	if (status < 0) {
-		mux_dial_failed(ci, uv_strerror(status));
-		return;
-	}
-	rc = uv_tcp_connect(&ci->connect, &ci->tcp, res->ai_addr,
-	    mux_connect_cb);
-	uv_freeaddrinfo(res);
-	if (rc < 0) {
-		mux_dial_failed(ci, uv_strerror(rc));
-		return;
-	}
-}
-
-/* May this side dial h?  Only a Dst of a forward the peer listens for. */
-static int
-mux_dial_allowed(const struct sess *s, const struct hostinfo *h)
-{
-	size_t			 i;
-	const struct fwd	*f;
-
-	for (i = 0; i < s->eff.n; i++) {
-		f = &s->eff.fwds[i];
-		if (f->reverse != !s->server)
-			continue;
-		if (f->dst.port == h->port &&
-		    strcasecmp(f->dst.name, h->name) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-static void
-mux_on_header(struct sess *s, const struct msg_header *m)
-{
-	struct citi	*ci;
-	struct addrinfo	 hints;
-	char		 host[ADDR_NAME_MAX + 16], port[16];
-	int		 rc;
-
-	addr_format(&m->host, host, sizeof(host));
-	if (m->citi == PKT_CITI_CTRL || mux_find(s, m->citi) != NULL) {
-		mux_peer_warn(s, "citi %08" PRIx32 " for %s: id already in "
-		    "use, refused", m->citi, host);
-		mux_send_resp(s, m->citi, 0, "citi id in use");
-		return;
-	}
-	if (s->nciti >= TUN_MAX_CITIS) {
-		mux_peer_warn(s, "citi %08" PRIx32 " for %s: too many open "
-		    "streams, refused", m->citi, host);
-		mux_send_resp(s, m->citi, 0, "too many streams");
-		return;
-	}
-	if (!mux_dial_allowed(s, &m->host)) {
-		mux_peer_warn(s, "refused to dial %s: not a target of the "
-		    "forward list", host);
-		mux_send_resp(s, m->citi, 0,
-		    "refused: not in the forward list");
-		return;
-	}
-	if ((ci = mux_citi_new(s, m->citi, CITI_DIALING)) == NULL) {
-		mux_send_resp(s, m->citi, 0, "out of memory");
-		return;
-	}
-	ci->dst = m->host;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%d", m->host.port);
-	rc = uv_getaddrinfo(s->tun->loop, &ci->gai, mux_gai_cb,
-	    m->host.name[0] ? m->host.name : "localhost", port, &hints);
-	if (rc < 0) {
-		mux_dial_failed(ci, uv_strerror(rc));
-		return;
-	}
-	ci->gai_pending = 1;
-	log_debug("session %" PRId64 ": citi %08" PRIx32 ": dialing %s",
-	    s->id, ci->id, host);
 }
 
 static void
@@ -713,209 +528,9 @@ mux_tick(struct sess *s, uint64_t now)
 	}
 }
 
-/* Takes a connection off the backlog and closes it: too many streams. */
-static void
-mux_accept_refuse(struct sess *s, uv_stream_t *server)
-{
-	uv_tcp_t *tmp;
-
-	if ((tmp = malloc(sizeof(*tmp))) == NULL)
-		return;
-	uv_tcp_init(s->tun->loop, tmp);
-	if (uv_accept(server, (uv_stream_t *)tmp) == 0)
-		log_warnx("session %" PRId64 ": too many open streams, "
-		    "local connection refused", s->id);
-	uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-}
-
-/* The next free CITI id of our range. */
-static uint32_t
-mux_next_id(struct sess *s)
-{
-	uint32_t id;
-
-	do {
-		id = s->next_citi++;
-		if (s->next_citi == 0)
-			s->next_citi = s->server ? TUN_CITI_SERVER :
-			    TUN_CITI_CLIENT;
-	} while (mux_find(s, id) != NULL);
-	return id;
-}
-
-static void
-mux_accept_cb(uv_stream_t *server, int status)
-{
-	struct lsn		*l = server->data;
-	struct sess		*s = l->s;
-	struct citi		*ci;
-	struct msg_header	 m;
-	char			*json;
-	size_t			 len;
-	uint32_t		 id;
-
-	if (status < 0 || s->closing)
-		return;
-	if (s->nciti >= TUN_MAX_CITIS) {
-		mux_accept_refuse(s, server);
-		return;
-	}
-	id = mux_next_id(s);
-	if ((ci = mux_citi_new(s, id, CITI_OPENING)) == NULL)
-		return;
-	if (uv_accept(server, (uv_stream_t *)&ci->tcp) < 0) {
-		mux_citi_event(ci, CITI_EV_ABORT);
-		return;
-	}
-	uv_tcp_nodelay(&ci->tcp, 1);
-	ci->dst = l->fwd.dst;
-	ci->deadline = uv_now(s->tun->loop) +
-	    (uint64_t)s->tun->o->open_timeout * 1000;
-	memset(&m, 0, sizeof(m));
-	m.host = l->fwd.dst;
-	m.citi = id;
-	if ((json = msg_header_encode(&m, &len)) == NULL ||
-	    sess_send_ctrl(s, json, len) == -1) {
-		free(json);
-		mux_citi_event(ci, CITI_EV_ABORT);
-		return;
-	}
-	free(json);
-	ci->hdr_seq = s->next_seq - 1;
-	log_debug("session %" PRId64 ": citi %08" PRIx32 ": new local "
-	    "connection for port %d", s->id, id, l->fwd.dst.port);
-}
-
-static void
-mux_lsn_closed(uv_handle_t *h)
-{
-	struct lsn	*l = h->data;
-	struct sess	*s = l->s;
-
-	free(l);
-	sess_unref(s);
-}
-
-/* The listener of s on f's source address, or NULL. */
-struct lsn *
-mux_lsn_find(struct sess *s, const struct fwd *f)
-{
-	struct lsn *l;
-
-	SLIST_FOREACH(l, &s->lsns, link)
-		if (l->fwd.src.port == f->src.port &&
-		    strcmp(l->fwd.src.name, f->src.name) == 0)
-			return l;
-	return NULL;
-}
-
-/*
- * Moves a listening socket to another session: the port never closes, and
- * connections waiting in its backlog are accepted by the new owner.
- */
-void
-mux_lsn_move(struct lsn *l, struct sess *to)
-{
-	struct sess *from = l->s;
-
-	SLIST_REMOVE(&from->lsns, l, lsn, link);
-	l->s = to;
-	to->handles++;
-	SLIST_INSERT_HEAD(&to->lsns, l, link);
-	sess_unref(from);	/* its tick handle keeps it alive */
-}
-
-/* The address to bind f's Src to (freed by the caller), or NULL. */
-static struct addrinfo *
-mux_listen_addr(struct sess *s, const struct fwd *f, const char *host)
-{
-	struct addrinfo	 hints;
-	uv_getaddrinfo_t req;
-	char		 port[16];
-	int		 rc;
-
-	if (f->src.name[0] == '\0')
-		log_warnx("forward listener %s: empty host, listening on all "
-		    "interfaces (write 127.0.0.1%s for local only)", host, host);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	snprintf(port, sizeof(port), "%d", f->src.port);
-	rc = uv_getaddrinfo(s->tun->loop, &req, NULL,
-	    f->src.name[0] ? f->src.name : "::", port, &hints);
-	if (rc < 0) {
-		log_err("forward listener %s: %s", host, uv_strerror(rc));
-		return NULL;
-	}
-	return req.addrinfo;
-}
-
-static int
-mux_listen(struct sess *s, const struct fwd *f)
-{
-	struct lsn	*l;
-	struct addrinfo	*res;
-	char		 host[ADDR_NAME_MAX + 16];
-	int		 rc, fd;
-
-	addr_format(&f->src, host, sizeof(host));
-	if ((res = mux_listen_addr(s, f, host)) == NULL)
-		return -1;
-	if ((l = calloc(1, sizeof(*l))) == NULL) {
-		uv_freeaddrinfo(res);
-		return -1;
-	}
-	l->s = s;
-	l->fwd = *f;
-	uv_tcp_init(s->tun->loop, &l->tcp);
-	l->tcp.data = l;
-	s->handles++;
-	SLIST_INSERT_HEAD(&s->lsns, l, link);
-	/* A worker may have been handed the socket of the one it replaced. */
-	if ((fd = worker_listener_take(s->tun, host)) != -1) {
-		if ((rc = uv_tcp_open(&l->tcp, fd)) < 0)
-			close(fd);
-		else
-			log_info("forward listener %s: taken over from the "
-			    "replaced worker", host);
-	} else
-		rc = uv_tcp_bind(&l->tcp, res->ai_addr, 0);
-	uv_freeaddrinfo(res);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&l->tcp, 128, mux_accept_cb);
-	if (rc < 0) {
-		log_err("forward listener %s: %s", host, uv_strerror(rc));
-		return -1;
-	}
-	log_info("forward: listening on %s for %s:%d", host,
-	    f->dst.name[0] ? f->dst.name : "localhost", f->dst.port);
-	return 0;
-}
-
-int
-mux_start(struct sess *s)
-{
-	size_t i;
-
-	for (i = 0; i < s->eff.n; i++) {
-		/* t forwards listen on the client, r forwards on the server. */
-		if (s->eff.fwds[i].reverse != s->server)
-			continue;
-		/* Taken over from a replaced session (server_take_listeners). */
-		if (mux_lsn_find(s, &s->eff.fwds[i]) != NULL)
-			continue;
-		if (mux_listen(s, &s->eff.fwds[i]) == -1)
-			return -1;
-	}
-	worker_listeners_drop(s->tun);
-	return 0;
-}
-
 void
 mux_stop(struct sess *s)
 {
-	struct lsn	*l;
 	struct citi	*ci;
 	size_t		 i;
 	unsigned long	 dropped;
@@ -923,10 +538,7 @@ mux_stop(struct sess *s)
 	if ((dropped = ratelog_take(&s->peer_log)) > 0)
 		log_warnx("session %" PRId64 ": %lu more warnings about the "
 		    "peer's requests suppressed", s->id, dropped);
-	while ((l = SLIST_FIRST(&s->lsns)) != NULL) {
-		SLIST_REMOVE_HEAD(&s->lsns, link);
-		uv_close((uv_handle_t *)&l->tcp, mux_lsn_closed);
-	}
+	mux_lsn_close_all(s);
 	for (i = 0; s->tab != NULL && i < s->tabsz; i++)
 		while ((ci = s->tab[i]) != NULL)
 			mux_citi_event(ci, CITI_EV_SESSION_STOP);

@@ -1,0 +1,167 @@
+/*
+ * The dialing side of a CITI (wire spec 6.4): the peer's CTRL_HEADER names
+ * a target; it is checked against the agreed forward list, resolved and
+ * dialed, and answered with CTRL_RESP_HEADER.  See mux.c.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "mux_int.h"
+#include "tunneld.h"
+
+static int
+mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
+{
+	struct msg_resp_header	 r;
+	char			*json;
+	size_t			 len;
+	int			 rc;
+
+	memset(&r, 0, sizeof(r));
+	r.result = ok;
+	r.citi = id;
+	snprintf(r.mess, sizeof(r.mess), "%s", mess);
+	if ((json = msg_resp_header_encode(&r, &len)) == NULL)
+		return -1;
+	rc = sess_send_reply(s, json, len);
+	free(json);
+	return rc;
+}
+
+static void
+mux_dial_failed(struct citi *ci, const char *why)
+{
+	char host[ADDR_NAME_MAX + 16], mess[ADDR_NAME_MAX + MSG_STR_MAX];
+
+	addr_format(&ci->dst, host, sizeof(host));
+	snprintf(mess, sizeof(mess), "dial tcp %s: %s", host, why);
+	mux_peer_warn(ci->s, "citi %08" PRIx32 ": %s", ci->id, mess);
+	if (ci->state == CITI_DIALING)	/* else the peer gave up on it */
+		mux_send_resp(ci->s, ci->id, 0, mess);
+	mux_citi_event(ci, CITI_EV_DIAL_FAILED);
+}
+
+static void
+mux_connect_cb(uv_connect_t *req, int status)
+{
+	struct citi	*ci = req->data;
+	struct sess	*s = ci->s;
+
+	if (citi_is_gone(ci->state))
+		return;		/* cancelled by the close */
+	if (status < 0) {
+		mux_dial_failed(ci, uv_strerror(status));
+		return;
+	}
+	uv_tcp_nodelay(&ci->tcp, 1);
+	log_debug("session %" PRId64 ": citi %08" PRIx32 " connected",
+	    s->id, ci->id);
+	if (mux_send_resp(s, ci->id, 1, "<nil>") == -1) {
+		mux_citi_event(ci, CITI_EV_ABORT);
+		return;
+	}
+	ci->hdr_seq = s->next_seq - 1;
+	ci->hdr_unacked = 1;
+	/* Open, or closed at once if the peer gave up waiting. */
+	mux_citi_event(ci, CITI_EV_CONNECTED);
+}
+
+static void
+mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct citi	*ci = req->data;
+	int		 rc;
+
+	ci->gai_pending = 0;
+	if (ci->state == CITI_CLOSED) {
+		uv_freeaddrinfo(res);
+		mux_citi_event(ci, CITI_EV_REQ_DONE);
+		return;
+	}
+	if (citi_is_gone(ci->state)) {
+		uv_freeaddrinfo(res);	/* the close callback frees it */
+		return;
+	}
+	if (status < 0) {
+		mux_dial_failed(ci, uv_strerror(status));
+		return;
+	}
+	rc = uv_tcp_connect(&ci->connect, &ci->tcp, res->ai_addr,
+	    mux_connect_cb);
+	uv_freeaddrinfo(res);
+	if (rc < 0) {
+		mux_dial_failed(ci, uv_strerror(rc));
+		return;
+	}
+}
+
+/* May this side dial h?  Only a Dst of a forward the peer listens for. */
+static int
+mux_dial_allowed(const struct sess *s, const struct hostinfo *h)
+{
+	size_t			 i;
+	const struct fwd	*f;
+
+	for (i = 0; i < s->eff.n; i++) {
+		f = &s->eff.fwds[i];
+		if (f->reverse != !s->server)
+			continue;
+		if (f->dst.port == h->port &&
+		    strcasecmp(f->dst.name, h->name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void
+mux_on_header(struct sess *s, const struct msg_header *m)
+{
+	struct citi	*ci;
+	struct addrinfo	 hints;
+	char		 host[ADDR_NAME_MAX + 16], port[16];
+	int		 rc;
+
+	addr_format(&m->host, host, sizeof(host));
+	if (m->citi == PKT_CITI_CTRL || mux_find(s, m->citi) != NULL) {
+		mux_peer_warn(s, "citi %08" PRIx32 " for %s: id already in "
+		    "use, refused", m->citi, host);
+		mux_send_resp(s, m->citi, 0, "citi id in use");
+		return;
+	}
+	if (s->nciti >= TUN_MAX_CITIS) {
+		mux_peer_warn(s, "citi %08" PRIx32 " for %s: too many open "
+		    "streams, refused", m->citi, host);
+		mux_send_resp(s, m->citi, 0, "too many streams");
+		return;
+	}
+	if (!mux_dial_allowed(s, &m->host)) {
+		mux_peer_warn(s, "refused to dial %s: not a target of the "
+		    "forward list", host);
+		mux_send_resp(s, m->citi, 0,
+		    "refused: not in the forward list");
+		return;
+	}
+	if ((ci = mux_citi_new(s, m->citi, CITI_DIALING)) == NULL) {
+		mux_send_resp(s, m->citi, 0, "out of memory");
+		return;
+	}
+	ci->dst = m->host;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", m->host.port);
+	rc = uv_getaddrinfo(s->tun->loop, &ci->gai, mux_gai_cb,
+	    m->host.name[0] ? m->host.name : "localhost", port, &hints);
+	if (rc < 0) {
+		mux_dial_failed(ci, uv_strerror(rc));
+		return;
+	}
+	ci->gai_pending = 1;
+	log_debug("session %" PRId64 ": citi %08" PRIx32 ": dialing %s",
+	    s->id, ci->id, host);
+}
