@@ -337,8 +337,7 @@ hs_server_response(struct hs *h, struct pkt *p)
 			sess_free(s, "handshake failed");
 		return;
 	}
-	if (t->worker)
-		worker_session_authed(t);
+	tun_authed(t);
 	hs_attach(h, s, m.read_no);
 }
 

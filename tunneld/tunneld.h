@@ -59,15 +59,48 @@
 
 struct sess;
 struct citi;
+struct tun;
+
+/*
+ * What the process that embeds a tunnel (worker mode) learns from it and
+ * decides for it, set once by tun_init (as relayd's proc_run takes its
+ * init and shutdown callbacks).  A standalone tunneld has none: the core
+ * calls them only through the tun_* wrappers of tun.c, which give each
+ * its standalone answer when hooks (or the one hook) are NULL.  Every hook
+ * gets the tun; arg is the embedder's own, for it to find its state.
+ */
+struct tun_hooks {
+	/* A server session was freed (it is off t->sessions already). */
+	void	(*session_ended)(struct tun *t, const char *why);
+	/* A client passed the challenge (a session was created or resumed). */
+	void	(*authed)(struct tun *t);
+	/* Whether a session ends with its transport (no resume). */
+	int	(*is_oneshot)(const struct tun *t);
+	/* tun_stop began: the embedder closes its own handles. */
+	void	(*stopping)(struct tun *t);
+	/*
+	 * A new session needs the reverse listeners of eff: 0 when it may
+	 * open them, -1 with err when they are held elsewhere.
+	 */
+	int	(*takeover)(struct tun *t, const struct msg_fwdlist *eff,
+		    char *err);
+	/* A listening fd handed over for src ("host:port"), or -1. */
+	int	(*listener_take)(struct tun *t, const char *src);
+	/* Closes the handed-over listening fds nobody took. */
+	void	(*listeners_drop)(struct tun *t);
+	void	*arg;
+};
 
 /* The process. */
 struct tun {
 	uv_loop_t		*loop;
 	struct cli_opts		*o;
+	const struct tun_hooks	*hooks;		/* NULL: standalone */
 	uint8_t			 magic[32];
 	int			 exit_code;
 	int			 stopping;
-	int			 worker;	/* run by the dispatcher */
+	int			 worker;	/* hooks set: run by the dispatcher */
+	char			 stop_reason[64];	/* "signal 15", or "" */
 	/* server */
 	uv_tcp_t		 listener;
 	TAILQ_HEAD(, sess)	 sessions;
@@ -222,7 +255,21 @@ void	 client_transport_proven(struct tun *t);
 void	 client_session_ended(struct tun *t, struct sess *s);
 void	 client_fatal(struct tun *t, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+
+/* tun.c */
+void	 tun_init(struct tun *t, uv_loop_t *loop, struct cli_opts *o,
+	    const struct tun_hooks *hooks);
+int	 tun_start(struct tun *t, char *err);
+int	 tun_run(struct tun *t);
+void	 tun_free(struct tun *t);
 void	 tun_stop(struct tun *t, int code);
+void	 tun_session_ended(struct tun *t, const char *why);
+void	 tun_authed(struct tun *t);
+int	 tun_is_oneshot(const struct tun *t);
+int	 tun_takeover(struct tun *t, const struct msg_fwdlist *eff,
+	    char *err);
+int	 tun_listener_take(struct tun *t, const char *src);
+void	 tun_listeners_drop(struct tun *t);
 
 /* worker.c */
 struct worker_config {			/* what CTL_CONFIG names */
@@ -237,13 +284,5 @@ int	 worker_main(int argc, char **argv);
 int	 zygote_main(int argc, char **argv);	/* argv[1] "zygote" */
 int	 worker_parse_config(const json_t *m, struct cli_opts *o,
 	    struct worker_config *wc, char *err);
-void	 worker_session_ended(struct tun *t, const char *why);
-void	 worker_session_authed(struct tun *t);
-int	 worker_is_oneshot(const struct tun *t);
-void	 worker_stop(struct tun *t);
-int	 worker_takeover(struct tun *t, const struct msg_fwdlist *eff,
-	    char *err);
-int	 worker_listener_take(struct tun *t, const char *src);
-void	 worker_listeners_drop(struct tun *t);
 
 #endif
