@@ -131,11 +131,9 @@ struct hs {
 	TAILQ_ENTRY(hs)	 link;
 	struct tun	*tun;
 	struct xport	 x;
-	int		 phase;
-	int		 done;		/* handed over or failed */
+	int		 phase;		/* enum hs_phase (hs.h) */
 	uv_timer_t	 timer;
 	char		 challenge[MSG_STR_MAX];
-	int		 refused;	/* waiting to close a refused peer */
 };
 
 /* A counted packet kept for sending and, once sent, for resend. */
