@@ -262,8 +262,6 @@ client_free(struct tun *t)
 int
 client_start(struct tun *t, char *err)
 {
-	uv_timer_init(t->loop, &t->retry_timer);
-	t->retry_timer.data = t;
 	if (t->o->proxy[0] != '\0') {
 		if (proxy_parse_url(t->o->proxy, &t->proxy, err) == -1)
 			return -1;

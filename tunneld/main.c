@@ -7,19 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
 #include "err.h"
 #include "log.h"
 #include "tunneld.h"
-
-static void
-tun_signal(uv_signal_t *sig, int signum)
-{
-	struct tun *t = sig->data;
-
-	log_info("signal %d: stopping", signum);
-	tun_stop(t, 0);
-}
 
 int
 main(int argc, char **argv)
@@ -48,29 +38,13 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	cli_check_secrets(&o);
 
-	memset(&t, 0, sizeof(t));
-	t.loop = uv_default_loop();
-	t.o = &o;
-	TAILQ_INIT(&t.sessions);
-	TAILQ_INIT(&t.handshakes);
-	crypto_magic(o.pass, o.encpass, t.magic);
-	uv_signal_init(t.loop, &t.sigint);
-	uv_signal_init(t.loop, &t.sigterm);
-	t.sigint.data = t.sigterm.data = &t;
-	uv_signal_start(&t.sigint, tun_signal, SIGINT);
-	uv_signal_start(&t.sigterm, tun_signal, SIGTERM);
-
-	if (cli_mode_is_server(o.mode))
-		rc = server_start(&t, err);
-	else
-		rc = client_start(&t, err);
-	if (rc == -1) {
+	tun_init(&t, uv_default_loop(), &o, NULL);
+	if (tun_start(&t, err) == -1) {
 		log_err("%s", err);
 		tun_stop(&t, 1);
 	}
-	uv_run(t.loop, UV_RUN_DEFAULT);
-	uv_loop_close(t.loop);
-	client_free(&t);
+	rc = tun_run(&t);
+	tun_free(&t);
 	cli_free(&o);
-	return t.exit_code;
+	return rc;
 }

@@ -187,7 +187,7 @@ mux_listen(struct sess *s, const struct fwd *f)
 	s->handles++;
 	SLIST_INSERT_HEAD(&s->lsns, l, link);
 	/* A worker may have been handed the socket of the one it replaced. */
-	if ((fd = worker_listener_take(s->tun, host)) != -1) {
+	if ((fd = tun_listener_take(s->tun, host)) != -1) {
 		if ((rc = uv_tcp_open(&l->tcp, fd)) < 0)
 			close(fd);
 		else
@@ -222,6 +222,6 @@ mux_start(struct sess *s)
 		if (mux_listen(s, &s->eff.fwds[i]) == -1)
 			return -1;
 	}
-	worker_listeners_drop(s->tun);
+	tun_listeners_drop(s->tun);
 	return 0;
 }

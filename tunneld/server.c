@@ -266,8 +266,6 @@ server_start(struct tun *t, char *err)
 	int			 rc;
 
 	ratelog_init(&server_refuse_log, 0, 0);
-	uv_tcp_init(t->loop, &t->listener);
-	t->listener.data = t;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -315,8 +313,7 @@ void
 server_session_ended(struct tun *t, struct sess *s, const char *why)
 {
 	TAILQ_REMOVE(&t->sessions, s, link);
-	if (t->worker)
-		worker_session_ended(t, why);
+	tun_session_ended(t, why);
 }
 
 /*
@@ -348,9 +345,7 @@ server_claim_listeners(struct tun *t, const struct msg_fwdlist *eff,
 			return -1;
 		}
 	}
-	if (t->worker)
-		return worker_takeover(t, eff, err);
-	return 0;
+	return tun_takeover(t, eff, err);
 }
 
 /*

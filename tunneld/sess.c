@@ -151,7 +151,7 @@ sess_detach(struct sess *s, const char *why)
 	if (s->x == NULL || s->closing)
 		return;
 	log_warnx("session %" PRId64 ": transport lost: %s", s->id, why);
-	if (worker_is_oneshot(s->tun)) {
+	if (tun_is_oneshot(s->tun)) {
 		sess_free(s, why);	/* a OneShot tunnel ends with its link */
 		return;
 	}

@@ -59,15 +59,48 @@
 
 struct sess;
 struct citi;
+struct tun;
+
+/*
+ * What the process that embeds a tunnel (worker mode) learns from it and
+ * decides for it, set once by tun_init (as relayd's proc_run takes its
+ * init and shutdown callbacks).  A standalone tunneld has none: the core
+ * calls them only through the tun_* wrappers of tun.c, which give each
+ * its standalone answer when hooks (or the one hook) are NULL.  Every hook
+ * gets the tun; arg is the embedder's own, for it to find its state.
+ */
+struct tun_hooks {
+	/* A server session was freed (it is off t->sessions already). */
+	void	(*session_ended)(struct tun *t, const char *why);
+	/* A client passed the challenge (a session was created or resumed). */
+	void	(*authed)(struct tun *t);
+	/* Whether a session ends with its transport (no resume). */
+	int	(*is_oneshot)(const struct tun *t);
+	/* tun_stop began: the embedder closes its own handles. */
+	void	(*stopping)(struct tun *t);
+	/*
+	 * A new session needs the reverse listeners of eff: 0 when it may
+	 * open them, -1 with err when they are held elsewhere.
+	 */
+	int	(*takeover)(struct tun *t, const struct msg_fwdlist *eff,
+		    char *err);
+	/* A listening fd handed over for src ("host:port"), or -1. */
+	int	(*listener_take)(struct tun *t, const char *src);
+	/* Closes the handed-over listening fds nobody took. */
+	void	(*listeners_drop)(struct tun *t);
+	void	*arg;
+};
 
 /* The process. */
 struct tun {
 	uv_loop_t		*loop;
 	struct cli_opts		*o;
+	const struct tun_hooks	*hooks;		/* NULL: standalone */
 	uint8_t			 magic[32];
 	int			 exit_code;
 	int			 stopping;
-	int			 worker;	/* run by the dispatcher */
+	int			 worker;	/* hooks set: run by the dispatcher */
+	char			 stop_reason[64];	/* "signal 15", or "" */
 	/* server */
 	uv_tcp_t		 listener;
 	TAILQ_HEAD(, sess)	 sessions;
@@ -98,11 +131,9 @@ struct hs {
 	TAILQ_ENTRY(hs)	 link;
 	struct tun	*tun;
 	struct xport	 x;
-	int		 phase;
-	int		 done;		/* handed over or failed */
+	int		 phase;		/* enum hs_phase (hs.h) */
 	uv_timer_t	 timer;
 	char		 challenge[MSG_STR_MAX];
-	int		 refused;	/* waiting to close a refused peer */
 };
 
 /* A counted packet kept for sending and, once sent, for resend. */
@@ -170,59 +201,168 @@ struct sess {
 	struct ratelog	 peer_log;	/* warnings the peer can cause */
 };
 
-/* hs.c */
-void	 hs_start(struct tun *t, struct conn *c);	/* server side */
+/*
+ * hs.c: the handshake of one transport connection (hs.h has its phases).
+ * Each takes ownership of c: whatever happens, c ends attached to a
+ * session or closed, and nothing else in t changes unless the handshake
+ * succeeds (a session is created or resumed) or is a stop request.
+ */
+/* Server side: sends the lack pattern as soon as c is open, then reads. */
+void	 hs_start(struct tun *t, struct conn *c);
+/* Client side (t->csess, if any, is resumed); a failure calls
+ * client_connection_lost, a definitive refusal client_fatal. */
 void	 hs_client(struct tun *t, struct conn *c);
+/* Server: fails every handshake in progress (tun_stop). */
 void	 hs_close_all(struct tun *t);
 
-/* sess.c */
+/*
+ * sess.c: a session outlives its transport connections.  It is owned by
+ * t->sessions (server) or t->csess (client) and freed in its last handle's
+ * close callback, so that a pointer to it stays valid until the loop runs
+ * the callbacks of sess_free.
+ */
+/* A new session (server: numbered, with a fresh token, on t->sessions),
+ * detached; NULL when out of memory. */
 struct sess *sess_new(struct tun *t, int server);
+/* Gives x (malloc'd, its conn open) to s, replacing any connection s
+ * had, and resends from peer_read_no, which sess_can_resume accepted.
+ * s owns x from now on.  On a first attach the listeners open; if they
+ * cannot, s is freed. */
 void	 sess_attach(struct sess *s, struct xport *x, uint64_t peer_read_no);
+/* The transport was lost: s waits for a resume (a OneShot tunnel's
+ * session ends); a client dials again.  No-op when detached or closing. */
 void	 sess_detach(struct sess *s, const char *why);
+/* Ends s and its CITIs and listeners; tells server_session_ended or
+ * client_session_ended.  Idempotent; the memory goes once its handles
+ * are closed (sess_unref). */
 void	 sess_free(struct sess *s, const char *why);
+/* A handle s owned is closed: the last one frees s. */
 void	 sess_unref(struct sess *s);
+/* 0 when the peer's counters of a resume fit what s kept (it can resend
+ * every packet from peer_read_no), -1 with err otherwise. */
 int	 sess_can_resume(const struct sess *s, uint64_t peer_read_no,
 	    uint64_t peer_write_no, char *err);
+/* An opkt with room for cap payload bytes (kind NORMAL), or NULL. */
 struct opkt *sess_opkt_new(size_t cap);
+/* Numbers p, queues it (s owns it from now on) and sends what it can. */
 void	 sess_enqueue(struct sess *s, struct opkt *p);
+/* Queues a control message on CITI 0 (copied): 0, or -1 out of memory. */
 int	 sess_send_ctrl(struct sess *s, const char *p, size_t n);
+/* As sess_send_ctrl for an answer to the peer's request: 0, or -1 when
+ * it was not queued (past TUN_REPLY_BACKLOG the connection is dropped:
+ * check s->x). */
 int	 sess_send_reply(struct sess *s, const char *p, size_t n);
+/* Queues a SYNC opening citi's window to packno (dropped when out of
+ * memory: the peer waits, and a resume resends). */
 void	 sess_send_sync(struct sess *s, uint32_t citi, int64_t packno);
+/* The peer proved it read every packet up to seq: they leave the
+ * history. */
 void	 sess_acked(struct sess *s, uint64_t seq);
+/* The peer's bytes (de-framed).  A protocol error detaches or frees s:
+ * the caller must not use s afterwards without checking s->closing. */
 void	 sess_on_data(struct sess *s, uint8_t *p, size_t n);
+/* Writes queued packets while the transport takes them. */
 void	 sess_flush(struct sess *s);
+/* Frees what x owns (not x, not its conn). */
 void	 xport_free(struct xport *x);
 
-/* mux.c */
+/*
+ * mux.c: the CITIs (streams) of a session and its forward listeners.
+ * The err of each int function names the peer's protocol error: -1 means
+ * the caller drops the connection (the session stays, for a resume).
+ */
 void	 mux_init(struct sess *s);
-int	 mux_start(struct sess *s);		/* open listeners */
-void	 mux_stop(struct sess *s);		/* close everything */
+/* Opens the listeners of s->eff that are on this side: 0, or -1 when one
+ * cannot be opened (logged). */
+int	 mux_start(struct sess *s);
+/* Closes every CITI and listener of s (each close unrefs s). */
+void	 mux_stop(struct sess *s);
+/* A control message on CITI 0: 0, or -1 with err. */
 int	 mux_ctrl(struct sess *s, uint8_t *p, size_t n, char *err);
+/* A data packet for CITI id (n == 0: the peer closed it): 0, or -1. */
 int	 mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n,
 	    char *err);
+/* The peer opened id's window to packno: 0, or -1 with err. */
 int	 mux_sync(struct sess *s, uint32_t id, int64_t packno, char *err);
+/* The session's output passed its high mark (1) or fell below the low
+ * one (0): local sockets stop or resume being read. */
 void	 mux_congestion(struct sess *s, int congested);
+/* Once a second: ends CITIs whose open timed out. */
 void	 mux_tick(struct sess *s, uint64_t now);
+/* The listener of s on f's source address, or NULL. */
 struct lsn *mux_lsn_find(struct sess *s, const struct fwd *f);
+/* Moves a listener to another session; the port never closes. */
 void	 mux_lsn_move(struct lsn *l, struct sess *to);
+/* Open CITIs of s. */
 size_t	 mux_count(const struct sess *s);
 
-/* server.c / client.c */
+/* server.c */
+/* Binds and listens on -server's address: 0, or -1 with err. */
 int	 server_start(struct tun *t, char *err);
+/* A session s was freed: off t->sessions; the embedder is told. */
 void	 server_session_ended(struct tun *t, struct sess *s, const char *why);
+/* The live session of token (compared in constant time), or NULL. */
 struct sess *server_find(struct tun *t, const char *token);
+/* May a new session open eff's reverse listeners?  0, or -1 with err when
+ * a connected session (or, in worker mode, another worker's connected
+ * client) holds one. */
 int	 server_claim_listeners(struct tun *t, const struct msg_fwdlist *eff,
 	    char *err);
+/* Moves to s the listeners it needs from detached sessions, and ends
+ * those sessions. */
 void	 server_take_listeners(struct tun *t, struct sess *s);
+
+/* client.c */
+/* The server said TUN_RESULT_BUSY: retried, or client_fatal once a dead
+ * link would have been seen. */
 void	 client_refused_busy(struct tun *t, const char *result);
+/* Reads -proxy and -tls and dials: 0, or -1 with err. */
 int	 client_start(struct tun *t, char *err);
+/* Frees what client_start built (t itself is the caller's). */
 void	 client_free(struct tun *t);
+/* The connection or its handshake failed: dial again with backoff
+ * (nothing while stopping). */
 void	 client_connection_lost(struct tun *t, const char *why);
+/* The server sent a packet: the backoff starts over. */
 void	 client_transport_proven(struct tun *t);
+/* s was freed: the client ends with its session. */
 void	 client_session_ended(struct tun *t, struct sess *s);
+/* Logs a definitive failure and stops the process with code 1. */
 void	 client_fatal(struct tun *t, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+
+/*
+ * tun.c: the one start-up path of a standalone tunneld and a worker.
+ * tun_init, then tun_start (standalone) or the embedder's own input, then
+ * tun_run, then tun_free.
+ */
+/* Initialises t (zeroed first) on loop for o, which the caller owns and
+ * keeps until tun_free: lists, magic, SIGINT/SIGTERM, and the listener
+ * (server modes) or the retry timer (client modes) that tun_stop closes.
+ * hooks (NULL: standalone) stays the caller's and must outlive t. */
+void	 tun_init(struct tun *t, uv_loop_t *loop, struct cli_opts *o,
+	    const struct tun_hooks *hooks);
+/* Listens (server modes) or dials (client modes): 0, or -1 with err; the
+ * caller then calls tun_stop(t, 1) and still runs the loop. */
+int	 tun_start(struct tun *t, char *err);
+/* Runs the loop until tun_stop closed every handle; closes the loop.
+ * Returns the exit code tun_stop was given. */
+int	 tun_run(struct tun *t);
+/* Frees what t built (not t, not o). */
+void	 tun_free(struct tun *t);
+/* Starts an orderly stop with exit code code: handshakes, sessions,
+ * listener and signals close, the embedder's stopping hook runs.
+ * Idempotent (the first code wins). */
 void	 tun_stop(struct tun *t, int code);
+/* The hooks' callers, with a standalone tunneld's answer when unset:
+ * nothing, nothing, 0, 0 (free to bind), -1 (no fd: bind), nothing. */
+void	 tun_session_ended(struct tun *t, const char *why);
+void	 tun_authed(struct tun *t);
+int	 tun_is_oneshot(const struct tun *t);
+int	 tun_takeover(struct tun *t, const struct msg_fwdlist *eff,
+	    char *err);
+int	 tun_listener_take(struct tun *t, const char *src);
+void	 tun_listeners_drop(struct tun *t);
 
 /* worker.c */
 struct worker_config {			/* what CTL_CONFIG names */
@@ -233,17 +373,13 @@ struct worker_config {			/* what CTL_CONFIG names */
 	int	oneshot;
 };
 
+/* "tunneld worker": serves the dispatcher on fd 3 until its tunnel ends;
+ * returns the exit code (2 without fd 3). */
 int	 worker_main(int argc, char **argv);
-int	 zygote_main(int argc, char **argv);	/* argv[1] "zygote" */
+/* "tunneld zygote": forks workers for the dispatcher; returns the exit
+ * code. */
+int	 zygote_main(int argc, char **argv);
 int	 worker_parse_config(const json_t *m, struct cli_opts *o,
 	    struct worker_config *wc, char *err);
-void	 worker_session_ended(struct tun *t, const char *why);
-void	 worker_session_authed(struct tun *t);
-int	 worker_is_oneshot(const struct tun *t);
-void	 worker_stop(struct tun *t);
-int	 worker_takeover(struct tun *t, const struct msg_fwdlist *eff,
-	    char *err);
-int	 worker_listener_take(struct tun *t, const char *src);
-void	 worker_listeners_drop(struct tun *t);
 
 #endif

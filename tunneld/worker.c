@@ -43,6 +43,7 @@ struct channel {
 
 struct worker {
 	struct tun	 tun;
+	struct tun_hooks hooks;		/* tun.hooks */
 	struct cli_opts	 opts;
 	struct worker_config cfg;
 	int		 lfd;
@@ -61,10 +62,15 @@ struct worker {
 	int		 nlst;
 };
 
-static struct worker *worker_self;
-
 static void	worker_channel_cb(uv_poll_t *, int, int);
 static void	worker_idle_cb(uv_timer_t *);
+
+/* The worker whose tunnel calls a hook: set by worker_main (hooks.arg). */
+static struct worker *
+worker_of(const struct tun *t)
+{
+	return t->hooks->arg;
+}
 
 static void
 worker_channel_closed(uv_handle_t *h)
@@ -377,14 +383,12 @@ worker_listener_keep(struct worker *w, const json_t *m, int fd)
 	w->lst_fd[w->nlst++] = fd;
 }
 
-int
+static int
 worker_listener_take(struct tun *t, const char *src)
 {
-	struct worker	*w = worker_self;
+	struct worker	*w = worker_of(t);
 	int		 i, fd;
 
-	if (w == NULL || t != &w->tun)
-		return -1;
 	for (i = 0; i < w->nlst; i++)
 		if (strcmp(w->lst_src[i], src) == 0) {
 			fd = w->lst_fd[i];
@@ -396,13 +400,11 @@ worker_listener_take(struct tun *t, const char *src)
 	return -1;
 }
 
-void
+static void
 worker_listeners_drop(struct tun *t)
 {
-	struct worker *w = worker_self;
+	struct worker *w = worker_of(t);
 
-	if (w == NULL || t != &w->tun)
-		return;
 	while (w->nlst > 0)
 		close(w->lst_fd[--w->nlst]);
 }
@@ -415,10 +417,10 @@ worker_listeners_drop(struct tun *t)
  * with err when another worker's client is connected (or no answer came),
  * 0 otherwise, also without a dispatcher to ask.
  */
-int
+static int
 worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
 {
-	struct worker	*w = worker_self;
+	struct worker	*w = worker_of(t);
 	json_t		*m, *srcs;
 	const char	*busy;
 	char		 host[ADDR_NAME_MAX + 16];
@@ -426,8 +428,6 @@ worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
 	size_t		 i;
 	int		 fd, rc, type, found = 0;
 
-	if (w == NULL || t != &w->tun)
-		return 0;
 	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
 		found |= w->ch[i] != NULL && w->ch[i]->fd == WORKER_CTL_FD;
 	if (!found)
@@ -682,13 +682,11 @@ worker_channel_cb(uv_poll_t *p, int status, int events)
 }
 
 /* The tunnel is over: tell every dispatcher listening, then go. */
-void
+static void
 worker_session_ended(struct tun *t, const char *why)
 {
-	struct worker *w = worker_self;
+	struct worker *w = worker_of(t);
 
-	if (w == NULL || t != &w->tun)
-		return;
 	w->had_session = 1;
 	if (TAILQ_EMPTY(&t->sessions)) {
 		snprintf(w->end_reason, sizeof(w->end_reason), "%s", why);
@@ -701,14 +699,14 @@ worker_session_ended(struct tun *t, const char *why)
  * Until then the dispatcher counts this worker as pending, not as a
  * tunnel (it may be an attacker's, who never knew the password).
  */
-void
+static void
 worker_session_authed(struct tun *t)
 {
-	struct worker	*w = worker_self;
+	struct worker	*w = worker_of(t);
 	json_t		*m;
 	size_t		 i;
 
-	if (w == NULL || t != &w->tun || w->authed)
+	if (w->authed)
 		return;
 	w->authed = 1;
 	m = ctl_new(CTL_AUTHED);
@@ -723,22 +721,24 @@ worker_session_authed(struct tun *t)
 	json_decref(m);
 }
 
-int
+static int
 worker_is_oneshot(const struct tun *t)
 {
-	return worker_self != NULL && t == &worker_self->tun &&
-	    worker_self->cfg.oneshot;
+	return worker_of(t)->cfg.oneshot;
 }
 
-void
+/* tun_stop began: every dispatcher listening learns why, then we go. */
+static void
 worker_stop(struct tun *t)
 {
-	struct worker	*w = worker_self;
+	struct worker	*w = worker_of(t);
 	json_t		*end;
 	size_t		 i;
 
-	if (w == NULL || t != &w->tun)
-		return;
+	/* A signal names itself in tun_signal. */
+	if (t->stop_reason[0] != '\0')
+		snprintf(w->end_reason, sizeof(w->end_reason), "%s",
+		    t->stop_reason);
 	end = ctl_new(CTL_END);
 	json_object_set_new(end, "reason", json_string(w->end_reason[0] ?
 	    w->end_reason : "stopped"));
@@ -794,14 +794,6 @@ worker_idle_cb(uv_timer_t *timer)
 	}
 }
 
-static void
-worker_signal(uv_signal_t *sig, int signum)
-{
-	snprintf(worker_self->end_reason, sizeof(worker_self->end_reason),
-	    "signal %d", signum);
-	tun_stop(sig->data, 0);
-}
-
 int
 worker_main(int argc, char **argv)
 {
@@ -816,7 +808,16 @@ worker_main(int argc, char **argv)
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return 1;
-	worker_self = w;
+	w->hooks = (struct tun_hooks){
+		.session_ended = worker_session_ended,
+		.authed = worker_session_authed,
+		.is_oneshot = worker_is_oneshot,
+		.stopping = worker_stop,
+		.takeover = worker_takeover,
+		.listener_take = worker_listener_take,
+		.listeners_drop = worker_listeners_drop,
+		.arg = w,
+	};
 	w->lfd = w->dir_fd = -1;
 	w->started = time(NULL);
 	/* Defaults of a command line without options. */
@@ -832,23 +833,13 @@ worker_main(int argc, char **argv)
 	log_set_prefix("worker: ");
 	signal(SIGPIPE, SIG_IGN);
 	t = &w->tun;
-	t->loop = uv_default_loop();
-	t->o = &w->opts;
-	t->worker = 1;
-	TAILQ_INIT(&t->sessions);
-	TAILQ_INIT(&t->handshakes);
-	uv_signal_init(t->loop, &t->sigint);
-	uv_signal_init(t->loop, &t->sigterm);
-	t->sigint.data = t->sigterm.data = t;
-	uv_signal_start(&t->sigint, worker_signal, SIGINT);
-	uv_signal_start(&t->sigterm, worker_signal, SIGTERM);
-	uv_tcp_init(t->loop, &t->listener);	/* unused: closed at stop */
+	/* Its listener stays unused (clients come over the control socket). */
+	tun_init(t, uv_default_loop(), &w->opts, &w->hooks);
 	uv_timer_init(t->loop, &w->idle);
 	w->idle.data = w;
 	worker_channel_add(w, WORKER_CTL_FD, 0);
-	uv_run(t->loop, UV_RUN_DEFAULT);
-	uv_loop_close(t->loop);
-	rc = t->exit_code;
+	rc = tun_run(t);
+	tun_free(t);
 	if (w->lfd != -1)
 		close(w->lfd);
 	if (w->dir_fd != -1)
