@@ -198,6 +198,8 @@ conn_ws_upgrade(struct conn *c)
 static int
 conn_ws_event(struct conn *c, const struct ws_event *ev)
 {
+	uint8_t code[2];
+
 	switch (ev->type) {
 	case WS_EV_DATA:
 		c->cbs->on_data(c, c->arg, ev->data, ev->len);
@@ -207,8 +209,14 @@ conn_ws_event(struct conn *c, const struct ws_event *ev)
 	case WS_EV_CLOSE:
 		snprintf(c->reason, sizeof(c->reason),
 		    "peer sent websocket close %d", ev->close_code);
-		conn_ws_control(c, WS_OP_CLOSE, ev->data,
-		    ev->len >= 2 ? 2 : 0);
+		/*
+		 * Echo the peer's code (RFC 6455 5.5.1); the decoder hands
+		 * it apart from the payload, which is the reason text.
+		 */
+		code[0] = ev->close_code >> 8;
+		code[1] = ev->close_code & 0xff;
+		conn_ws_control(c, WS_OP_CLOSE, code,
+		    ev->close_code != 0 ? 2 : 0);
 		conn_end(c, CONN_WHY_PEER_CLOSE, c->reason);
 		return -1;
 	default:

@@ -157,16 +157,17 @@ test_conn_owner_close(void **state)
 }
 
 /*
- * The peer closes: we answer with one close frame, and no second (normal)
- * one follows, which is what the reason (not its text) decides.
+ * The peer closes with 1001: its code is echoed in the one close frame we
+ * send, and no second (normal) one follows, which is what the reason (not
+ * its text) decides.
  */
 static void
 test_conn_peer_close_answered_once(void **state)
 {
 	struct fixture	*f = *state;
 	uint8_t		 buf[64];
+	static const uint8_t want[] = { 0x88, 0x02, 0x03, 0xe9 };
 	uint8_t		 frame[8] = { 0x88, 0x82, 1, 2, 3, 4, 0x03, 0xe9 };
-	size_t		 n;
 
 	frame[6] ^= 1;
 	frame[7] ^= 2;
@@ -174,11 +175,42 @@ test_conn_peer_close_answered_once(void **state)
 	spin_until_closed(f);
 	assert_int_equal(f->why, CONN_WHY_PEER_CLOSE);
 	assert_string_equal(f->reason, "peer sent websocket close 1001");
-	/* One frame: 0x88, a length below 126, that many bytes. */
-	n = read_all(f->far, buf, sizeof(buf));
-	assert_true(n >= 2);
-	assert_int_equal(buf[0], 0x88);
-	assert_int_equal(n, 2 + (size_t)buf[1]);
+	assert_int_equal(read_all(f->far, buf, sizeof(buf)), sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+}
+
+/*
+ * With a reason text after the code, the echo is still the code (not the
+ * text's first two bytes); a close without a code is answered without one.
+ */
+static void
+test_conn_peer_close_echo(void **state)
+{
+	struct fixture	*f = *state;
+	uint8_t		 buf[64];
+	static const uint8_t want[] = { 0x88, 0x02, 0x03, 0xe9 };
+	uint8_t		 frame[11] = { 0x88, 0x85, 0, 0, 0, 0, 0x03, 0xe9,
+			    'b', 'y', 'e' };
+
+	assert_int_equal(write(f->far, frame, sizeof(frame)), sizeof(frame));
+	spin_until_closed(f);
+	assert_int_equal(read_all(f->far, buf, sizeof(buf)), sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+}
+
+static void
+test_conn_peer_close_without_code(void **state)
+{
+	struct fixture	*f = *state;
+	uint8_t		 buf[64];
+	static const uint8_t want[] = { 0x88, 0x00 };
+	static const uint8_t frame[] = { 0x88, 0x80, 9, 9, 9, 9 };
+
+	assert_int_equal(write(f->far, frame, sizeof(frame)), sizeof(frame));
+	spin_until_closed(f);
+	assert_int_equal(f->why, CONN_WHY_PEER_CLOSE);
+	assert_int_equal(read_all(f->far, buf, sizeof(buf)), sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
 }
 
 /*
@@ -255,6 +287,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_conn_peer_close_answered_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conn_peer_close_echo,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_conn_peer_close_without_code, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_conn_reason_text_decides_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conn_peer_eof, setup,
