@@ -14,6 +14,7 @@
 #include "mux_int.h"
 #include "tunneld.h"
 
+/* Queues our CTRL_RESP_HEADER for CITI id.  Returns 0 or -1. */
 static int
 mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
 {
@@ -33,6 +34,7 @@ mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
 	return rc;
 }
 
+/* Tells the peer (unless it gave up) and ends the CITI. */
 static void
 mux_dial_failed(struct citi *ci, const char *why)
 {
