@@ -401,7 +401,11 @@ class Env:
                         "-console", "%s:%d" % (HOST, cport),
                         "-stateDir", self.state,
                         "-maxSession", str(max_session),
-                        "-perIp", str(PER_IP), "-tunneld", self.tunneld],
+                        "-perIp", str(PER_IP),
+                        # Every bench client comes from 127.0.0.1: the
+                        # per-address spawn bucket would measure itself.
+                        "-spawnRate", "100000", "-spawnBurst", "100000",
+                        "-tunneld", self.tunneld],
                        name)
         B.wait_log(p, r"listening on ")
         B.wait_listen(port, proc=p)
@@ -775,7 +779,8 @@ def report(R, ctx):
     L.append("- policy: every new session its own tunnel: mode wsserver, "
              "encCount 0, forwards {}, keepalive %d s; connectMode OneShot "
              "for 1-2, CanReconnect for 3-4. Dispatcher options: "
-             "-maxSession %d (%d for the rate runs) -perIp %d; a fresh "
+             "-maxSession %d (%d for the rate runs) -perIp %d -spawnRate "
+             "100000 -spawnBurst 100000 (one client address); a fresh "
              "dispatcher for each part. Clients are Python (raw sockets), "
              "on the same host. Workers left at the end of a part are "
              "SIGTERMed and reaped before the next." % (
