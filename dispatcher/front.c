@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +27,8 @@
 #include "err.h"
 #include "log.h"
 #include "peerkey.h"
-#include "ws.h"
+#include "http.h"
+#include "wsup.h"
 
 #define FRONT_MAX_HEADERS	64
 
@@ -195,33 +195,34 @@ front_hdrs_free(struct hdrs *h)
 		free(h->names[i]);
 }
 
+/*
+ * The RFC 6455 check of an upgrade, the rule tunneld's server applies too
+ * (wsup_check_headers); Origin is not required.  Returns the key, or NULL
+ * with *status and *body the answer.
+ */
 static const char *
-front_header(const struct hdrs *h, const char *name)
+front_ws_check(const char *method, const struct hdrs *h, int *status,
+    const char **body)
 {
-	size_t i;
+	struct http_hdrs hs;
+	size_t		 i;
+	int		 k;
 
+	*status = 400;
+	*body = "not websocket protocol";
+	if (strcmp(method, "GET") != 0)
+		return NULL;
+	hs.n = 0;
 	for (i = 0; i < h->n; i++)
-		if (strcmp(h->kv[i].name, name) == 0)
-			return h->kv[i].value;
-	return NULL;
-}
-
-/* Does the comma-separated list contain token (case-insensitive)? */
-static int
-front_has_token(const char *list, const char *token)
-{
-	size_t		 n = strlen(token);
-	const char	*p = list;
-
-	while (p != NULL && *p) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (strncasecmp(p, token, n) == 0 &&
-		    (p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == '\t'))
-			return 1;
-		p = strchr(p, ',');
+		if (http_hdr_add(&hs, h->kv[i].name, strlen(h->kv[i].name),
+		    h->kv[i].value, strlen(h->kv[i].value)) == -1)
+			return NULL;
+	if ((k = wsup_check_headers(&hs, status, NULL)) == -1) {
+		if (*status == 426)
+			*body = "websocket version 13 only";
+		return NULL;
 	}
-	return 0;
+	return hs.h[k].val;
 }
 
 static void
@@ -272,7 +273,7 @@ front_upgrade(struct MHD_Connection *c, struct freq *r, const char *key)
 	char			 accept[29];
 	enum MHD_Result		 rc;
 
-	if (ws_accept_key(key, accept) == -1)
+	if (wsup_accept_key(key, accept) == -1)
 		return front_reply(c, r->d, 400, "bad Sec-WebSocket-Key");
 	resp = MHD_create_response_for_upgrade(front_upgraded, r);
 	if (resp == NULL)
@@ -323,7 +324,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	struct policy		*p = NULL;
 	struct hdrs		 h;
 	struct dworker		*w = NULL;
-	const char		*session, *mode, *key, *up, *conn, *ver;
+	const char		*session, *mode, *key, *body;
 	char			 err[ERR_LEN], wkey[DISP_KEY_LEN + 1];
 	char			 rkey[64];
 	uint64_t		 t0;
@@ -388,30 +389,18 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		goto done;
 	}
 	if (h.reqinfo) {
-		char body[64];
+		char info[64];
 
 		if (!d->reqinfo) {
 			res = front_refuse_later(c, r, 400, "deny reqInfo");
 			goto done;
 		}
-		snprintf(body, sizeof(body), "{\"Count\":%d}", worker_count(d));
-		res = front_reply(c, d, 200, body);
+		snprintf(info, sizeof(info), "{\"Count\":%d}", worker_count(d));
+		res = front_reply(c, d, 200, info);
 		goto done;
 	}
-	/* The websocket handshake of RFC 6455 (Origin is not required). */
-	up = front_header(&h, "upgrade");
-	conn = front_header(&h, "connection");
-	ver = front_header(&h, "sec-websocket-version");
-	key = front_header(&h, "sec-websocket-key");
-	if (strcmp(method, "GET") != 0 || up == NULL || conn == NULL ||
-	    !front_has_token(up, "websocket") ||
-	    !front_has_token(conn, "upgrade") || key == NULL ||
-	    strlen(key) != 24) {
-		res = front_reply(c, d, 400, "not websocket protocol");
-		goto done;
-	}
-	if (ver == NULL || strcmp(ver, "13") != 0) {
-		res = front_reply(c, d, 426, "websocket version 13 only");
+	if ((key = front_ws_check(method, &h, &rc, &body)) == NULL) {
+		res = front_reply(c, d, rc, body);
 		goto done;
 	}
 	if (session[0] != '\0') {
