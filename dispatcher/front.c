@@ -26,6 +26,7 @@
 #include "disp.h"
 #include "err.h"
 #include "log.h"
+#include "mode.h"
 #include "peerkey.h"
 #include "http.h"
 #include "wsup.h"
@@ -292,22 +293,17 @@ front_upgrade(struct MHD_Connection *c, struct freq *r, const char *key)
 static int
 front_check_tunnel(const struct policy_tunnel *ti, char *err)
 {
-	static const char *const modes[] = { "server", "r-server", "wsserver",
-	    "r-wsserver" };
 	struct fwd	f;
 	size_t		i;
-	int		ok = 0;
 
-	for (i = 0; i < 4; i++)
-		ok |= strcmp(ti->mode, modes[i]) == 0;
-	if (!ok) {
+	if (!mode_name_is_server(ti->mode)) {
 		err_set(err, "getTunnelInfo: mode '%s' is not a server mode",
 		    ti->mode);
 		return -1;
 	}
 	for (i = 0; i < ti->nfwd; i++)
-		if (fwd_parse(ti->forwards[i], ti->mode[0] == 'r', &f,
-		    err) == -1)
+		if (fwd_parse(ti->forwards[i],
+		    mode_name_is_reverse_server(ti->mode), &f, err) == -1)
 			return -1;
 	return 0;
 }

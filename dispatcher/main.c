@@ -21,6 +21,7 @@
 #include "disp.h"
 #include "err.h"
 #include "log.h"
+#include "text.h"
 
 static const char usage[] =
 "usage: dispatcher wsserver [host]:port[/path] [options]\n"
@@ -188,7 +189,6 @@ disp_token_read(struct disp *d, int fd, const char *path, char *err)
 static int
 disp_token_load(struct disp *d, char *err)
 {
-	static const char	 hex[] = "0123456789abcdef";
 	uint8_t			 raw[32];
 	char			 tok[2 * sizeof(raw) + 2], path[1100];
 	size_t			 i;
@@ -224,8 +224,8 @@ disp_token_load(struct disp *d, char *err)
 	if (crypto_random(raw, sizeof(raw), err) == -1)
 		return -1;
 	for (i = 0; i < sizeof(raw); i++) {
-		tok[2 * i] = hex[raw[i] >> 4];
-		tok[2 * i + 1] = hex[raw[i] & 15];
+		tok[2 * i] = text_hexdigit(raw[i] >> 4, 0);
+		tok[2 * i + 1] = text_hexdigit(raw[i], 0);
 	}
 	tok[2 * sizeof(raw)] = '\n';
 	tok[2 * sizeof(raw) + 1] = '\0';

@@ -21,9 +21,12 @@
 #include "cli.h"
 #include "crypto.h"
 #include "err.h"
+#include "http.h"
 #include "log.h"
+#include "mode.h"
 #include "msg.h"
 #include "secret.h"
+#include "text.h"
 
 #define CLI_VERSION	"tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n"
 
@@ -156,52 +159,31 @@ static const char cli_usage_text[] =
 "Exit status: 0 success (or stopped on request), 1 runtime error,\n"
 "2 usage error.\n";
 
-static const struct {
-	const char	*name;
-	enum cli_mode	 mode;
-} cli_modes[] = {
-	{ "wsserver",	MODE_WSSERVER },
-	{ "r-wsserver",	MODE_R_WSSERVER },
-	{ "server",	MODE_SERVER },
-	{ "r-server",	MODE_R_SERVER },
-	{ "wsclient",	MODE_WSCLIENT },
-	{ "r-wsclient",	MODE_R_WSCLIENT },
-	{ "client",	MODE_CLIENT },
-	{ "r-client",	MODE_R_CLIENT },
-};
-
-#define CLI_NMODES	(sizeof(cli_modes) / sizeof(cli_modes[0]))
+/* enum cli_mode numbers the modes as common/mode.c's table does. */
+_Static_assert(MODE_R_CLIENT + 1 == MODE_COUNT, "enum cli_mode is mode.h's");
 
 int
 cli_mode_is_server(enum cli_mode m)
 {
-	return m == MODE_WSSERVER || m == MODE_R_WSSERVER ||
-	    m == MODE_SERVER || m == MODE_R_SERVER;
+	return (mode_flags(m) & MODE_F_SERVER) != 0;
 }
 
 int
 cli_mode_is_ws(enum cli_mode m)
 {
-	return m == MODE_WSSERVER || m == MODE_R_WSSERVER ||
-	    m == MODE_WSCLIENT || m == MODE_R_WSCLIENT;
+	return (mode_flags(m) & MODE_F_WS) != 0;
 }
 
 int
 cli_mode_is_reverse(enum cli_mode m)
 {
-	return m == MODE_R_WSSERVER || m == MODE_R_SERVER ||
-	    m == MODE_R_WSCLIENT || m == MODE_R_CLIENT;
+	return (mode_flags(m) & MODE_F_REVERSE) != 0;
 }
 
 const char *
 cli_mode_name(enum cli_mode m)
 {
-	size_t	 i;
-
-	for (i = 0; i < CLI_NMODES; i++)
-		if (cli_modes[i].mode == m)
-			return cli_modes[i].name;
-	return "unknown";
+	return mode_name(m);
 }
 
 const char *
@@ -428,15 +410,6 @@ cli_ip(struct cli_opts *o, const char *val, char *err)
 	}
 }
 
-/* HTTP token characters (RFC 9110 tchar). */
-static int
-cli_tchar(int c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || (c != '\0' &&
-	    strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /*
  * "NAME: VAL" as Go's http.Header.Add stores it: the name canonicalised
  * (x-test -> X-Test), the value trimmed.  Names that are not HTTP tokens
@@ -467,7 +440,7 @@ cli_header(struct cli_opts *o, const char *val, char *err)
 	for (i = 0; i < nlen; i++) {
 		unsigned char c = (unsigned char)b[i];
 
-		if (!cli_tchar(c)) {
+		if (!http_tchar(c)) {
 			err_set(err, "-header: invalid header name");
 			return -1;
 		}
@@ -720,7 +693,6 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 static int
 cli_uuid(char *out, size_t cap, char *err)
 {
-	static const char hex[] = "0123456789abcdef";
 	uint8_t	 b[16];
 	size_t	 i, o = 0;
 	char	 why[ERR_LEN];
@@ -738,8 +710,8 @@ cli_uuid(char *out, size_t cap, char *err)
 	for (i = 0; i < sizeof(b); i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 0xf];
+		out[o++] = text_hexdigit(b[i] >> 4, 0);
+		out[o++] = text_hexdigit(b[i], 0);
 	}
 	out[o] = '\0';
 	return 0;
@@ -857,14 +829,11 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 		err_set(err, "missing mode");
 		goto fail;
 	}
-	for (i = 0; i < CLI_NMODES; i++)
-		if (strcmp(pos[0], cli_modes[i].name) == 0)
-			break;
-	if (i == CLI_NMODES) {
+	if ((want = mode_lookup(pos[0])) == -1) {
 		err_set(err, "unknown mode '%s'", pos[0]);
 		goto fail;
 	}
-	o->mode = cli_modes[i].mode;
+	o->mode = (enum cli_mode)want;
 	if (npos < 2) {
 		err_set(err, "missing server address");
 		goto fail;
