@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mode.h"
 #include "msg.h"
+#include "opt.h"
 #include "secret.h"
 #include "text.h"
 
@@ -521,11 +522,8 @@ enum cli_opt_id {
 	OPT_MAXHSADDR
 };
 
-static const struct {
-	const char		*name;
-	enum cli_opt_id		 id;
-	int			 flag;		/* boolean: value optional */
-} cli_table[] = {
+/* flag: boolean, value optional (only after '='). */
+static const struct opt_def cli_table[] = {
 	{ "pass",		OPT_PASS,		0 },
 	{ "encPass",		OPT_ENCPASS,		0 },
 	{ "passFile",		OPT_PASSFILE,		0 },
@@ -739,115 +737,85 @@ cli_text(char *out, size_t outcap, const char *text)
 		snprintf(out, outcap, "%s", text);
 }
 
-/*
- * On -1 and 1 nothing is left allocated in o (cli_free is harmless but not
- * needed); on 0 the caller owns o and releases it with cli_free.
- */
-int
-cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
-    size_t outcap, char *err)
-{
-	const char	*pos[CLI_MAX_POS], *arg, *name, *val, *eq;
-	char		 why[ERR_LEN], nbuf[64];
-	size_t		 npos = 0, i, nlen;
-	int		 a, only_pos = 0, reverse, need_fwd, want;
+/* What cli_parse's callbacks share. */
+struct cli_ctx {
+	struct cli_opts	*o;
+	const char	*pos[CLI_MAX_POS];
+	size_t		 npos;
+	char		*out;
+	size_t		 outcap;
+};
 
-	cli_defaults(o);
-	if (out != NULL && outcap > 0)
-		out[0] = '\0';
-	for (a = 1; a < argc && argv != NULL; a++) {
-		arg = argv[a];
-		if (arg == NULL)
-			break;
-		if (only_pos || arg[0] != '-' || arg[1] == '\0') {
-			if (npos == CLI_MAX_POS) {
-				err_set(err, "too many forwards (at most %d)",
-				    MSG_MAX_FWDS);
-				goto fail;
-			}
-			pos[npos++] = arg;
-			continue;
-		}
-		if (strcmp(arg, "--") == 0) {
-			only_pos = 1;
-			continue;
-		}
-		name = arg + (arg[1] == '-' ? 2 : 1);
-		if (*name == '\0' || *name == '-' || *name == '=') {
-			err_set(err, "bad option syntax: %s", arg);
-			goto fail;
-		}
-		eq = strchr(name, '=');
-		nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-		for (i = 0; i < CLI_NOPTS; i++)
-			if (strlen(cli_table[i].name) == nlen &&
-			    strncmp(cli_table[i].name, name, nlen) == 0)
-				break;
-		if (i == CLI_NOPTS) {
-			snprintf(nbuf, sizeof(nbuf), "%.*s", (int)nlen, name);
-			err_set(err, "unknown option -%s", nbuf);
-			goto fail;
-		}
-		if (eq != NULL)
-			val = eq + 1;
-		else if (cli_table[i].flag)
-			val = NULL;
-		else if (a + 1 < argc && argv[a + 1] != NULL)
-			val = argv[++a];
-		else {
-			err_set(err, "option -%s needs a value",
-			    cli_table[i].name);
-			goto fail;
-		}
-		if (cli_table[i].id == OPT_HELP ||
-		    cli_table[i].id == OPT_VERSION) {
-			/*
-			 * Answered at once, whatever follows, as Go's flag
-			 * package does; -help=false asks for nothing.
-			 */
-			if (cli_bool(cli_table[i].name, val, &want, err) == -1)
-				goto fail;
-			if (!want)
-				continue;
-			cli_text(out, outcap, cli_table[i].id == OPT_HELP ?
-			    cli_usage_text : CLI_VERSION);
-			cli_free(o);
-			cli_defaults(o);
-			return 1;
-		}
-		if (cli_apply(o, cli_table[i].id, cli_table[i].name, val,
-		    err) == -1)
-			goto fail;
-		if ((cli_table[i].id == OPT_PASS ||
-		    cli_table[i].id == OPT_ENCPASS ||
-		    cli_table[i].id == OPT_PROXY) &&
-		    cli_note_secret(o, cli_table[i].id, val, err) == -1)
-			goto fail;
+static int
+cli_positional(void *arg, const char *s, char *err)
+{
+	struct cli_ctx	*c = arg;
+
+	if (c->npos == CLI_MAX_POS) {
+		err_set(err, "too many forwards (at most %d)", MSG_MAX_FWDS);
+		return -1;
 	}
+	c->pos[c->npos++] = s;
+	return 0;
+}
+
+static int
+cli_option(void *arg, const struct opt_def *def, const char *val, char *err)
+{
+	struct cli_ctx	*c = arg;
+	int		 want;
+
+	if (def->id == OPT_HELP || def->id == OPT_VERSION) {
+		/*
+		 * Answered at once, whatever follows, as Go's flag package
+		 * does; -help=false asks for nothing.
+		 */
+		if (cli_bool(def->name, val, &want, err) == -1)
+			return -1;
+		if (want)
+			cli_text(c->out, c->outcap, def->id == OPT_HELP ?
+			    cli_usage_text : CLI_VERSION);
+		return want;
+	}
+	if (cli_apply(c->o, def->id, def->name, val, err) == -1)
+		return -1;
+	if (def->id == OPT_PASS || def->id == OPT_ENCPASS ||
+	    def->id == OPT_PROXY)
+		return cli_note_secret(c->o, def->id, val, err);
+	return 0;
+}
+
+/* The mode, the server address and the forwards. */
+static int
+cli_positionals(struct cli_opts *o, const char **pos, size_t npos,
+    char *err)
+{
+	char	 why[ERR_LEN];
+	size_t	 i;
+	int	 m, need_fwd;
 
 	if (npos == 0) {
 		err_set(err, "missing mode");
-		goto fail;
+		return -1;
 	}
-	if ((want = mode_lookup(pos[0])) == -1) {
+	if ((m = mode_lookup(pos[0])) == -1) {
 		err_set(err, "unknown mode '%s'", pos[0]);
-		goto fail;
+		return -1;
 	}
-	o->mode = (enum cli_mode)want;
+	o->mode = (enum cli_mode)m;
 	if (npos < 2) {
 		err_set(err, "missing server address");
-		goto fail;
+		return -1;
 	}
 	if (addr_parse(pos[1], &o->server, why) == -1) {
 		err_set(err, "server address '%s': %s", pos[1], why);
-		goto fail;
+		return -1;
 	}
-	reverse = cli_mode_is_reverse(o->mode);
 	for (i = 2; i < npos; i++) {
-		if (fwd_parse(pos[i], reverse, &o->fwds.fwds[o->fwds.n],
-		    why) == -1) {
+		if (fwd_parse(pos[i], cli_mode_is_reverse(o->mode),
+		    &o->fwds.fwds[o->fwds.n], why) == -1) {
 			err_set(err, "forward '%s': %s", pos[i], why);
-			goto fail;
+			return -1;
 		}
 		o->fwds.n++;
 	}
@@ -856,28 +824,62 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 	if (need_fwd && o->fwds.n == 0 && !o->omit && o->ctrl[0] == '\0') {
 		err_set(err, "mode %s needs at least one forward",
 		    cli_mode_name(o->mode));
-		goto fail;
+		return -1;
 	}
+	return 0;
+}
 
-	/* The environment fills in what no option gave. */
+/* The environment fills in what no option gave; then the defaults. */
+static int
+cli_environment(struct cli_opts *o, char *err)
+{
 	if ((o->pass == NULL &&
 	    cli_secret_env("TUNNELD_PASS", &o->pass, err) == -1) ||
 	    (o->encpass == NULL &&
 	    cli_secret_env("TUNNELD_ENCPASS", &o->encpass, err) == -1))
-		goto fail;
+		return -1;
 	if (o->proxy[0] == '\0' && cli_proxy_env(o, err) == -1)
-		goto fail;
+		return -1;
 	if ((o->pass == NULL && cli_secret("pass", "", &o->pass, err) == -1) ||
 	    (o->encpass == NULL &&
 	    cli_secret("encPass", "", &o->encpass, err) == -1))
-		goto fail;
+		return -1;
 	if (o->session[0] == '\0' &&
 	    cli_uuid(o->session, sizeof(o->session), err) == -1)
-		goto fail;
+		return -1;
 	return 0;
-fail:
-	cli_free(o);
-	return -1;
+}
+
+/*
+ * On -1 and 1 nothing is left allocated in o (cli_free is harmless but not
+ * needed); on 0 the caller owns o and releases it with cli_free.
+ */
+int
+cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
+    size_t outcap, char *err)
+{
+	struct cli_ctx	 c = { .o = o, .out = out, .outcap = outcap };
+	struct opt_parser p = {
+		.defs = cli_table, .ndefs = CLI_NOPTS, .flags = OPT_GO_SYNTAX,
+		.option = cli_option, .positional = cli_positional, .arg = &c
+	};
+	int		 rc;
+
+	cli_defaults(o);
+	if (out != NULL && outcap > 0)
+		out[0] = '\0';
+	rc = opt_parse(&p, argc, argv, err);
+	if (rc == 1) {
+		cli_free(o);
+		cli_defaults(o);
+		return 1;
+	}
+	if (rc == -1 || cli_positionals(o, c.pos, c.npos, err) == -1 ||
+	    cli_environment(o, err) == -1) {
+		cli_free(o);
+		return -1;
+	}
+	return 0;
 }
 
 void
