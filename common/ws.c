@@ -52,6 +52,109 @@ ws_dec_payload(struct ws_dec *d, uint8_t *in, size_t len, struct ws_event *ev)
 }
 
 /*
+ * The checks that depend only on a header's first two bytes: reserved
+ * bits, opcode, masking for the role, fragmentation rules.  0, or -1 with
+ * err.
+ */
+static int
+ws_dec_check_first(const struct ws_dec *d, const uint8_t *in, char *err)
+{
+	int	fin = (in[0] & 0x80) != 0, op = in[0] & 0x0f;
+	int	masked = (in[1] & 0x80) != 0;
+
+	if (in[0] & 0x70)
+		err_set(err, "reserved bits set (0x%02x)", in[0]);
+	else if (op > WS_OP_BINARY && (op < WS_OP_CLOSE || op > WS_OP_PONG))
+		err_set(err, "unknown opcode 0x%x", op);
+	else if (d->role == WS_ROLE_SERVER && !masked)
+		err_set(err, "unmasked frame from client");
+	else if (d->role == WS_ROLE_CLIENT && masked)
+		err_set(err, "masked frame from server");
+	else if ((op & 0x8) && !fin)
+		err_set(err, "fragmented control frame (opcode 0x%x)", op);
+	else if (op == WS_OP_CONT && !d->frag_open)
+		err_set(err, "continuation frame without a fragmented message");
+	else if ((op == WS_OP_TEXT || op == WS_OP_BINARY) && d->frag_open)
+		err_set(err, "new message inside a fragmented message");
+	else
+		return 0;
+	return -1;
+}
+
+/*
+ * The header's length from its first two bytes, and once that many bytes
+ * are in (len >= *hlen) the payload length in *plen.  Returns 0 when the
+ * header is complete, 1 when more input is needed, -1 with err.
+ */
+static int
+ws_dec_length(const uint8_t *in, size_t len, size_t *hlen, uint64_t *plen,
+    char *err)
+{
+	size_t	i;
+
+	*plen = in[1] & 0x7f;
+	*hlen = 2 + (*plen == 126 ? 2 : *plen == 127 ? 8 : 0) +
+	    ((in[1] & 0x80) ? 4 : 0);
+	if (len < *hlen)
+		return 1;
+	/* Non-minimal length encodings are accepted, as Go does. */
+	if (*plen == 126)
+		*plen = (uint64_t)in[2] << 8 | in[3];
+	else if (*plen == 127) {
+		if (in[2] & 0x80) {
+			err_set(err, "64-bit payload length with the top bit "
+			    "set");
+			return -1;
+		}
+		for (*plen = 0, i = 2; i < 10; i++)
+			*plen = *plen << 8 | in[i];
+	}
+	return 0;
+}
+
+/*
+ * A control frame of plen bytes after a header of hlen, reported whole:
+ * returns the bytes consumed, 0 (nothing consumed, nothing unmasked) until
+ * all of it is in, or -1 with err.
+ */
+static ssize_t
+ws_dec_control(uint8_t *in, size_t len, size_t hlen, uint64_t plen,
+    struct ws_event *ev, char *err)
+{
+	int	 op = in[0] & 0x0f;
+	uint8_t	*pl = in + hlen;
+
+	if (plen > WS_CTL_MAX) {
+		err_set(err, "control frame payload of %llu bytes",
+		    (unsigned long long)plen);
+		return -1;
+	}
+	if (op == WS_OP_CLOSE && plen == 1) {
+		err_set(err, "close frame with a 1-byte payload");
+		return -1;
+	}
+	if (len - hlen < plen)
+		return 0;
+	if (in[1] & 0x80)
+		ws_mask(pl, plen, in + hlen - 4, 0);
+	ev->data = pl;
+	ev->len = plen;
+	if (op == WS_OP_PING)
+		ev->type = WS_EV_PING;
+	else if (op == WS_OP_PONG)
+		ev->type = WS_EV_PONG;
+	else {
+		ev->type = WS_EV_CLOSE;
+		if (plen >= 2) {
+			ev->close_code = pl[0] << 8 | pl[1];
+			ev->data = pl + 2;
+			ev->len = plen - 2;
+		}
+	}
+	return hlen + plen;
+}
+
+/*
  * Checks that depend only on the first two bytes run as soon as these are
  * present and the others only once the whole header is, so the outcome does
  * not depend on how the input was split.
@@ -70,127 +173,29 @@ ws_dec_next(struct ws_dec *d, uint8_t *in, size_t len, struct ws_event *ev,
     int *close_code, char *err)
 {
 	uint64_t	 plen;
-	uint8_t		*pl;
-	size_t		 hlen, i;
-	int		 fin, op, masked;
+	size_t		 hlen;
+	ssize_t		 n;
+	int		 rc;
 
+	memset(ev, 0, sizeof(*ev));
 	ev->type = WS_EV_NONE;
-	ev->data = NULL;
-	ev->len = 0;
-	ev->close_code = 0;
-
 	/* Keeps every byte count representable in the return value. */
 	if (len > SSIZE_MAX - WS_HDR_MAX)
 		len = SSIZE_MAX - WS_HDR_MAX;
-
-	if (d->in_payload) {
-		if (len == 0)
-			return 0;
-		return ws_dec_payload(d, in, len, ev);
-	}
-
+	if (d->in_payload)
+		return len == 0 ? 0 : (ssize_t)ws_dec_payload(d, in, len, ev);
 	if (len < 2)
 		return 0;
-	fin = (in[0] & 0x80) != 0;
-	op = in[0] & 0x0f;
-	masked = (in[1] & 0x80) != 0;
-	if (in[0] & 0x70) {
-		err_set(err, "reserved bits set (0x%02x)", in[0]);
+	if (ws_dec_check_first(d, in, err) == -1 ||
+	    (rc = ws_dec_length(in, len, &hlen, &plen, err)) == -1)
 		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-	switch (op) {
-	case WS_OP_CONT:
-	case WS_OP_TEXT:
-	case WS_OP_BINARY:
-	case WS_OP_CLOSE:
-	case WS_OP_PING:
-	case WS_OP_PONG:
-		break;
-	default:
-		err_set(err, "unknown opcode 0x%x", op);
-		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-	if (d->role == WS_ROLE_SERVER && !masked) {
-		err_set(err, "unmasked frame from client");
-		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-	if (d->role == WS_ROLE_CLIENT && masked) {
-		err_set(err, "masked frame from server");
-		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-	if ((op & 0x8) && !fin) {
-		err_set(err, "fragmented control frame (opcode 0x%x)", op);
-		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-	if (op == WS_OP_CONT && !d->frag_open) {
-		err_set(err, "continuation frame without a fragmented message");
-		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-	if ((op == WS_OP_TEXT || op == WS_OP_BINARY) && d->frag_open) {
-		err_set(err, "new message inside a fragmented message");
-		return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-	}
-
-	plen = in[1] & 0x7f;
-	hlen = 2;
-	if (plen == 126)
-		hlen += 2;
-	else if (plen == 127)
-		hlen += 8;
-	if (masked)
-		hlen += 4;
-	if (len < hlen)
+	if (rc == 1)
 		return 0;
-	/* Non-minimal length encodings are accepted, as Go does. */
-	if (plen == 126)
-		plen = (uint64_t)in[2] << 8 | in[3];
-	else if (plen == 127) {
-		if (in[2] & 0x80) {
-			err_set(err, "64-bit payload length with the top bit "
-			    "set");
+	if (in[0] & 0x8) {
+		if ((n = ws_dec_control(in, len, hlen, plen, ev, err)) == -1)
 			return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-		}
-		for (plen = 0, i = 2; i < 10; i++)
-			plen = plen << 8 | in[i];
+		return n;
 	}
-
-	if (op & 0x8) {
-		if (plen > WS_CTL_MAX) {
-			err_set(err, "control frame payload of %llu bytes",
-			    (unsigned long long)plen);
-			return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-		}
-		if (op == WS_OP_CLOSE && plen == 1) {
-			err_set(err, "close frame with a 1-byte payload");
-			return ws_dec_fail(close_code, WS_CLOSE_PROTOCOL);
-		}
-		/* Reported whole: nothing consumed, nothing unmasked yet. */
-		if (len - hlen < plen)
-			return 0;
-		pl = in + hlen;
-		if (masked)
-			ws_mask(pl, plen, in + hlen - 4, 0);
-		ev->data = pl;
-		ev->len = plen;
-		switch (op) {
-		case WS_OP_PING:
-			ev->type = WS_EV_PING;
-			break;
-		case WS_OP_PONG:
-			ev->type = WS_EV_PONG;
-			break;
-		default:
-			ev->type = WS_EV_CLOSE;
-			if (plen >= 2) {
-				ev->close_code = pl[0] << 8 | pl[1];
-				ev->data = pl + 2;
-				ev->len = plen - 2;
-			}
-			break;
-		}
-		return hlen + plen;
-	}
-
 	if (plen > d->max_frame) {
 		err_set(err, "frame of %llu bytes exceeds the limit of %llu",
 		    (unsigned long long)plen,
@@ -198,13 +203,13 @@ ws_dec_next(struct ws_dec *d, uint8_t *in, size_t len, struct ws_event *ev,
 		return ws_dec_fail(close_code, WS_CLOSE_TOO_BIG);
 	}
 	/* Text is binary here: the dispatcher sends binary in text frames. */
-	d->frag_open = !fin;
+	d->frag_open = !(in[0] & 0x80);
 	if (plen == 0)
 		return hlen;
 	d->in_payload = 1;
 	d->remaining = plen;
-	d->masked = masked;
-	if (masked)
+	d->masked = (in[1] & 0x80) != 0;
+	if (d->masked)
 		memcpy(d->mask, in + hlen - 4, 4);
 	d->mask_off = 0;
 	if (len == hlen)
