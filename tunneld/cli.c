@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -597,13 +598,70 @@ cli_note_secret(struct cli_opts *o, enum cli_opt_id id, const char *val,
 	return 0;
 }
 
+/* Integer and boolean options: their field, and an integer's range. */
+#define CLI_BOOL	1, 0		/* min > max: a boolean */
+static const struct {
+	enum cli_opt_id	 id;
+	size_t		 off;
+	int		 min, max;
+} cli_fields[] = {
+	{ OPT_ENCCOUNT,	offsetof(struct cli_opts, enc_count), INT_MIN, INT_MAX },
+	{ OPT_INT,	offsetof(struct cli_opts, interval), INT_MIN,
+	  CLI_MAX_SECONDS },
+	{ OPT_HSTIMEOUT, offsetof(struct cli_opts, handshake_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_OPENTIMEOUT, offsetof(struct cli_opts, open_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_SESSTIMEOUT, offsetof(struct cli_opts, session_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_MAXHSADDR, offsetof(struct cli_opts, max_hs_per_addr), 1, 65536 },
+	{ OPT_OMIT,	offsetof(struct cli_opts, omit), CLI_BOOL },
+	{ OPT_VERBOSE,	offsetof(struct cli_opts, verbose), CLI_BOOL },
+	{ OPT_TLS,	offsetof(struct cli_opts, tls), CLI_BOOL },
+	{ OPT_INSECURE,	offsetof(struct cli_opts, insecure), CLI_BOOL },
+	{ OPT_ALLOWCLIFWD, offsetof(struct cli_opts, allow_client_fwds),
+	  CLI_BOOL },
+	{ OPT_ACCEPTSRVFWD, offsetof(struct cli_opts, accept_server_fwds),
+	  CLI_BOOL },
+};
+
+/*
+ * An integer or boolean option into its field.  Returns 0 or -1 as the
+ * handlers do, or 1 if id is no such option.
+ */
+static int
+cli_field(struct cli_opts *o, enum cli_opt_id id, const char *name,
+    const char *val, char *err)
+{
+	size_t	 i;
+	int	*out;
+
+	for (i = 0; i < sizeof(cli_fields) / sizeof(cli_fields[0]); i++) {
+		if (cli_fields[i].id != id)
+			continue;
+		out = (int *)(void *)((char *)o + cli_fields[i].off);
+		if (cli_fields[i].min > cli_fields[i].max)
+			return cli_bool(name, val, out, err);
+		if (cli_int(name, val, cli_fields[i].min, cli_fields[i].max,
+		    out, err) == -1)
+			return -1;
+		/* kptunnel forces short intervals up to 2 s. */
+		if (id == OPT_INT && o->interval < 2)
+			o->interval = 2;
+		return 0;
+	}
+	return 1;
+}
+
 /* Applies one option; name is the table's spelling, val NULL for -flag. */
 static int
 cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
     const char *val, char *err)
 {
-	int	 b, ignored;
+	int	 rc, ignored;
 
+	if ((rc = cli_field(o, id, name, val, err)) != 1)
+		return rc;
 	switch (id) {
 	case OPT_PASS:
 		return cli_secret(name, val, &o->pass, err);
@@ -615,19 +673,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_secret_file(name, val, &o->encpass, err);
 	case OPT_PROXYFILE:
 		return cli_proxy_file(o, val, err);
-	case OPT_ENCCOUNT:
-		return cli_int(name, val, INT_MIN, INT_MAX, &o->enc_count,
-		    err);
 	case OPT_IP:
 		return cli_ip(o, val, err);
-	case OPT_INT:
-		if (cli_int(name, val, INT_MIN, CLI_MAX_SECONDS, &o->interval,
-		    err) == -1)
-			return -1;
-		/* kptunnel forces short intervals up to 2 s. */
-		if (o->interval < 2)
-			o->interval = 2;
-		return 0;
 	case OPT_HEADER:
 		return cli_header(o, val, err);
 	case OPT_WSPATH:
@@ -647,44 +694,13 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		}
 		return cli_copy(name, val, o->cafile, sizeof(o->cafile), 1,
 		    err);
-	case OPT_HSTIMEOUT:
-		return cli_int(name, val, 1, CLI_MAX_SECONDS,
-		    &o->handshake_timeout, err);
-	case OPT_OPENTIMEOUT:
-		return cli_int(name, val, 1, CLI_MAX_SECONDS,
-		    &o->open_timeout, err);
-	case OPT_SESSTIMEOUT:
-		return cli_int(name, val, 1, CLI_MAX_SECONDS,
-		    &o->session_timeout, err);
-	case OPT_MAXHSADDR:
-		return cli_int(name, val, 1, 65536, &o->max_hs_per_addr, err);
-	case OPT_OMIT:
-		return cli_bool(name, val, &o->omit, err);
-	case OPT_VERBOSE:
-		if (cli_bool(name, val, &b, err) == -1)
-			return -1;
-		o->verbose = b;
-		return 0;
-	case OPT_TLS:
-		return cli_bool(name, val, &o->tls, err);
-	case OPT_INSECURE:
-		return cli_bool(name, val, &o->insecure, err);
-	case OPT_ALLOWCLIFWD:
-		return cli_bool(name, val, &o->allow_client_fwds, err);
-	case OPT_ACCEPTSRVFWD:
-		return cli_bool(name, val, &o->accept_server_fwds, err);
 	case OPT_INTLOG:
 		return cli_bool(name, val, &ignored, err);
-	case OPT_CONSOLE:
-	case OPT_PROF:
-		/* kptunnel's debug console and Go profiler: no equivalent. */
-		return 0;
-	case OPT_HELP:
-	case OPT_VERSION:
-		/* Answered by cli_parse. */
+	default:
+		/* -console, -prof: kptunnel's debug console and Go profiler,
+		 * no equivalent; -help, -version: answered by cli_option. */
 		return 0;
 	}
-	return 0;
 }
 
 /* A random lower-case UUIDv4 (RFC 9562), as kptunnel's default -session. */
