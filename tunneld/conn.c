@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "ws.h"
+#include "wsup.h"
 
 #define CONN_RBUF	(256 * 1024)
 #define CONN_TBUF	(64 * 1024)
@@ -443,8 +444,8 @@ conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
 		if (crypto_random(nonce, sizeof(nonce), err) == -1)
 			goto fail;
 		crypto_b64(nonce, sizeof(nonce), c->key);
-		if ((c->request = malloc(WS_HTTP_MAX)) == NULL ||
-		    ws_client_request(c->request, WS_HTTP_MAX, cp->host_port,
+		if ((c->request = malloc(WSUP_HEAD_MAX)) == NULL ||
+		    wsup_client_request(c->request, WSUP_HEAD_MAX, cp->host_port,
 		    cp->path_query, c->key, cp->extra_header) < 0) {
 			err_set(err, "websocket request too long");
 			goto fail;
@@ -620,12 +621,12 @@ static int
 conn_upgrade(struct conn *c)
 {
 	char			 err[ERR_LEN], out[512];
-	struct ws_http_req	 req;
+	struct wsup_req	 req;
 	ssize_t			 n;
 	int			 status, len;
 
 	if (c->kind == CONN_WS_SERVER) {
-		n = ws_server_parse_request((char *)c->rbuf, c->rlen, &req,
+		n = wsup_server_parse_request((char *)c->rbuf, c->rlen, &req,
 		    &status, err);
 		if (n == 0)
 			return 0;
@@ -637,13 +638,13 @@ conn_upgrade(struct conn *c)
 		}
 		snprintf(c->http.target, sizeof(c->http.target), "%s",
 		    req.target);
-		len = ws_server_response(out, sizeof(out), req.key);
+		len = wsup_server_response(out, sizeof(out), req.key);
 		if (len < 0 || conn_send_raw(c, out, len) == -1) {
 			conn_close(c, "cannot answer the upgrade");
 			return -1;
 		}
 	} else {
-		n = ws_client_check_response((char *)c->rbuf, c->rlen, c->key,
+		n = wsup_client_check_response((char *)c->rbuf, c->rlen, c->key,
 		    err);
 		if (n == 0)
 			return 0;
@@ -704,7 +705,7 @@ conn_process(struct conn *c)
 	if (c->state == CONN_HANDSHAKE && conn_upgrade(c) == -1)
 		return -1;
 	if (c->state != CONN_OPEN) {
-		if (c->rlen >= WS_HTTP_MAX && c->state != CONN_TLS) {
+		if (c->rlen >= WSUP_HEAD_MAX && c->state != CONN_TLS) {
 			conn_close(c, "HTTP head too long");
 			return -1;
 		}
