@@ -16,7 +16,16 @@ FUZZ_BUILD ?= build/fuzz
 PKGS	 = libuv openssl jansson libmicrohttpd lua5.4
 WARN	 = -std=c11 -D_GNU_SOURCE \
 	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-INC	 = -Icommon -Itunneld -Idispatcher
+# The walls: each part sees only itself and what it may use.  common/ is
+# shared by both programs, so it sees no program; tunneld/ and dispatcher/
+# see common/ but never each other.  Unit tests and fuzz targets may see
+# what they test.  A new top directory sees only itself (its own quoted
+# includes).  make check-walls also checks relative includes and symbols.
+INC_common	= -Icommon
+INC_tunneld	= -Itunneld -Icommon
+INC_dispatcher	= -Idispatcher -Icommon
+INC_tests	= -Icommon -Itunneld -Idispatcher
+INC		= $(INC_$(firstword $(subst /, ,$<)))
 DEPCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) -MMD -MP
@@ -36,9 +45,12 @@ PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
 
-.PHONY: all deps test unit e2e fuzz fuzz-run bench run run-tunnel install clean
+.PHONY: all deps check-walls test unit e2e fuzz fuzz-run bench run \
+	run-tunnel install clean
 
-all: deps $(PROGS)
+# Builds only: the package installer runs from deps, test, run, run-tunnel,
+# bench and fuzz, not on every build.
+all: $(PROGS)
 
 # Installs missing Debian packages (a no-op once everything is there).
 deps:
@@ -58,13 +70,15 @@ $(BUILD)/libtun.a: $(TUNLIB_OBJ)
 $(BUILD)/libdisp.a: $(DISPLIB_OBJ)
 	@rm -f $@ && ar rcs $@ $^
 
+# Each program links its own part and common/; tests link everything.
 LIBS = $(BUILD)/libdisp.a $(BUILD)/libtun.a $(BUILD)/libcommon.a
 
 $(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(BUILD)/libtun.a $(BUILD)/libcommon.a
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
 
-$(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(LIBS)
+$(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(BUILD)/libdisp.a \
+		$(BUILD)/libcommon.a
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
 
@@ -74,10 +88,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@$(CC) $(ALLCFLAGS) -o $@ $(filter %.c %.a,$^) $(DEPLIBS) \
 	    $(shell pkg-config --libs cmocka)
 
+# Fails when a part includes a header or uses a symbol across a wall (see
+# INC_* above and scripts/check-walls).  The objects are checked before the
+# programs are linked, so that a crossing is named rather than reported as
+# an undefined reference.
+check-walls: $(LIBS) $(BUILD)/obj/tunneld/main.o $(BUILD)/obj/dispatcher/main.o
+	scripts/check-walls --objects $(BUILD)
+	$(MAKE) $(PROGS)
+	scripts/check-walls $(BUILD)
+
 # The suite runs against binaries built with AddressSanitizer and UBSan,
 # and every libFuzzer target runs FUZZ_SHORT seconds.
 test: deps
-	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" unit e2e
+	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" check-walls unit e2e
 	[ "$(FUZZ_SHORT)" = 0 ] || $(MAKE) fuzz FUZZ_TIME=$(FUZZ_SHORT)
 
 unit: $(UNIT_BIN)
@@ -121,14 +144,17 @@ fuzz-run: $(FUZZ_BIN)
 	    done; \
 	    if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi
 
-bench: all
+bench: deps
+	$(MAKE) all
 	bench/run
 
-run: all
+run: deps
+	$(MAKE) all
 	scripts/run-dispatcher
 
 # A plain wsserver + wsclient pair forwarding to an echo service.
-run-tunnel: all
+run-tunnel: deps
+	$(MAKE) all
 	scripts/run-tunnel
 
 install: all

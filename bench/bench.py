@@ -18,7 +18,6 @@ Sub-commands used internally:  bench.py echo PORT   (the echo server)
 import errno
 import json
 import os
-import random
 import re
 import select
 import shutil
@@ -31,6 +30,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Helpers shared with the tests (tests/lib/tunhelp).
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from tunhelp import collect_workers, fork_workers, free_port  # noqa: E402
 HOST = "127.0.0.1"
 PASS, ENCPASS = "benchpass", "benchenc"
 
@@ -230,37 +232,8 @@ def wait_listen(port, timeout=10.0, proc=None):
 class Ports:
     """Free ports outside the ephemeral range, never handed out twice."""
 
-    def __init__(self):
-        lo, hi = 32768, 60999
-        try:
-            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-                lo, hi = map(int, f.read().split())
-        except (OSError, ValueError):
-            pass
-        if lo - 10000 >= 2000:
-            self.range = (10000, lo - 1)
-        elif 65535 - hi >= 2000:
-            self.range = (hi + 1, 65535)
-        else:
-            self.range = (1024, 65535)
-        self.used = set()
-
     def get(self):
-        for _ in range(1000):
-            port = random.randint(*self.range)
-            if port in self.used:
-                continue
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                # no SO_REUSEADDR: fails if anything (even TIME_WAIT) holds it
-                s.bind((HOST, port))
-            except OSError:
-                continue
-            finally:
-                s.close()
-            self.used.add(port)
-            return port
-        raise RuntimeError("no free port found")
+        return free_port()
 
 
 def rss(pid):
@@ -355,35 +328,12 @@ def conn_worker(port, start, end, wfd):
 def measure_conn_rate(port, procs_holder):
     start = time.monotonic() + 0.3
     end = start + CONN_TIME
-    kids = []
-    for _ in range(CONN_CLIENTS):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(r)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                conn_worker(port, start, end, w)
-            finally:
-                os._exit(1)
-        os.close(w)
-        kids.append((pid, r))
-        procs_holder.add(pid)
+    kids = fork_workers(CONN_CLIENTS, conn_worker, (port, start, end),
+                        procs_holder)
     n = err = 0
     last = start
-    for pid, r in kids:
-        data = b""
-        while True:
-            d = os.read(r, 4096)
-            if not d:
-                break
-            data += d
-        os.close(r)
-        os.waitpid(pid, 0)
-        procs_holder.discard(pid)
-        if data:
-            res = json.loads(data)
+    for res in collect_workers(kids, procs_holder):
+        if res:
             n += res["n"]
             err += res["err"]
             last = max(last, res["last"])
@@ -680,6 +630,15 @@ def run_variant(key, label, cfg, ctx, res):
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
+
+def write_results(out, text, append):
+    """Writes (or appends) a suite's markdown to out and prints it."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "a" if append else "w") as f:
+        f.write("\n" + text if append else text)
+    print(text)
+    log("%s %s" % ("appended to" if append else "written to", out))
+
 
 def fmt_ratio(v, base):
     if v is None or not base:
@@ -1021,11 +980,7 @@ def main():
     else:
         shutil.rmtree(procs.tmp, ignore_errors=True)
     text += "\nTotal bench time: %.0f s\n" % (time.monotonic() - t_start)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        f.write(text)
-    print(text)
-    log("written to %s" % out)
+    write_results(out, text, append=False)
     return 0
 
 

@@ -50,6 +50,8 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402  (shared helpers of the base harness)
+from tunhelp import (collect_workers, fork_workers,  # noqa: E402
+                     ws_accept, ws_key)
 
 HOST = B.HOST
 PASS = "benchpass"
@@ -68,7 +70,6 @@ MAX_SESSION_RATE = 4000
 PER_IP = 64
 KEEPALIVE = 120
 TAG_VAR = "BENCH_DISPATCH_TAG"
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LACK = bytes(range(10)) * 2
 T_ADMIT_P50_MS = 5.0
 T_RATE = 300.0
@@ -130,7 +131,7 @@ class WsClient:
     def upgrade(self):
         """Sends the upgrade; returns (t_sent, t_101, t_lack) in
         perf_counter seconds; the lack frame's 20 bytes are checked."""
-        key = base64.b64encode(os.urandom(16))
+        key = ws_key().encode()
         req = (b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                b"Origin: http://localhost\r\nSec-WebSocket-Version: 13\r\n"
@@ -149,8 +150,8 @@ class WsClient:
         head = bytes(buf[:end]).decode("latin-1")
         if not head.startswith("HTTP/1.1 101"):
             raise WsError("refused: %s" % head.split("\r\n")[0])
-        acc = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-        if ("sec-websocket-accept: %s" % acc.decode()).lower() \
+        acc = ws_accept(key.decode())
+        if ("sec-websocket-accept: %s" % acc).lower() \
                 not in head.lower():
             raise WsError("bad Sec-WebSocket-Accept")
         self.raw = bytearray(buf[end:])
@@ -400,7 +401,11 @@ class Env:
                         "-console", "%s:%d" % (HOST, cport),
                         "-stateDir", self.state,
                         "-maxSession", str(max_session),
-                        "-perIp", str(PER_IP), "-tunneld", self.tunneld],
+                        "-perIp", str(PER_IP),
+                        # Every bench client comes from 127.0.0.1: the
+                        # per-address spawn bucket would measure itself.
+                        "-spawnRate", "100000", "-spawnBurst", "100000",
+                        "-tunneld", self.tunneld],
                        name)
         B.wait_log(p, r"listening on ")
         B.wait_listen(port, proc=p)
@@ -586,20 +591,8 @@ def tunnel_rate(env, disp, full):
     c0 = env.zygote_cpu(disp)
     start = time.monotonic() + 0.3
     end = start + RATE_TIME
-    kids = []
-    for _ in range(RATE_CLIENTS):
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(rfd)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                rate_worker(disp.port, full, start, end, wfd)
-            finally:
-                os._exit(1)
-        os.close(wfd)
-        kids.append((pid, rfd))
+    kids = fork_workers(RATE_CLIENTS, rate_worker,
+                        (disp.port, full, start, end))
     n = err = 0
     last = start
     msgs = []
@@ -608,18 +601,9 @@ def tunnel_rate(env, disp, full):
     while time.monotonic() < end:
         peak = max(peak, len(env.workers(disp)))
         time.sleep(1.0)
-    for pid, rfd in kids:
-        data = b""
-        # bounded: a client's last request times out after 15 s
-        while True:
-            d = os.read(rfd, 65536)
-            if not d:
-                break
-            data += d
-        os.close(rfd)
-        os.waitpid(pid, 0)
-        if data:
-            res = json.loads(data)
+    # bounded: a client's last request times out after 15 s
+    for res in collect_workers(kids):
+        if res:
             n += res["n"]
             err += res["err"]
             last = max(last, res["last"])
@@ -795,7 +779,8 @@ def report(R, ctx):
     L.append("- policy: every new session its own tunnel: mode wsserver, "
              "encCount 0, forwards {}, keepalive %d s; connectMode OneShot "
              "for 1-2, CanReconnect for 3-4. Dispatcher options: "
-             "-maxSession %d (%d for the rate runs) -perIp %d; a fresh "
+             "-maxSession %d (%d for the rate runs) -perIp %d -spawnRate "
+             "100000 -spawnBurst 100000 (one client address); a fresh "
              "dispatcher for each part. Clients are Python (raw sockets), "
              "on the same host. Workers left at the end of a part are "
              "SIGTERMed and reaped before the next." % (
@@ -1099,11 +1084,7 @@ def main():
     else:
         shutil.rmtree(procs.tmp, ignore_errors=True)
     text += "\nDispatcher bench time: %.0f s\n" % (time.monotonic() - t0)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "a") as f:
-        f.write("\n" + text)
-    print(text)
-    B.log("appended to %s" % out)
+    B.write_results(out, text, append=True)
     return 0
 
 

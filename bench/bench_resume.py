@@ -639,11 +639,7 @@ def main():
         import shutil
         shutil.rmtree(procs.tmp, ignore_errors=True)
     text += "\nResume bench time: %.0f s\n" % (time.monotonic() - t0)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "a") as f:
-        f.write("\n" + text)
-    print(text)
-    B.log("appended to %s" % out)
+    B.write_results(out, text, append=True)
     return 0
 
 

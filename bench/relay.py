@@ -30,19 +30,13 @@ import socket
 import sys
 import time
 
+# Shared with the tests (tests/lib/tunhelp); also when run as a program.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tests", "lib"))
+from tunhelp import hard_close  # noqa: E402
+
 HOST = "127.0.0.1"
 CHUNK = 256 * 1024
-
-
-def hard_close(s):
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        s.close()
-    except OSError:
-        pass
 
 
 class Relay:

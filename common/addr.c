@@ -114,96 +114,122 @@ addr_v6_ok(const char *s, size_t n)
 	return inet_pton(AF_INET6, buf, &a) == 1;
 }
 
-static int
-addr_parse1(const char *s, size_t n, struct hostinfo *h, char *err)
+int
+addr_split(const char *s, size_t n, struct addr_span *host,
+    struct addr_span *port)
 {
-	const char	*p, *end, *sep, *host, *port;
-	size_t		 i, hlen, plen;
-	long		 v;
+	const char	*end = s + n, *rb, *colon;
 
-	memset(h, 0, sizeof(*h));
-	end = s + n;
-	if (memchr(s, '\0', n) != NULL) {
-		err_set(err, "invalid address");
-		return -1;
+	host->p = port->p = s;
+	host->n = port->n = 0;
+	if (n > 0 && *s == '[') {
+		if ((rb = memchr(s, ']', n)) == NULL)
+			return ADDR_SPLIT_BRACKET;
+		host->p = s + 1;
+		host->n = (size_t)(rb - s - 1);
+		if (rb + 1 >= end || rb[1] != ':')
+			return ADDR_SPLIT_NO_PORT;
+		port->p = rb + 2;
+		port->n = (size_t)(end - rb - 2);
+		return ADDR_SPLIT_OK;
 	}
+	if ((colon = memchr(s, ':', n)) == NULL)
+		return ADDR_SPLIT_NO_PORT;
+	host->n = (size_t)(colon - s);
+	port->p = colon + 1;
+	port->n = (size_t)(end - colon - 1);
+	if (memchr(port->p, ':', port->n) != NULL)
+		return ADDR_SPLIT_COLONS;
+	return ADDR_SPLIT_OK;
+}
 
-	/* kptunnel keeps no scheme: it is always "" on the wire. */
-	p = s;
+/* Past "scheme://", which kptunnel drops (it is always "" on the wire). */
+static int
+addr_skip_scheme(const char *s, size_t n, const char **p, char *err)
+{
+	size_t	i;
+
+	*p = s;
 	for (i = 0; i + 3 <= n; i++) {
-		if (memcmp(s + i, "://", 3) == 0) {
-			if (!addr_scheme_ok(s, i)) {
-				err_set(err, "invalid scheme in '%.*s'",
-				    (int)(n > 64 ? 64 : n), s);
-				return -1;
-			}
-			p = s + i + 3;
-			break;
-		}
-	}
-
-	/* Authority up to the path, query or fragment. */
-	for (sep = p; sep < end && *sep != '/' && *sep != '?' && *sep != '#';
-	    sep++)
-		;
-	if (p < sep && *p == '[') {
-		const char *rb = memchr(p, ']', (size_t)(sep - p));
-
-		if (rb == NULL || !addr_v6_ok(p + 1, (size_t)(rb - p - 1))) {
-			err_set(err, "invalid IPv6 address");
+		if (memcmp(s + i, "://", 3) != 0)
+			continue;
+		if (!addr_scheme_ok(s, i)) {
+			err_set(err, "invalid scheme in '%.*s'",
+			    (int)(n > 64 ? 64 : n), s);
 			return -1;
 		}
-		if (rb + 1 >= sep || rb[1] != ':') {
-			err_set(err, "illegal pattern, need host:port");
-			return -1;
-		}
-		host = p + 1;
-		hlen = (size_t)(rb - p - 1);
-		port = rb + 2;
-	} else {
-		const char *colon = memchr(p, ':', (size_t)(sep - p));
-
-		/* Exactly one ':' (kptunnel splits the authority on it). */
-		if (colon == NULL ||
-		    memchr(colon + 1, ':', (size_t)(sep - colon - 1)) != NULL) {
-			err_set(err, "illegal pattern, need host:port");
-			return -1;
-		}
-		host = p;
-		hlen = (size_t)(colon - p);
-		port = colon + 1;
-		for (i = 0; i < hlen; i++)
-			if (!addr_host_char((unsigned char)host[i])) {
-				err_set(err, "invalid character in host name");
-				return -1;
-			}
+		*p = s + i + 3;
+		break;
 	}
-	if (hlen >= sizeof(h->name)) {
-		err_set(err, "host name too long");
-		return -1;
-	}
-	memcpy(h->name, host, hlen);
-	h->name[hlen] = '\0';
+	return 0;
+}
 
-	plen = (size_t)(sep - port);
-	if (plen == 0) {
+/* The decimal port of s[0..n), 0..65535.  0, or -1 with err. */
+static int
+addr_port(const char *s, size_t n, int *port, char *err)
+{
+	size_t	i;
+	long	v;
+
+	if (n == 0) {
 		err_set(err, "missing port");
 		return -1;
 	}
-	for (i = 0, v = 0; i < plen; i++) {
-		if (!addr_is_digit((unsigned char)port[i])) {
+	for (i = 0, v = 0; i < n; i++) {
+		if (!addr_is_digit((unsigned char)s[i])) {
 			err_set(err, "port is not a number");
 			return -1;
 		}
-		v = v * 10 + (port[i] - '0');
+		v = v * 10 + (s[i] - '0');
 		if (v > 65535) {
 			err_set(err, "port out of range");
 			return -1;
 		}
 	}
-	h->port = (int)v;
+	*port = (int)v;
+	return 0;
+}
 
-	/* "/path?query#fragment": a URL parser drops the fragment too. */
+/* The authority s[0..n): host (checked) and port into h. */
+static int
+addr_authority(const char *s, size_t n, struct hostinfo *h, char *err)
+{
+	struct addr_span host, port;
+	size_t		 i;
+	int		 rc;
+
+	rc = addr_split(s, n, &host, &port);
+	if (rc == ADDR_SPLIT_BRACKET || (n > 0 && *s == '[' &&
+	    !addr_v6_ok(host.p, host.n))) {
+		err_set(err, "invalid IPv6 address");
+		return -1;
+	}
+	/* Exactly one ':' (kptunnel splits the authority on it). */
+	if (rc != ADDR_SPLIT_OK) {
+		err_set(err, "illegal pattern, need host:port");
+		return -1;
+	}
+	for (i = 0; *s != '[' && i < host.n; i++)
+		if (!addr_host_char((unsigned char)host.p[i])) {
+			err_set(err, "invalid character in host name");
+			return -1;
+		}
+	if (host.n >= sizeof(h->name)) {
+		err_set(err, "host name too long");
+		return -1;
+	}
+	memcpy(h->name, host.p, host.n);
+	h->name[host.n] = '\0';
+	return addr_port(port.p, port.n, &h->port, err);
+}
+
+/* "/path?query#fragment" after the authority: a URL parser drops the
+ * fragment too. */
+static int
+addr_tail(const char *sep, const char *end, struct hostinfo *h, char *err)
+{
+	const char	*p;
+
 	if (sep < end && *sep == '/') {
 		for (p = sep; p < end && *p != '?' && *p != '#'; p++)
 			;
@@ -226,10 +252,27 @@ addr_parse1(const char *s, size_t n, struct hostinfo *h, char *err)
 	return 0;
 }
 
-/*
- * addr_parse() on s[0..n), which need not be NUL-terminated; h is all zero
- * after a failure.
- */
+static int
+addr_parse1(const char *s, size_t n, struct hostinfo *h, char *err)
+{
+	const char	*p, *sep, *end = s + n;
+
+	memset(h, 0, sizeof(*h));
+	if (memchr(s, '\0', n) != NULL) {
+		err_set(err, "invalid address");
+		return -1;
+	}
+	if (addr_skip_scheme(s, n, &p, err) == -1)
+		return -1;
+	/* Authority up to the path, query or fragment. */
+	for (sep = p; sep < end && *sep != '/' && *sep != '?' && *sep != '#';
+	    sep++)
+		;
+	if (addr_authority(p, (size_t)(sep - p), h, err) == -1)
+		return -1;
+	return addr_tail(sep, end, h, err);
+}
+
 static int
 addr_parsen(const char *s, size_t n, struct hostinfo *h, char *err)
 {

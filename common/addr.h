@@ -6,6 +6,7 @@
  * (wire spec 8.2, 8.4), with IPv6 literals in brackets added.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -37,6 +38,28 @@ struct cidr {
  * kptunnel does.  Returns 0, or -1 with err.
  */
 int	addr_parse(const char *s, struct hostinfo *h, char *err);
+
+/* A piece of a caller's text. */
+struct addr_span {
+	const char	*p;
+	size_t		 n;
+};
+
+/* addr_split() results. */
+#define ADDR_SPLIT_OK		0
+#define ADDR_SPLIT_BRACKET	-1	/* '[' without ']' */
+#define ADDR_SPLIT_NO_PORT	-2	/* no ':' after the host */
+#define ADDR_SPLIT_COLONS	-3	/* a second ':' outside brackets */
+
+/*
+ * Splits an authority s[0..n), "host:port" or "[v6]:port", at the colon
+ * (the brackets are not part of host).  Nothing is checked but the
+ * punctuation.  Returns ADDR_SPLIT_OK; otherwise the reason, with host set
+ * when it was found (ADDR_SPLIT_NO_PORT, ADDR_SPLIT_COLONS) and, for
+ * ADDR_SPLIT_COLONS, port from the first colon.
+ */
+int	addr_split(const char *s, size_t n, struct addr_span *host,
+	    struct addr_span *port);
 
 /* host:port for display and dialing, IPv6 names bracketed. */
 void	addr_format(const struct hostinfo *h, char *out, size_t cap);

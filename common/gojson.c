@@ -22,11 +22,10 @@
 
 #include "err.h"
 #include "gojson.h"
+#include "text.h"
 
 /* Larger than any kptunnel message; bounds jansson's work on peer input. */
 #define GOJSON_MAX_INPUT	65535
-
-static const char gojson_hex[] = "0123456789abcdef";
 
 /*
  * Bytes the Go form of the jansson text t[0..n) needs, or writes it to out
@@ -67,8 +66,8 @@ gojson_rewrite(const char *t, size_t n, char *out)
 		} else if (c == '<' || c == '>' || c == '&') {
 			if (out != NULL) {
 				memcpy(out + o, "\\u00", 4);
-				out[o + 4] = gojson_hex[c >> 4];
-				out[o + 5] = gojson_hex[c & 0xf];
+				out[o + 4] = text_hexdigit(c >> 4, 0);
+				out[o + 5] = text_hexdigit(c, 0);
 			}
 			o += 6;
 		} else if (c == 0xe2 && i + 2 < n &&

@@ -5,43 +5,21 @@
 
 #include <openssl/crypto.h>
 
+#include "addr.h"
 #include "crypto.h"
 #include "err.h"
 #include "proxy.h"
+#include "text.h"
 
-static int
-proxy_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Percent-decodes in[0..n) into out; -1 on a bad escape or overflow. */
+/* Percent-decodes in[0..n) into out, NUL-terminated; -1 on a bad escape
+ * or overflow. */
 static int
 proxy_unescape(const char *in, size_t n, char *out, size_t cap)
 {
-	size_t	i, o = 0;
-	int	hi, lo;
+	ssize_t	o;
 
-	for (i = 0; i < n; i++) {
-		if (o + 1 >= cap)
-			return -1;
-		if (in[i] == '%') {
-			if (i + 2 >= n)
-				return -1;
-			hi = proxy_hexval(in[i + 1]);
-			lo = proxy_hexval(in[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			out[o++] = (char)(hi << 4 | lo);
-			i += 2;
-		} else
-			out[o++] = in[i];
-	}
+	if ((o = text_pct_decode(in, n, out, cap - 1, 0)) < 0)
+		return -1;
 	out[o] = '\0';
 	return (int)o;
 }
@@ -68,16 +46,99 @@ proxy_redact(const char *url, char *out, size_t cap)
 		    auth - url : 16), url, at);
 }
 
+/*
+ * "user:pass" in s[0..n), percent-escaped, into p->auth as base64.  shown
+ * is the redacted URL for messages.  Returns 0, or -1 with err.
+ */
+static int
+proxy_creds(const char *s, size_t n, struct proxy *p, const char *shown,
+    char *err)
+{
+	char		 user[PROXY_CRED_MAX + 1], pass[PROXY_CRED_MAX + 1];
+	char		 cred[sizeof(user) + sizeof(pass)];
+	const char	*colon;
+	size_t		 cl;
+	int		 ul, pl, rc = -1;
+
+	if ((colon = memchr(s, ':', n)) == NULL) {
+		err_set(err, "proxy '%s': credentials need user:pass", shown);
+		return -1;
+	}
+	ul = proxy_unescape(s, colon - s, user, sizeof(user));
+	pl = proxy_unescape(colon + 1, s + n - colon - 1, pass, sizeof(pass));
+	if (ul < 0 || pl < 0) {
+		err_set(err, "proxy '%s': bad or too long credentials "
+		    "(user:password at most %d bytes)", shown, PROXY_CRED_MAX);
+		goto done;
+	}
+	/*
+	 * base64 makes 4 bytes of every 3: "user:pass" must leave room for
+	 * that and the NUL in auth, whatever user and pass could each hold.
+	 */
+	cl = (size_t)ul + 1 + (size_t)pl;
+	if (PROXY_B64_LEN(cl) >= sizeof(p->auth) ||
+	    memchr(user, '\0', ul) != NULL || memchr(pass, '\0', pl) != NULL) {
+		err_set(err, "proxy credentials too long or invalid "
+		    "(user:password at most %d bytes)", PROXY_CRED_MAX);
+		goto done;
+	}
+	memcpy(cred, user, ul);
+	cred[ul] = ':';
+	memcpy(cred + ul + 1, pass, pl);
+	crypto_b64(cred, cl, p->auth);
+	rc = 0;
+done:
+	OPENSSL_cleanse(user, sizeof(user));
+	OPENSSL_cleanse(pass, sizeof(pass));
+	OPENSSL_cleanse(cred, sizeof(cred));
+	return rc;
+}
+
+/* "host:port" or "[v6]:port" in s[0..n) into p.  0, or -1 with err. */
+static int
+proxy_hostport(const char *s, size_t n, struct proxy *p, const char *shown,
+    char *err)
+{
+	struct addr_span host, port;
+	char		*ep;
+	long		 v;
+
+	switch (addr_split(s, n, &host, &port)) {
+	case ADDR_SPLIT_BRACKET:
+		err_set(err, "proxy '%s': bad address", shown);
+		return -1;
+	case ADDR_SPLIT_NO_PORT:
+		err_set(err, "proxy '%s': %s", shown, *s == '[' ?
+		    "bad address" : "missing port");
+		return -1;
+	default:
+		break;
+	}
+	if (host.n >= sizeof(p->host)) {
+		err_set(err, "proxy '%s': host name too long", shown);
+		return -1;
+	}
+	memcpy(p->host, host.p, host.n);
+	p->host[host.n] = '\0';
+	if (p->host[0] == '\0') {
+		err_set(err, "proxy '%s': missing host", shown);
+		return -1;
+	}
+	/* A second ':' (ADDR_SPLIT_COLONS) ends the number early. */
+	v = strtol(port.p, &ep, 10);
+	if (ep != s + n || port.n == 0 || ep == port.p || v <= 0 ||
+	    v > 65535) {
+		err_set(err, "proxy '%s': bad port", shown);
+		return -1;
+	}
+	p->port = (int)v;
+	return 0;
+}
+
 int
 proxy_parse_url(const char *url, struct proxy *p, char *err)
 {
-	const char	*s, *end, *at, *colon, *host;
-	char		 user[PROXY_CRED_MAX + 1], pass[PROXY_CRED_MAX + 1];
-	char		 cred[sizeof(user) + sizeof(pass)];
-	char		*ep;
-	long		 port;
-	size_t		 cl;
-	int		 ul, pl;
+	const char	*s, *end, *at, *host;
 	char		 shown[ERR_LEN];
 
 	memset(p, 0, sizeof(*p));
@@ -94,85 +155,12 @@ proxy_parse_url(const char *url, struct proxy *p, char *err)
 		return -1;
 	}
 	host = s;
-	at = memchr(s, '@', end - s);
-	if (at != NULL) {
-		colon = memchr(s, ':', at - s);
-		if (colon == NULL) {
-			err_set(err, "proxy '%s': credentials need user:pass",
-			    shown);
+	if ((at = memchr(s, '@', end - s)) != NULL) {
+		if (proxy_creds(s, at - s, p, shown, err) == -1)
 			return -1;
-		}
-		ul = proxy_unescape(s, colon - s, user, sizeof(user));
-		pl = proxy_unescape(colon + 1, at - colon - 1, pass,
-		    sizeof(pass));
-		if (ul < 0 || pl < 0) {
-			OPENSSL_cleanse(user, sizeof(user));
-			OPENSSL_cleanse(pass, sizeof(pass));
-			err_set(err, "proxy '%s': bad or too long credentials "
-			    "(user:password at most %d bytes)", shown,
-			    PROXY_CRED_MAX);
-			return -1;
-		}
-		/*
-		 * base64 makes 4 bytes of every 3: "user:pass" must leave
-		 * room for that and the NUL in auth, whatever user and pass
-		 * could each hold.
-		 */
-		cl = (size_t)ul + 1 + (size_t)pl;
-		if (PROXY_B64_LEN(cl) >= sizeof(p->auth) ||
-		    memchr(user, '\0', ul) != NULL ||
-		    memchr(pass, '\0', pl) != NULL) {
-			OPENSSL_cleanse(user, sizeof(user));
-			OPENSSL_cleanse(pass, sizeof(pass));
-			err_set(err, "proxy credentials too long or invalid "
-			    "(user:password at most %d bytes)",
-			    PROXY_CRED_MAX);
-			return -1;
-		}
-		memcpy(cred, user, ul);
-		cred[ul] = ':';
-		memcpy(cred + ul + 1, pass, pl);
-		crypto_b64(cred, cl, p->auth);
-		OPENSSL_cleanse(user, sizeof(user));
-		OPENSSL_cleanse(pass, sizeof(pass));
-		OPENSSL_cleanse(cred, sizeof(cred));
 		host = at + 1;
 	}
-	if (*host == '[') {
-		const char *rb = memchr(host, ']', end - host);
-
-		if (rb == NULL || rb[1] != ':') {
-			err_set(err, "proxy '%s': bad address", shown);
-			return -1;
-		}
-		if ((size_t)(rb - host - 1) >= sizeof(p->host))
-			goto toolong;
-		memcpy(p->host, host + 1, rb - host - 1);
-		colon = rb + 1;
-	} else {
-		colon = memchr(host, ':', end - host);
-		if (colon == NULL) {
-			err_set(err, "proxy '%s': missing port", shown);
-			return -1;
-		}
-		if ((size_t)(colon - host) >= sizeof(p->host))
-			goto toolong;
-		memcpy(p->host, host, colon - host);
-	}
-	if (p->host[0] == '\0') {
-		err_set(err, "proxy '%s': missing host", shown);
-		return -1;
-	}
-	port = strtol(colon + 1, &ep, 10);
-	if (ep != end || ep == colon + 1 || port <= 0 || port > 65535) {
-		err_set(err, "proxy '%s': bad port", shown);
-		return -1;
-	}
-	p->port = (int)port;
-	return 0;
-toolong:
-	err_set(err, "proxy '%s': host name too long", shown);
-	return -1;
+	return proxy_hostport(host, end - host, p, shown, err);
 }
 
 int

@@ -83,47 +83,4 @@ size_t	ws_frame_header(uint8_t *out, int opcode, int fin, uint64_t len,
 /* XORs p[0..n) with mask, starting at mask byte (off % 4); word at a time. */
 void	ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off);
 
-/* Sec-WebSocket-Accept for a key: base64(SHA-1(key GUID)), 28 chars + NUL. */
-int	ws_accept_key(const char *key, char out[29]);
-
-/*
- * Client handshake, exactly as the Go client writes it (wire spec 2.2):
- * GET <path_query> HTTP/1.1, Host, Upgrade, Connection, Sec-WebSocket-Key,
- * Origin: http://localhost, Sec-WebSocket-Version, then extra_header (a full
- * "Name: value" line without CRLF, or NULL).  key is base64 of 16 bytes.
- * Returns the length written (without NUL) or -1 if cap is too small.
- */
-int	ws_client_request(char *out, size_t cap, const char *host_port,
-	    const char *path_query, const char *key, const char *extra_header);
-
-/*
- * Checks the server's response to the key sent (status 101, Upgrade
- * websocket, Connection upgrade, Accept correct, no extensions or protocol).
- * Returns the length of the response head including the final CRLFCRLF (the
- * bytes after it are websocket frames), 0 if the head is incomplete, -1 if it
- * is refused (err holds the status line or the reason).  A head longer than
- * WS_HTTP_MAX is an error.
- */
-#define WS_HTTP_MAX	16384
-ssize_t	ws_client_check_response(const char *buf, size_t len, const char *key,
-	    char *err);
-
-/* What the server keeps of an upgrade request. */
-struct ws_http_req {
-	char	target[2048];		/* request-target, e.g. /?session=x */
-	char	key[64];		/* Sec-WebSocket-Key */
-	int	have_origin;
-};
-
-/*
- * Parses an upgrade request head.  Returns the head length (CRLFCRLF
- * included), 0 if incomplete, -1 if refused with *status the HTTP status to
- * answer (400, 405, 426, 431) and the reason in err.
- */
-ssize_t	ws_server_parse_request(const char *buf, size_t len,
-	    struct ws_http_req *req, int *status, char *err);
-
-/* The 101 response of the Go server (wire spec 2.2).  Returns length or -1. */
-int	ws_server_response(char *out, size_t cap, const char *key);
-
 #endif

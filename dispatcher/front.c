@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,8 +26,10 @@
 #include "disp.h"
 #include "err.h"
 #include "log.h"
+#include "mode.h"
 #include "peerkey.h"
-#include "ws.h"
+#include "http.h"
+#include "wsup.h"
 
 #define FRONT_MAX_HEADERS	64
 
@@ -195,33 +196,34 @@ front_hdrs_free(struct hdrs *h)
 		free(h->names[i]);
 }
 
+/*
+ * The RFC 6455 check of an upgrade, the rule tunneld's server applies too
+ * (wsup_check_headers); Origin is not required.  Returns the key, or NULL
+ * with *status and *body the answer.
+ */
 static const char *
-front_header(const struct hdrs *h, const char *name)
+front_ws_check(const char *method, const struct hdrs *h, int *status,
+    const char **body)
 {
-	size_t i;
+	struct http_hdrs hs;
+	size_t		 i;
+	int		 k;
 
+	*status = 400;
+	*body = "not websocket protocol";
+	if (strcmp(method, "GET") != 0)
+		return NULL;
+	hs.n = 0;
 	for (i = 0; i < h->n; i++)
-		if (strcmp(h->kv[i].name, name) == 0)
-			return h->kv[i].value;
-	return NULL;
-}
-
-/* Does the comma-separated list contain token (case-insensitive)? */
-static int
-front_has_token(const char *list, const char *token)
-{
-	size_t		 n = strlen(token);
-	const char	*p = list;
-
-	while (p != NULL && *p) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (strncasecmp(p, token, n) == 0 &&
-		    (p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == '\t'))
-			return 1;
-		p = strchr(p, ',');
+		if (http_hdr_add(&hs, h->kv[i].name, strlen(h->kv[i].name),
+		    h->kv[i].value, strlen(h->kv[i].value)) == -1)
+			return NULL;
+	if ((k = wsup_check_headers(&hs, status, NULL)) == -1) {
+		if (*status == 426)
+			*body = "websocket version 13 only";
+		return NULL;
 	}
-	return 0;
+	return hs.h[k].val;
 }
 
 static void
@@ -272,7 +274,7 @@ front_upgrade(struct MHD_Connection *c, struct freq *r, const char *key)
 	char			 accept[29];
 	enum MHD_Result		 rc;
 
-	if (ws_accept_key(key, accept) == -1)
+	if (wsup_accept_key(key, accept) == -1)
 		return front_reply(c, r->d, 400, "bad Sec-WebSocket-Key");
 	resp = MHD_create_response_for_upgrade(front_upgraded, r);
 	if (resp == NULL)
@@ -291,222 +293,304 @@ front_upgrade(struct MHD_Connection *c, struct freq *r, const char *key)
 static int
 front_check_tunnel(const struct policy_tunnel *ti, char *err)
 {
-	static const char *const modes[] = { "server", "r-server", "wsserver",
-	    "r-wsserver" };
 	struct fwd	f;
 	size_t		i;
-	int		ok = 0;
 
-	for (i = 0; i < 4; i++)
-		ok |= strcmp(ti->mode, modes[i]) == 0;
-	if (!ok) {
+	if (!mode_name_is_server(ti->mode)) {
 		err_set(err, "getTunnelInfo: mode '%s' is not a server mode",
 		    ti->mode);
 		return -1;
 	}
 	for (i = 0; i < ti->nfwd; i++)
-		if (fwd_parse(ti->forwards[i], ti->mode[0] == 'r', &f,
-		    err) == -1)
+		if (fwd_parse(ti->forwards[i],
+		    mode_name_is_reverse_server(ti->mode), &f, err) == -1)
 			return -1;
 	return 0;
 }
 
-static enum MHD_Result
-front_request(struct MHD_Connection *c, struct freq *r, const char *url,
-    const char *method)
-{
-	struct disp		*d = r->d;
+/*
+ * One request on its way through admission, carried through the steps of
+ * front_request().  Each step returns 0 to go on, or 1 once it has
+ * answered the request (fr->res holds what to give MHD).
+ */
+struct front_req {
+	struct MHD_Connection	*c;
+	struct freq		*r;
+	struct disp		*d;
+	const char		*url, *method;
 	struct sockaddr_storage	 ss;
-	struct policy_req	 preq;
-	struct policy_verdict	 v;
-	struct policy_tunnel	 ti;
-	struct policy		*p = NULL;
 	struct hdrs		 h;
-	struct dworker		*w = NULL;
-	const char		*session, *mode, *key, *up, *conn, *ver;
-	char			 err[ERR_LEN], wkey[DISP_KEY_LEN + 1];
-	char			 rkey[64];
-	uint64_t		 t0;
-	size_t			 i;
-	int			 ok, rc;
+	struct policy_req	 preq;
+	struct policy		*p;		/* +ref, once loaded */
+	const char		*session, *mode, *key;
+	char			 rkey[64];	/* -spawnRate bucket */
 	enum MHD_Result		 res;
+};
 
-	memset(&h, 0, sizeof(h));
-	front_remote(c, r->remote, sizeof(r->remote), &ss);
-	if (!r->counted)	/* refused at the first call */
-		return MHD_NO;
-	if (strcmp(url, d->path) != 0)
-		return front_refuse_later(c, r, 406, "");
-	if (d->ncidr > 0) {
-		for (i = 0, ok = 0; i < d->ncidr && !ok; i++)
-			ok = cidr_match(&d->cidrs[i], (struct sockaddr *)&ss);
-		if (!ok) {
-			log_info("%s: refused by -ip", r->remote);
-			return front_refuse_later(c, r, 406, "");
-		}
-	}
-	MHD_get_connection_values(c, MHD_HEADER_KIND, front_header_it, &h);
+static int
+front_req_answer(struct front_req *fr, enum MHD_Result res)
+{
+	fr->res = res;
+	return 1;
+}
+
+/* The path and -ip, before anything of the request is read. */
+static int
+front_req_path(struct front_req *fr)
+{
+	struct disp	*d = fr->d;
+	size_t		 i;
+	int		 ok;
+
+	if (strcmp(fr->url, d->path) != 0)
+		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
+		    406, ""));
+	if (d->ncidr == 0)
+		return 0;
+	for (i = 0, ok = 0; i < d->ncidr && !ok; i++)
+		ok = cidr_match(&d->cidrs[i], (struct sockaddr *)&fr->ss);
+	if (ok)
+		return 0;
+	log_info("%s: refused by -ip", fr->r->remote);
+	return front_req_answer(fr, front_refuse_later(fr->c, fr->r, 406, ""));
+}
+
+/* Headers and query into fr->h, and the request the policy sees. */
+static int
+front_req_headers(struct front_req *fr)
+{
+	struct MHD_Connection	*c = fr->c;
+	struct policy_req	*q = &fr->preq;
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, front_header_it, &fr->h);
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, front_query_it,
-	    &h);
-	if (h.overflow) {
-		res = front_reply(c, d, 431, "too many header fields");
-		goto done;
-	}
-	session = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	    &fr->h);
+	if (fr->h.overflow)
+		return front_req_answer(fr, front_reply(c, fr->d, 431,
+		    "too many header fields"));
+	fr->session = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
 	    "session");
-	mode = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mode");
-	session = session ? session : "";
-	mode = mode ? mode : "";
-	memset(&preq, 0, sizeof(preq));
-	preq.method = method;
-	preq.path = url;
-	preq.query = h.query;
-	preq.headers = h.kv;
-	preq.nheaders = h.n;
-	preq.remote_addr = r->remote;
-	preq.session = session;
-	preq.mode = mode;
-	preq.tunnels = &d->counter;
+	fr->mode = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	    "mode");
+	fr->session = fr->session ? fr->session : "";
+	fr->mode = fr->mode ? fr->mode : "";
+	memset(q, 0, sizeof(*q));
+	q->method = fr->method;
+	q->path = fr->url;
+	q->query = fr->h.query;
+	q->headers = fr->h.kv;
+	q->nheaders = fr->h.n;
+	q->remote_addr = fr->r->remote;
+	q->session = fr->session;
+	q->mode = fr->mode;
+	q->tunnels = &fr->d->counter;
+	return 0;
+}
 
-	if ((p = disp_policy(d)) == NULL) {
-		res = front_reply(c, d, 500, "no policy loaded");
-		goto done;
-	}
+/* canAccept, and the ?reqinfo it lets through. */
+static int
+front_req_policy(struct front_req *fr)
+{
+	struct disp		*d = fr->d;
+	struct policy_verdict	 v;
+	char			 err[ERR_LEN], info[64];
+	uint64_t		 t0;
+	int			 rc;
+
+	if ((fr->p = disp_policy(d)) == NULL)
+		return front_req_answer(fr, front_reply(fr->c, d, 500,
+		    "no policy loaded"));
 	t0 = disp_now_ms();
-	rc = policy_can_accept(p, &preq, &v, err);
+	rc = policy_can_accept(fr->p, &fr->preq, &v, err);
 	atomic_fetch_add(&d->m.policy_calls, 1);
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
 	if (rc == -1) {
 		atomic_fetch_add(&d->m.policy_errors, 1);
-		log_err("%s: canAccept failed: %s", r->remote, err);
-		res = front_reply(c, d, 500, "policy error");
-		goto done;
+		log_err("%s: canAccept failed: %s", fr->r->remote, err);
+		return front_req_answer(fr, front_reply(fr->c, d, 500,
+		    "policy error"));
 	}
 	if (!v.accept) {
-		log_info("%s: refused by canAccept: %d", r->remote, v.status);
-		res = front_refuse_later(c, r, v.status, v.body);
-		goto done;
+		log_info("%s: refused by canAccept: %d", fr->r->remote,
+		    v.status);
+		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
+		    v.status, v.body));
 	}
-	if (h.reqinfo) {
-		char body[64];
+	if (!fr->h.reqinfo)
+		return 0;
+	if (!d->reqinfo)
+		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
+		    400, "deny reqInfo"));
+	snprintf(info, sizeof(info), "{\"Count\":%d}", worker_count(d));
+	return front_req_answer(fr, front_reply(fr->c, d, 200, info));
+}
 
-		if (!d->reqinfo) {
-			res = front_refuse_later(c, r, 400, "deny reqInfo");
-			goto done;
-		}
-		snprintf(body, sizeof(body), "{\"Count\":%d}", worker_count(d));
-		res = front_reply(c, d, 200, body);
-		goto done;
-	}
-	/* The websocket handshake of RFC 6455 (Origin is not required). */
-	up = front_header(&h, "upgrade");
-	conn = front_header(&h, "connection");
-	ver = front_header(&h, "sec-websocket-version");
-	key = front_header(&h, "sec-websocket-key");
-	if (strcmp(method, "GET") != 0 || up == NULL || conn == NULL ||
-	    !front_has_token(up, "websocket") ||
-	    !front_has_token(conn, "upgrade") || key == NULL ||
-	    strlen(key) != 24) {
-		res = front_reply(c, d, 400, "not websocket protocol");
-		goto done;
-	}
-	if (ver == NULL || strcmp(ver, "13") != 0) {
-		res = front_reply(c, d, 426, "websocket version 13 only");
-		goto done;
-	}
-	if (session[0] != '\0') {
-		worker_key(session, wkey);
-		w = worker_find(d, wkey);
+/* The RFC 6455 upgrade, checked as tunneld checks it. */
+static int
+front_req_websocket(struct front_req *fr)
+{
+	const char	*body;
+	int		 status;
+
+	if ((fr->key = front_ws_check(fr->method, &fr->h, &status,
+	    &body)) == NULL)
+		return front_req_answer(fr, front_reply(fr->c, fr->d, status,
+		    body));
+	return 0;
+}
+
+/*
+ * A known session goes to the worker that holds it: Reconnect,
+ * Disconnect (the worker checks the password and ends the session) and a
+ * request without mode= alike.  Reconnect and Disconnect of an unknown
+ * session are refused.
+ */
+static int
+front_req_route(struct front_req *fr)
+{
+	struct dworker	*w = NULL;
+	char		 wkey[DISP_KEY_LEN + 1];
+
+	if (fr->session[0] != '\0') {
+		worker_key(fr->session, wkey);
+		w = worker_find(fr->d, wkey);
 	}
 	if (w != NULL) {
-		/* Reconnect, Disconnect (the worker checks the password and
-		 * ends the session) and a known session without mode= all
-		 * go to the worker that holds it. */
-		log_info("%s: session %s (%s) to worker %d", r->remote, wkey,
-		    mode[0] ? mode : "no mode", (int)w->pid);
-		r->w = w;
-		res = front_upgrade(c, r, key);
-		goto done;
+		log_info("%s: session %s (%s) to worker %d", fr->r->remote,
+		    wkey, fr->mode[0] ? fr->mode : "no mode", (int)w->pid);
+		fr->r->w = w;
+		return front_req_answer(fr, front_upgrade(fr->c, fr->r,
+		    fr->key));
 	}
-	if (strcmp(mode, "Reconnect") == 0 || strcmp(mode, "Disconnect") == 0) {
-		log_info("%s: %s for unknown session", r->remote, mode);
-		res = front_refuse_later(c, r, 404, "unknown session");
-		goto done;
+	if (strcmp(fr->mode, "Reconnect") == 0 ||
+	    strcmp(fr->mode, "Disconnect") == 0) {
+		log_info("%s: %s for unknown session", fr->r->remote, fr->mode);
+		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
+		    404, "unknown session"));
 	}
+	return 0;
+}
+
+/*
+ * -spawnRate, a reserved place and getTunnelInfo for a new session.  On 0
+ * the caller owns the reservation, counted for ti's tenant, and ti.
+ */
+static int
+front_req_tunnel_info(struct front_req *fr, struct policy_tunnel *ti)
+{
+	struct disp	*d = fr->d;
+	char		 err[ERR_LEN];
+	uint64_t	 t0;
+	int		 rc;
+
 	/* Before getTunnelInfo, which a policy may count by. */
-	if (!front_rate_take(d, &ss, rkey)) {
+	if (!front_rate_take(d, &fr->ss, fr->rkey)) {
 		log_warnx("%s: refused: more than %d new tunnels a second "
-		    "from this address (-spawnRate)", r->remote, d->spawn_rate);
-		res = front_reply(c, d, 429, "too many new tunnels from this "
-		    "address");
-		goto done;
+		    "from this address (-spawnRate)", fr->r->remote,
+		    d->spawn_rate);
+		return front_req_answer(fr, front_reply(fr->c, d, 429,
+		    "too many new tunnels from this address"));
 	}
 	if (worker_reserve(d, &rc, err) == -1) {
-		log_warnx("%s: refused: %s", r->remote, err);
-		res = front_refuse_later(c, r, rc, "too many tunnels");
-		goto done;
+		log_warnx("%s: refused: %s", fr->r->remote, err);
+		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
+		    rc, "too many tunnels"));
 	}
-	memset(&ti, 0, sizeof(ti));
+	memset(ti, 0, sizeof(*ti));
 	t0 = disp_now_ms();
 	/* The tunnel counts from here (reserved) until its worker is
 	 * started, so a concurrent getTunnelInfo sees it in req.tunnels;
 	 * then it counts again once its client authenticates. */
 	pthread_mutex_lock(&d->admit);
-	rc = policy_get_tunnel(p, &preq, &ti, err);
+	rc = policy_get_tunnel(fr->p, &fr->preq, ti, err);
 	if (rc == 0) {
 		pthread_mutex_lock(&d->lock);
-		disp_tenant_add(d, ti.tenant, 1);
+		disp_tenant_add(d, ti->tenant, 1);
 		pthread_mutex_unlock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->admit);
 	atomic_fetch_add(&d->m.policy_calls, 1);
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
-	if (rc == -1) {
-		worker_unreserve(d);
-		front_rate_refund(d, rkey);
-		atomic_fetch_add(&d->m.policy_errors, 1);
-		log_err("%s: getTunnelInfo failed: %s", r->remote, err);
-		res = front_reply(c, d, 500, "policy error");
-		goto done;
-	}
+	if (rc == 0)
+		return 0;
+	worker_unreserve(d);
+	front_rate_refund(d, fr->rkey);
 	if (rc == 1) {
-		worker_unreserve(d);
-		front_rate_refund(d, rkey);
-		log_info("%s: no tunnel: %s", r->remote, err);
-		res = front_refuse_later(c, r, 403, err);
-		goto done;
+		log_info("%s: no tunnel: %s", fr->r->remote, err);
+		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
+		    403, err));
 	}
-	if (front_check_tunnel(&ti, err) == -1) {
+	atomic_fetch_add(&d->m.policy_errors, 1);
+	log_err("%s: getTunnelInfo failed: %s", fr->r->remote, err);
+	return front_req_answer(fr, front_reply(fr->c, d, 500,
+	    "policy error"));
+}
+
+/* Starts the worker of a new session on the place reserved, and upgrades. */
+static int
+front_req_spawn(struct front_req *fr, struct policy_tunnel *ti)
+{
+	struct disp	*d = fr->d;
+	struct dworker	*w = NULL;
+	char		 err[ERR_LEN], e2[ERR_LEN];
+	int		 rc;
+
+	if (front_check_tunnel(ti, err) == -1) {
 		worker_unreserve(d);
 		rc = -1;
 	} else	/* takes the place reserved over */
-		rc = worker_spawn(d, p, &ti, session, &w, err);
+		rc = worker_spawn(d, fr->p, ti, fr->session, &w, err);
 	pthread_mutex_lock(&d->lock);
-	disp_tenant_add(d, ti.tenant, -1);	/* the reservation */
+	disp_tenant_add(d, ti->tenant, -1);	/* the reservation */
 	pthread_mutex_unlock(&d->lock);
 	if (rc == -1) {
-		char e2[ERR_LEN];
-
 		/* The policy counted a tunnel that never starts. */
-		if (policy_end_tunnel(p, &ti, "not started", e2) == -1)
+		if (policy_end_tunnel(fr->p, ti, "not started", e2) == -1)
 			log_warnx("onEndTunnel: %s", e2);
-		front_rate_refund(d, rkey);
-		policy_tunnel_cleanse(&ti);
-		log_err("%s: cannot start a worker: %s", r->remote, err);
-		res = front_reply(c, d, 500, "cannot start the tunnel");
-		goto done;
+		front_rate_refund(d, fr->rkey);
+		policy_tunnel_cleanse(ti);
+		log_err("%s: cannot start a worker: %s", fr->r->remote, err);
+		return front_req_answer(fr, front_reply(fr->c, d, 500,
+		    "cannot start the tunnel"));
 	}
-	policy_tunnel_cleanse(&ti);
-	snprintf(w->spawn_ip, sizeof(w->spawn_ip), "%s", rkey);
-	log_info("%s: tenant '%s' session %s: worker %d started", r->remote,
-	    w->tenant, w->key, (int)w->pid);
-	r->w = w;
-	res = front_upgrade(c, r, key);
-done:
-	if (p != NULL)
-		policy_unref(p);
-	front_hdrs_free(&h);
-	return res;
+	policy_tunnel_cleanse(ti);
+	snprintf(w->spawn_ip, sizeof(w->spawn_ip), "%s", fr->rkey);
+	log_info("%s: tenant '%s' session %s: worker %d started",
+	    fr->r->remote, w->tenant, w->key, (int)w->pid);
+	fr->r->w = w;
+	return front_req_answer(fr, front_upgrade(fr->c, fr->r, fr->key));
+}
+
+/*
+ * A request whose head is complete: path and -ip, headers, canAccept (and
+ * ?reqinfo), the websocket checks, then the worker of a known session or,
+ * for a new one, getTunnelInfo and a new worker.
+ */
+static enum MHD_Result
+front_request(struct MHD_Connection *c, struct freq *r, const char *url,
+    const char *method)
+{
+	struct front_req	 fr;
+	struct policy_tunnel	 ti;
+
+	memset(&fr, 0, sizeof(fr));
+	fr.c = c;
+	fr.r = r;
+	fr.d = r->d;
+	fr.url = url;
+	fr.method = method;
+	front_remote(c, r->remote, sizeof(r->remote), &fr.ss);
+	if (!r->counted)	/* refused at the first call */
+		return MHD_NO;
+	if (front_req_path(&fr) == 0 && front_req_headers(&fr) == 0 &&
+	    front_req_policy(&fr) == 0 && front_req_websocket(&fr) == 0 &&
+	    front_req_route(&fr) == 0 &&
+	    front_req_tunnel_info(&fr, &ti) == 0)
+		front_req_spawn(&fr, &ti);
+	if (fr.p != NULL)
+		policy_unref(fr.p);
+	front_hdrs_free(&fr.h);
+	return fr.res;
 }
 
 /* Under d->lock: the slot of ip in tab, created when create. */

@@ -12,18 +12,16 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "mode.h"
 #include "policy.h"
 #include "policy_conv.h"
+#include "text.h"
 
 #define CONV_IDLE_MAX	2592000		/* 30 days */
 #define CONV_KA_MIN	2		/* kptunnel forces -int below 2 to 2 */
 #define CONV_KA_MAX	3600
 /* Bytes of a script-chosen name quoted in an error message. */
 #define CONV_QUOTE_MAX	40
-
-static const char *const conv_modes[] = {
-	"server", "r-server", "wsserver", "r-wsserver", NULL
-};
 
 static const char *const conv_connect_modes[] = {
 	"CanReconnect", "OneShot", NULL
@@ -41,18 +39,6 @@ conv_in(const char *s, const char *const *set)
 		if (strcmp(s, *set) == 0)
 			return 1;
 	return 0;
-}
-
-static int
-conv_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* t[k] = v, NULL read as "". */
@@ -76,34 +62,24 @@ static void
 conv_push_decoded(lua_State *L, const char *s, size_t n)
 {
 	luaL_Buffer	 b;
-	size_t		 i;
-	int		 hi, lo;
+	char		*p;
+	ssize_t		 len;
 
 	/* Most names and values have nothing to decode. */
 	if (memchr(s, '%', n) == NULL && memchr(s, '+', n) == NULL) {
 		lua_pushlstring(L, s, n);
 		return;
 	}
-	luaL_buffinit(L, &b);
-	for (i = 0; i < n; i++) {
-		if (s[i] == '+')
-			luaL_addchar(&b, ' ');
-		else if (s[i] == '%' && n - i > 2 &&
-		    (hi = conv_hex((unsigned char)s[i + 1])) >= 0 &&
-		    (lo = conv_hex((unsigned char)s[i + 2])) >= 0) {
-			luaL_addchar(&b, (char)(hi << 4 | lo));
-			i += 2;
-		} else
-			luaL_addchar(&b, s[i]);
-	}
-	luaL_pushresult(&b);
+	/* Decoding never lengthens the text. */
+	p = luaL_buffinitsize(L, &b, n);
+	len = text_pct_decode(s, n, p, n, TEXT_PCT_FORM | TEXT_PCT_LENIENT);
+	luaL_pushresultsize(&b, len < 0 ? 0 : (size_t)len);
 }
 
 /* Appends s to q, escaping what conv_push_decoded() would read. */
 static int
 conv_escape(char *q, size_t cap, size_t *len, const char *s)
 {
-	static const char	 hex[] = "0123456789ABCDEF";
 	unsigned char		 c;
 
 	for (; *s != '\0'; s++) {
@@ -112,8 +88,8 @@ conv_escape(char *q, size_t cap, size_t *len, const char *s)
 			if (cap - *len < 4)
 				return -1;
 			q[(*len)++] = '%';
-			q[(*len)++] = hex[c >> 4];
-			q[(*len)++] = hex[c & 15];
+			q[(*len)++] = text_hexdigit(c >> 4, 1);
+			q[(*len)++] = text_hexdigit(c, 1);
 		} else {
 			if (cap - *len < 2)
 				return -1;
@@ -525,7 +501,7 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 		strcpy(tun->tenant, tun->id);
 
 	conv_str(L, t, "mode", tun->mode, sizeof(tun->mode), 1);
-	if (!conv_in(tun->mode, conv_modes))
+	if (!mode_name_is_server(tun->mode))
 		luaL_error(L, "getTunnelInfo: mode must be server, r-server, "
 		    "wsserver or r-wsserver");
 

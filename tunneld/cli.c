@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,13 @@
 #include "cli.h"
 #include "crypto.h"
 #include "err.h"
+#include "http.h"
 #include "log.h"
+#include "mode.h"
 #include "msg.h"
+#include "opt.h"
 #include "secret.h"
+#include "text.h"
 
 #define CLI_VERSION	"tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n"
 
@@ -156,52 +161,31 @@ static const char cli_usage_text[] =
 "Exit status: 0 success (or stopped on request), 1 runtime error,\n"
 "2 usage error.\n";
 
-static const struct {
-	const char	*name;
-	enum cli_mode	 mode;
-} cli_modes[] = {
-	{ "wsserver",	MODE_WSSERVER },
-	{ "r-wsserver",	MODE_R_WSSERVER },
-	{ "server",	MODE_SERVER },
-	{ "r-server",	MODE_R_SERVER },
-	{ "wsclient",	MODE_WSCLIENT },
-	{ "r-wsclient",	MODE_R_WSCLIENT },
-	{ "client",	MODE_CLIENT },
-	{ "r-client",	MODE_R_CLIENT },
-};
-
-#define CLI_NMODES	(sizeof(cli_modes) / sizeof(cli_modes[0]))
+/* enum cli_mode numbers the modes as common/mode.c's table does. */
+_Static_assert(MODE_R_CLIENT + 1 == MODE_COUNT, "enum cli_mode is mode.h's");
 
 int
 cli_mode_is_server(enum cli_mode m)
 {
-	return m == MODE_WSSERVER || m == MODE_R_WSSERVER ||
-	    m == MODE_SERVER || m == MODE_R_SERVER;
+	return (mode_flags(m) & MODE_F_SERVER) != 0;
 }
 
 int
 cli_mode_is_ws(enum cli_mode m)
 {
-	return m == MODE_WSSERVER || m == MODE_R_WSSERVER ||
-	    m == MODE_WSCLIENT || m == MODE_R_WSCLIENT;
+	return (mode_flags(m) & MODE_F_WS) != 0;
 }
 
 int
 cli_mode_is_reverse(enum cli_mode m)
 {
-	return m == MODE_R_WSSERVER || m == MODE_R_SERVER ||
-	    m == MODE_R_WSCLIENT || m == MODE_R_CLIENT;
+	return (mode_flags(m) & MODE_F_REVERSE) != 0;
 }
 
 const char *
 cli_mode_name(enum cli_mode m)
 {
-	size_t	 i;
-
-	for (i = 0; i < CLI_NMODES; i++)
-		if (cli_modes[i].mode == m)
-			return cli_modes[i].name;
-	return "unknown";
+	return mode_name(m);
 }
 
 const char *
@@ -428,15 +412,6 @@ cli_ip(struct cli_opts *o, const char *val, char *err)
 	}
 }
 
-/* HTTP token characters (RFC 9110 tchar). */
-static int
-cli_tchar(int c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || (c != '\0' &&
-	    strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /*
  * "NAME: VAL" as Go's http.Header.Add stores it: the name canonicalised
  * (x-test -> X-Test), the value trimmed.  Names that are not HTTP tokens
@@ -467,7 +442,7 @@ cli_header(struct cli_opts *o, const char *val, char *err)
 	for (i = 0; i < nlen; i++) {
 		unsigned char c = (unsigned char)b[i];
 
-		if (!cli_tchar(c)) {
+		if (!http_tchar(c)) {
 			err_set(err, "-header: invalid header name");
 			return -1;
 		}
@@ -548,11 +523,8 @@ enum cli_opt_id {
 	OPT_MAXHSADDR
 };
 
-static const struct {
-	const char		*name;
-	enum cli_opt_id		 id;
-	int			 flag;		/* boolean: value optional */
-} cli_table[] = {
+/* flag: boolean, value optional (only after '='). */
+static const struct opt_def cli_table[] = {
 	{ "pass",		OPT_PASS,		0 },
 	{ "encPass",		OPT_ENCPASS,		0 },
 	{ "passFile",		OPT_PASSFILE,		0 },
@@ -626,13 +598,70 @@ cli_note_secret(struct cli_opts *o, enum cli_opt_id id, const char *val,
 	return 0;
 }
 
+/* Integer and boolean options: their field, and an integer's range. */
+#define CLI_BOOL	1, 0		/* min > max: a boolean */
+static const struct {
+	enum cli_opt_id	 id;
+	size_t		 off;
+	int		 min, max;
+} cli_fields[] = {
+	{ OPT_ENCCOUNT,	offsetof(struct cli_opts, enc_count), INT_MIN, INT_MAX },
+	{ OPT_INT,	offsetof(struct cli_opts, interval), INT_MIN,
+	  CLI_MAX_SECONDS },
+	{ OPT_HSTIMEOUT, offsetof(struct cli_opts, handshake_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_OPENTIMEOUT, offsetof(struct cli_opts, open_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_SESSTIMEOUT, offsetof(struct cli_opts, session_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_MAXHSADDR, offsetof(struct cli_opts, max_hs_per_addr), 1, 65536 },
+	{ OPT_OMIT,	offsetof(struct cli_opts, omit), CLI_BOOL },
+	{ OPT_VERBOSE,	offsetof(struct cli_opts, verbose), CLI_BOOL },
+	{ OPT_TLS,	offsetof(struct cli_opts, tls), CLI_BOOL },
+	{ OPT_INSECURE,	offsetof(struct cli_opts, insecure), CLI_BOOL },
+	{ OPT_ALLOWCLIFWD, offsetof(struct cli_opts, allow_client_fwds),
+	  CLI_BOOL },
+	{ OPT_ACCEPTSRVFWD, offsetof(struct cli_opts, accept_server_fwds),
+	  CLI_BOOL },
+};
+
+/*
+ * An integer or boolean option into its field.  Returns 0 or -1 as the
+ * handlers do, or 1 if id is no such option.
+ */
+static int
+cli_field(struct cli_opts *o, enum cli_opt_id id, const char *name,
+    const char *val, char *err)
+{
+	size_t	 i;
+	int	*out;
+
+	for (i = 0; i < sizeof(cli_fields) / sizeof(cli_fields[0]); i++) {
+		if (cli_fields[i].id != id)
+			continue;
+		out = (int *)(void *)((char *)o + cli_fields[i].off);
+		if (cli_fields[i].min > cli_fields[i].max)
+			return cli_bool(name, val, out, err);
+		if (cli_int(name, val, cli_fields[i].min, cli_fields[i].max,
+		    out, err) == -1)
+			return -1;
+		/* kptunnel forces short intervals up to 2 s. */
+		if (id == OPT_INT && o->interval < 2)
+			o->interval = 2;
+		return 0;
+	}
+	return 1;
+}
+
 /* Applies one option; name is the table's spelling, val NULL for -flag. */
 static int
 cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
     const char *val, char *err)
 {
-	int	 b, ignored;
+	int	 rc, ignored;
 
+	if ((rc = cli_field(o, id, name, val, err)) != 1)
+		return rc;
 	switch (id) {
 	case OPT_PASS:
 		return cli_secret(name, val, &o->pass, err);
@@ -644,19 +673,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_secret_file(name, val, &o->encpass, err);
 	case OPT_PROXYFILE:
 		return cli_proxy_file(o, val, err);
-	case OPT_ENCCOUNT:
-		return cli_int(name, val, INT_MIN, INT_MAX, &o->enc_count,
-		    err);
 	case OPT_IP:
 		return cli_ip(o, val, err);
-	case OPT_INT:
-		if (cli_int(name, val, INT_MIN, CLI_MAX_SECONDS, &o->interval,
-		    err) == -1)
-			return -1;
-		/* kptunnel forces short intervals up to 2 s. */
-		if (o->interval < 2)
-			o->interval = 2;
-		return 0;
 	case OPT_HEADER:
 		return cli_header(o, val, err);
 	case OPT_WSPATH:
@@ -676,51 +694,19 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		}
 		return cli_copy(name, val, o->cafile, sizeof(o->cafile), 1,
 		    err);
-	case OPT_HSTIMEOUT:
-		return cli_int(name, val, 1, CLI_MAX_SECONDS,
-		    &o->handshake_timeout, err);
-	case OPT_OPENTIMEOUT:
-		return cli_int(name, val, 1, CLI_MAX_SECONDS,
-		    &o->open_timeout, err);
-	case OPT_SESSTIMEOUT:
-		return cli_int(name, val, 1, CLI_MAX_SECONDS,
-		    &o->session_timeout, err);
-	case OPT_MAXHSADDR:
-		return cli_int(name, val, 1, 65536, &o->max_hs_per_addr, err);
-	case OPT_OMIT:
-		return cli_bool(name, val, &o->omit, err);
-	case OPT_VERBOSE:
-		if (cli_bool(name, val, &b, err) == -1)
-			return -1;
-		o->verbose = b;
-		return 0;
-	case OPT_TLS:
-		return cli_bool(name, val, &o->tls, err);
-	case OPT_INSECURE:
-		return cli_bool(name, val, &o->insecure, err);
-	case OPT_ALLOWCLIFWD:
-		return cli_bool(name, val, &o->allow_client_fwds, err);
-	case OPT_ACCEPTSRVFWD:
-		return cli_bool(name, val, &o->accept_server_fwds, err);
 	case OPT_INTLOG:
 		return cli_bool(name, val, &ignored, err);
-	case OPT_CONSOLE:
-	case OPT_PROF:
-		/* kptunnel's debug console and Go profiler: no equivalent. */
-		return 0;
-	case OPT_HELP:
-	case OPT_VERSION:
-		/* Answered by cli_parse. */
+	default:
+		/* -console, -prof: kptunnel's debug console and Go profiler,
+		 * no equivalent; -help, -version: answered by cli_option. */
 		return 0;
 	}
-	return 0;
 }
 
 /* A random lower-case UUIDv4 (RFC 9562), as kptunnel's default -session. */
 static int
 cli_uuid(char *out, size_t cap, char *err)
 {
-	static const char hex[] = "0123456789abcdef";
 	uint8_t	 b[16];
 	size_t	 i, o = 0;
 	char	 why[ERR_LEN];
@@ -738,8 +724,8 @@ cli_uuid(char *out, size_t cap, char *err)
 	for (i = 0; i < sizeof(b); i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 0xf];
+		out[o++] = text_hexdigit(b[i] >> 4, 0);
+		out[o++] = text_hexdigit(b[i], 0);
 	}
 	out[o] = '\0';
 	return 0;
@@ -767,118 +753,85 @@ cli_text(char *out, size_t outcap, const char *text)
 		snprintf(out, outcap, "%s", text);
 }
 
-/*
- * On -1 and 1 nothing is left allocated in o (cli_free is harmless but not
- * needed); on 0 the caller owns o and releases it with cli_free.
- */
-int
-cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
-    size_t outcap, char *err)
-{
-	const char	*pos[CLI_MAX_POS], *arg, *name, *val, *eq;
-	char		 why[ERR_LEN], nbuf[64];
-	size_t		 npos = 0, i, nlen;
-	int		 a, only_pos = 0, reverse, need_fwd, want;
+/* What cli_parse's callbacks share. */
+struct cli_ctx {
+	struct cli_opts	*o;
+	const char	*pos[CLI_MAX_POS];
+	size_t		 npos;
+	char		*out;
+	size_t		 outcap;
+};
 
-	cli_defaults(o);
-	if (out != NULL && outcap > 0)
-		out[0] = '\0';
-	for (a = 1; a < argc && argv != NULL; a++) {
-		arg = argv[a];
-		if (arg == NULL)
-			break;
-		if (only_pos || arg[0] != '-' || arg[1] == '\0') {
-			if (npos == CLI_MAX_POS) {
-				err_set(err, "too many forwards (at most %d)",
-				    MSG_MAX_FWDS);
-				goto fail;
-			}
-			pos[npos++] = arg;
-			continue;
-		}
-		if (strcmp(arg, "--") == 0) {
-			only_pos = 1;
-			continue;
-		}
-		name = arg + (arg[1] == '-' ? 2 : 1);
-		if (*name == '\0' || *name == '-' || *name == '=') {
-			err_set(err, "bad option syntax: %s", arg);
-			goto fail;
-		}
-		eq = strchr(name, '=');
-		nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-		for (i = 0; i < CLI_NOPTS; i++)
-			if (strlen(cli_table[i].name) == nlen &&
-			    strncmp(cli_table[i].name, name, nlen) == 0)
-				break;
-		if (i == CLI_NOPTS) {
-			snprintf(nbuf, sizeof(nbuf), "%.*s", (int)nlen, name);
-			err_set(err, "unknown option -%s", nbuf);
-			goto fail;
-		}
-		if (eq != NULL)
-			val = eq + 1;
-		else if (cli_table[i].flag)
-			val = NULL;
-		else if (a + 1 < argc && argv[a + 1] != NULL)
-			val = argv[++a];
-		else {
-			err_set(err, "option -%s needs a value",
-			    cli_table[i].name);
-			goto fail;
-		}
-		if (cli_table[i].id == OPT_HELP ||
-		    cli_table[i].id == OPT_VERSION) {
-			/*
-			 * Answered at once, whatever follows, as Go's flag
-			 * package does; -help=false asks for nothing.
-			 */
-			if (cli_bool(cli_table[i].name, val, &want, err) == -1)
-				goto fail;
-			if (!want)
-				continue;
-			cli_text(out, outcap, cli_table[i].id == OPT_HELP ?
-			    cli_usage_text : CLI_VERSION);
-			cli_free(o);
-			cli_defaults(o);
-			return 1;
-		}
-		if (cli_apply(o, cli_table[i].id, cli_table[i].name, val,
-		    err) == -1)
-			goto fail;
-		if ((cli_table[i].id == OPT_PASS ||
-		    cli_table[i].id == OPT_ENCPASS ||
-		    cli_table[i].id == OPT_PROXY) &&
-		    cli_note_secret(o, cli_table[i].id, val, err) == -1)
-			goto fail;
+static int
+cli_positional(void *arg, const char *s, char *err)
+{
+	struct cli_ctx	*c = arg;
+
+	if (c->npos == CLI_MAX_POS) {
+		err_set(err, "too many forwards (at most %d)", MSG_MAX_FWDS);
+		return -1;
 	}
+	c->pos[c->npos++] = s;
+	return 0;
+}
+
+static int
+cli_option(void *arg, const struct opt_def *def, const char *val, char *err)
+{
+	struct cli_ctx	*c = arg;
+	int		 want;
+
+	if (def->id == OPT_HELP || def->id == OPT_VERSION) {
+		/*
+		 * Answered at once, whatever follows, as Go's flag package
+		 * does; -help=false asks for nothing.
+		 */
+		if (cli_bool(def->name, val, &want, err) == -1)
+			return -1;
+		if (want)
+			cli_text(c->out, c->outcap, def->id == OPT_HELP ?
+			    cli_usage_text : CLI_VERSION);
+		return want;
+	}
+	if (cli_apply(c->o, def->id, def->name, val, err) == -1)
+		return -1;
+	if (def->id == OPT_PASS || def->id == OPT_ENCPASS ||
+	    def->id == OPT_PROXY)
+		return cli_note_secret(c->o, def->id, val, err);
+	return 0;
+}
+
+/* The mode, the server address and the forwards. */
+static int
+cli_positionals(struct cli_opts *o, const char **pos, size_t npos,
+    char *err)
+{
+	char	 why[ERR_LEN];
+	size_t	 i;
+	int	 m, need_fwd;
 
 	if (npos == 0) {
 		err_set(err, "missing mode");
-		goto fail;
+		return -1;
 	}
-	for (i = 0; i < CLI_NMODES; i++)
-		if (strcmp(pos[0], cli_modes[i].name) == 0)
-			break;
-	if (i == CLI_NMODES) {
+	if ((m = mode_lookup(pos[0])) == -1) {
 		err_set(err, "unknown mode '%s'", pos[0]);
-		goto fail;
+		return -1;
 	}
-	o->mode = cli_modes[i].mode;
+	o->mode = (enum cli_mode)m;
 	if (npos < 2) {
 		err_set(err, "missing server address");
-		goto fail;
+		return -1;
 	}
 	if (addr_parse(pos[1], &o->server, why) == -1) {
 		err_set(err, "server address '%s': %s", pos[1], why);
-		goto fail;
+		return -1;
 	}
-	reverse = cli_mode_is_reverse(o->mode);
 	for (i = 2; i < npos; i++) {
-		if (fwd_parse(pos[i], reverse, &o->fwds.fwds[o->fwds.n],
-		    why) == -1) {
+		if (fwd_parse(pos[i], cli_mode_is_reverse(o->mode),
+		    &o->fwds.fwds[o->fwds.n], why) == -1) {
 			err_set(err, "forward '%s': %s", pos[i], why);
-			goto fail;
+			return -1;
 		}
 		o->fwds.n++;
 	}
@@ -887,28 +840,62 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 	if (need_fwd && o->fwds.n == 0 && !o->omit && o->ctrl[0] == '\0') {
 		err_set(err, "mode %s needs at least one forward",
 		    cli_mode_name(o->mode));
-		goto fail;
+		return -1;
 	}
+	return 0;
+}
 
-	/* The environment fills in what no option gave. */
+/* The environment fills in what no option gave; then the defaults. */
+static int
+cli_environment(struct cli_opts *o, char *err)
+{
 	if ((o->pass == NULL &&
 	    cli_secret_env("TUNNELD_PASS", &o->pass, err) == -1) ||
 	    (o->encpass == NULL &&
 	    cli_secret_env("TUNNELD_ENCPASS", &o->encpass, err) == -1))
-		goto fail;
+		return -1;
 	if (o->proxy[0] == '\0' && cli_proxy_env(o, err) == -1)
-		goto fail;
+		return -1;
 	if ((o->pass == NULL && cli_secret("pass", "", &o->pass, err) == -1) ||
 	    (o->encpass == NULL &&
 	    cli_secret("encPass", "", &o->encpass, err) == -1))
-		goto fail;
+		return -1;
 	if (o->session[0] == '\0' &&
 	    cli_uuid(o->session, sizeof(o->session), err) == -1)
-		goto fail;
+		return -1;
 	return 0;
-fail:
-	cli_free(o);
-	return -1;
+}
+
+/*
+ * On -1 and 1 nothing is left allocated in o (cli_free is harmless but not
+ * needed); on 0 the caller owns o and releases it with cli_free.
+ */
+int
+cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
+    size_t outcap, char *err)
+{
+	struct cli_ctx	 c = { .o = o, .out = out, .outcap = outcap };
+	struct opt_parser p = {
+		.defs = cli_table, .ndefs = CLI_NOPTS, .flags = OPT_GO_SYNTAX,
+		.option = cli_option, .positional = cli_positional, .arg = &c
+	};
+	int		 rc;
+
+	cli_defaults(o);
+	if (out != NULL && outcap > 0)
+		out[0] = '\0';
+	rc = opt_parse(&p, argc, argv, err);
+	if (rc == 1) {
+		cli_free(o);
+		cli_defaults(o);
+		return 1;
+	}
+	if (rc == -1 || cli_positionals(o, c.pos, c.npos, err) == -1 ||
+	    cli_environment(o, err) == -1) {
+		cli_free(o);
+		return -1;
+	}
+	return 0;
 }
 
 void

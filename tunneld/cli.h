@@ -20,6 +20,7 @@
 #define CLI_ARGV_ENCPASS	0x2
 #define CLI_ARGV_PROXY		0x4
 
+/* Indices of common/mode.c's table (mode_flags, mode_name). */
 enum cli_mode {
 	MODE_WSSERVER,
 	MODE_R_WSSERVER,

@@ -21,6 +21,7 @@
 #include "err.h"
 #include "tls.h"
 #include "ws.h"
+#include "wsup.h"
 
 static void	conn_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
 static void	conn_close_cb(uv_handle_t *);
@@ -495,7 +496,7 @@ conn_heads(struct conn *c)
 		return -1;
 	if (c->state == CONN_OPEN)
 		return 1;
-	if (c->rlen >= WS_HTTP_MAX && c->state != CONN_TLS) {
+	if (c->rlen >= WSUP_HEAD_MAX && c->state != CONN_TLS) {
 		conn_end(c, CONN_WHY_PROTOCOL, "HTTP head too long");
 		return -1;
 	}

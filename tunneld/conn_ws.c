@@ -16,6 +16,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "ws.h"
+#include "wsup.h"
 
 /* A websocket client's key and upgrade request.  Returns 0 or -1. */
 int
@@ -28,8 +29,8 @@ conn_ws_client_init(struct conn *c, const struct conn_client_params *cp,
 	if (crypto_random(nonce, sizeof(nonce), err) == -1)
 		return -1;
 	crypto_b64(nonce, sizeof(nonce), c->key);
-	if ((c->request = malloc(WS_HTTP_MAX)) == NULL ||
-	    ws_client_request(c->request, WS_HTTP_MAX, cp->host_port,
+	if ((c->request = malloc(WSUP_HEAD_MAX)) == NULL ||
+	    wsup_client_request(c->request, WSUP_HEAD_MAX, cp->host_port,
 	    cp->path_query, c->key, cp->extra_header) < 0) {
 		err_set(err, "websocket request too long");
 		return -1;
@@ -153,12 +154,12 @@ int
 conn_ws_upgrade(struct conn *c)
 {
 	char			 err[ERR_LEN], out[512];
-	struct ws_http_req	 req;
+	struct wsup_req	 req;
 	ssize_t			 n;
 	int			 status, len;
 
 	if (c->kind == CONN_WS_SERVER) {
-		n = ws_server_parse_request((char *)c->rbuf, c->rlen, &req,
+		n = wsup_server_parse_request((char *)c->rbuf, c->rlen, &req,
 		    &status, err);
 		if (n == 0)
 			return 0;
@@ -170,15 +171,15 @@ conn_ws_upgrade(struct conn *c)
 		}
 		snprintf(c->http.target, sizeof(c->http.target), "%s",
 		    req.target);
-		len = ws_server_response(out, sizeof(out), req.key);
+		len = wsup_server_response(out, sizeof(out), req.key);
 		if (len < 0 || conn_send_raw(c, out, len) == -1) {
 			conn_end(c, CONN_WHY_RESOURCE,
 			    "cannot answer the upgrade");
 			return -1;
 		}
 	} else {
-		n = ws_client_check_response((char *)c->rbuf, c->rlen, c->key,
-		    err);
+		n = wsup_client_check_response((char *)c->rbuf, c->rlen,
+		    c->key, err);
 		if (n == 0)
 			return 0;
 		if (n < 0) {

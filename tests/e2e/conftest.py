@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -30,11 +31,17 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+# The helpers shared with bench/ (tests/lib/tunhelp); the test modules
+# import them from here or from tunhelp.
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+from tunhelp import (HOST, connect_refused,  # noqa: E402,F401 (re-exported)
+                     fd_count, free_port, sanitizer_env, sanitizer_report,
+                     wait_until)
+
 TUNNELD = os.environ.get("TUNNELD") or os.path.join(ROOT, "build", "tunneld")
 LWS_PEER = os.environ.get("LWS_PEER") or os.path.join(ROOT, "build", "tests",
                                                        "lws-peer")
-
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 # Readiness lines tunneld prints on stderr (those of kptunnel, wire spec 8.6).
 SERVER_READY = r"start websocket -- "
@@ -47,7 +54,6 @@ SERVER_READY_BY_MODE = {
 CLIENT_SESSION = r"session \d+ established"
 LISTENING = r"forward: listening on "
 
-HOST = "127.0.0.1"
 
 # Generous: the ASan build on two busy cores is several times slower.
 START_TIMEOUT = 20.0
@@ -56,70 +62,7 @@ IO_TIMEOUT = 120.0
 
 
 # --------------------------------------------------------------------------
-# Polling
-
-
-def wait_until(cond, timeout, what, interval=0.02):
-    """Polls cond() until it returns a true value, which is returned.
-
-    Fails the test with `what` (a string, or a callable giving one, called
-    at the deadline) when the deadline passes first.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            pytest.fail("timed out after %.1f s waiting for %s" %
-                        (timeout, what() if callable(what) else what))
-        time.sleep(interval)
-
-
-# --------------------------------------------------------------------------
 # Ports
-
-_ports_lock = threading.Lock()
-_ports_given = set()
-_port_rng = random.Random(os.getpid() ^ int(time.time()))
-
-
-def _ephemeral_range():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_port():
-    """A TCP port of 127.0.0.1 that is free now and not handed out before.
-
-    Ports come from below the kernel's ephemeral range, so that outgoing
-    connections of the processes under test cannot take them between this
-    check and the bind.
-    """
-    lo, _ = _ephemeral_range()
-    top = lo - 1 if lo > 12000 else 60999
-    base = 10000
-    with _ports_lock:
-        for _ in range(2000):
-            port = _port_rng.randrange(base, top)
-            if port in _ports_given:
-                continue
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                # No SO_REUSEADDR: a port with TIME_WAIT leftovers is skipped.
-                s.bind((HOST, port))
-            except OSError:
-                continue
-            finally:
-                s.close()
-            _ports_given.add(port)
-            return port
-    raise RuntimeError("no free TCP port found")
-
 
 @pytest.fixture
 def port():
@@ -127,42 +70,8 @@ def port():
     return free_port
 
 
-def connect_refused(port, host=HOST):
-    """True if a TCP connection to host:port is refused."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5)
-    try:
-        s.connect((host, port))
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return False
-
-
 # --------------------------------------------------------------------------
 # Processes
-
-
-def fd_count(pid):
-    """Number of open file descriptors of a process."""
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def sanitizer_env():
-    env = dict(os.environ)
-    env.setdefault("ASAN_OPTIONS",
-                   "detect_leaks=1:abort_on_error=0:halt_on_error=1")
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    return env
-
-
-def sanitizer_report(text):
-    """The sanitizer lines of a stderr text, or '' if there are none."""
-    return "\n".join(l for l in text.splitlines()
-                     if any(m in l for m in SANITIZER_MARKS))
 
 
 class Proc:

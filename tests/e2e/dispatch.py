@@ -27,8 +27,6 @@ x-probe: see CANACCEPT below).  Nothing here sleeps to make an assertion:
 conditions are polled with a deadline.
 """
 
-import base64
-import hashlib
 import itertools
 import json
 import os
@@ -48,23 +46,14 @@ import pytest
 import kpt
 from conftest import (HOST, START_TIMEOUT, STOP_TIMEOUT, TUNNELD, free_port,
                       sanitizer_env, sanitizer_report)
+from tunhelp import is_asan, ws_accept, ws_key  # noqa: F401 (re-exported)
 
 DISPATCHER = os.environ.get("DISPATCHER") or os.path.join(
     os.path.dirname(os.path.abspath(TUNNELD)), "dispatcher")
 
 TAG_VAR = "TUNNELD_E2E_DISPATCH_TAG"
 READY = r"listening on "
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REFUSE_DELAY = 3.0          # kptunnel's delay before a refusal
-
-
-def is_asan(binary):
-    """Whether a binary was built with AddressSanitizer."""
-    try:
-        with open(binary, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------
@@ -337,15 +326,6 @@ class Reply:
     def __repr__(self):
         return "<Reply %s %r %r %r>" % (self.status, self.reason,
                                         self.headers, self.body[:200])
-
-
-def ws_key():
-    return base64.b64encode(os.urandom(16)).decode()
-
-
-def ws_accept(key):
-    return base64.b64encode(hashlib.sha1(
-        (key + WS_GUID).encode()).digest()).decode()
 
 
 def upgrade_request(port, path="/", headers=None, key=None, method="GET",

@@ -71,41 +71,12 @@ import sys
 import threading
 import time
 
+# Shared with the tests and bench/ (tests/lib/tunhelp); also when this file
+# runs as a program.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+from tunhelp import hard_close  # noqa: E402
 
-def wait_until(cond, timeout, what, interval=0.02):
-    """Polls cond until it returns something true (returned), or fails
-    after timeout seconds naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s"
-                                 % (timeout, what))
-        time.sleep(interval)
-
-
-def free_port(host="127.0.0.1"):
-    """A free port below the ephemeral range (not taken by outgoing
-    connections meanwhile)."""
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo = int(f.read().split()[0])
-    except (OSError, ValueError):
-        lo = 32768
-    for _ in range(1000):
-        port = rng.randrange(10000, lo - 1)
-        s = socket.socket()
-        try:
-            s.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return port
-    raise RuntimeError("no free port")
 
 HOST = "127.0.0.1"
 CHUNK = 256 * 1024
@@ -333,13 +304,13 @@ class FaultRelay:
                 return
             if self.down:
                 self._count("refused")
-                _hard_close(c)
+                hard_close(c)
                 continue
             try:
                 s = socket.create_connection(self.upstream, timeout=5)
             except OSError:
                 self._count("upstream_failed")
-                _hard_close(c)
+                hard_close(c)
                 continue
             for x in (c, s):
                 x.setblocking(False)
@@ -555,7 +526,7 @@ class FaultRelay:
             except (KeyError, ValueError, OSError):
                 pass
             if why is not None:
-                _hard_close(s)
+                hard_close(s)
             else:
                 try:
                     s.close()
@@ -572,18 +543,6 @@ def select_write(sock, timeout):
         sel.select(timeout)
     finally:
         sel.close()
-
-
-def _hard_close(s):
-    """shutdown(SHUT_RDWR) then close, as the capture's relay did."""
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        s.close()
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------

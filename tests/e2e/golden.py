@@ -18,12 +18,12 @@ import hashlib
 import json
 import os
 import re
-import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
+
+from tunhelp import Tun, free_port, ws_accept  # noqa: F401 (re-exported)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAPTURES = os.path.normpath(os.path.join(HERE, "..", "data", "captures"))
@@ -32,7 +32,6 @@ PASS = "p"
 ENCPASS = "e"
 SESSION_QUERY = "11111111-2222-3333-4444-555555555555"
 LACK = bytes(range(10)) * 2
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 KIND_NORMAL = 0
 KIND_DUMMY = 1
@@ -183,10 +182,6 @@ def build_frame(payload, opcode=2, mask=False, key=None, fin=True):
     return bytes(hdr) + payload
 
 
-def ws_accept(key):
-    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
-
-
 # --------------------------------------------------------------------------
 # kptunnel packets
 
@@ -325,15 +320,6 @@ def json_pairs(data):
 
 # --------------------------------------------------------------------------
 # sockets and processes
-
-def free_port():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
 
 def listen(port=0):
     s = socket.socket()
@@ -549,37 +535,15 @@ def start_echo_server():
     return port, shutdown, received
 
 
-class Proc:
-    """A tunneld child process; stderr goes to a file shown on failure."""
+class Proc(Tun):
+    """A tunneld child process (the test's own); stdout and stderr go to a
+    file shown on failure."""
+
+    STOP_TIMEOUT = 3.0
 
     def __init__(self, args, tmpdir):
-        exe = os.environ.get("TUNNELD")
-        assert exe, "TUNNELD must be the absolute path of the tunneld binary"
-        assert os.path.isabs(exe) and os.access(exe, os.X_OK), \
-            "TUNNELD=%r is not an executable absolute path" % exe
-        self.args = [exe] + list(args)
-        self.errpath = os.path.join(str(tmpdir), "tunneld-%d.stderr" % id(self))
-        self.errf = open(self.errpath, "wb")
-        self.p = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                  stdout=self.errf, stderr=self.errf)
+        super().__init__("tunneld-%d" % id(self), args, tmpdir)
+        self.args = self.argv
 
     def stderr(self):
-        try:
-            with open(self.errpath, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(3)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(3)
-        self.errf.close()
-        return self.p.returncode
+        return self.log()

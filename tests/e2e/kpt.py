@@ -21,6 +21,8 @@ import socket
 import struct
 import time
 
+from tunhelp import ws_accept
+
 try:
     from cryptography.hazmat.primitives.ciphers import (Cipher, algorithms,
                                                         modes)
@@ -28,7 +30,6 @@ try:
 except ImportError:     # pragma: no cover - depends on the host
     HAVE_AES = False
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LACK = bytes(range(10)) * 2
 IV = bytes(range(16))
 
@@ -135,9 +136,7 @@ class KptClient:
             if ":" in l:
                 k, v = l.split(":", 1)
                 hdrs[k.strip().lower()] = v.strip()
-        accept = base64.b64encode(hashlib.sha1(
-            (key + WS_GUID).encode()).digest()).decode()
-        if hdrs.get("sec-websocket-accept") != accept:
+        if hdrs.get("sec-websocket-accept") != ws_accept(key):
             raise KptError("bad Sec-WebSocket-Accept: %r" % hdrs)
         self._raw = bytearray(head[end:])
 

@@ -23,7 +23,7 @@ import time
 import pytest
 
 import kpt
-from conftest import EchoServer, HOST, wait_until
+from conftest import EchoServer, HOST, fd_count, wait_until
 
 PASS = "bounds-pass"
 MiB = 1024 * 1024
@@ -50,10 +50,6 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS for %d" % pid)
-
-
-def fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def ws_connect(port, src=None, rcvbuf=None):
@@ -273,13 +269,13 @@ def test_ip_refusal_flood(tunneld, port):
     c.connect()
     c.handshake([kpt.forward("127.0.0.1", 1, "127.0.0.1", echo.port)])
     stream_through(c, 1, echo.port)
-    base = fds(srv.pid)
+    base = fd_count(srv.pid)
     stop, held, peak = threading.Event(), [], [base]
 
     def sample():
         while not stop.is_set():
             try:
-                peak[0] = max(peak[0], fds(srv.pid))
+                peak[0] = max(peak[0], fd_count(srv.pid))
             except OSError:
                 pass
             time.sleep(0.01)
@@ -339,8 +335,8 @@ def test_handshakes_per_address(tunneld, port):
         stream_through(c, 1, echo.port)
         c.close()
         print("handshakes per address: %d attacker connections, server "
-              "fds %d" % (len(held), fds(srv.pid)))
-        assert fds(srv.pid) < 64
+              "fds %d" % (len(held), fd_count(srv.pid)))
+        assert fd_count(srv.pid) < 64
     finally:
         for s in held:
             s.close()

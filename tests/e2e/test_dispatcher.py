@@ -38,6 +38,7 @@ from conftest import (CLIENT_SESSION, HOST, IO_TIMEOUT, LISTENING, SS_HEADER,
                       TUNNELD, RandomData, SinkSourceServer, connect_refused,
                       echo_roundtrip, free_port, recv_exact, run_threads,
                       send_all, wait_until)
+from tunhelp import fwd
 from dispatch import dispatch  # noqa: F401  (the fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,10 +51,6 @@ B_PASS, B_ENC = "beta-e2e-pass", "beta-e2e-enc"
 ASAN = D.is_asan(TUNNELD)
 # Slack for timings under ASan on two busy cores.
 SLOW = 3.0 if ASAN else 1.0
-
-
-def fwd(prefix, lport, tport):
-    return "%s,%s:%d,%s:%d" % (prefix, HOST, lport, HOST, tport)
 
 
 def alpha(forwards, **kw):
@@ -285,8 +282,8 @@ def test_two_tenants_isolated(dispatch, tunneld, tmp_path, echo_server):
     ea, eb = echo_server(), echo_server()
     la, lb, decoy = free_port(), free_port(), free_port()
     h, c = D.tenant_policy(tmp_path, {
-        "alpha": alpha([fwd("t", la, ea.port)]),
-        "beta": beta([fwd("r", lb, eb.port)], maxTunnels=1),
+        "alpha": alpha([fwd(la, ea.port, "t,")]),
+        "beta": beta([fwd(lb, eb.port, "r,")], maxTunnels=1),
     })
     d = dispatch.start(h, c)
 
@@ -316,7 +313,7 @@ def test_two_tenants_isolated(dispatch, tunneld, tmp_path, echo_server):
     # tunneld clients.  alpha's own forward is a decoy: the tenant's wins
     # (the clients are told to obey the server's list).
     ca = client(tunneld, "wsclient", d.port, D.new_session("alpha"), A_PASS,
-                A_ENC, fwd("t", decoy, 9), "-acceptServerForwards")
+                A_ENC, fwd(decoy, 9, "t,"), "-acceptServerForwards")
     ca.wait_for(LISTENING + re.escape("%s:%d" % (HOST, la)))
     cb = client(tunneld, "r-wsclient", d.port, D.new_session("beta"),
                 B_PASS, B_ENC, "-acceptServerForwards")
@@ -352,10 +349,10 @@ def test_wrong_password_refused_by_worker(dispatch, tunneld, tmp_path):
     client exits 1 saying so."""
     h, c = D.tenant_policy(tmp_path, {"gamma": dict(
         mode="server", **{"pass": "gamma-pass"}, encPass="gamma-enc",
-        encCount=0, forwards=[fwd("t", free_port(), 9)])})
+        encCount=0, forwards=[fwd(free_port(), 9, "t,")])})
     d = dispatch.start(h, c)
     p = client(tunneld, "wsclient", d.port, D.new_session("gamma"),
-               "gamma-passg", "amma-enc", fwd("t", free_port(), 9),
+               "gamma-passg", "amma-enc", fwd(free_port(), 9, "t,"),
                "-encCount", "0", ready=False)
     rc = p.wait_exit(20 * SLOW)
     assert rc != 0, "client exited %d after a refused authentication\n%s" % (
@@ -370,10 +367,10 @@ def test_wrong_password_client_exits(dispatch, tunneld, tmp_path):
     status (kptunnel exits on any first-connection failure, 5.8), not
     retry for ever."""
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), 9)])})
+        [fwd(free_port(), 9, "t,")])})
     d = dispatch.start(h, c)
     p = client(tunneld, "wsclient", d.port, D.new_session("alpha"),
-               "not-the-password", A_ENC, fwd("t", free_port(), 9),
+               "not-the-password", A_ENC, fwd(free_port(), 9, "t,"),
                ready=False)
     deadline = time.monotonic() + 15 * SLOW
     while p.running() and time.monotonic() < deadline:
@@ -397,8 +394,8 @@ def test_policy_refusals(dispatch, tmp_path):
     outside -ip with 406; ?reqinfo without -reqInfo with 400; requests that
     are no websocket upgrade at once with 400 / 426."""
     h, c = D.tenant_policy(tmp_path, {
-        "alpha": alpha([fwd("t", free_port(), 9)]),
-        "closed": alpha([fwd("t", free_port(), 9)], maxTunnels=0),
+        "alpha": alpha([fwd(free_port(), 9, "t,")]),
+        "closed": alpha([fwd(free_port(), 9, "t,")], maxTunnels=0),
     })
     d = dispatch.start(h, c)
     dip = dispatch.start(h, c, "-ip", "10.0.0.0/8")
@@ -446,7 +443,7 @@ def test_upgrades_from_one_address(dispatch, tmp_path):
     already handed to a worker are not pending requests (behind HAProxy
     every client has the proxy's address)."""
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), 9)])})
+        [fwd(free_port(), 9, "t,")])})
     d = dispatch.start(h, c)
     session = D.new_session("alpha")
     assert D.upgrade(d.port, D.session_path(session)).status == 101
@@ -484,7 +481,7 @@ def test_misbehaving_scripts(dispatch, tmp_path):
     in getTunnelInfo (the shared state): each answers 500 at once, and the
     next normal request is admitted (101)."""
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), 9)])})
+        [fwd(free_port(), 9, "t,")])})
     # getTunnelInfo misbehaves on request too.
     h_src = open(h).read().replace(
         "function getTunnelInfo(req)\n",
@@ -535,7 +532,7 @@ def test_resume_through_cuts(dispatch, tunneld, tmp_path):
     target = PacedSinkSource(rate)
     lp = free_port()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", lp, target.port)])})
+        [fwd(lp, target.port, "t,")])})
     d = dispatch.start(h, c)
     relay = faultrelay.RelayProcess(d.port, mode="mixed", lo=0.15, hi=0.5,
                                     seed=int.from_bytes(os.urandom(4), "big"))
@@ -544,7 +541,7 @@ def test_resume_through_cuts(dispatch, tunneld, tmp_path):
         relay.set_cutting(False)
         session = D.new_session("alpha")
         cl = client(tunneld, "wsclient", relay.port, session, A_PASS, A_ENC,
-                    fwd("t", lp, target.port))
+                    fwd(lp, target.port, "t,"))
         cl.wait_for(LISTENING + re.escape("%s:%d" % (HOST, lp)))
         key, wpid = started_worker(d, session)
         relay.set_cutting(True)
@@ -592,14 +589,14 @@ def test_dispatcher_sigkill_adoption(dispatch, tunneld, tmp_path):
     target = PacedSinkSource(rate, gate)
     lp = free_port()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", lp, target.port)])})
+        [fwd(lp, target.port, "t,")])})
     d1 = dispatch.start(h, c)
     relay = faultrelay.RelayProcess(d1.port, mode="none")
     relay.start()
     try:
         session = D.new_session("alpha")
         cl = client(tunneld, "wsclient", relay.port, session, A_PASS, A_ENC,
-                    fwd("t", lp, target.port))
+                    fwd(lp, target.port, "t,"))
         cl.wait_for(LISTENING + re.escape("%s:%d" % (HOST, lp)))
         key, wpid = started_worker(d1, session)
         bg = Background([lambda: paced_transfer(lp, target, size, size, rate,
@@ -684,7 +681,7 @@ def test_200_tenants(dispatch, tmp_path, echo_server):
     echo = echo_server()
     h, c = D.tenant_policy(tmp_path, {}, mass=dict(
         prefix="m", mode="server", encPass="mass-enc-",
-        forwards=[fwd("t", 1, echo.port)], keepalive=600,
+        forwards=[fwd(1, echo.port, "t,")], keepalive=600,
         **{"pass": "mass-pass-"}))
     # -perIp: see test_upgrades_from_one_address.  All 200 come from one
     # address faster than their authentications reach the dispatcher's
@@ -801,7 +798,7 @@ def test_go_client_handshake(dispatch, tmp_path, echo_server):
     go_resp = bytes.fromhex(cap["s2c"][0]).decode("latin-1")
     echo = echo_server()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), echo.port)])}, default="alpha")
+        [fwd(free_port(), echo.port, "t,")])}, default="alpha")
     d = dispatch.start(h, c)
     req, k = re.subn(rb"\r\nHost: [^\r]*\r\n",
                      b"\r\nHost: %s:%d\r\n" % (HOST.encode(), d.port), req)
@@ -857,7 +854,7 @@ def test_session_routing(dispatch, tunneld, tmp_path, echo_server):
     its worker, and onEndTunnel hears of it."""
     echo = echo_server()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), echo.port)])})
+        [fwd(free_port(), echo.port, "t,")])})
     d = dispatch.start(h, c)
     p = d.port
 
@@ -926,7 +923,7 @@ def test_max_session(dispatch, tmp_path, echo_server):
     """
     echo = echo_server()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), echo.port)])})
+        [fwd(free_port(), echo.port, "t,")])})
     d = dispatch.start(h, c, "-maxSession", 2)
     p = d.port
     s1, s2 = D.new_session("alpha"), D.new_session("alpha")
@@ -958,9 +955,9 @@ def test_oneshot_ends_with_connection(dispatch, tmp_path, echo_server):
     is called; a CanReconnect worker outlives its connection."""
     echo = echo_server()
     h, c = D.tenant_policy(tmp_path, {
-        "once": alpha([fwd("t", free_port(), echo.port)],
+        "once": alpha([fwd(free_port(), echo.port, "t,")],
                       connectMode="OneShot"),
-        "alpha": alpha([fwd("t", free_port(), echo.port)]),
+        "alpha": alpha([fwd(free_port(), echo.port, "t,")]),
     })
     d = dispatch.start(h, c)
     so, sa = D.new_session("once"), D.new_session("alpha")
@@ -992,7 +989,7 @@ def test_worker_killed(dispatch, tmp_path, echo_server):
     notices, and the session's next connection gets a new worker."""
     echo = echo_server()
     h, c = D.tenant_policy(tmp_path, {"alpha": alpha(
-        [fwd("t", free_port(), echo.port)])})
+        [fwd(free_port(), echo.port, "t,")])})
     d = dispatch.start(h, c)
     s1 = D.new_session("alpha")
     k1 = kclient(d.port, s1, A_PASS, A_ENC)
@@ -1036,7 +1033,7 @@ def test_reload(dispatch, tmp_path):
     """SIGHUP and POST /api/reload swap the policy only when the new one
     loads: broken scripts leave the old policy working (the log says the
     reload failed), good ones take effect."""
-    tenants = {"alpha": alpha([fwd("t", free_port(), 9)])}
+    tenants = {"alpha": alpha([fwd(free_port(), 9, "t,")])}
     h, c = D.tenant_policy(tmp_path, tenants, probe="accept", version="v1")
     d = dispatch.start(h, c, "-reqInfo")
     assert probe(d) == "accept"
@@ -1085,7 +1082,7 @@ def test_reload(dispatch, tmp_path):
     assert log_count(d.stderr(), r"probe error v2") == 2
 
     # v3 by the console: a new tenant and the probe accepted again.
-    tenants["zeta"] = alpha([fwd("t", free_port(), 9)])
+    tenants["zeta"] = alpha([fwd(free_port(), 9, "t,")])
     D.tenant_policy(tmp_path, tenants, probe="accept", version="v3")
     status, body = d.reload()
     assert (status, body) == (200, {"reloaded": True})

@@ -28,6 +28,7 @@ import dispatch as D
 import kpt
 from conftest import (CLIENT_SESSION, HOST, LISTENING, TcpServer,
                       connect_refused, echo_roundtrip, free_port, wait_until)
+from tunhelp import fwd
 from dispatch import dispatch  # noqa: F401  (the fixture)
 
 PASS = ["-pass", "fp-pass", "-encPass", "fp-enc"]
@@ -44,10 +45,6 @@ class Target(TcpServer):
 
     def handle(self, c):
         c.sendall(self.SECRET)
-
-
-def fwd(prefix, lport, tport):
-    return "%s,%s:%d,%s:%d" % (prefix, HOST, lport, HOST, tport)
 
 
 def kfwd(lport, tport, reverse=False):
@@ -119,7 +116,7 @@ def test_worker_policy_list_wins_over_client_r_entry(dispatch, tmp_path):
     carries the policy's list."""
     target = Target()
     rport, lp = free_port(), free_port()
-    d = dispatch.start(*gamma_policy(tmp_path, [fwd("t", lp, 9)]))
+    d = dispatch.start(*gamma_policy(tmp_path, [fwd(lp, 9, "t,")]))
     k = D.KClient(HOST, d.port, G_PASS, G_ENC, timeout=WAIT)
     k.connect(D.session_path(D.new_session("gamma")))
     res = k.handshake([kfwd(rport, target.port, reverse=True),
@@ -176,11 +173,11 @@ def test_tcp_server_client_list_needs_opt_in(tunneld, opt_in, echo_server):
     tunneld.server(sp, *PASS, *(["-allowClientForwards"] if opt_in else []),
                    mode="server")
     if opt_in:
-        tunneld.client(sp, fwd("t", lp, e.port), *PASS, mode="client")
+        tunneld.client(sp, fwd(lp, e.port, "t,"), *PASS, mode="client")
         data = os.urandom(4096)
         assert echo_roundtrip(lp, data) == data
         return
-    c = tunneld.start("client", "%s:%d" % (HOST, sp), fwd("t", lp, e.port),
+    c = tunneld.start("client", "%s:%d" % (HOST, sp), fwd(lp, e.port, "t,"),
                       *PASS, name="client")
     assert c.wait_exit(WAIT) == 1, c.describe()
     assert "the server names no forwards and refused ours" in c.stderr(), \
@@ -198,16 +195,16 @@ def test_client_refuses_server_t_list(tunneld, opt_in, echo_server):
     not listen on it (exits 1 saying why) unless -acceptServerForwards."""
     e = echo_server()
     sp, ours, theirs = free_port(), free_port(), free_port()
-    tunneld.server(sp, fwd("t", theirs, e.port), *PASS)
+    tunneld.server(sp, fwd(theirs, e.port, "t,"), *PASS)
     extra = ["-acceptServerForwards"] if opt_in else []
     if opt_in:
-        tunneld.client(sp, fwd("t", ours, e.port), *PASS, *extra)
+        tunneld.client(sp, fwd(ours, e.port, "t,"), *PASS, *extra)
         data = os.urandom(4096)
         assert echo_roundtrip(theirs, data) == data
         assert connect_refused(ours)
         return
     c = tunneld.start("wsclient", "%s:%d" % (HOST, sp),
-                      fwd("t", ours, e.port), *PASS, name="client")
+                      fwd(ours, e.port, "t,"), *PASS, name="client")
     assert c.wait_exit(WAIT) == 1, c.describe()
     assert "which was not given here" in c.stderr(), c.describe()
     assert not re.search(LISTENING, c.stderr()), c.describe()
@@ -221,7 +218,7 @@ def test_r_wsclient_without_list_refuses_server_r_list(tunneld, opt_in):
     Without -acceptServerForwards the client never dials it."""
     target = Target()
     sp, lp = free_port(), free_port()
-    tunneld.server(sp, fwd("r", lp, target.port), *PASS, mode="r-wsserver")
+    tunneld.server(sp, fwd(lp, target.port, "r,"), *PASS, mode="r-wsserver")
     extra = ["-acceptServerForwards"] if opt_in else []
     c = tunneld.start("r-wsclient", "%s:%d" % (HOST, sp), *PASS, *extra,
                       name="client")
@@ -254,10 +251,10 @@ def test_client_accepts_server_list_it_was_given(tunneld, echo_server):
     option; r-wsclient naming the server's r forward works too."""
     e = echo_server()
     sp, lp, sp2, lp2 = free_port(), free_port(), free_port(), free_port()
-    f = fwd("t", lp, e.port)
+    f = fwd(lp, e.port, "t,")
     tunneld.server(sp, f, *PASS)
     tunneld.client(sp, f, *PASS)
-    r = fwd("r", lp2, e.port)
+    r = fwd(lp2, e.port, "r,")
     tunneld.server(sp2, r, *PASS, mode="r-wsserver")
     c = tunneld.start("r-wsclient", "%s:%d" % (HOST, sp2), r, *PASS,
                       name="client")

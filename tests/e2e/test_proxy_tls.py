@@ -27,6 +27,7 @@ import pytest
 import peers
 from conftest import (CLIENT_SESSION, HOST, LISTENING, connect_refused,
                       wait_until)
+from tunhelp import fwd
 
 PASS = ["-pass", "e2e-pass", "-encPass", "e2e-encpass"]
 MiB = 1024 * 1024
@@ -36,10 +37,6 @@ UA = "tunneld-e2e/1.0 (proxy test)"
 VERIFY_FAILED = r"TLS: certificate verification failed: "
 NO_ISSUER = VERIFY_FAILED + r"unable to get local issuer certificate"
 NAME_MISMATCH = VERIFY_FAILED + r"hostname mismatch"
-
-
-def fwd(lport, tport):
-    return "%s:%d,%s:%d" % (HOST, lport, HOST, tport)
 
 
 # --------------------------------------------------------------------------

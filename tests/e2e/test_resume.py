@@ -43,7 +43,6 @@ import os
 import random
 import re
 import selectors
-import signal
 import socket
 import struct
 import subprocess
@@ -53,9 +52,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import faultrelay  # noqa: E402
 import pytest  # noqa: E402
+from tunhelp import Tun, free_port, is_asan, wait_until  # noqa: E402
 
 HOST = "127.0.0.1"
 PASS, ENCPASS = "resume-pass", "resume-enc"
@@ -76,14 +77,11 @@ RSS_BOUND_ASAN = 450
 RSS_BOUND_DEV = 320
 CHUNK = 256 * 1024
 HEADER = struct.Struct(">8sII")   # b"tunresum", run (low 32 bits), id
-START_TIMEOUT = 30.0
 STALL_TIMEOUT = 60.0              # no byte moved for this long: fail
 # The whole transfer of one variant must end within this (measured: 40-70 s
 # at 64 MiB with the optimised build on a busy machine, 9-16 s at 16 MiB
 # under ASan).
 TRANSFER_TIMEOUT = 150.0
-STOP_TIMEOUT = 60.0
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
 # --------------------------------------------------------------------------
@@ -385,98 +383,10 @@ class TrafficProcess:
 # Processes and polling
 
 
-wait_until = faultrelay.wait_until
-
-
 def tunneld_binary():
     path = os.environ.get("TUNNELD")
     assert path, "set TUNNELD to the absolute path of the tunneld binary"
     return path
-
-
-def is_asan(path):
-    with open(path, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-free_port = faultrelay.free_port
-
-
-class Tun:
-    """A tunneld process with its stderr in a file."""
-
-    def __init__(self, name, args, logdir):
-        self.name = name
-        self.argv = [tunneld_binary()] + [str(a) for a in args]
-        self.err_path = os.path.join(logdir, name + ".stderr")
-        self._err = open(self.err_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                  stdout=self._err, stderr=self._err,
-                                  env=env)
-        self.pid = self.p.pid
-        self.rc = None
-
-    def log(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def count(self, pattern):
-        return len(re.findall(pattern, self.log()))
-
-    def wait_for(self, pattern, timeout=START_TIMEOUT, count=1):
-        def ok():
-            if self.count(pattern) >= count:
-                return True
-            if not self.alive():
-                raise AssertionError("%s exited (%s) before logging %r\n%s"
-                                     % (self.name, self.p.returncode,
-                                        pattern, self.tail()))
-            return False
-        try:
-            wait_until(ok, timeout, "%s to log %r" % (self.name, pattern))
-        except AssertionError as e:
-            raise AssertionError("%s\n%s" % (e, self.tail())) from None
-
-    def tail(self, n=40):
-        lines = self.log().splitlines()
-        return "--- %s (%s) last %d lines ---\n%s" % (
-            self.name, " ".join(self.argv[1:]), n, "\n".join(lines[-n:]))
-
-    def rss_mib(self):
-        return status_field(self.pid, "VmRSS")
-
-    def hwm_mib(self):
-        return status_field(self.pid, "VmHWM")
-
-    def stop(self):
-        """SIGTERM; returns the exit status (None if it had to be killed)."""
-        if self.alive():
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            self.rc = self.p.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            self.rc = None
-        self._err.close()
-        return self.rc
-
-    def kill(self):
-        if self.alive():
-            self.p.kill()
-        self.p.wait()
-        if not self._err.closed:
-            self._err.close()
-
-    def sanitizer(self):
-        return "\n".join(l for l in self.log().splitlines()
-                         if any(m in l for m in SANITIZER_MARKS))
 
 
 def loss_reasons(text):
@@ -485,18 +395,6 @@ def loss_reasons(text):
     for why in re.findall(r"transport lost: (.*)", text):
         out[why] = out.get(why, 0) + 1
     return out
-
-
-def status_field(pid, field):
-    """A /proc/PID/status size field in MiB (None if the process is gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 # --------------------------------------------------------------------------

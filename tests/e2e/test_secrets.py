@@ -23,6 +23,7 @@ import pytest
 import dispatch as dsp
 import peers
 from conftest import CLIENT_SESSION, HOST, LISTENING, ROOT, free_port
+from tunhelp import fwd
 from dispatch import dispatch  # noqa: F401 (fixture)
 from test_proxy_tls import daemons  # noqa: F401 (fixture)
 
@@ -56,10 +57,6 @@ def echo(daemons, port):
     e = peers.EchoTarget(port())
     daemons.append(e)
     return e
-
-
-def fwd(lport, tport):
-    return "%s:%d,%s:%d" % (HOST, lport, HOST, tport)
 
 
 # --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ Detached sessions on the server (wire spec 7.4 and 11.2 item 12).
   resumes, the data sent on it reaches the target behind the client
   intact, and the answer comes back.
 
-Self-contained: small helpers here, nothing from conftest.py.  Every wait
+Self-contained: helpers from tests/lib/tunhelp, nothing from conftest.py.  Every wait
 polls with a deadline; nothing sleeps to assert.
 """
 
@@ -21,9 +21,7 @@ import hashlib
 import os
 import random
 import re
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -32,115 +30,16 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import faultrelay  # noqa: E402
+from tunhelp import (Tun, fd_count, fd_list, free_port,  # noqa: E402
+                     wait_until)
 
 HOST = "127.0.0.1"
 PASS, ENCPASS = "timeout-pass", "timeout-enc"
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 60.0
 SESSION_TIMEOUT = 3
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+) ", re.M)
-
-
-wait_until = faultrelay.wait_until
-
-
-free_port = faultrelay.free_port
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def fd_list(pid):
-    out = []
-    for fd in sorted(os.listdir("/proc/%d/fd" % pid), key=int):
-        try:
-            out.append("%s -> %s" % (fd, os.readlink("/proc/%d/fd/%s" %
-                                                     (pid, fd))))
-        except OSError:
-            pass
-    return out
-
-
-class Tun:
-    """A tunneld process; stderr goes to a file we poll."""
-
-    def __init__(self, name, args, logdir):
-        binary = os.environ.get("TUNNELD")
-        assert binary, "set TUNNELD to the absolute path of tunneld"
-        self.name = name
-        self.argv = [binary] + [str(a) for a in args]
-        self.err_path = os.path.join(logdir, name + ".stderr")
-        self._err = open(self.err_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                  stdout=self._err, stderr=self._err,
-                                  env=env)
-        self.pid = self.p.pid
-
-    def log(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def tail(self, n=40):
-        lines = self.log().splitlines()
-        return "--- %s (%s) ---\n%s" % (self.name, " ".join(self.argv[1:]),
-                                        "\n".join(lines[-n:]))
-
-    def wait_for(self, pattern, timeout=START_TIMEOUT, count=1):
-        """Waits for `count` lines matching pattern; returns the last."""
-        rx = re.compile(pattern)
-
-        def ok():
-            lines = [l for l in self.log().splitlines() if rx.search(l)]
-            if len(lines) >= count:
-                return lines[count - 1]
-            assert self.alive(), "%s exited (%s) before logging %r\n%s" % (
-                self.name, self.p.returncode, pattern, self.tail())
-            return None
-        try:
-            return wait_until(ok, timeout, "%s to log %r" %
-                              (self.name, pattern))
-        except AssertionError as e:
-            raise AssertionError("%s\n%s" % (e, self.tail())) from None
-
-    def stop(self):
-        if self.alive():
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            rc = self.p.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            rc = None
-        self._err.close()
-        return rc
-
-    def kill(self):
-        if self.alive():
-            self.p.kill()
-        self.p.wait()
-        if not self._err.closed:
-            self._err.close()
-
-    def check_stop(self):
-        """SIGTERM; asserts status 0 and no sanitizer report."""
-        rc = self.stop()
-        text = self.log()
-        rep = [l for l in text.splitlines()
-               if any(m in l for m in SANITIZER_MARKS)]
-        assert not rep, "%s: sanitizer report at exit:\n%s" % (
-            self.name, "\n".join(text.splitlines()[-200:]))
-        assert rc == 0, "%s exited with %s after SIGTERM\n%s" % (
-            self.name, rc, self.tail())
 
 
 def stamp(line):

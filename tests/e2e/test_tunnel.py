@@ -19,13 +19,10 @@ from conftest import (HOST, IO_TIMEOUT, LISTENING, SS_HEADER, TUNNELD,
                       TcpServer, bidir_transfer, connect_refused,
                       echo_roundtrip, recv_until_eof, run_threads,
                       sanitizer_env, sanitizer_report, wait_until)
+from tunhelp import fwd
 
 PASS = ["-pass", "e2e-pass", "-encPass", "e2e-encpass"]
 MiB = 1024 * 1024
-
-
-def fwd(lport, tport, prefix=""):
-    return "%s%s:%d,%s:%d" % (prefix, HOST, lport, HOST, tport)
 
 
 # --------------------------------------------------------------------------

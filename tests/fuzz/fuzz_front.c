@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 
+#include "cmdline.h"
 #include "disp.h"
 #include "err.h"
 
@@ -77,7 +78,9 @@ fz_init(void)
 	fz_write("c.lua", canaccept);
 	snprintf(h, sizeof(h), "%s/h.lua", fzdir);
 	snprintf(c, sizeof(c), "%s/c.lua", fzdir);
-	snprintf(fz->path, sizeof(fz->path), "/");
+	/* The dispatcher's defaults, but for what a fuzzer needs: one
+	 * address sending everything, no refusal delay, short timeouts. */
+	disp_defaults(fz, NULL);
 	snprintf(fz->state_dir, sizeof(fz->state_dir), "%s", fzdir);
 	fz->max_session = 10;
 	fz->per_ip = 1000;

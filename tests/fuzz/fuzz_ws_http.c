@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the websocket handshake parsers:
- * ws_server_parse_request() and ws_client_check_response() on the same
+ * wsup_server_parse_request() and wsup_client_check_response() on the same
  * input.  The input is copied into a buffer of its exact size, without NUL,
  * so that ASan catches any read past len.  Invariants are checked with
  * abort(): a failure is a parser bug, never a property of the input.
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "ws.h"
+#include "wsup.h"
 
 #define CHECK(x)	do { if (!(x)) abort(); } while (0)
 
@@ -28,15 +28,15 @@ err_ok(const char *err)
 static void
 check_server(const char *buf, size_t len)
 {
-	struct ws_http_req	 req;
+	struct wsup_req	 req;
 	char			 err[ERR_LEN];
 	ssize_t			 n, m;
 	int			 status;
 
 	err[0] = '\0';
 	status = -1;
-	n = ws_server_parse_request(buf, len, &req, &status, err);
-	CHECK(n >= -1 && n <= (ssize_t)len && n <= WS_HTTP_MAX);
+	n = wsup_server_parse_request(buf, len, &req, &status, err);
+	CHECK(n >= -1 && n <= (ssize_t)len && n <= WSUP_HEAD_MAX);
 	if (n == -1) {
 		CHECK(status == 400 || status == 405 || status == 414 ||
 		    status == 426 || status == 431);
@@ -44,7 +44,7 @@ check_server(const char *buf, size_t len)
 		return;
 	}
 	if (n == 0) {
-		CHECK(len < WS_HTTP_MAX);
+		CHECK(len < WSUP_HEAD_MAX);
 		return;
 	}
 	CHECK(status == 101);
@@ -54,8 +54,8 @@ check_server(const char *buf, size_t len)
 	CHECK(strlen(req.key) == 24);
 	CHECK(req.have_origin == 0 || req.have_origin == 1);
 	/* The head alone gives the same answer; one byte less, none yet. */
-	CHECK(ws_server_parse_request(buf, n, &req, &status, err) == n);
-	m = ws_server_parse_request(buf, n - 1, &req, &status, err);
+	CHECK(wsup_server_parse_request(buf, n, &req, &status, err) == n);
+	m = wsup_server_parse_request(buf, n - 1, &req, &status, err);
 	CHECK(m == 0);
 }
 
@@ -66,20 +66,20 @@ check_client(const char *buf, size_t len)
 	ssize_t	n;
 
 	err[0] = '\0';
-	n = ws_client_check_response(buf, len, KEY, err);
-	CHECK(n >= -1 && n <= (ssize_t)len && n <= WS_HTTP_MAX);
+	n = wsup_client_check_response(buf, len, KEY, err);
+	CHECK(n >= -1 && n <= (ssize_t)len && n <= WSUP_HEAD_MAX);
 	if (n == -1) {
 		CHECK(err_ok(err));
 		return;
 	}
 	if (n == 0) {
-		CHECK(len < WS_HTTP_MAX);
+		CHECK(len < WSUP_HEAD_MAX);
 		return;
 	}
 	CHECK(n >= 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0);
 	CHECK(n >= 12 && memcmp(buf, "HTTP/1.1 101", 12) == 0);
-	CHECK(ws_client_check_response(buf, n, KEY, err) == n);
-	CHECK(ws_client_check_response(buf, n - 1, KEY, err) == 0);
+	CHECK(wsup_client_check_response(buf, n, KEY, err) == n);
+	CHECK(wsup_client_check_response(buf, n - 1, KEY, err) == 0);
 }
 
 int

@@ -16,6 +16,7 @@
 
 #include "err.h"
 #include "ws.h"
+#include "wsup.h"
 
 #define MAX_CTL	64
 
@@ -965,9 +966,9 @@ test_accept_key(void **state)
 {
 	char	out[29];
 
-	assert_int_equal(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
+	assert_int_equal(wsup_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
 	assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-	assert_int_equal(ws_accept_key(WIRE_KEY, out), 0);
+	assert_int_equal(wsup_accept_key(WIRE_KEY, out), 0);
 	assert_string_equal(out, WIRE_ACCEPT);
 }
 
@@ -977,12 +978,12 @@ test_client_request(void **state)
 	char	out[1024];
 	int	n;
 
-	n = ws_client_request(out, sizeof(out), "localhost:17100",
+	n = wsup_client_request(out, sizeof(out), "localhost:17100",
 	    "/?session=11111111-2222-3333-4444-555555555555", WIRE_KEY, NULL);
 	assert_int_equal(n, strlen(WIRE_REQUEST));
 	assert_string_equal(out, WIRE_REQUEST);
 
-	n = ws_client_request(out, sizeof(out), "h:1", "/", WIRE_KEY,
+	n = wsup_client_request(out, sizeof(out), "h:1", "/", WIRE_KEY,
 	    "X-Test: a b");
 	assert_true(n > 0);
 	assert_string_equal(out,
@@ -998,16 +999,16 @@ test_client_request(void **state)
 
 	/* Exactly enough room needs one more byte for the NUL. */
 	n = strlen(WIRE_REQUEST);
-	assert_int_equal(ws_client_request(out, n, "localhost:17100",
+	assert_int_equal(wsup_client_request(out, n, "localhost:17100",
 	    "/?session=11111111-2222-3333-4444-555555555555", WIRE_KEY, NULL),
 	    -1);
-	assert_int_equal(ws_client_request(out, n + 1, "localhost:17100",
+	assert_int_equal(wsup_client_request(out, n + 1, "localhost:17100",
 	    "/?session=11111111-2222-3333-4444-555555555555", WIRE_KEY, NULL),
 	    n);
 	/* No header injection. */
-	assert_int_equal(ws_client_request(out, sizeof(out), "h:1",
+	assert_int_equal(wsup_client_request(out, sizeof(out), "h:1",
 	    "/\r\nX: y", WIRE_KEY, NULL), -1);
-	assert_int_equal(ws_client_request(out, sizeof(out), "h:1", "/",
+	assert_int_equal(wsup_client_request(out, sizeof(out), "h:1", "/",
 	    WIRE_KEY, "A: b\r\nC: d"), -1);
 }
 
@@ -1017,23 +1018,23 @@ test_server_response(void **state)
 	char	out[256];
 	int	n;
 
-	n = ws_server_response(out, sizeof(out), WIRE_KEY);
+	n = wsup_server_response(out, sizeof(out), WIRE_KEY);
 	assert_int_equal(n, strlen(WIRE_RESPONSE));
 	assert_string_equal(out, WIRE_RESPONSE);
-	assert_int_equal(ws_server_response(out, n, WIRE_KEY), -1);
-	assert_int_equal(ws_server_response(out, n + 1, WIRE_KEY), n);
+	assert_int_equal(wsup_server_response(out, n, WIRE_KEY), -1);
+	assert_int_equal(wsup_server_response(out, n + 1, WIRE_KEY), n);
 }
 
 static ssize_t
 check_resp(const char *s, char *err)
 {
-	return ws_client_check_response(s, strlen(s), WIRE_KEY, err);
+	return wsup_client_check_response(s, strlen(s), WIRE_KEY, err);
 }
 
 static void
 test_client_check_response(void **state)
 {
-	char	 buf[WS_HTTP_MAX + 100], err[ERR_LEN];
+	char	 buf[WSUP_HEAD_MAX + 100], err[ERR_LEN];
 	size_t	 n, i;
 
 	/* Good, with frame bytes after the head. */
@@ -1048,7 +1049,7 @@ test_client_check_response(void **state)
 	    err) > 0);
 	/* Incomplete at every length. */
 	for (i = 0; i < n; i++)
-		assert_int_equal(ws_client_check_response(WIRE_RESPONSE, i,
+		assert_int_equal(wsup_client_check_response(WIRE_RESPONSE, i,
 		    WIRE_KEY, err), 0);
 
 	/* Wrong accept. */
@@ -1094,29 +1095,29 @@ test_client_check_response(void **state)
 	assert_int_equal(check_resp("HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade websocket\r\n\r\n", err), -1);
 
-	/* Too long: no end of head within WS_HTTP_MAX. */
+	/* Too long: no end of head within WSUP_HEAD_MAX. */
 	memcpy(buf, "HTTP/1.1 101 Switching Protocols\r\n", 34);
-	for (i = 34; i < WS_HTTP_MAX + 10; i++)
+	for (i = 34; i < WSUP_HEAD_MAX + 10; i++)
 		buf[i] = 'a';
-	assert_int_equal(ws_client_check_response(buf, WS_HTTP_MAX - 1,
+	assert_int_equal(wsup_client_check_response(buf, WSUP_HEAD_MAX - 1,
 	    WIRE_KEY, err), 0);
-	assert_int_equal(ws_client_check_response(buf, WS_HTTP_MAX, WIRE_KEY,
+	assert_int_equal(wsup_client_check_response(buf, WSUP_HEAD_MAX, WIRE_KEY,
 	    err), -1);
-	assert_int_equal(ws_client_check_response(buf, WS_HTTP_MAX + 10,
+	assert_int_equal(wsup_client_check_response(buf, WSUP_HEAD_MAX + 10,
 	    WIRE_KEY, err), -1);
 }
 
 static ssize_t
-parse_req(const char *s, struct ws_http_req *req, int *status, char *err)
+parse_req(const char *s, struct wsup_req *req, int *status, char *err)
 {
 	*status = -1;
-	return ws_server_parse_request(s, strlen(s), req, status, err);
+	return wsup_server_parse_request(s, strlen(s), req, status, err);
 }
 
 static void
 expect_refused(const char *s, int want, const char *sub)
 {
-	struct ws_http_req	req;
+	struct wsup_req	req;
 	char			err[ERR_LEN];
 	int			status;
 
@@ -1129,7 +1130,7 @@ expect_refused(const char *s, int want, const char *sub)
 static void
 test_server_parse_request(void **state)
 {
-	struct ws_http_req	 req;
+	struct wsup_req	 req;
 	char			 err[ERR_LEN];
 	size_t			 n, i;
 	int			 status;
@@ -1142,7 +1143,7 @@ test_server_parse_request(void **state)
 	assert_int_equal(req.have_origin, 1);
 	for (i = 0; i < n; i++) {
 		status = -1;
-		assert_int_equal(ws_server_parse_request(WIRE_REQUEST, i,
+		assert_int_equal(wsup_server_parse_request(WIRE_REQUEST, i,
 		    &req, &status, err), 0);
 	}
 
@@ -1207,34 +1208,34 @@ test_server_parse_request(void **state)
 static void
 test_server_limits(void **state)
 {
-	static char		 buf[WS_HTTP_MAX + 4096];
-	struct ws_http_req	 req;
+	static char		 buf[WSUP_HEAD_MAX + 4096];
+	struct wsup_req	 req;
 	char			 err[ERR_LEN];
 	size_t			 n;
 	int			 status, i;
 
-	/* Oversize: no end of head within WS_HTTP_MAX. */
+	/* Oversize: no end of head within WSUP_HEAD_MAX. */
 	n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nX: ");
 	memset(buf + n, 'a', sizeof(buf) - n);
 	status = 0;
-	assert_int_equal(ws_server_parse_request(buf, WS_HTTP_MAX - 1, &req,
+	assert_int_equal(wsup_server_parse_request(buf, WSUP_HEAD_MAX - 1, &req,
 	    &status, err), 0);
-	assert_int_equal(ws_server_parse_request(buf, WS_HTTP_MAX, &req,
+	assert_int_equal(wsup_server_parse_request(buf, WSUP_HEAD_MAX, &req,
 	    &status, err), -1);
 	assert_int_equal(status, 431);
 	status = 0;
-	assert_int_equal(ws_server_parse_request(buf, sizeof(buf), &req,
+	assert_int_equal(wsup_server_parse_request(buf, sizeof(buf), &req,
 	    &status, err), -1);
 	assert_int_equal(status, 431);
 
-	/* A head of exactly WS_HTTP_MAX bytes is fine. */
+	/* A head of exactly WSUP_HEAD_MAX bytes is fine. */
 	n = snprintf(buf, sizeof(buf), "%.*s", (int)strlen(WIRE_REQUEST) - 2,
 	    WIRE_REQUEST);
 	n += snprintf(buf + n, sizeof(buf) - n, "X: ");
-	memset(buf + n, 'b', WS_HTTP_MAX - n - 4);
-	memcpy(buf + WS_HTTP_MAX - 4, "\r\n\r\n", 4);
-	assert_int_equal(ws_server_parse_request(buf, WS_HTTP_MAX, &req,
-	    &status, err), WS_HTTP_MAX);
+	memset(buf + n, 'b', WSUP_HEAD_MAX - n - 4);
+	memcpy(buf + WSUP_HEAD_MAX - 4, "\r\n\r\n", 4);
+	assert_int_equal(wsup_server_parse_request(buf, WSUP_HEAD_MAX, &req,
+	    &status, err), WSUP_HEAD_MAX);
 
 	/* 100 header lines pass, 101 do not. */
 	n = snprintf(buf, sizeof(buf), "%.*s", (int)strlen(WIRE_REQUEST) - 2,
@@ -1243,14 +1244,14 @@ test_server_limits(void **state)
 	for (i = 0; i < 100 - 6; i++)
 		n += snprintf(buf + n, sizeof(buf) - n, "X-%d: y\r\n", i);
 	n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
-	assert_int_equal(ws_server_parse_request(buf, n, &req, &status, err),
+	assert_int_equal(wsup_server_parse_request(buf, n, &req, &status, err),
 	    n);
 	n = snprintf(buf, sizeof(buf), "%.*s", (int)strlen(WIRE_REQUEST) - 2,
 	    WIRE_REQUEST);
 	for (i = 0; i < 100 - 6 + 1; i++)
 		n += snprintf(buf + n, sizeof(buf) - n, "X-%d: y\r\n", i);
 	n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
-	assert_int_equal(ws_server_parse_request(buf, n, &req, &status, err),
+	assert_int_equal(wsup_server_parse_request(buf, n, &req, &status, err),
 	    -1);
 	assert_int_equal(status, 431);
 
@@ -1260,7 +1261,7 @@ test_server_limits(void **state)
 	n += 2046;
 	n += snprintf(buf + n, sizeof(buf) - n, "%s",
 	    strstr(WIRE_REQUEST, " HTTP/1.1"));
-	assert_int_equal(ws_server_parse_request(buf, n, &req, &status, err),
+	assert_int_equal(wsup_server_parse_request(buf, n, &req, &status, err),
 	    n);
 	assert_int_equal(strlen(req.target), 2047);
 	n = snprintf(buf, sizeof(buf), "GET /");
@@ -1268,7 +1269,7 @@ test_server_limits(void **state)
 	n += 2047;
 	n += snprintf(buf + n, sizeof(buf) - n, "%s",
 	    strstr(WIRE_REQUEST, " HTTP/1.1"));
-	assert_int_equal(ws_server_parse_request(buf, n, &req, &status, err),
+	assert_int_equal(wsup_server_parse_request(buf, n, &req, &status, err),
 	    -1);
 	assert_int_equal(status, 414);
 }
@@ -1277,7 +1278,7 @@ test_server_limits(void **state)
 static void
 test_server_lws_request(void **state)
 {
-	struct ws_http_req	 req;
+	struct wsup_req	 req;
 	char			 err[ERR_LEN];
 	int			 status;
 	const char		*lws1 =
@@ -1329,20 +1330,20 @@ test_server_lws_request(void **state)
 static void
 test_handshake_roundtrip(void **state)
 {
-	struct ws_http_req	 req;
+	struct wsup_req	 req;
 	char			 rq[512], rs[256], err[ERR_LEN];
 	int			 n, m, status;
 
-	n = ws_client_request(rq, sizeof(rq), "example.org:443",
+	n = wsup_client_request(rq, sizeof(rq), "example.org:443",
 	    "/ws?session=s1", WIRE_KEY, "X-Auth: t");
 	assert_true(n > 0);
-	assert_int_equal(ws_server_parse_request(rq, n, &req, &status, err),
+	assert_int_equal(wsup_server_parse_request(rq, n, &req, &status, err),
 	    n);
 	assert_string_equal(req.target, "/ws?session=s1");
 	assert_int_equal(req.have_origin, 1);
-	m = ws_server_response(rs, sizeof(rs), req.key);
+	m = wsup_server_response(rs, sizeof(rs), req.key);
 	assert_true(m > 0);
-	assert_int_equal(ws_client_check_response(rs, m, WIRE_KEY, err), m);
+	assert_int_equal(wsup_client_check_response(rs, m, WIRE_KEY, err), m);
 }
 
 int
