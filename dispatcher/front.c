@@ -254,7 +254,7 @@ front_upgraded(void *cls, struct MHD_Connection *c, void *req_cls,
 	char		 err[ERR_LEN];
 
 	snprintf(r->w->remote, sizeof(r->w->remote), "%s", r->remote);
-	if (worker_handover(r->w, sock, extra_in, extra_in_size, err) == -1)
+	if (wrpc_handover(r->w, sock, extra_in, extra_in_size, err) == -1)
 		log_warnx("%s: hand-over to worker %d failed: %s", r->remote,
 		    (int)r->w->pid, err);
 	else
@@ -394,7 +394,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 			res = front_refuse_later(c, r, 400, "deny reqInfo");
 			goto done;
 		}
-		snprintf(body, sizeof(body), "{\"Count\":%d}", worker_count(d));
+		snprintf(body, sizeof(body), "{\"Count\":%d}", wreg_count(d));
 		res = front_reply(c, d, 200, body);
 		goto done;
 	}
@@ -415,8 +415,8 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		goto done;
 	}
 	if (session[0] != '\0') {
-		worker_key(session, wkey);
-		w = worker_find(d, wkey);
+		wreg_key(session, wkey);
+		w = wreg_find(d, wkey);
 	}
 	if (w != NULL) {
 		/* Reconnect, Disconnect (the worker checks the password and
@@ -441,7 +441,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		    "address");
 		goto done;
 	}
-	if (worker_reserve(d, &rc, err) == -1) {
+	if (wreg_reserve(d, &rc, err) == -1) {
 		log_warnx("%s: refused: %s", r->remote, err);
 		res = front_refuse_later(c, r, rc, "too many tunnels");
 		goto done;
@@ -462,7 +462,7 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	atomic_fetch_add(&d->m.policy_calls, 1);
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
 	if (rc == -1) {
-		worker_unreserve(d);
+		wreg_unreserve(d);
 		front_rate_refund(d, rkey);
 		atomic_fetch_add(&d->m.policy_errors, 1);
 		log_err("%s: getTunnelInfo failed: %s", r->remote, err);
@@ -470,17 +470,17 @@ front_request(struct MHD_Connection *c, struct freq *r, const char *url,
 		goto done;
 	}
 	if (rc == 1) {
-		worker_unreserve(d);
+		wreg_unreserve(d);
 		front_rate_refund(d, rkey);
 		log_info("%s: no tunnel: %s", r->remote, err);
 		res = front_refuse_later(c, r, 403, err);
 		goto done;
 	}
 	if (front_check_tunnel(&ti, err) == -1) {
-		worker_unreserve(d);
+		wreg_unreserve(d);
 		rc = -1;
 	} else	/* takes the place reserved over */
-		rc = worker_spawn(d, p, &ti, session, &w, err);
+		rc = wspawn_start(d, p, &ti, session, &w, err);
 	pthread_mutex_lock(&d->lock);
 	disp_tenant_add(d, ti.tenant, -1);	/* the reservation */
 	pthread_mutex_unlock(&d->lock);
@@ -844,7 +844,7 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 		return;
 	front_ip_release(r->d, r);
 	if (r->w != NULL)
-		worker_unref(r->d, r->w);
+		wreg_unref(r->d, r->w);
 	free(r);
 	*req_cls = NULL;
 }

@@ -231,12 +231,14 @@ struct worker_config {			/* what CTL_CONFIG names */
 	char	id[128];
 	char	session[256];
 	int	oneshot;
+	int	idle_timeout;		/* s without traffic; 0: never */
 };
 
 int	 worker_main(int argc, char **argv);
 int	 zygote_main(int argc, char **argv);	/* argv[1] "zygote" */
-int	 worker_parse_config(const json_t *m, struct cli_opts *o,
-	    struct worker_config *wc, char *err);
+struct ctlmsg_config;
+int	 worker_apply_config(const struct ctlmsg_config *c,
+	    struct cli_opts *o, struct worker_config *wc, char *err);
 void	 worker_session_ended(struct tun *t, const char *why);
 void	 worker_session_authed(struct tun *t);
 int	 worker_is_oneshot(const struct tun *t);
