@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "addr.h"
+#include "ctlmsg.h"
 #include "policy.h"
 
 #define DISP_MAX_CIDRS		32
@@ -283,6 +284,18 @@ int	 wspawn_zygote_start(struct disp *d, char *err);
 void	 wspawn_zygote_stop(struct disp *d);
 
 /* wsup.c: supervision, on the loop thread. */
+/*
+ * What the dispatcher accepts on a worker's control channel, in the
+ * worker's state (WSUP_PENDING, WSUP_AUTHED: 1 << its dworker_state), and
+ * from the zygote (WSUP_RUN).  Handlers' ctx: internal to wsup.c.
+ */
+#define WSUP_PENDING	(1u << DW_PENDING)
+#define WSUP_AUTHED	(1u << DW_AUTHED)
+#define WSUP_RUN	1u
+extern const struct ctlmsg_rule wsup_rules[];
+extern const size_t wsup_nrules;
+extern const struct ctlmsg_rule wsup_zygote_rules[];
+extern const size_t wsup_zygote_nrules;
 /* Watches the control channels of newly registered workers. */
 void	 wsup_watch_pending(struct disp *d);
 /* Watches the zygote's reports of exits (CTL_EXITED). */

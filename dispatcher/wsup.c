@@ -22,11 +22,6 @@
 #include "err.h"
 #include "log.h"
 
-/* A worker's states as its dispatch table names them. */
-#define WSUP_PENDING	(1u << DW_PENDING)
-#define WSUP_AUTHED	(1u << DW_AUTHED)
-#define WSUP_RUN	1u		/* the zygote's one state */
-
 /* What a handler of a worker's channel is given. */
 struct wsup_ctx {
 	struct disp	*d;
@@ -255,13 +250,14 @@ wsup_on_end(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 }
 
 /* What the dispatcher accepts on a worker's control channel. */
-static const struct ctlmsg_rule wsup_rules[] = {
+const struct ctlmsg_rule wsup_rules[] = {
 	{ CTL_AUTHED,	WSUP_PENDING,			wsup_on_authed },
 	{ CTL_END,	WSUP_PENDING | WSUP_AUTHED,	wsup_on_end },
 	/* A takeover comes before CTL_AUTHED: the worker asks for the
 	 * listeners before it answers its client's challenge. */
 	{ CTL_TAKEOVER,	WSUP_PENDING | WSUP_AUTHED,	wsup_on_takeover },
 };
+const size_t wsup_nrules = sizeof(wsup_rules) / sizeof(wsup_rules[0]);
 
 /*
  * The channel is closed or the worker broke the contract (logged): an
@@ -286,8 +282,7 @@ wsup_ctl_cb(uv_poll_t *p, int status, int events)
 
 	snprintf(who, sizeof(who), "worker %d", (int)x.w->pid);
 	for (;;) {
-		rc = ctlmsg_serve(x.w->ctl_fd, wsup_rules,
-		    sizeof(wsup_rules) / sizeof(wsup_rules[0]),
+		rc = ctlmsg_serve(x.w->ctl_fd, wsup_rules, wsup_nrules,
 		    1u << __atomic_load_n(&x.w->state, __ATOMIC_RELAXED), &x,
 		    who, NULL);
 		if (rc == -2 || rc == CTLMSG_STOP)
@@ -427,9 +422,11 @@ wsup_on_exited(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 }
 
 /* What the dispatcher accepts from the zygote. */
-static const struct ctlmsg_rule wsup_zygote_rules[] = {
+const struct ctlmsg_rule wsup_zygote_rules[] = {
 	{ CTL_EXITED,	WSUP_RUN,	wsup_on_exited },
 };
+const size_t wsup_zygote_nrules =
+    sizeof(wsup_zygote_rules) / sizeof(wsup_zygote_rules[0]);
 
 static void
 wsup_zygote_cb(uv_poll_t *p, int status, int events)
@@ -439,8 +436,7 @@ wsup_zygote_cb(uv_poll_t *p, int status, int events)
 
 	for (;;) {
 		rc = ctlmsg_serve(d->zygote_exit, wsup_zygote_rules,
-		    sizeof(wsup_zygote_rules) / sizeof(wsup_zygote_rules[0]),
-		    WSUP_RUN, d, "zygote", NULL);
+		    wsup_zygote_nrules, WSUP_RUN, d, "zygote", NULL);
 		if (rc == -2)
 			return;
 		if (rc == 0 || rc == CTLMSG_REFUSED) {

@@ -23,6 +23,7 @@
 #include "pkt.h"
 #include "proxy.h"
 #include "ratelog.h"
+#include "ctlmsg.h"
 
 #define TUN_SYNC_GROUP		30	/* PACKET_NUM_BASE */
 #define TUN_WINDOW		59	/* packets beyond the last SYNC group */
@@ -236,6 +237,22 @@ struct worker_config {			/* what CTL_CONFIG names */
 
 int	 worker_main(int argc, char **argv);
 int	 zygote_main(int argc, char **argv);	/* argv[1] "zygote" */
+/*
+ * What a worker accepts from its dispatcher (ctlmsg_dispatch), in which
+ * of a control channel's states: WS_IDLE (fd 3 before CONFIG, a pooled
+ * worker), WS_READY (configured), WS_TAKEOVER (fd 3 while a takeover
+ * waits for the dispatcher's answer).  A handler's ctx is the channel.
+ */
+#define WS_IDLE		0x1
+#define WS_READY	0x2
+#define WS_TAKEOVER	0x4
+extern const struct ctlmsg_rule worker_rules[];
+extern const size_t worker_nrules;
+/* The zygote's: CTL_SPAWN in its one state, ZS_RUN. */
+#define ZS_RUN		0x1
+extern const struct ctlmsg_rule zygote_rules[];
+extern const size_t zygote_nrules;
+
 struct ctlmsg_config;
 int	 worker_apply_config(const struct ctlmsg_config *c,
 	    struct cli_opts *o, struct worker_config *wc, char *err);

@@ -33,11 +33,6 @@
 #define WORKER_IDLE_MS		30000	/* without any client at all */
 #define WORKER_TAKEOVER_MS	3000	/* the dispatcher's takeover answer */
 
-/* A channel's state, for the dispatch table (worker_rules). */
-#define WS_IDLE		0x1	/* fd 3 before CONFIG (a pooled worker) */
-#define WS_READY	0x2	/* configured */
-#define WS_TAKEOVER	0x4	/* fd 3 while worker_takeover() waits */
-
 struct channel {
 	uv_poll_t	 poll;
 	int		 fd;
@@ -76,7 +71,6 @@ static struct worker *worker_self;
 static void	worker_channel_cb(uv_poll_t *, int, int);
 static void	worker_idle_cb(uv_timer_t *);
 #define WORKER_NRULES	7
-static const struct ctlmsg_rule worker_rules[WORKER_NRULES];
 
 static void
 worker_channel_closed(uv_handle_t *h)
@@ -645,7 +639,7 @@ worker_on_stop(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 }
 
 /* What a worker accepts, from the dispatcher on fd 3 or its socket. */
-static const struct ctlmsg_rule worker_rules[WORKER_NRULES] = {
+const struct ctlmsg_rule worker_rules[WORKER_NRULES] = {
 	{ CTL_CONFIG,		WS_IDLE,	worker_on_config },
 	{ CTL_CONN,		WS_READY,	worker_on_conn },
 	{ CTL_STATS_REQ,	WS_READY,	worker_on_stats_req },
@@ -655,6 +649,7 @@ static const struct ctlmsg_rule worker_rules[WORKER_NRULES] = {
 	    worker_on_takeover_done },
 	{ CTL_STOP,		WS_READY,	worker_on_stop },
 };
+const size_t worker_nrules = WORKER_NRULES;
 
 static void
 worker_channel_cb(uv_poll_t *p, int status, int events)

@@ -32,7 +32,6 @@
 
 #define ZYGOTE_REQ_FD	3
 #define ZYGOTE_EXIT_FD	4
-#define ZS_RUN		0x1	/* the zygote's one state */
 
 struct zygote {
 	char	*role;		/* argv[1]: "zygote", "worker" once forked */
@@ -113,9 +112,10 @@ zygote_on_spawn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 	return CTLMSG_OK;
 }
 
-static const struct ctlmsg_rule zygote_rules[] = {
+const struct ctlmsg_rule zygote_rules[] = {
 	{ CTL_SPAWN,	ZS_RUN,	zygote_on_spawn },
 };
+const size_t zygote_nrules = sizeof(zygote_rules) / sizeof(zygote_rules[0]);
 
 int
 zygote_main(int argc, char **argv)
@@ -147,9 +147,8 @@ zygote_main(int argc, char **argv)
 			return 1;
 		if (rc <= 0)
 			continue;
-		rc = ctlmsg_serve(ZYGOTE_REQ_FD, zygote_rules,
-		    sizeof(zygote_rules) / sizeof(zygote_rules[0]), ZS_RUN, &z,
-		    "dispatcher", NULL);
+		rc = ctlmsg_serve(ZYGOTE_REQ_FD, zygote_rules, zygote_nrules,
+		    ZS_RUN, &z, "dispatcher", NULL);
 		/* The dispatcher is gone, or broke the contract (logged):
 		 * the workers carry on without us. */
 		if (rc == 0 || rc == CTLMSG_REFUSED)
