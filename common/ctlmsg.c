@@ -6,10 +6,7 @@
  * kptunnel's own messages.
  */
 
-#include <sys/time.h>
-
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +15,6 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "crypto.h"
 #include "ctl.h"
