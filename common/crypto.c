@@ -90,6 +90,34 @@ crypto_b64(const void *p, size_t n, char *out)
 }
 
 int
+crypto_unb64(const char *in, size_t len, uint8_t *out, size_t *n)
+{
+	size_t	i, pad;
+	int	w;
+
+	*n = 0;
+	if (len == 0)
+		return 0;
+	/* Whole groups of four, up to two '=' at the very end only. */
+	if (len % 4 != 0 || len > INT32_MAX)
+		return -1;
+	pad = (in[len - 1] == '=') + (in[len - 1] == '=' && in[len - 2] == '=');
+	for (i = 0; i < len - pad; i++)
+		if (!(in[i] >= 'A' && in[i] <= 'Z') &&
+		    !(in[i] >= 'a' && in[i] <= 'z') &&
+		    !(in[i] >= '0' && in[i] <= '9') &&
+		    in[i] != '+' && in[i] != '/')
+			return -1;
+	if ((w = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len)) <
+	    0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as data. */
+	w -= (int)pad;
+	*n = (size_t)w;
+	return 0;
+}
+
+int
 crypto_random(void *p, size_t n, char *err)
 {
 	unsigned char	*b = p;

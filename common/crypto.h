@@ -14,6 +14,13 @@ void	crypto_sha256(const void *p, size_t n, uint8_t out[32]);
 /* Standard padded base64 of p[0..n) into out (4 * ceil(n / 3) + 1 bytes). */
 void	crypto_b64(const void *p, size_t n, char *out);
 
+/*
+ * Decodes in[0..len) of standard padded base64 (no white space) into
+ * out, which holds 3 * len / 4 bytes; *n gets their number.  Returns
+ * 0, or -1 if in is not base64.
+ */
+int	crypto_unb64(const char *in, size_t len, uint8_t *out, size_t *n);
+
 /* Fills p with n bytes from the CSPRNG; -1 with err on failure. */
 int	crypto_random(void *p, size_t n, char *err);
 

@@ -16,55 +16,6 @@
 #include "ctl.h"
 #include "err.h"
 
-const char *
-ctl_type_name(int type)
-{
-	switch (type) {
-	case CTL_CONFIG:	return "config";
-	case CTL_READY:		return "ready";
-	case CTL_CONN:		return "conn";
-	case CTL_CONN_OK:	return "conn-ok";
-	case CTL_STATS_REQ:	return "stats-req";
-	case CTL_STATS:		return "stats";
-	case CTL_STOP:		return "stop";
-	case CTL_END:		return "end";
-	case CTL_SPAWN:		return "spawn";
-	case CTL_SPAWNED:	return "spawned";
-	case CTL_EXITED:	return "exited";
-	case CTL_TAKEOVER:	return "takeover";
-	case CTL_TAKEOVER_DONE:	return "takeover-done";
-	case CTL_RELEASE:	return "release";
-	case CTL_RELEASED:	return "released";
-	case CTL_LISTENER:	return "listener";
-	case CTL_AUTHED:	return "authed";
-	}
-	return "unknown";
-}
-
-json_t *
-ctl_new(int type)
-{
-	json_t *m = json_object();
-
-	if (m != NULL && json_object_set_new(m, "type",
-	    json_integer(type)) != 0) {
-		json_decref(m);
-		return NULL;
-	}
-	return m;
-}
-
-int
-ctl_type(const json_t *msg)
-{
-	json_t *t = json_object_get(msg, "type");
-
-	if (!json_is_integer(t) || json_integer_value(t) < 0 ||
-	    json_integer_value(t) > 1000)
-		return -1;
-	return (int)json_integer_value(t);
-}
-
 int
 ctl_check_peer(int sock, uid_t uid, char *err)
 {
@@ -96,7 +47,8 @@ ctl_wait(int sock, int timeout_ms)
 }
 
 int
-ctl_send(int sock, const json_t *msg, int fd, int timeout_ms, char *err)
+ctl_send(int sock, const void *buf, size_t len, int fd, int timeout_ms,
+    char *err)
 {
 	union {
 		struct cmsghdr	hdr;
@@ -106,21 +58,15 @@ ctl_send(int sock, const json_t *msg, int fd, int timeout_ms, char *err)
 	struct iovec	 iov;
 	struct pollfd	 pfd = { .fd = sock, .events = POLLOUT };
 	struct cmsghdr	*cm;
-	char		*text;
 	ssize_t		 n;
-	int		 rc = -1;
 
-	if ((text = json_dumps(msg, JSON_COMPACT)) == NULL) {
-		err_set(err, "cannot encode a control message");
+	if (len == 0 || len >= CTL_MSG_MAX) {
+		err_set(err, "control message of %zu bytes", len);
 		return -1;
 	}
-	if (strlen(text) >= CTL_MSG_MAX) {
-		err_set(err, "control message too long");
-		goto done;
-	}
 	memset(&mh, 0, sizeof(mh));
-	iov.iov_base = text;
-	iov.iov_len = strlen(text);
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
 	if (fd >= 0) {
@@ -143,20 +89,17 @@ ctl_send(int sock, const json_t *msg, int fd, int timeout_ms, char *err)
 		    poll(&pfd, 1, timeout_ms) > 0)
 			continue;
 		err_set(err, "sendmsg: %s", strerror(errno));
-		goto done;
+		return -1;
 	}
 	if ((size_t)n != iov.iov_len) {
 		err_set(err, "sendmsg: short write");
-		goto done;
+		return -1;
 	}
-	rc = 0;
-done:
-	free(text);
-	return rc;
+	return 0;
 }
 
 int
-ctl_recv(int sock, json_t **msg, int *fd, char *err)
+ctl_recv(int sock, void *buf, size_t cap, size_t *len, int *fd, char *err)
 {
 	union {
 		struct cmsghdr	hdr;
@@ -165,21 +108,15 @@ ctl_recv(int sock, json_t **msg, int *fd, char *err)
 	struct msghdr	 mh;
 	struct iovec	 iov;
 	struct cmsghdr	*cm;
-	json_error_t	 jerr;
-	char		*buf;
 	ssize_t		 n;
 	size_t		 i, nfd;
 	int		 fds[4], got = -1, rc = -1;
 
-	*msg = NULL;
+	*len = 0;
 	*fd = -1;
-	if ((buf = malloc(CTL_MSG_MAX)) == NULL) {
-		err_set(err, "out of memory");
-		return -1;
-	}
 	memset(&mh, 0, sizeof(mh));
 	iov.iov_base = buf;
-	iov.iov_len = CTL_MSG_MAX;
+	iov.iov_len = cap;
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
 	mh.msg_control = cmsgbuf.buf;
@@ -219,20 +156,12 @@ ctl_recv(int sock, json_t **msg, int *fd, char *err)
 		err_set(err, "control message truncated");
 		goto done;
 	}
-	*msg = json_loadb(buf, n, 0, &jerr);
-	if (*msg == NULL || !json_is_object(*msg) || ctl_type(*msg) < 0) {
-		err_set(err, "malformed control message: %s",
-		    *msg == NULL ? jerr.text : "no type");
-		json_decref(*msg);
-		*msg = NULL;
-		goto done;
-	}
+	*len = (size_t)n;
 	*fd = got;
 	got = -1;
 	rc = 1;
 done:
 	if (got != -1)
 		close(got);
-	free(buf);
 	return rc;
 }

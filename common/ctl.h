@@ -2,64 +2,33 @@
 #define CTL_H
 
 /*
- * Control messages between the dispatcher and its tunneld workers: one
- * JSON object per SOCK_SEQPACKET message, {"type": N, ...}, with at most
- * one file descriptor attached (SCM_RIGHTS).  Requests are even, replies
- * odd; values never change.
+ * The transport of control messages between the dispatcher and its
+ * tunneld workers: one message of bytes per SOCK_SEQPACKET datagram, with
+ * at most one file descriptor attached (SCM_RIGHTS).  What the bytes say
+ * is ctlmsg.h's business.
  */
 
 #include <stddef.h>
 #include <sys/types.h>
 
-#include <jansson.h>
-
 #define CTL_MSG_MAX	65536
 
-enum ctl_type {
-	CTL_CONFIG	= 2,	/* d->w: tunnel parameters (secrets) */
-	CTL_READY	= 3,	/* w->d: listening; pid, socket path */
-	CTL_CONN	= 4,	/* d->w: a client socket + bytes already read */
-	CTL_CONN_OK	= 5,	/* w->d: taken */
-	CTL_STATS_REQ	= 6,	/* d->w */
-	CTL_STATS	= 7,	/* w->d: counters */
-	CTL_STOP	= 8,	/* d->w: end the tunnel */
-	CTL_END		= 9,	/* w->d: the worker is ending; reason */
-	CTL_SPAWN	= 10,	/* d->zygote: fork a worker on this fd */
-	CTL_SPAWNED	= 11,	/* zygote->d: its pid */
-	CTL_EXITED	= 13,	/* zygote->d: a worker's pid and status */
-	/* Takeover of a tunnel's listeners by its new worker: */
-	CTL_TAKEOVER	= 14,	/* w->d: a new session needs "srcs" */
-	CTL_TAKEOVER_DONE = 15,	/* d->w: after the listeners; "busy" why */
-	CTL_RELEASE	= 16,	/* d->w: hand the listeners over and end */
-	CTL_RELEASED	= 17,	/* w->d: after them; "ended" or "busy" */
-	CTL_LISTENER	= 19,	/* both ways: a listening socket, its "src" */
-	CTL_AUTHED	= 21	/* w->d: a client authenticated (once) */
-};
-
-/* Name of a type, for logs; "unknown" otherwise. */
-const char	*ctl_type_name(int type);
-
 /*
- * Sends msg (a JSON object, "type" included) and fd (-1 for none) as one
- * message.  Retries EINTR and, up to timeout_ms, EAGAIN.  Returns 0, or
- * -1 with err.  Does not close fd.
+ * Sends buf[0..n) and fd (-1 for none) as one message.  Retries EINTR
+ * and, up to timeout_ms, EAGAIN.  Returns 0, or -1 with err (n of 0 or
+ * CTL_MSG_MAX or more, a send error).  Does not close fd.
  */
-int	 ctl_send(int sock, const json_t *msg, int fd, int timeout_ms,
+int	 ctl_send(int sock, const void *buf, size_t n, int fd, int timeout_ms,
 	    char *err);
 
 /*
- * Receives one message: *msg (new reference, an object with an integer
- * "type") and *fd (-1 if none; extra descriptors are closed).  Returns 1,
- * 0 on EOF, -2 if nothing is there yet (non-blocking socket), -1 with err
- * on a malformed message (any attached fd is closed).
+ * Receives one message into buf (cap bytes), its length in *n, and *fd
+ * (-1 if none; extra descriptors are closed).  Returns 1, 0 on EOF, -2
+ * if nothing is there yet (non-blocking socket), -1 with err on an error
+ * or a truncated message (any attached fd is then closed).
  */
-int	 ctl_recv(int sock, json_t **msg, int *fd, char *err);
-
-/* Builds {"type": type} plus the pairs of fmt as json_pack would. */
-json_t	*ctl_new(int type);
-
-/* The message type, or -1. */
-int	 ctl_type(const json_t *msg);
+int	 ctl_recv(int sock, void *buf, size_t cap, size_t *n, int *fd,
+	    char *err);
 
 /*
  * Checks that the process at the other end of unix socket sock ran as uid

@@ -23,6 +23,7 @@
 
 #include "crypto.h"
 #include "ctl.h"
+#include "ctlmsg.h"
 #include "disp.h"
 #include "err.h"
 #include "log.h"
@@ -116,34 +117,36 @@ console_release(struct disp *d, struct dworker **v, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		worker_unref(d, v[i]);
+		wreg_unref(d, v[i]);
 	free(v);
 }
 
 static json_t *
 console_tunnel(struct dworker *w)
 {
-	json_t	*st, *o;
-	char	 err[ERR_LEN];
+	struct ctlmsg_stats	 st;
+	json_t			*o;
+	char			 err[ERR_LEN];
 
 	o = json_pack("{ss ss ss ss ss ss si sI sI}", "id", w->key,
 	    "tenant", w->tenant, "tunnel", w->id, "session", w->session,
 	    "client", w->remote, "mode", w->mode, "pid", (int)w->pid,
 	    "started", (json_int_t)w->started,
 	    "handovers", (json_int_t)w->handovers);
-	st = worker_stats(w, err);
-	/* pending (no client authenticated yet), connected or detached */
-	json_object_set_new(o, "state", json_string(worker_state_name(w, st)));
-	if (st == NULL) {
+	if (wrpc_stats(w->sock, &st, err) == -1) {
+		json_object_set_new(o, "state",
+		    json_string(wreg_state_name(w, 0)));
 		json_object_set_new(o, "error", json_string(err));
 		return o;
 	}
-	json_object_set(o, "bytes_in", json_object_get(st, "bytes_in"));
-	json_object_set(o, "bytes_out", json_object_get(st, "bytes_out"));
-	json_object_set(o, "streams", json_object_get(st, "streams"));
-	json_object_set(o, "reconnects", json_object_get(st, "reconnects"));
-	json_object_set(o, "connected", json_object_get(st, "connected"));
-	json_decref(st);
+	/* pending (no client authenticated yet), connected or detached */
+	json_object_set_new(o, "state",
+	    json_string(wreg_state_name(w, st.connected)));
+	json_object_set_new(o, "bytes_in", json_integer(st.bytes_in));
+	json_object_set_new(o, "bytes_out", json_integer(st.bytes_out));
+	json_object_set_new(o, "streams", json_integer(st.streams));
+	json_object_set_new(o, "reconnects", json_integer(st.reconnects));
+	json_object_set_new(o, "connected", json_boolean(st.connected));
 	return o;
 }
 
@@ -173,7 +176,7 @@ console_stop_tunnel(struct MHD_Connection *c, struct disp *d, const char *id)
 	for (i = 0; i < n; i++)
 		if (strcmp(v[i]->key, id) == 0) {
 			found = 1;
-			rc = worker_stop(v[i], err);
+			rc = wrpc_stop(v[i], err);
 		}
 	console_release(d, v, n);
 	if (!found)
@@ -212,7 +215,7 @@ console_metrics(struct MHD_Connection *c, struct disp *d)
 	static const char *const labels[] = { "101", "policy_refusal",
 	    "400", "404", "5xx", "other" };
 	struct dworker	**v;
-	json_t		 *st;
+	struct ctlmsg_stats st;
 	char		 *buf = NULL, err[ERR_LEN];
 	size_t		  len = 0, n, i;
 	unsigned long	  calls;
@@ -220,12 +223,11 @@ console_metrics(struct MHD_Connection *c, struct disp *d)
 
 	n = console_snapshot(d, &v);
 	for (i = 0; i < n; i++) {
-		if ((st = worker_stats(v[i], err)) == NULL)
+		if (wrpc_stats(v[i]->sock, &st, err) == -1)
 			continue;
-		in += json_integer_value(json_object_get(st, "bytes_in"));
-		out += json_integer_value(json_object_get(st, "bytes_out"));
-		streams += json_integer_value(json_object_get(st, "streams"));
-		json_decref(st);
+		in += st.bytes_in;
+		out += st.bytes_out;
+		streams += st.streams;
 	}
 	console_release(d, v, n);
 	console_metric(&buf, &len, "# HELP tunneld_tunnels Live tunnels "

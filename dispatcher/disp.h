@@ -5,7 +5,8 @@
  * dispatcher: the one public port of a multi-tenant host.  Each websocket
  * upgrade is admitted by the operator's Lua policy and its socket handed to
  * the tunneld worker of its session (front.c); workers are spawned,
- * registered and watched by workers.c; console.c serves the admin API.
+ * registered and watched by wreg.c, wrpc.c, wspawn.c and wmon.c;
+ * console.c serves the admin API.
  *
  * Threads: libmicrohttpd's thread pools run front.c and console.c; the main
  * thread runs a libuv loop that reaps workers, reads their control
@@ -25,6 +26,7 @@
 #include <uv.h>
 
 #include "addr.h"
+#include "ctlmsg.h"
 #include "policy.h"
 
 #define DISP_MAX_CIDRS		32
@@ -201,28 +203,110 @@ void	 front_stop(struct disp *d);
 void	 front_delay_tick(struct disp *d);
 void	 front_rate_refund(struct disp *d, const char *ip);
 
-/* workers.c */
-void	 worker_key(const char *session, char *key);
-struct dworker *worker_find(struct disp *d, const char *key);	/* +ref */
-void	 worker_unref(struct disp *d, struct dworker *w);
-int	 worker_spawn(struct disp *d, struct policy *p,
+/*
+ * wreg.c: the registry.  References: wreg_find and wreg_find_pid return a
+ * worker with a reference the caller drops with wreg_unref; the last
+ * reference frees it (its policy reference and its secrets with it).
+ */
+/* key = the first DISP_KEY_LEN hex chars of SHA-256(session), + NUL. */
+void	 wreg_key(const char *session, char *key);
+/* The live worker of key (+ref), or NULL. */
+struct dworker *wreg_find(struct disp *d, const char *key);
+/* Our live worker of pid, not adopted (+ref), or NULL. */
+struct dworker *wreg_find_pid(struct disp *d, pid_t pid);
+/* Up to max other live workers of w's tunnel id into out (+ref each). */
+size_t	 wreg_same_tunnel(struct disp *d, struct dworker *w,
+	    struct dworker **out, size_t max);
+void	 wreg_unref(struct disp *d, struct dworker *w);
+/* Frees w regardless of references (an entry never registered). */
+void	 wreg_free(struct dworker *w);
+/* Workers registered, pending ones included. */
+int	 wreg_count(struct disp *d);
+/*
+ * Holds a place for a new, pending worker: refused (-1, with the HTTP
+ * status in *status and the reason in err) when -maxSession tunnels run
+ * or -maxPendingWorkers workers wait for their client's authentication.
+ * wspawn_start() takes the place over; without it, wreg_unreserve().
+ */
+int	 wreg_reserve(struct disp *d, int *status, char *err);
+void	 wreg_unreserve(struct disp *d);
+/* Lists w (+ the registry's ref) and wakes the loop to watch it; a
+ * pending worker of ours (reserved) fills its wreg_reserve() place. */
+void	 wreg_add(struct disp *d, struct dworker *w, int reserved);
+/* Unlists w and uncounts it: 1, or 0 if it had ended already. */
+int	 wreg_remove(struct disp *d, struct dworker *w);
+/* A pending w becomes a tunnel: 1 if that is past -maxSession, 0 if
+ * not, -1 if w is not pending (any more). */
+int	 wreg_set_authed(struct disp *d, struct dworker *w);
+/* For the console: "pending" (no client authenticated yet), else
+ * "connected" or "detached" as the worker's figures say. */
+const char *wreg_state_name(const struct dworker *w, int connected);
+/* At exit: frees every entry; the workers keep running. */
+void	 wreg_free_all(struct disp *d);
+
+/* wrpc.c: asking a worker, over a connection of its own per exchange. */
+struct ctlmsg;
+struct ctlmsg_stats;
+/* A control connection to the worker socket at path, checked to be
+ * ours (SO_PEERCRED): the fd, or -1 with err. */
+int	 wrpc_connect(const char *path, char *err);
+/* 1 if a message waits on fd before deadline (disp_now_ms()), else 0. */
+int	 wrpc_wait(int fd, uint64_t deadline);
+/* Hands a client socket fd and the bytes read past its request over
+ * (CTL_CONN, answered CTL_CONN_OK).  0, or -1 with err. */
+int	 wrpc_handover(struct dworker *w, int fd, const void *extra,
+	    size_t n, char *err);
+/* Asks w to end its tunnel (CTL_STOP, no answer).  0, or -1 with err. */
+int	 wrpc_stop(struct dworker *w, char *err);
+/* The figures (CTL_STATS) of the worker at sock.  0, or -1 with err. */
+int	 wrpc_stats(const char *sock, struct ctlmsg_stats *st, char *err);
+
+/* wspawn.c: starting workers (pool, zygote, exec). */
+/*
+ * Starts ti's worker for session (a place held by wreg_reserve(), given
+ * back on failure), configures it and registers it: 0 with *out (+ref,
+ * the caller's), or -1 with err.
+ */
+int	 wspawn_start(struct disp *d, struct policy *p,
 	    const struct policy_tunnel *ti, const char *session,
 	    struct dworker **out, char *err);
-int	 worker_handover(struct dworker *w, int fd, const void *extra,
-	    size_t n, char *err);
-int	 worker_stop(struct dworker *w, char *err);
-json_t	*worker_stats(struct dworker *w, char *err);
-void	 worker_watch_pending(struct disp *d);
-void	 worker_reap(struct disp *d);
-int	 worker_scan(struct disp *d, char *err);
-int	 worker_count(struct disp *d);
-int	 worker_reserve(struct disp *d, int *status, char *err);
-void	 worker_unreserve(struct disp *d);
-const char *worker_state_name(const struct dworker *w, const json_t *stats);
-int	 worker_zygote_start(struct disp *d, char *err);
-void	 worker_zygote_stop(struct disp *d);
-void	 worker_pool_refill(struct disp *d);
-void	 worker_pool_close(struct disp *d);
+/* Runs the tunneld program as "tunneld what" with fd3 (and fd4) as its
+ * fds 3 (and 4): its pid, or -1 with err. */
+pid_t	 wspawn_exec(struct disp *d, const char *what, int fd3, int fd4,
+	    char *err);
+/* Loop thread: keeps DISP_POOL idle workers ready. */
+void	 wspawn_pool_refill(struct disp *d);
+/* Idle workers end when their control socket closes. */
+void	 wspawn_pool_close(struct disp *d);
+/* Starts the zygote: 0, or -1 with err (workers start with exec). */
+int	 wspawn_zygote_start(struct disp *d, char *err);
+/* The zygote ends when its request socket closes; workers stay. */
+void	 wspawn_zygote_stop(struct disp *d);
+
+/* wmon.c: supervision, on the loop thread. */
+/*
+ * What the dispatcher accepts on a worker's control channel, in the
+ * worker's state (WMON_PENDING, WMON_AUTHED: 1 << its dworker_state), and
+ * from the zygote (WMON_RUN).  Handlers' ctx: internal to wmon.c.
+ */
+#define WMON_PENDING	(1u << DW_PENDING)
+#define WMON_AUTHED	(1u << DW_AUTHED)
+#define WMON_RUN	1u
+extern const struct ctlmsg_rule wmon_rules[];
+extern const size_t wmon_nrules;
+extern const struct ctlmsg_rule wmon_zygote_rules[];
+extern const size_t wmon_zygote_nrules;
+/* Watches the control channels of newly registered workers. */
+void	 wmon_watch_pending(struct disp *d);
+/* Watches the zygote's reports of exits (CTL_EXITED). */
+void	 wmon_watch_zygote(struct disp *d);
+/* On SIGCHLD: the exits of our children. */
+void	 wmon_reap(struct disp *d);
+/* w ended for reason: unlisted, its policy's onEndTunnel called. */
+void	 wmon_ended(struct disp *d, struct dworker *w, const char *reason);
+/* At start: adopts the workers a previous dispatcher left running, found
+ * by their sockets; stale sockets are removed.  0, or -1 with err. */
+int	 wmon_adopt(struct disp *d, char *err);
 
 /* console.c */
 int	 console_start(struct disp *d, char *err);

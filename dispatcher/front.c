@@ -256,7 +256,7 @@ front_upgraded(void *cls, struct MHD_Connection *c, void *req_cls,
 	char		 err[ERR_LEN];
 
 	snprintf(r->w->remote, sizeof(r->w->remote), "%s", r->remote);
-	if (worker_handover(r->w, sock, extra_in, extra_in_size, err) == -1)
+	if (wrpc_handover(r->w, sock, extra_in, extra_in_size, err) == -1)
 		log_warnx("%s: hand-over to worker %d failed: %s", r->remote,
 		    (int)r->w->pid, err);
 	else
@@ -421,7 +421,7 @@ front_req_policy(struct front_req *fr)
 	if (!d->reqinfo)
 		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
 		    400, "deny reqInfo"));
-	snprintf(info, sizeof(info), "{\"Count\":%d}", worker_count(d));
+	snprintf(info, sizeof(info), "{\"Count\":%d}", wreg_count(d));
 	return front_req_answer(fr, front_reply(fr->c, d, 200, info));
 }
 
@@ -452,8 +452,8 @@ front_req_route(struct front_req *fr)
 	char		 wkey[DISP_KEY_LEN + 1];
 
 	if (fr->session[0] != '\0') {
-		worker_key(fr->session, wkey);
-		w = worker_find(fr->d, wkey);
+		wreg_key(fr->session, wkey);
+		w = wreg_find(fr->d, wkey);
 	}
 	if (w != NULL) {
 		log_info("%s: session %s (%s) to worker %d", fr->r->remote,
@@ -491,7 +491,7 @@ front_req_tunnel_info(struct front_req *fr, struct policy_tunnel *ti)
 		return front_req_answer(fr, front_reply(fr->c, d, 429,
 		    "too many new tunnels from this address"));
 	}
-	if (worker_reserve(d, &rc, err) == -1) {
+	if (wreg_reserve(d, &rc, err) == -1) {
 		log_warnx("%s: refused: %s", fr->r->remote, err);
 		return front_req_answer(fr, front_refuse_later(fr->c, fr->r,
 		    rc, "too many tunnels"));
@@ -513,7 +513,7 @@ front_req_tunnel_info(struct front_req *fr, struct policy_tunnel *ti)
 	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
 	if (rc == 0)
 		return 0;
-	worker_unreserve(d);
+	wreg_unreserve(d);
 	front_rate_refund(d, fr->rkey);
 	if (rc == 1) {
 		log_info("%s: no tunnel: %s", fr->r->remote, err);
@@ -536,10 +536,10 @@ front_req_spawn(struct front_req *fr, struct policy_tunnel *ti)
 	int		 rc;
 
 	if (front_check_tunnel(ti, err) == -1) {
-		worker_unreserve(d);
+		wreg_unreserve(d);
 		rc = -1;
 	} else	/* takes the place reserved over */
-		rc = worker_spawn(d, fr->p, ti, fr->session, &w, err);
+		rc = wspawn_start(d, fr->p, ti, fr->session, &w, err);
 	pthread_mutex_lock(&d->lock);
 	disp_tenant_add(d, ti->tenant, -1);	/* the reservation */
 	pthread_mutex_unlock(&d->lock);
@@ -928,7 +928,7 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 		return;
 	front_ip_release(r->d, r);
 	if (r->w != NULL)
-		worker_unref(r->d, r->w);
+		wreg_unref(r->d, r->w);
 	free(r);
 	*req_cls = NULL;
 }

@@ -249,8 +249,8 @@ disp_wake_cb(uv_async_t *a)
 	struct disp	*d = a->data;
 	char		 err[ERR_LEN];
 
-	worker_watch_pending(d);
-	worker_pool_refill(d);
+	wmon_watch_pending(d);
+	wspawn_pool_refill(d);
 	if (d->reload_asked) {
 		d->reload_asked = 0;
 		if (disp_reload(d, err) == -1)
@@ -274,7 +274,7 @@ disp_signal_cb(uv_signal_t *s, int signum)
 
 	switch (signum) {
 	case SIGCHLD:
-		worker_reap(d);
+		wmon_reap(d);
 		break;
 	case SIGHUP:
 		d->reload_asked = 1;
@@ -294,26 +294,10 @@ disp_close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-int
-main(int argc, char **argv)
+/* Locks, lists and counters of an empty registry. */
+static void
+disp_init_state(struct disp *d)
 {
-	struct disp	*d;
-	struct dworker	*w;
-	char		 err[ERR_LEN];
-
-	if ((d = calloc(1, sizeof(*d))) == NULL)
-		return 1;
-	disp_self = d;
-	disp_defaults(d, argv[0]);
-	if (disp_parse(d, argc, argv, err) == -1) {
-		fprintf(stderr, "dispatcher: %s\nTry 'dispatcher --help'.\n",
-		    err);
-		return 2;
-	}
-	log_init("dispatcher", d->verbose);
-	signal(SIGPIPE, SIG_IGN);
-	/* Once, here, rather than lazily in whichever thread hashes first. */
-	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->zlock, NULL);
 	pthread_mutex_init(&d->admit, NULL);
@@ -327,6 +311,14 @@ main(int argc, char **argv)
 	    strcmp(d->console.name, "::1") != 0 &&
 	    strcmp(d->console.name, "localhost") != 0)
 		d->console_public = 1;
+}
+
+/* The worker program, the state directory, the token and the policy. */
+static void
+disp_load(struct disp *d)
+{
+	char err[ERR_LEN];
+
 	if (access(d->tunneld, X_OK) == -1)
 		fatalx("worker program %s: %s (use -tunneld)", d->tunneld,
 		    strerror(errno));
@@ -337,7 +329,12 @@ main(int argc, char **argv)
 	policy_set_logger(disp_policy_log);
 	if (disp_reload(d, err) == -1)
 		fatalx("policy: %s", err);
+}
 
+/* The loop thread's handles: wake-ups, the delay tick, signals. */
+static void
+disp_loop_init(struct disp *d)
+{
 	d->loop = uv_default_loop();
 	d->loop->data = d;
 	uv_async_init(d->loop, &d->wake, disp_wake_cb);
@@ -354,13 +351,20 @@ main(int argc, char **argv)
 	uv_signal_start(&d->sighup, disp_signal_cb, SIGHUP);
 	uv_signal_start(&d->sigint, disp_signal_cb, SIGINT);
 	uv_signal_start(&d->sigterm, disp_signal_cb, SIGTERM);
+}
 
-	if (worker_zygote_start(d, err) == -1)
+/* Workers (the zygote, adopted ones, the pool), then the two ports. */
+static void
+disp_serve(struct disp *d)
+{
+	char err[ERR_LEN];
+
+	if (wspawn_zygote_start(d, err) == -1)
 		log_warnx("no zygote, workers start with exec: %s", err);
-	if (worker_scan(d, err) == -1)
+	if (wmon_adopt(d, err) == -1)
 		fatalx("%s", err);
-	worker_watch_pending(d);
-	worker_pool_refill(d);
+	wmon_watch_pending(d);
+	wspawn_pool_refill(d);
 	if (front_start(d, err) == -1)
 		fatalx("%s", err);
 	if (d->console_on && console_start(d, err) == -1)
@@ -370,23 +374,21 @@ main(int argc, char **argv)
 	    d->handler_lua, d->canaccept_lua,
 	    d->console_on ? ", console on " : "",
 	    d->console_on ? d->console.name : "");
-	uv_run(d->loop, UV_RUN_DEFAULT);
+}
 
+/* Stops serving and frees everything; the workers keep running. */
+static void
+disp_shutdown(struct disp *d)
+{
 	front_stop(d);
 	console_stop(d);
-	worker_pool_close(d);
-	worker_zygote_stop(d);
+	wspawn_pool_close(d);
+	wspawn_zygote_stop(d);
 	/* Workers outlive us; close our side of their channels. */
 	uv_walk(d->loop, disp_close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	uv_loop_close(d->loop);
-	while ((w = LIST_FIRST(&d->workers)) != NULL) {
-		LIST_REMOVE(w, link);
-		if (w->ctl_fd != -1)
-			close(w->ctl_fd);
-		OPENSSL_cleanse(&w->info, sizeof(w->info));
-		free(w);
-	}
+	wreg_free_all(d);
 	if (d->policy != NULL)
 		policy_unref(d->policy);
 	if (d->zygote_exit != -1)
@@ -399,5 +401,32 @@ main(int argc, char **argv)
 	if (d->state_fd != -1)
 		close(d->state_fd);
 	free(d);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct disp	*d;
+	char		 err[ERR_LEN];
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return 1;
+	disp_self = d;
+	disp_defaults(d, argv[0]);
+	if (disp_parse(d, argc, argv, err) == -1) {
+		fprintf(stderr, "dispatcher: %s\nTry 'dispatcher --help'.\n",
+		    err);
+		return 2;
+	}
+	log_init("dispatcher", d->verbose);
+	signal(SIGPIPE, SIG_IGN);
+	/* Once, here, rather than lazily in whichever thread hashes first. */
+	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
+	disp_init_state(d);
+	disp_load(d);
+	disp_loop_init(d);
+	disp_serve(d);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	disp_shutdown(d);
 	return 0;
 }

@@ -126,7 +126,7 @@ struct policy_tunnel {
 	size_t	nfwd;
 	/* "CanReconnect" (the default) or "OneShot" */
 	char	connect_mode[16];
-	/* seconds, 0..2592000, default 600; 0: no idle timeout */
+	/* seconds without traffic, 0..2592000, default 600; 0: never */
 	int	idle_timeout;
 	/* seconds (kptunnel -int), 2..3600, default 20 */
 	int	keepalive;

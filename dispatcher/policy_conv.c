@@ -12,14 +12,16 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "ctlmsg.h"
 #include "mode.h"
 #include "policy.h"
 #include "policy_conv.h"
 #include "text.h"
 
-#define CONV_IDLE_MAX	2592000		/* 30 days */
-#define CONV_KA_MIN	2		/* kptunnel forces -int below 2 to 2 */
-#define CONV_KA_MAX	3600
+/* The contract's bounds (kptunnel forces -int below 2 to 2). */
+#define CONV_IDLE_MAX	CTLMSG_IDLE_MAX		/* 30 days */
+#define CONV_KA_MIN	CTLMSG_KEEPALIVE_MIN
+#define CONV_KA_MAX	CTLMSG_KEEPALIVE_MAX
 /* Bytes of a script-chosen name quoted in an error message. */
 #define CONV_QUOTE_MAX	40
 
@@ -529,10 +531,10 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 		luaL_error(L, "getTunnelInfo: connectMode must be "
 		    "CanReconnect or OneShot");
 
-	tun->idle_timeout = (int)conv_int(L, t, "idleTimeout", 600, 0,
-	    CONV_IDLE_MAX);
-	tun->keepalive = (int)conv_int(L, t, "keepalive", 20, CONV_KA_MIN,
-	    CONV_KA_MAX);
+	tun->idle_timeout = (int)conv_int(L, t, "idleTimeout",
+	    CTLMSG_IDLE_DEF, CTLMSG_IDLE_MIN, CONV_IDLE_MAX);
+	tun->keepalive = (int)conv_int(L, t, "keepalive",
+	    CTLMSG_KEEPALIVE_DEF, CONV_KA_MIN, CONV_KA_MAX);
 }
 
 int

@@ -23,6 +23,7 @@
 #include "pkt.h"
 #include "proxy.h"
 #include "ratelog.h"
+#include "ctlmsg.h"
 
 #define TUN_SYNC_GROUP		30	/* PACKET_NUM_BASE */
 #define TUN_WINDOW		59	/* packets beyond the last SYNC group */
@@ -371,6 +372,7 @@ struct worker_config {			/* what CTL_CONFIG names */
 	char	id[128];
 	char	session[256];
 	int	oneshot;
+	int	idle_timeout;		/* s without traffic; 0: never */
 };
 
 /* "tunneld worker": serves the dispatcher on fd 3 until its tunnel ends;
@@ -379,7 +381,29 @@ int	 worker_main(int argc, char **argv);
 /* "tunneld zygote": forks workers for the dispatcher; returns the exit
  * code. */
 int	 zygote_main(int argc, char **argv);
-int	 worker_parse_config(const json_t *m, struct cli_opts *o,
-	    struct worker_config *wc, char *err);
+/*
+ * What a worker accepts from its dispatcher (ctlmsg_dispatch), in which
+ * of a control channel's states: WS_IDLE (fd 3 before CONFIG, a pooled
+ * worker), WS_READY (configured), WS_TAKEOVER (fd 3 while a takeover
+ * waits for the dispatcher's answer).  A handler's ctx is the channel.
+ */
+#define WS_IDLE		0x1
+#define WS_READY	0x2
+#define WS_TAKEOVER	0x4
+extern const struct ctlmsg_rule worker_rules[];
+extern const size_t worker_nrules;
+/* The zygote's: CTL_SPAWN in its one state, ZS_RUN. */
+#define ZS_RUN		0x1
+extern const struct ctlmsg_rule zygote_rules[];
+extern const size_t zygote_nrules;
+
+/*
+ * Applies a decoded CONFIG to o (the worker's options) and wc.  Returns 0,
+ * or -1 with err (a mode a worker does not run, a forward that does not
+ * parse); o may then hold part of it and is freed by the caller.
+ */
+struct ctlmsg_config;
+int	 worker_apply_config(const struct ctlmsg_config *c,
+	    struct cli_opts *o, struct worker_config *wc, char *err);
 
 #endif

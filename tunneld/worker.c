@@ -21,10 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "crypto.h"
 #include "ctl.h"
+#include "ctlmsg.h"
 #include "err.h"
 #include "log.h"
 #include "tunneld.h"
@@ -56,6 +55,12 @@ struct worker {
 	char		 end_reason[ERR_LEN];
 	uv_timer_t	 idle;
 	uint64_t	 idle_since;
+	/* idleTimeout: traffic counters at the last change, and its time */
+	uint64_t	 traffic_mark;
+	uint64_t	 traffic_at;
+	/* worker_takeover()'s answer */
+	int		 tk_done;
+	char		 tk_busy[CTLMSG_REASON_LEN];
 	/* listening sockets handed over from the worker this one replaces */
 	int		 lst_fd[MSG_MAX_FWDS];
 	char		 lst_src[MSG_MAX_FWDS][ADDR_NAME_MAX + 16];
@@ -64,12 +69,20 @@ struct worker {
 
 static void	worker_channel_cb(uv_poll_t *, int, int);
 static void	worker_idle_cb(uv_timer_t *);
+#define WORKER_NRULES	7
 
 /* The worker whose tunnel calls a hook: set by worker_main (hooks.arg). */
 static struct worker *
 worker_of(const struct tun *t)
 {
 	return t->hooks->arg;
+}
+
+/* The dispatcher broke the contract: the caller closes the channel. */
+static void
+worker_refused(const char *why)
+{
+	log_warnx("dispatcher: %s, closing the control channel", why);
 }
 
 static void
@@ -117,126 +130,88 @@ worker_channel_add(struct worker *w, int fd, int configured)
 }
 
 static void
-worker_reply(struct channel *c, json_t *m)
+worker_reply(struct channel *c, const struct ctlmsg *m)
 {
 	char err[ERR_LEN];
 
-	if (m != NULL && ctl_send(c->fd, m, -1, 1000, err) == -1)
+	if (ctlmsg_send(c->fd, m, -1, 1000, err) == -1)
 		log_warnx("control reply: %s", err);
-	json_decref(m);
 }
 
-static json_t *
-worker_stats(struct worker *w)
+static void
+worker_reply_type(struct channel *c, int type)
 {
-	struct sess	*s;
-	json_t		*m = ctl_new(CTL_STATS);
-	uint64_t	 in = 0, out = 0;
-	size_t		 streams = 0;
-	int		 reconnects = 0, connected = 0, sessions = 0;
+	char err[ERR_LEN];
 
+	if (ctlmsg_send_type(c->fd, type, 1000, err) == -1)
+		log_warnx("control reply: %s", err);
+}
+
+static void
+worker_stats(struct worker *w, struct ctlmsg_stats *st)
+{
+	struct sess *s;
+
+	st->pid = getpid();
+	snprintf(st->tenant, sizeof(st->tenant), "%s", w->cfg.tenant);
+	snprintf(st->id, sizeof(st->id), "%s", w->cfg.id);
+	snprintf(st->session, sizeof(st->session), "%s", w->cfg.session);
+	snprintf(st->mode, sizeof(st->mode), "%s",
+	    cli_mode_name(w->opts.mode));
+	st->started = w->started;
+	st->authed = w->authed;
 	TAILQ_FOREACH(s, &w->tun.sessions, link) {
-		in += s->bytes_in;
-		out += s->bytes_out;
-		streams += mux_count(s);
-		reconnects += s->reconnects;
-		connected |= s->x != NULL;
-		sessions++;
+		st->bytes_in += s->bytes_in;
+		st->bytes_out += s->bytes_out;
+		st->streams += mux_count(s);
+		st->reconnects += s->reconnects;
+		st->connected |= s->x != NULL;
+		st->sessions++;
 	}
-	json_object_set_new(m, "pid", json_integer(getpid()));
-	json_object_set_new(m, "tenant", json_string(w->cfg.tenant));
-	json_object_set_new(m, "id", json_string(w->cfg.id));
-	json_object_set_new(m, "session", json_string(w->cfg.session));
-	json_object_set_new(m, "mode", json_string(cli_mode_name(w->opts.mode)));
-	json_object_set_new(m, "started", json_integer(w->started));
-	json_object_set_new(m, "bytes_in", json_integer(in));
-	json_object_set_new(m, "bytes_out", json_integer(out));
-	json_object_set_new(m, "streams", json_integer(streams));
-	json_object_set_new(m, "reconnects", json_integer(reconnects));
-	json_object_set_new(m, "connected", json_boolean(connected));
-	json_object_set_new(m, "sessions", json_integer(sessions));
-	json_object_set_new(m, "authed", json_boolean(w->authed));
-	return m;
 }
 
 /*
- * Parameters from the dispatcher (CTL_CONFIG), checked like a command
- * line.  o must hold the defaults; pass and encpass are replaced.
+ * Parameters from the dispatcher (CTL_CONFIG, already checked against the
+ * contract's bounds), checked like a command line.  o must hold the
+ * defaults; pass and encpass are replaced.  Returns 0, or -1 with err.
  */
 int
-worker_parse_config(const json_t *m, struct cli_opts *o,
+worker_apply_config(const struct ctlmsg_config *c, struct cli_opts *o,
     struct worker_config *wc, char *err)
 {
-	const char	*mode, *pass, *encpass, *str;
-	json_t		*fwds, *v;
-	size_t		 i;
-	int		 k, found = 0;
+	size_t	i;
+	int	k, found = 0;
 
-	mode = json_string_value(json_object_get(m, "mode"));
-	pass = json_string_value(json_object_get(m, "pass"));
-	encpass = json_string_value(json_object_get(m, "encPass"));
-	if (mode == NULL || pass == NULL || encpass == NULL) {
-		err_set(err, "config: mode, pass and encPass are required");
-		return -1;
-	}
 	for (k = MODE_WSSERVER; k <= MODE_R_SERVER; k++)
-		if (strcmp(mode, cli_mode_name(k)) == 0) {
+		if (strcmp(c->mode, cli_mode_name(k)) == 0) {
 			o->mode = k;
 			found = 1;
 		}
 	if (!found) {
-		err_set(err, "config: mode '%s' is not a server mode", mode);
+		err_set(err, "config: mode '%s' is not a server mode",
+		    c->mode);
 		return -1;
 	}
 	free(o->pass);
 	free(o->encpass);
-	if ((o->pass = strdup(pass)) == NULL ||
-	    (o->encpass = strdup(encpass)) == NULL) {
+	if ((o->pass = strdup(c->pass)) == NULL ||
+	    (o->encpass = strdup(c->encpass)) == NULL) {
 		err_set(err, "out of memory");
 		return -1;
 	}
-	if (json_is_integer(v = json_object_get(m, "encCount")))
-		o->enc_count = json_integer_value(v);
-	if (json_is_integer(v = json_object_get(m, "keepalive")) &&
-	    json_integer_value(v) >= 2 && json_integer_value(v) <= 3600)
-		o->interval = json_integer_value(v);
-	if (json_is_integer(v = json_object_get(m, "idleTimeout")) &&
-	    json_integer_value(v) >= 1 && json_integer_value(v) <= 86400 * 30)
-		o->session_timeout = json_integer_value(v);
-	if (json_is_integer(v = json_object_get(m, "handshakeTimeout")) &&
-	    json_integer_value(v) >= 1 && json_integer_value(v) <= 3600)
-		o->handshake_timeout = json_integer_value(v);
-	if (json_is_true(json_object_get(m, "verbose")))
-		o->verbose = 1;
-	if ((str = json_string_value(json_object_get(m, "connectMode"))) &&
-	    strcmp(str, "OneShot") == 0)
-		wc->oneshot = 1;
-	if ((str = json_string_value(json_object_get(m, "tenant"))) != NULL)
-		snprintf(wc->tenant, sizeof(wc->tenant), "%s", str);
-	if ((str = json_string_value(json_object_get(m, "id"))) != NULL)
-		snprintf(wc->id, sizeof(wc->id), "%s", str);
-	if ((str = json_string_value(json_object_get(m, "session"))) != NULL)
-		snprintf(wc->session, sizeof(wc->session), "%s", str);
-	if ((str = json_string_value(json_object_get(m, "sock"))) == NULL ||
-	    str[0] == '\0' ||
-	    strlen(str) >= sizeof(wc->sock_path)) {
-		err_set(err, "config: a socket path is required");
-		return -1;
-	}
-	snprintf(wc->sock_path, sizeof(wc->sock_path), "%s", str);
+	o->enc_count = c->enc_count;
+	o->interval = c->keepalive;
+	o->handshake_timeout = c->handshake_timeout;
+	o->verbose |= c->verbose;
+	wc->oneshot = c->oneshot;
+	wc->idle_timeout = c->idle_timeout;
+	snprintf(wc->tenant, sizeof(wc->tenant), "%s", c->tenant);
+	snprintf(wc->id, sizeof(wc->id), "%s", c->id);
+	snprintf(wc->session, sizeof(wc->session), "%s", c->session);
+	snprintf(wc->sock_path, sizeof(wc->sock_path), "%s", c->sock);
 	o->fwds.n = 0;
-	fwds = json_object_get(m, "forwards");
-	if (fwds != NULL && !json_is_array(fwds)) {
-		err_set(err, "config: forwards must be a list");
-		return -1;
-	}
-	json_array_foreach(fwds, i, v) {
-		if (o->fwds.n >= MSG_MAX_FWDS || !json_is_string(v)) {
-			err_set(err, "config: bad forward list");
-			return -1;
-		}
-		if (fwd_parse(json_string_value(v),
-		    cli_mode_is_reverse(o->mode),
+	for (i = 0; i < c->nfwd && i < MSG_MAX_FWDS; i++) {
+		if (fwd_parse(c->forwards[i], cli_mode_is_reverse(o->mode),
 		    &o->fwds.fwds[o->fwds.n], err) == -1)
 			return -1;
 		o->fwds.n++;
@@ -319,46 +294,25 @@ worker_sock_in_dir(struct worker *w, int dfd, char *err)
 }
 
 static void
-worker_take_conn(struct worker *w, struct channel *c, json_t *m, int fd)
+worker_take_conn(struct worker *w, struct channel *c,
+    const struct ctlmsg_conn *m, int fd)
 {
-	const char	*pre64;
-	unsigned char	*pre = NULL;
 	uv_tcp_t	*tcp;
 	struct conn	*conn;
 	char		 err[ERR_LEN];
-	int		 n = 0;
 
-	if ((pre64 = json_string_value(json_object_get(m, "extra"))) != NULL &&
-	    *pre64 != '\0') {
-		size_t len = strlen(pre64);
-
-		if ((pre = malloc(len)) == NULL ||
-		    (n = EVP_DecodeBlock(pre, (const unsigned char *)pre64,
-		    (int)len)) < 0) {
-			log_warnx("control: bad extra bytes");
-			free(pre);
-			close(fd);
-			return;
-		}
-		/* EVP_DecodeBlock counts padding as data. */
-		if (len >= 2 && pre64[len - 1] == '=')
-			n -= pre64[len - 2] == '=' ? 2 : 1;
-	}
 	if ((tcp = malloc(sizeof(*tcp))) == NULL) {
-		free(pre);
 		close(fd);
 		return;
 	}
 	uv_tcp_init(w->tun.loop, tcp);
 	if (uv_tcp_open(tcp, fd) != 0) {
-		free(pre);
 		close(fd);
 		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
 		return;
 	}
-	conn = conn_adopt(w->tun.loop, tcp, pre, n, err);
-	free(pre);
-	worker_reply(c, ctl_new(CTL_CONN_OK));
+	conn = conn_adopt(w->tun.loop, tcp, m->extra, m->nextra, err);
+	worker_reply_type(c, CTL_CONN_OK);
 	if (conn == NULL) {
 		log_warnx("control: %s", err);
 		return;
@@ -369,13 +323,9 @@ worker_take_conn(struct worker *w, struct channel *c, json_t *m, int fd)
 
 /* Keeps a listening socket handed over by the dispatcher (CTL_LISTENER). */
 static void
-worker_listener_keep(struct worker *w, const json_t *m, int fd)
+worker_listener_keep(struct worker *w, const char *src, int fd)
 {
-	const char *src = json_string_value(json_object_get(m, "src"));
-
-	if (fd < 0)
-		return;
-	if (src == NULL || w->nlst == MSG_MAX_FWDS) {
+	if (w->nlst == MSG_MAX_FWDS) {
 		close(fd);
 		return;
 	}
@@ -409,51 +359,69 @@ worker_listeners_drop(struct tun *t)
 		close(w->lst_fd[--w->nlst]);
 }
 
+/* Whether fd 3, the channel of the dispatcher that started us, is open. */
+static struct channel *
+worker_ctl_channel(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
+		if (w->ch[i] != NULL && w->ch[i]->fd == WORKER_CTL_FD)
+			return w->ch[i];
+	return NULL;
+}
+
+/* The reverse sources of eff into m (CTL_TAKEOVER); their number. */
+static size_t
+worker_takeover_srcs(const struct msg_fwdlist *eff, struct ctlmsg_srcs *m)
+{
+	size_t i;
+
+	for (i = 0; i < eff->n && m->n < CTLMSG_MAX_SRCS; i++)
+		if (eff->fwds[i].reverse)
+			addr_format(&eff->fwds[i].src, m->src[m->n++],
+			    sizeof(m->src[0]));
+	return m->n;
+}
+
 /*
  * A new session needs the reverse listeners of eff: asks the dispatcher to
  * end the detached workers of the same tunnel id and hand their listening
  * sockets over (kept for mux_listen).  Blocks up to WORKER_TAKEOVER_MS: a
- * worker serves one tenant, and the answer is one round trip.  Returns -1
- * with err when another worker's client is connected (or no answer came),
- * 0 otherwise, also without a dispatcher to ask.
+ * worker serves one tenant, and the answer is one round trip; meanwhile
+ * fd 3 is served in state WS_TAKEOVER.  Returns -1 with err when another
+ * worker's client is connected (or no answer came), 0 otherwise, also
+ * without a dispatcher to ask.
  */
 static int
 worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
 {
 	struct worker	*w = worker_of(t);
-	json_t		*m, *srcs;
-	const char	*busy;
-	char		 host[ADDR_NAME_MAX + 16];
-	uint64_t	 deadline;
-	size_t		 i;
-	int		 fd, rc, type, found = 0;
+	struct channel	*c;
+	struct ctlmsg	*m;
+	uint64_t	 deadline, now;
+	int		 rc;
 
-	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
-		found |= w->ch[i] != NULL && w->ch[i]->fd == WORKER_CTL_FD;
-	if (!found)
+	if ((c = worker_ctl_channel(w)) == NULL)
 		return 0;	/* a dispatcher restarted since: bind */
-	srcs = json_array();
-	for (i = 0; i < eff->n; i++)
-		if (eff->fwds[i].reverse) {
-			addr_format(&eff->fwds[i].src, host, sizeof(host));
-			json_array_append_new(srcs, json_string(host));
-		}
-	if (json_array_size(srcs) == 0) {
-		json_decref(srcs);
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return 0;
+	ctlmsg_init(m, CTL_TAKEOVER);
+	if (worker_takeover_srcs(eff, &m->u.takeover) == 0) {
+		free(m);
 		return 0;
 	}
-	m = ctl_new(CTL_TAKEOVER);
-	json_object_set_new(m, "srcs", srcs);
-	rc = ctl_send(WORKER_CTL_FD, m, -1, 1000, err);
-	json_decref(m);
+	rc = ctlmsg_send(WORKER_CTL_FD, m, -1, 1000, err);
+	free(m);
 	if (rc == -1) {
 		log_warnx("takeover: %s", err);
 		return 0;
 	}
+	w->tk_done = 0;
+	w->tk_busy[0] = '\0';
 	deadline = uv_hrtime() / 1000000 + WORKER_TAKEOVER_MS;
-	for (;;) {
-		uint64_t now = uv_hrtime() / 1000000;
-
+	while (!w->tk_done) {
+		now = uv_hrtime() / 1000000;
 		if (now >= deadline) {
 			err_set(err, "the dispatcher did not answer the "
 			    "takeover in %d ms", WORKER_TAKEOVER_MS);
@@ -461,222 +429,263 @@ worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
 		}
 		if (!ctl_wait(WORKER_CTL_FD, (int)(deadline - now)))
 			continue;
-		rc = ctl_recv(WORKER_CTL_FD, &m, &fd, err);
-		if (rc == -2)
-			continue;
-		if (rc <= 0) {
-			if (rc == 0)
-				err_set(err, "the dispatcher went away");
+		rc = ctlmsg_serve(WORKER_CTL_FD, worker_rules, WORKER_NRULES,
+		    WS_TAKEOVER, c, err);
+		if (rc == CTLMSG_REFUSED)
+			worker_refused(err);
+		if (rc == 0 || rc == CTLMSG_REFUSED) {
+			worker_channel_close(c);
+			err_set(err, "the dispatcher went away");
 			return -1;
 		}
-		type = ctl_type(m);
-		if (type == CTL_LISTENER) {
-			worker_listener_keep(w, m, fd);
-		} else if (type == CTL_TAKEOVER_DONE) {
-			busy = json_string_value(json_object_get(m, "busy"));
-			if (busy != NULL)
-				err_set(err, "%s", busy);
-			json_decref(m);
-			return busy != NULL ? -1 : 0;
-		} else {
-			log_warnx("takeover: unexpected message %s",
-			    ctl_type_name(type));
-			if (fd >= 0)
-				close(fd);
-		}
-		json_decref(m);
 	}
+	if (w->tk_busy[0] != '\0') {
+		err_set(err, "%s", w->tk_busy);
+		return -1;
+	}
+	return 0;
 }
 
-/*
- * The dispatcher asks for our listeners: a new worker of this tunnel has an
- * authenticated client that needs one of them ("srcs").  Unless our own
- * client is connected, each listening
- * socket goes over (CTL_LISTENER, the port stays open and its backlog
- * waits for the new owner) and the tunnel ends, "replaced".
- */
 /* Whether one of our listeners is on a source address of srcs. */
 static int
-worker_holds(struct worker *w, const json_t *srcs)
+worker_holds(struct worker *w, const struct ctlmsg_srcs *srcs)
 {
 	struct sess	*s;
 	struct lsn	*l;
-	json_t		*v;
-	char		 host[ADDR_NAME_MAX + 16];
+	char		 host[CTLMSG_SRC_LEN];
 	size_t		 i;
 
 	TAILQ_FOREACH(s, &w->tun.sessions, link)
 		SLIST_FOREACH(l, &s->lsns, link) {
 			addr_format(&l->fwd.src, host, sizeof(host));
-			json_array_foreach(srcs, i, v)
-				if (json_is_string(v) &&
-				    strcmp(json_string_value(v), host) == 0)
+			for (i = 0; i < srcs->n; i++)
+				if (strcmp(srcs->src[i], host) == 0)
 					return 1;
 		}
 	return 0;
 }
 
-static void
-worker_release(struct worker *w, struct channel *c, const json_t *req)
+/* Sends each listening socket (CTL_LISTENER); how many went. */
+static int
+worker_send_listeners(struct worker *w, struct channel *c)
 {
-	struct tun	*t = &w->tun;
 	struct sess	*s;
 	struct lsn	*l;
-	json_t		*m;
-	char		 host[ADDR_NAME_MAX + 16], err[ERR_LEN];
-	int		 fd, n = 0, ended;
+	struct ctlmsg	 m;
+	char		 err[ERR_LEN];
+	int		 fd, n = 0;
 
-	/* Another tunnel under the same id, on other ports: not ours. */
-	if (!worker_holds(w, json_object_get(req, "srcs"))) {
-		m = ctl_new(CTL_RELEASED);
-		json_object_set_new(m, "ended", json_false());
-		worker_reply(c, m);
-		return;
-	}
-	TAILQ_FOREACH(s, &t->sessions, link)
-		if (!s->closing && s->x != NULL) {
-			log_info("takeover refused: our client is connected");
-			m = ctl_new(CTL_RELEASED);
-			json_object_set_new(m, "busy", json_string("the "
-			    "tunnel's client is connected to another worker"));
-			worker_reply(c, m);
-			return;
-		}
-	TAILQ_FOREACH(s, &t->sessions, link)
+	TAILQ_FOREACH(s, &w->tun.sessions, link)
 		SLIST_FOREACH(l, &s->lsns, link) {
 			if (s->closing ||
 			    uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
 				continue;
-			addr_format(&l->fwd.src, host, sizeof(host));
-			m = ctl_new(CTL_LISTENER);
-			json_object_set_new(m, "src", json_string(host));
-			if (ctl_send(c->fd, m, fd, 1000, err) == -1)
+			ctlmsg_init(&m, CTL_LISTENER);
+			addr_format(&l->fwd.src, m.u.listener.src,
+			    sizeof(m.u.listener.src));
+			if (ctlmsg_send(c->fd, &m, fd, 1000, err) == -1)
 				log_warnx("takeover: %s", err);
 			else
 				n++;
-			json_decref(m);
 		}
-	ended = !TAILQ_EMPTY(&t->sessions);
-	m = ctl_new(CTL_RELEASED);
-	json_object_set_new(m, "ended", json_boolean(ended));
-	json_object_set_new(m, "listeners", json_integer(n));
-	worker_reply(c, m);
-	if (!ended)
-		return;
+	return n;
+}
+
+/*
+ * The dispatcher asks for our listeners (CTL_RELEASE): a new worker of
+ * this tunnel has an authenticated client that needs one of them.  Unless
+ * our own client is connected, each listening socket goes over
+ * (CTL_LISTENER, the port stays open and its backlog waits for the new
+ * owner) and the tunnel ends, "replaced".
+ */
+static int
+worker_on_release(void *ctx, struct ctlmsg *req, int *fdp, char *e)
+{
+	struct channel	*c = ctx;
+	struct worker	*w = c->w;
+	struct tun	*t = &w->tun;
+	struct sess	*s;
+	struct ctlmsg	 m;
+	int		 n;
+
+	ctlmsg_init(&m, CTL_RELEASED);
+	/* Another tunnel under the same id, on other ports: not ours. */
+	if (!worker_holds(w, &req->u.release)) {
+		worker_reply(c, &m);
+		return CTLMSG_OK;
+	}
+	TAILQ_FOREACH(s, &t->sessions, link)
+		if (!s->closing && s->x != NULL) {
+			log_info("takeover refused: our client is connected");
+			snprintf(m.u.released.busy, sizeof(m.u.released.busy),
+			    "the tunnel's client is connected to another "
+			    "worker");
+			worker_reply(c, &m);
+			return CTLMSG_OK;
+		}
+	n = worker_send_listeners(w, c);
+	m.u.released.ended = !TAILQ_EMPTY(&t->sessions);
+	m.u.released.listeners = n;
+	worker_reply(c, &m);
+	if (!m.u.released.ended)
+		return CTLMSG_OK;
 	log_info("replaced by a new worker of tunnel '%s': %d listener%s "
 	    "handed over", w->cfg.id, n, n == 1 ? "" : "s");
 	while ((s = TAILQ_FIRST(&t->sessions)) != NULL)
 		sess_free(s, "replaced");
+	return t->stopping ? CTLMSG_STOP : CTLMSG_OK;
 }
 
-static void
-worker_dispatch(struct worker *w, struct channel *c, json_t *m, int fd)
+/* CONFIG went wrong: say why (CTL_END) and go. */
+static int
+worker_config_failed(struct worker *w, struct channel *c, const char *why)
 {
-	char	err[ERR_LEN];
-	int	type = ctl_type(m);
+	struct ctlmsg m;
 
-	switch (type) {
-	case CTL_CONFIG:
-		if (c->configured) {
-			log_warnx("control: unexpected config");
-			break;
-		}
-		c->configured = 1;
-		if (worker_parse_config(m, &w->opts, &w->cfg, err) == -1 ||
-		    worker_sock_in_dir(w, fd, err) == -1 ||
-		    worker_listen(w, err) == -1) {
-			json_t *end = ctl_new(CTL_END);
-
-			log_err("%s", err);
-			json_object_set_new(end, "reason", json_string(err));
-			worker_reply(c, end);
-			w->dir_fd = -1;		/* fd is closed below */
-			tun_stop(&w->tun, 1);
-			break;
-		}
-		fd = -1;	/* kept as w->dir_fd */
-		log_init("tunneld", w->opts.verbose);
-		/* The policy's secrets: weak ones are named in the log. */
-		cli_check_secrets(&w->opts);
-		crypto_magic(w->opts.pass, w->opts.encpass, w->tun.magic);
-		{
-			json_t *r = ctl_new(CTL_READY);
-
-			json_object_set_new(r, "pid", json_integer(getpid()));
-			json_object_set_new(r, "sock",
-			    json_string(w->cfg.sock_path));
-			worker_reply(c, r);
-		}
-		/* A pooled worker may have waited long for its config. */
-		w->idle_since = uv_now(w->tun.loop);
-		uv_timer_start(&w->idle, worker_idle_cb, 1000, 1000);
-		log_info("worker ready for tenant '%s' (%s), %zu forwards",
-		    w->cfg.tenant, cli_mode_name(w->opts.mode), w->opts.fwds.n);
-		break;
-	case CTL_CONN:
-		if (!c->configured || w->lfd == -1 || fd < 0) {
-			log_warnx("control: connection before config");
-			break;
-		}
-		worker_take_conn(w, c, m, fd);
-		fd = -1;
-		break;
-	case CTL_STATS_REQ:
-		worker_reply(c, worker_stats(w));
-		break;
-	case CTL_RELEASE:
-		worker_release(w, c, m);
-		break;
-	case CTL_LISTENER:
-		/* Late for a takeover that timed out: kept for a retry. */
-		worker_listener_keep(w, m, fd);
-		fd = -1;
-		break;
-	case CTL_TAKEOVER_DONE:
-		break;
-	case CTL_STOP:
-		log_info("stop requested by the dispatcher");
-		snprintf(w->end_reason, sizeof(w->end_reason), "stopped");
-		tun_stop(&w->tun, 0);
-		break;
-	default:
-		log_warnx("control: unexpected message %s",
-		    ctl_type_name(type));
-		worker_channel_close(c);
-		break;
-	}
-	if (fd >= 0)
-		close(fd);
+	log_err("%s", why);
+	ctlmsg_init(&m, CTL_END);
+	snprintf(m.u.end.text, sizeof(m.u.end.text), "%s", why);
+	worker_reply(c, &m);
+	w->dir_fd = -1;		/* the fd is closed by ctlmsg_dispatch */
+	tun_stop(&w->tun, 1);
+	return CTLMSG_STOP;
 }
+
+static int
+worker_on_config(void *ctx, struct ctlmsg *m, int *fdp, char *e)
+{
+	struct channel	*c = ctx;
+	struct worker	*w = c->w;
+	struct ctlmsg	 r;
+	char		 err[ERR_LEN];
+
+	c->configured = 1;
+	if (worker_apply_config(&m->u.config, &w->opts, &w->cfg, err) == -1 ||
+	    worker_sock_in_dir(w, *fdp, err) == -1 ||
+	    worker_listen(w, err) == -1)
+		return worker_config_failed(w, c, err);
+	*fdp = -1;	/* kept as w->dir_fd */
+	log_init("tunneld", w->opts.verbose);
+	/* The policy's secrets: weak ones are named in the log. */
+	cli_check_secrets(&w->opts);
+	crypto_magic(w->opts.pass, w->opts.encpass, w->tun.magic);
+	ctlmsg_init(&r, CTL_READY);
+	r.u.ready.pid = getpid();
+	snprintf(r.u.ready.sock, sizeof(r.u.ready.sock), "%s",
+	    w->cfg.sock_path);
+	worker_reply(c, &r);
+	/* A pooled worker may have waited long for its config. */
+	w->idle_since = w->traffic_at = uv_now(w->tun.loop);
+	uv_timer_start(&w->idle, worker_idle_cb, 1000, 1000);
+	log_info("worker ready for tenant '%s' (%s), %zu forwards",
+	    w->cfg.tenant, cli_mode_name(w->opts.mode), w->opts.fwds.n);
+	return CTLMSG_OK;
+}
+
+static int
+worker_on_conn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	struct channel *c = ctx;
+
+	if (*fdp < 0 || c->w->lfd == -1) {
+		err_set(err, "a connection without its socket");
+		return CTLMSG_REFUSED;
+	}
+	worker_take_conn(c->w, c, &m->u.conn, *fdp);
+	*fdp = -1;
+	return CTLMSG_OK;
+}
+
+static int
+worker_on_stats_req(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	struct channel	*c = ctx;
+	struct ctlmsg	*r;
+
+	if ((r = malloc(sizeof(*r))) == NULL)
+		return CTLMSG_OK;
+	ctlmsg_init(r, CTL_STATS);
+	worker_stats(c->w, &r->u.stats);
+	worker_reply(c, r);
+	free(r);
+	return CTLMSG_OK;
+}
+
+/* A listening socket of a takeover; late ones are kept for a retry. */
+static int
+worker_on_listener(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	struct channel *c = ctx;
+
+	if (*fdp < 0) {
+		err_set(err, "a listener without its socket");
+		return CTLMSG_REFUSED;
+	}
+	worker_listener_keep(c->w, m->u.listener.src, *fdp);
+	*fdp = -1;
+	return CTLMSG_OK;
+}
+
+/* The end of a takeover; a late one (after our deadline) is ignored. */
+static int
+worker_on_takeover_done(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	struct channel *c = ctx;
+
+	c->w->tk_done = 1;
+	snprintf(c->w->tk_busy, sizeof(c->w->tk_busy), "%s",
+	    m->u.takeover_done.text);
+	return CTLMSG_OK;
+}
+
+static int
+worker_on_stop(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	struct channel *c = ctx;
+
+	log_info("stop requested by the dispatcher");
+	snprintf(c->w->end_reason, sizeof(c->w->end_reason), "stopped");
+	tun_stop(&c->w->tun, 0);
+	return CTLMSG_STOP;
+}
+
+/* What a worker accepts, from the dispatcher on fd 3 or its socket. */
+const struct ctlmsg_rule worker_rules[WORKER_NRULES] = {
+	{ CTL_CONFIG,		WS_IDLE,	worker_on_config },
+	{ CTL_CONN,		WS_READY,	worker_on_conn },
+	{ CTL_STATS_REQ,	WS_READY,	worker_on_stats_req },
+	{ CTL_RELEASE,		WS_READY,	worker_on_release },
+	{ CTL_LISTENER,		WS_READY | WS_TAKEOVER, worker_on_listener },
+	{ CTL_TAKEOVER_DONE,	WS_READY | WS_TAKEOVER,
+	    worker_on_takeover_done },
+	{ CTL_STOP,		WS_READY,	worker_on_stop },
+};
+const size_t worker_nrules = WORKER_NRULES;
 
 static void
 worker_channel_cb(uv_poll_t *p, int status, int events)
 {
 	struct channel	*c = p->data;
-	json_t		*m;
+	struct worker	*w = c->w;
 	char		 err[ERR_LEN];
-	int		 fd, rc;
+	int		 rc;
 
 	for (;;) {
-		rc = ctl_recv(c->fd, &m, &fd, err);
+		rc = ctlmsg_serve(c->fd, worker_rules, WORKER_NRULES,
+		    c->configured ? WS_READY : WS_IDLE, c, err);
 		if (rc == -2)
 			return;
-		if (rc <= 0) {
-			if (rc < 0)
-				log_warnx("control: %s", err);
+		if (rc == CTLMSG_REFUSED)
+			worker_refused(err);
+		if (rc == 0 || rc == CTLMSG_REFUSED) {
 			/* A dispatcher going away does not end the tunnel; an
 			 * idle pooled worker has none and goes too. */
-			if (!c->configured && c->fd == WORKER_CTL_FD) {
-				worker_channel_close(c);
-				tun_stop(&c->w->tun, 0);
-				return;
-			}
+			if (!c->configured && c->fd == WORKER_CTL_FD)
+				tun_stop(&w->tun, 0);
 			worker_channel_close(c);
 			return;
 		}
-		worker_dispatch(c->w, c, m, fd);
-		json_decref(m);
-		if (c->w->tun.stopping)
+		if (rc == CTLMSG_STOP || w->tun.stopping)
 			return;
 	}
 }
@@ -703,22 +712,17 @@ static void
 worker_session_authed(struct tun *t)
 {
 	struct worker	*w = worker_of(t);
-	json_t		*m;
+	char		 err[ERR_LEN];
 	size_t		 i;
 
 	if (w->authed)
 		return;
 	w->authed = 1;
-	m = ctl_new(CTL_AUTHED);
 	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
-		if (w->ch[i] != NULL && w->ch[i]->configured) {
-			char err[ERR_LEN];
-
+		if (w->ch[i] != NULL && w->ch[i]->configured &&
+		    ctlmsg_send_type(w->ch[i]->fd, CTL_AUTHED, 200, err) == -1)
 			/* Short-lived channels may be gone already. */
-			if (ctl_send(w->ch[i]->fd, m, -1, 200, err) == -1)
-				log_debug("control: %s", err);
-		}
-	json_decref(m);
+			log_debug("control: %s", err);
 }
 
 static int
@@ -732,30 +736,66 @@ static void
 worker_stop(struct tun *t)
 {
 	struct worker	*w = worker_of(t);
-	json_t		*end;
+	struct ctlmsg	 end;
+	char		 err[ERR_LEN];
 	size_t		 i;
 
 	/* A signal names itself in tun_signal. */
 	if (t->stop_reason[0] != '\0')
 		snprintf(w->end_reason, sizeof(w->end_reason), "%s",
 		    t->stop_reason);
-	end = ctl_new(CTL_END);
-	json_object_set_new(end, "reason", json_string(w->end_reason[0] ?
-	    w->end_reason : "stopped"));
+	ctlmsg_init(&end, CTL_END);
+	snprintf(end.u.end.text, sizeof(end.u.end.text), "%s",
+	    w->end_reason[0] ? w->end_reason : "stopped");
 	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
 		if (w->ch[i] != NULL) {
-			char err[ERR_LEN];
-
-			ctl_send(w->ch[i]->fd, end, -1, 200, err);
+			ctlmsg_send(w->ch[i]->fd, &end, -1, 200, err);
 			worker_channel_close(w->ch[i]);
 		}
-	json_decref(end);
 	if (w->lfd != -1) {
 		uv_poll_stop(&w->lpoll);
 		uv_close((uv_handle_t *)&w->lpoll, NULL);
 		unlink(w->cfg.sock_path);
 	}
 	uv_close((uv_handle_t *)&w->idle, NULL);
+}
+
+/* Counted packets of every session, both ways: payload and stream
+ * openings and closings, not keepalives. */
+static uint64_t
+worker_traffic(struct worker *w)
+{
+	struct sess	*s;
+	uint64_t	 n = 0;
+
+	TAILQ_FOREACH(s, &w->tun.sessions, link)
+		n += s->next_seq + s->read_no;
+	return n;
+}
+
+/*
+ * The policy's idleTimeout: a tunnel that carried no traffic (see
+ * worker_traffic) for that many seconds ends; 0 is never.  Returns 1 if
+ * it ended.
+ */
+static int
+worker_idle_traffic(struct worker *w, uint64_t now)
+{
+	uint64_t mark = worker_traffic(w);
+
+	if (mark != w->traffic_mark || !w->authed) {
+		w->traffic_mark = mark;
+		w->traffic_at = now;
+		return 0;
+	}
+	if (w->cfg.idle_timeout == 0 ||
+	    now - w->traffic_at < (uint64_t)w->cfg.idle_timeout * 1000)
+		return 0;
+	snprintf(w->end_reason, sizeof(w->end_reason), "no traffic for %d s "
+	    "(idleTimeout)", w->cfg.idle_timeout);
+	log_info("%s", w->end_reason);
+	tun_stop(&w->tun, 0);
+	return 1;
 }
 
 /*
@@ -774,6 +814,8 @@ worker_idle_cb(uv_timer_t *timer)
 	struct tun	*t = &w->tun;
 	uint64_t	 now = uv_now(t->loop), wait;
 
+	if (worker_idle_traffic(w, now))
+		return;
 	if (!TAILQ_EMPTY(&t->sessions) || !TAILQ_EMPTY(&t->handshakes)) {
 		w->idle_since = now;
 		return;

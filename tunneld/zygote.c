@@ -24,6 +24,7 @@
 
 #include "crypto.h"
 #include "ctl.h"
+#include "ctlmsg.h"
 #include "enc.h"
 #include "err.h"
 #include "log.h"
@@ -32,24 +33,25 @@
 #define ZYGOTE_REQ_FD	3
 #define ZYGOTE_EXIT_FD	4
 
+struct zygote {
+	char	*role;		/* argv[1]: "zygote", "worker" once forked */
+};
+
 static void
 zygote_reap(void)
 {
-	json_t	*m;
-	char	 err[ERR_LEN];
-	pid_t	 pid;
-	int	 status;
+	struct ctlmsg	m;
+	char		err[ERR_LEN];
+	pid_t		pid;
+	int		status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		m = ctl_new(CTL_EXITED);
-		json_object_set_new(m, "pid", json_integer(pid));
-		json_object_set_new(m, "code", json_integer(WIFEXITED(status) ?
-		    WEXITSTATUS(status) : -1));
-		json_object_set_new(m, "signal", json_integer(
-		    WIFSIGNALED(status) ? WTERMSIG(status) : 0));
-		if (ctl_send(ZYGOTE_EXIT_FD, m, -1, 1000, err) == -1)
+		ctlmsg_init(&m, CTL_EXITED);
+		m.u.exited.pid = pid;
+		m.u.exited.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		m.u.exited.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+		if (ctlmsg_send(ZYGOTE_EXIT_FD, &m, -1, 1000, err) == -1)
 			log_warnx("zygote: %s", err);
-		json_decref(m);
 	}
 }
 
@@ -91,14 +93,37 @@ zygote_warm_up(void)
 	}
 }
 
+/* CTL_SPAWN: fork a worker on the socket attached, answer its pid. */
+static int
+zygote_on_spawn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	struct zygote	*z = ctx;
+	struct ctlmsg	 r;
+	char		 e[ERR_LEN];
+
+	if (*fdp == -1) {
+		err_set(err, "spawn without a control socket");
+		return CTLMSG_REFUSED;
+	}
+	ctlmsg_init(&r, CTL_SPAWNED);
+	r.u.spawned.pid = zygote_fork(*fdp, z->role);
+	if (ctlmsg_send(ZYGOTE_REQ_FD, &r, -1, 1000, e) == -1)
+		log_warnx("%s", e);
+	return CTLMSG_OK;
+}
+
+const struct ctlmsg_rule zygote_rules[] = {
+	{ CTL_SPAWN,	ZS_RUN,	zygote_on_spawn },
+};
+const size_t zygote_nrules = sizeof(zygote_rules) / sizeof(zygote_rules[0]);
+
 int
 zygote_main(int argc, char **argv)
 {
 	struct pollfd	 pfd = { .fd = ZYGOTE_REQ_FD, .events = POLLIN };
-	json_t		*m, *r;
+	struct zygote	 z = { .role = argv[1] };
 	char		 err[ERR_LEN];
-	pid_t		 pid;
-	int		 fd, rc;
+	int		 rc;
 
 	if (fcntl(ZYGOTE_REQ_FD, F_GETFD) == -1 ||
 	    fcntl(ZYGOTE_EXIT_FD, F_GETFD) == -1) {
@@ -123,27 +148,14 @@ zygote_main(int argc, char **argv)
 			return 1;
 		if (rc <= 0)
 			continue;
-		rc = ctl_recv(ZYGOTE_REQ_FD, &m, &fd, err);
-		if (rc == 0)
-			return 0;	/* the dispatcher is gone */
-		if (rc < 0) {
-			log_warnx("%s", err);
-			continue;
-		}
-		if (ctl_type(m) != CTL_SPAWN || fd == -1) {
-			log_warnx("unexpected %s", ctl_type_name(ctl_type(m)));
-			if (fd != -1)
-				close(fd);
-			json_decref(m);
-			continue;
-		}
-		json_decref(m);
-		pid = zygote_fork(fd, argv[1]);
-		close(fd);
-		r = ctl_new(CTL_SPAWNED);
-		json_object_set_new(r, "pid", json_integer(pid));
-		if (ctl_send(ZYGOTE_REQ_FD, r, -1, 1000, err) == -1)
-			log_warnx("%s", err);
-		json_decref(r);
+		rc = ctlmsg_serve(ZYGOTE_REQ_FD, zygote_rules, zygote_nrules,
+		    ZS_RUN, &z, err);
+		/* The dispatcher is gone, or broke the contract: the
+		 * workers carry on without us. */
+		if (rc == CTLMSG_REFUSED)
+			log_warnx("dispatcher: %s, closing the control "
+			    "channel", err);
+		if (rc == 0 || rc == CTLMSG_REFUSED)
+			return rc == 0 ? 0 : 1;
 	}
 }

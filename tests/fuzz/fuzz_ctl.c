@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: control messages as a worker or the dispatcher
- * receives them (ctl_recv over a real SOCK_SEQPACKET pair), and a worker's
- * reading of CTL_CONFIG.
+ * receives them (ctlmsg_recv over a real SOCK_SEQPACKET pair), and a
+ * worker's reading of CTL_CONFIG.
  */
 
 #include <sys/socket.h>
@@ -12,15 +12,17 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "ctlmsg.h"
 #include "err.h"
 #include "tunneld.h"
+
+static struct ctlmsg m;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct worker_config	 wc;
 	struct cli_opts		 o;
-	json_t			*m = NULL;
 	char			 err[ERR_LEN];
 	int			 sv[2], fd = -1, rc;
 
@@ -29,26 +31,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (send(sv[0], data, size, 0) != (ssize_t)size)
 		goto done;
-	rc = ctl_recv(sv[1], &m, &fd, err);
-	if (rc == 1 && (m == NULL || ctl_type(m) < 0))
+	rc = ctlmsg_recv(sv[1], &m, &fd, err);
+	if (rc == 1 && ctlmsg_init(&(struct ctlmsg){ 0 }, m.type) == -1)
 		abort();
-	if (rc != 1 && m != NULL)
-		abort();
-	if (rc == 1) {
+	if (rc == 1 && m.type == CTL_CONFIG) {
 		memset(&o, 0, sizeof(o));
 		memset(&wc, 0, sizeof(wc));
 		o.enc_count = -1;
 		o.interval = 20;
 		o.pass = strdup("");
 		o.encpass = strdup("");
-		if (worker_parse_config(m, &o, &wc, err) == 0 &&
+		if (worker_apply_config(&m.u.config, &o, &wc, err) == 0 &&
 		    (o.pass == NULL || o.encpass == NULL ||
 		    o.fwds.n > MSG_MAX_FWDS || wc.sock_path[0] == '\0'))
 			abort();
 		cli_free(&o);
 	}
+	if (rc == 1)
+		ctlmsg_clear(&m);
 done:
-	json_decref(m);
 	if (fd != -1)
 		close(fd);
 	close(sv[0]);

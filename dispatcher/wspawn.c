@@ -1,0 +1,400 @@
+/*
+ * Starting workers: forked by the zygote (tunneld zygote, started with
+ * posix_spawn) or, failing that, started with posix_spawn; a few wait
+ * idle in a pool.  Each is configured (CTL_CONFIG) over a socketpair on
+ * its fd 3 and answers CTL_READY once it listens on its unix socket in the
+ * state directory.
+ */
+
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "ctl.h"
+#include "ctlmsg.h"
+#include "disp.h"
+#include "err.h"
+#include "log.h"
+
+extern char **environ;
+
+/* The contract's bounds hold what the policy checked. */
+_Static_assert(sizeof(((struct policy_tunnel *)0)->pass) <= CTLMSG_SECRET_LEN,
+    "pass fits CONFIG");
+_Static_assert(POLICY_MAX_FWDS <= CTLMSG_MAX_FWDS, "forwards fit CONFIG");
+_Static_assert(POLICY_FWD_LEN <= CTLMSG_FWD_LEN, "a forward fits CONFIG");
+_Static_assert(POLICY_ID_LEN <= CTLMSG_ID_LEN, "ids fit CONFIG");
+
+pid_t
+wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
+{
+	posix_spawn_file_actions_t	 fa;
+	char				*argv[] = { "tunneld", (char *)what,
+					    NULL };
+	pid_t				 pid;
+	int				 rc, a = -1, b = -1;
+
+	/* Out of the way of the targets, or one dup2 undoes the other. */
+	if ((a = fcntl(fd3, F_DUPFD_CLOEXEC, 5)) == -1 ||
+	    (fd4 != -1 && (b = fcntl(fd4, F_DUPFD_CLOEXEC, 5)) == -1)) {
+		err_set(err, "fcntl: %s", strerror(errno));
+		pid = -1;
+		goto done;
+	}
+	posix_spawn_file_actions_init(&fa);
+	/* dup2 clears close-on-exec on the targets; every other fd keeps it. */
+	posix_spawn_file_actions_adddup2(&fa, a, 3);
+	if (b != -1)
+		posix_spawn_file_actions_adddup2(&fa, b, 4);
+	rc = posix_spawn(&pid, d->tunneld, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		err_set(err, "spawn %s: %s", d->tunneld, strerror(rc));
+		pid = -1;
+	}
+done:
+	if (a != -1)
+		close(a);
+	if (b != -1)
+		close(b);
+	return pid;
+}
+
+/* Asks the zygote to fork a worker on fd: its pid, or -1 with err. */
+static pid_t
+wspawn_zygote_fork(struct disp *d, int fd, char *err)
+{
+	struct ctlmsg	r;
+	pid_t		pid = -1;
+	int		rfd = -1, rc;
+
+	ctlmsg_init(&r, CTL_SPAWN);
+	if (ctlmsg_send(d->zygote_req, &r, fd, DISP_SPAWN_MS, err) == -1)
+		return -1;
+	if (!ctl_wait(d->zygote_req, DISP_SPAWN_MS)) {
+		err_set(err, "no answer in %d ms", DISP_SPAWN_MS);
+		return -1;
+	}
+	if ((rc = ctlmsg_recv(d->zygote_req, &r, &rfd, err)) == 0)
+		err_set(err, "the zygote is gone");
+	if (rfd != -1)
+		close(rfd);
+	if (rc != 1)
+		return -1;
+	if (r.type == CTL_SPAWNED && r.u.spawned.pid > 0)
+		pid = (pid_t)r.u.spawned.pid;
+	else
+		err_set(err, "zygote answered %s", r.type == CTL_SPAWNED ?
+		    "a failed fork" : ctlmsg_name(r.type));
+	ctlmsg_clear(&r);
+	return pid;
+}
+
+/* A worker on control socket fd: forked by the zygote, else exec'd. */
+static pid_t
+wspawn_fork(struct disp *d, int fd, char *err)
+{
+	pid_t pid = -1;
+
+	pthread_mutex_lock(&d->zlock);
+	if (d->zygote_req != -1 &&
+	    (pid = wspawn_zygote_fork(d, fd, err)) == -1) {
+		log_warnx("zygote failed (%s): starting workers with exec "
+		    "from now on", err);
+		close(d->zygote_req);
+		d->zygote_req = -1;
+	}
+	pthread_mutex_unlock(&d->zlock);
+	if (pid > 0)
+		return pid;
+	return wspawn_exec(d, "worker", fd, -1, err);
+}
+
+/* CONFIG for ti's worker; wiped by the caller (ctlmsg_clear). */
+static void
+wspawn_config(struct disp *d, const struct policy_tunnel *ti,
+    const char *session, const char *sock, struct ctlmsg *m)
+{
+	struct ctlmsg_config	*c = &m->u.config;
+	size_t			 i;
+
+	ctlmsg_init(m, CTL_CONFIG);
+	snprintf(c->mode, sizeof(c->mode), "%s", ti->mode);
+	snprintf(c->pass, sizeof(c->pass), "%s", ti->pass);
+	snprintf(c->encpass, sizeof(c->encpass), "%s", ti->encpass);
+	c->enc_count = ti->enc_count;
+	for (i = 0; i < ti->nfwd && i < CTLMSG_MAX_FWDS; i++)
+		snprintf(c->forwards[i], sizeof(c->forwards[i]), "%s",
+		    ti->forwards[i]);
+	c->nfwd = i;
+	c->oneshot = strcmp(ti->connect_mode, "OneShot") == 0;
+	c->idle_timeout = ti->idle_timeout;
+	c->keepalive = ti->keepalive;
+	snprintf(c->tenant, sizeof(c->tenant), "%s", ti->tenant);
+	snprintf(c->id, sizeof(c->id), "%s", ti->id);
+	snprintf(c->session, sizeof(c->session), "%s", session);
+	snprintf(c->sock, sizeof(c->sock), "%s", sock);
+	c->verbose = d->verbose;
+	c->handshake_timeout = d->handshake_timeout;
+}
+
+/* The worker's answer to CONFIG: 0 on CTL_READY, else -1 with err. */
+static int
+wspawn_ready(int fd, pid_t pid, struct ctlmsg *r, char *err)
+{
+	int rfd = -1, rc;
+
+	if (!ctl_wait(fd, DISP_SPAWN_MS)) {
+		err_set(err, "worker %d not ready in %d ms", (int)pid,
+		    DISP_SPAWN_MS);
+		return -1;
+	}
+	rc = ctlmsg_recv(fd, r, &rfd, err);
+	if (rfd != -1)
+		close(rfd);
+	if (rc == 1 && r->type == CTL_READY)
+		return 0;
+	if (rc == 1)
+		err_set(err, "worker %d: %s", (int)pid, r->type == CTL_END ?
+		    r->u.end.text : "not ready");
+	else if (rc == 0)
+		err_set(err, "worker %d closed its control socket", (int)pid);
+	return -1;
+}
+
+/*
+ * Sends a started worker its tunnel and waits until it listens.  On
+ * failure the worker is killed (its exit is reaped as any other).
+ */
+static int
+wspawn_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
+    const char *session, const char *sock, char *err)
+{
+	struct ctlmsg	*m;
+	int		 rc = -1;
+
+	if ((m = malloc(sizeof(*m))) == NULL) {
+		err_set(err, "out of memory");
+		goto kill;
+	}
+	wspawn_config(d, ti, session, sock, m);
+	/* The socket's name, bound by the worker in the directory we
+	 * checked, through the descriptor attached. */
+	rc = ctlmsg_send(fd, m, d->state_fd, DISP_SPAWN_MS, err);
+	ctlmsg_clear(m);	/* wipes the secrets */
+	if (rc == 0)
+		rc = wspawn_ready(fd, pid, m, err);
+	ctlmsg_clear(m);
+	free(m);
+	if (rc == 0)
+		return 0;
+kill:
+	kill(pid, SIGKILL);
+	return -1;
+}
+
+/*
+ * A worker waiting for its config: from the pool of idle ones (returns 1)
+ * or started now (0), or -1 with err.  Taking from the pool asks the loop
+ * thread to refill it, so that forking stays off the admission path.
+ */
+static int
+wspawn_take(struct disp *d, int *fd, pid_t *pid, char *err)
+{
+	int sv[2];
+
+	pthread_mutex_lock(&d->lock);
+	if (d->npool > 0) {
+		d->npool--;
+		*fd = d->pool_fd[d->npool];
+		*pid = d->pool_pid[d->npool];
+		pthread_mutex_unlock(&d->lock);
+		uv_async_send(&d->wake);
+		return 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		err_set(err, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	*pid = wspawn_fork(d, sv[1], err);
+	close(sv[1]);
+	if (*pid == -1) {
+		close(sv[0]);
+		return -1;
+	}
+	*fd = sv[0];
+	return 0;
+}
+
+void
+wspawn_pool_refill(struct disp *d)
+{
+	char	err[ERR_LEN];
+	pid_t	pid;
+	int	sv[2], full;
+
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		full = d->npool >= DISP_POOL || d->pool_closed;
+		pthread_mutex_unlock(&d->lock);
+		if (full)
+			return;
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    sv) == -1)
+			return;
+		pid = wspawn_fork(d, sv[1], err);
+		close(sv[1]);
+		if (pid == -1) {
+			log_warnx("worker pool: %s", err);
+			close(sv[0]);
+			return;
+		}
+		pthread_mutex_lock(&d->lock);
+		d->pool_fd[d->npool] = sv[0];
+		d->pool_pid[d->npool] = pid;
+		d->npool++;
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+void
+wspawn_pool_close(struct disp *d)
+{
+	pthread_mutex_lock(&d->lock);
+	while (d->npool > 0)
+		close(d->pool_fd[--d->npool]);
+	d->pool_closed = 1;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* A new registry entry for ti's worker, its key and socket name. */
+static struct dworker *
+wspawn_entry(struct disp *d, const struct policy_tunnel *ti,
+    const char *session, char *err)
+{
+	struct dworker	*w;
+	char		 rnd[32];
+	uint8_t		 raw[16];
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		err_set(err, "out of memory");
+		return NULL;
+	}
+	w->ctl_fd = -1;
+	w->state = DW_PENDING;
+	w->info = *ti;
+	snprintf(w->session, sizeof(w->session), "%s", session);
+	if (session[0] == '\0') {
+		/* No session to come back with: a key nobody can guess. */
+		if (crypto_random(raw, sizeof(raw), err) == -1) {
+			wreg_free(w);
+			return NULL;
+		}
+		crypto_b64(raw, sizeof(raw), rnd);
+		wreg_key(rnd, w->key);
+	} else
+		wreg_key(session, w->key);
+	snprintf(w->sock, sizeof(w->sock), "/proc/self/fd/%d/%s.sock",
+	    d->state_fd, w->key);
+	snprintf(w->tenant, sizeof(w->tenant), "%s", ti->tenant);
+	snprintf(w->id, sizeof(w->id), "%s", ti->id);
+	snprintf(w->mode, sizeof(w->mode), "%s", ti->mode);
+	snprintf(w->connect_mode, sizeof(w->connect_mode), "%s",
+	    ti->connect_mode);
+	w->started = time(NULL);
+	return w;
+}
+
+int
+wspawn_start(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
+    const char *session, struct dworker **out, char *err)
+{
+	struct dworker	*w;
+	char		 name[DISP_KEY_LEN + 6];
+	int		 fd = -1, pooled, attempt;
+	pid_t		 pid;
+
+	*out = NULL;
+	if ((w = wspawn_entry(d, ti, session, err)) == NULL)
+		goto fail;
+	snprintf(name, sizeof(name), "%s.sock", w->key);
+	for (attempt = 0;; attempt++) {
+		if ((pooled = wspawn_take(d, &fd, &pid, err)) == -1)
+			goto fail;
+		if (wspawn_setup(d, fd, pid, ti, session, name, err) == 0)
+			break;
+		close(fd);
+		fd = -1;
+		/* A pooled worker may have died waiting: try a fresh one. */
+		if (!pooled || attempt > 0)
+			goto fail;
+	}
+	w->pid = pid;
+	policy_tunnel_cleanse(&w->info);
+	policy_ref(p);
+	w->policy = p;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	w->ctl_fd = fd;
+	w->refs = 1;		/* the caller's */
+	atomic_fetch_add(&d->m.spawned, 1);
+	wreg_add(d, w, 1);
+	*out = w;
+	return 0;
+fail:
+	if (fd != -1)
+		close(fd);
+	if (w != NULL)
+		wreg_free(w);
+	wreg_unreserve(d);
+	return -1;
+}
+
+int
+wspawn_zygote_start(struct disp *d, char *err)
+{
+	int	req[2] = { -1, -1 }, ex[2] = { -1, -1 }, i;
+	pid_t	pid;
+
+	d->zygote_req = d->zygote_exit = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) == -1 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ex) == -1) {
+		err_set(err, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	if ((pid = wspawn_exec(d, "zygote", req[1], ex[1], err)) == -1)
+		goto fail;
+	close(req[1]);
+	close(ex[1]);
+	d->zygote_req = req[0];
+	d->zygote_exit = ex[0];
+	fcntl(ex[0], F_SETFL, fcntl(ex[0], F_GETFL) | O_NONBLOCK);
+	wmon_watch_zygote(d);
+	return 0;
+fail:
+	for (i = 0; i < 2; i++) {
+		if (req[i] != -1)
+			close(req[i]);
+		if (ex[i] != -1)
+			close(ex[i]);
+	}
+	return -1;
+}
+
+void
+wspawn_zygote_stop(struct disp *d)
+{
+	pthread_mutex_lock(&d->zlock);
+	if (d->zygote_req != -1)
+		close(d->zygote_req);
+	d->zygote_req = -1;
+	pthread_mutex_unlock(&d->zlock);
+}
