@@ -35,6 +35,22 @@ ctl_check_peer(int sock, uid_t uid, char *err)
 }
 
 int
+ctl_peer_pid(int sock, pid_t *pid, char *err)
+{
+	struct ucred	uc;
+	socklen_t	len = sizeof(uc);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1 ||
+	    len != sizeof(uc) || uc.pid <= 0) {
+		err_set(err, "SO_PEERCRED: %s", len != sizeof(uc) ? "short" :
+		    strerror(errno));
+		return -1;
+	}
+	*pid = uc.pid;
+	return 0;
+}
+
+int
 ctl_wait(int sock, int timeout_ms)
 {
 	struct pollfd	pfd = { .fd = sock, .events = POLLIN };

@@ -38,6 +38,14 @@ int	 ctl_recv(int sock, void *buf, size_t cap, size_t *n, int *fd,
  */
 int	 ctl_check_peer(int sock, uid_t uid, char *err);
 
+/*
+ * The pid of the process at the other end of unix socket sock, as the
+ * kernel recorded it when that process listened, connected or made the
+ * pair (SO_PEERCRED), never what the peer says of itself.  Returns 0, or
+ * -1 with err.
+ */
+int	 ctl_peer_pid(int sock, pid_t *pid, char *err);
+
 /* Blocks up to timeout_ms for a message on sock; 0 on timeout. */
 int	 ctl_wait(int sock, int timeout_ms);
 

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,14 +262,18 @@ const struct ctlmsg_rule wmon_rules[] = {
 const size_t wmon_nrules = sizeof(wmon_rules) / sizeof(wmon_rules[0]);
 
 /*
- * The channel is closed or the worker broke the contract (logged): an
- * adopted worker is gone for us; our own children are reaped with their
- * status, meanwhile nothing more is read from them.
+ * The channel is closed, or the worker broke the contract (logged).  A
+ * worker that broke it is compromised or broken: it is killed and its
+ * tunnel ends now, with that reason.  Otherwise an adopted worker is gone
+ * for us, and our own children are reaped with their status, meanwhile
+ * nothing more is read from them.
  */
 static void
-wmon_lost(struct disp *d, struct dworker *w, const char *why)
+wmon_lost(struct disp *d, struct dworker *w, int broke, const char *why)
 {
-	if (w->adopted)
+	if (broke)
+		kill(w->pid, SIGKILL);
+	if (broke || w->adopted)
 		wmon_ended(d, w, why);
 	else if (w->polling)
 		uv_poll_stop(&w->poll);
@@ -313,8 +318,8 @@ wmon_ctl_cb(uv_poll_t *p, int status, int events)
 		if (rc == CTLMSG_REFUSED)
 			wmon_refused(who, err);
 		if (rc == 0 || rc == CTLMSG_REFUSED) {
-			wmon_lost(x.d, x.w, rc == 0 ? "control channel closed" :
-			    "control protocol error");
+			wmon_lost(x.d, x.w, rc == CTLMSG_REFUSED, rc == 0 ?
+			    "control channel closed" : "control protocol error");
 			return;
 		}
 	}
@@ -385,6 +390,20 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 		free(w);
 		return NULL;
 	}
+	/*
+	 * The pid is the kernel's, not the worker's word: the dispatcher
+	 * signals it (a stop, a broken contract), and a worker that named
+	 * another process could have that one killed.
+	 */
+	if (ctl_peer_pid(fd, &w->pid, err) == -1 || w->pid != st.pid) {
+		if (w->pid != 0 && w->pid != st.pid)
+			err_set(err, "says it is pid %lld, its socket's "
+			    "listener is pid %ld", (long long)st.pid,
+			    (long)w->pid);
+		close(fd);
+		free(w);
+		return NULL;
+	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	w->ctl_fd = fd;
 	snprintf(w->tenant, sizeof(w->tenant), "%s", st.tenant);
@@ -395,7 +414,6 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 	snprintf(w->info.id, sizeof(w->info.id), "%s", w->id);
 	snprintf(w->info.mode, sizeof(w->info.mode), "%s", w->mode);
 	w->started = (time_t)st.started;
-	w->pid = (pid_t)st.pid;
 	w->adopted = 1;
 	/* Workers older than CTL_AUTHED do not say: tunnels. */
 	w->state = st.authed ? DW_AUTHED : DW_PENDING;

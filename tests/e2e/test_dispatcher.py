@@ -929,6 +929,11 @@ def test_max_session(dispatch, tmp_path, echo_server):
     s1, s2 = D.new_session("alpha"), D.new_session("alpha")
     k1 = kclient(p, s1, A_PASS, A_ENC)
     k2 = kclient(p, s2, A_PASS, A_ENC)
+    # Only authenticated tunnels count against -maxSession, and a worker
+    # reports its client's authentication on its control channel, which
+    # the dispatcher's loop may read after the client saw its AuthResult.
+    d.wait_tunnels(lambda ts: len(ts) == 2 and all(
+        t["state"] != "pending" for t in ts), 20 * SLOW, "two tunnels")
     full, again = parallel(
         lambda: D.upgrade(p, D.session_path(D.new_session("alpha"))),
         lambda: D.upgrade(p, D.session_path(s2, "Reconnect")))

@@ -50,7 +50,7 @@ def test_busy_tunnel_is_not_ended(dispatch, tmp_path, echo_server):
     """idleTimeout = 2 and a client echoing data every 0.5 s for 5 s: the
     tunnel is not ended; once the client stops, it is."""
     e = echo_server()
-    d = start(dispatch, tmp_path, 2, [fwd("t", free_port(), e.port)])
+    d = start(dispatch, tmp_path, 2, [fwd(free_port(), e.port, "t,")])
     session = D.new_session("alpha")
     k = kclient(d.port, session, A_PASS, A_ENC, timeout=30 * SLOW)
     try:
