@@ -80,13 +80,7 @@ struct dworker {
 };
 LIST_HEAD(dworker_list, dworker);
 
-/* Requests in progress from one client address (-perIp). */
-struct ipslot {
-	struct ipslot	*next;
-	int		 n;
-	char		 ip[64];
-};
-#define DISP_IPSLOTS	256
+#define DISP_IPSLOTS	256	/* buckets of the per-address tables */
 
 /* Live tunnels of one tenant (policy req.tunnels), under disp.lock. */
 struct dtenant {
@@ -95,30 +89,10 @@ struct dtenant {
 	char		 name[POLICY_ID_LEN];
 };
 #define DISP_TENANT_BUCKETS	256
-/* New workers started for one address (-spawnRate): a token bucket. */
-struct rateslot {
-	struct rateslot	*next;
-	uint64_t	 at;		/* ms of the last refill */
-	uint64_t	 mtokens;	/* thousandths of a spawn */
-	char		 ip[64];
-};
-
-/* A public connection whose request head is not complete yet. */
-struct fconn {
-	TAILQ_ENTRY(fconn) link;	/* d->heads, by deadline */
-	int		 listed;	/* in d->heads */
-	int		 counted;	/* in d->headslots */
-	int		 fd;		/* our dup, to shut it down */
-	uint64_t	 deadline;	/* ms, CLOCK_MONOTONIC */
-	char		 ip[64];	/* front_addr_key() */
-};
-
-/* A request waiting out the refusal delay. */
-struct delayed {
-	TAILQ_ENTRY(delayed) link;
-	struct MHD_Connection *conn;
-	uint64_t	 due;		/* ms, CLOCK_MONOTONIC */
-};
+struct ipslot;
+struct rateslot;
+struct fconn;
+struct delayed;
 
 struct disp_metrics {
 	atomic_ulong	 admissions[6];	/* 101, 4xx policy, 400, 404, 5xx, other */
@@ -193,15 +167,33 @@ struct disp {
 	struct disp_metrics m;
 };
 
-/* front.c */
+/*
+ * front.c: the public port (its own modules: front.h).  front_start
+ * listens on d->listen with libmicrohttpd's pool threads: 0, or -1 with
+ * err.  Main thread, at start.
+ */
 int	 front_start(struct disp *d, char *err);
-/* Without a listening socket, fed by front_add_connection (the fuzzer). */
+/* The same without a listening socket, fed by front_add_connection (the
+ * fuzzer): 0, or -1 with err. */
 int	 front_start_unlisted(struct disp *d, char *err);
+/* Gives the connected socket fd (now the daemon's, whatever the result)
+ * to an unlisted port: 0, or -1 if libmicrohttpd refused it. */
 int	 front_add_connection(struct disp *d, int fd,
 	    const struct sockaddr *sa, socklen_t len);
+/* Stops the port and frees its per-address tables; a no-op if it is not
+ * running.  Main thread, with the loop no longer ticking. */
 void	 front_stop(struct disp *d);
+/* Loop thread, every tick: head deadlines, -spawnRate buckets and the
+ * refusals whose delay is over.  Takes disp.lock itself. */
 void	 front_delay_tick(struct disp *d);
-void	 front_rate_refund(struct disp *d, const char *ip);
+
+/*
+ * srate.c (-spawnRate): gives a token back to the bucket of ip (a key
+ * srate_take() wrote, kept in dworker.spawn_ip): no worker was started,
+ * or its client authenticated.  NULL, "" or an address no longer tracked:
+ * a no-op.  Any thread; takes disp.lock.
+ */
+void	 srate_refund(struct disp *d, const char *ip);
 
 /*
  * wreg.c: the registry.  References: wreg_find and wreg_find_pid return a
