@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -209,59 +210,104 @@ console_metric(char **buf, size_t *len, const char *fmt, ...)
 	*len += n;
 }
 
-static enum MHD_Result
-console_metrics(struct MHD_Connection *c, struct disp *d)
+/* The live tunnels and the sums of their figures. */
+struct console_totals {
+	size_t		 tunnels;
+	long long	 in, out, streams;
+};
+
+/* Asks every live worker for its figures; one that does not answer
+ * counts as a tunnel with none. */
+static void
+console_totals(struct disp *d, struct console_totals *t)
+{
+	struct dworker		**v;
+	struct ctlmsg_stats	  st;
+	char			  err[ERR_LEN];
+	size_t			  i;
+
+	memset(t, 0, sizeof(*t));
+	t->tunnels = console_snapshot(d, &v);
+	for (i = 0; i < t->tunnels; i++) {
+		if (wrpc_stats(v[i]->sock, &st, err) == -1)
+			continue;
+		t->in += st.bytes_in;
+		t->out += st.bytes_out;
+		t->streams += st.streams;
+	}
+	console_release(d, v, t->tunnels);
+}
+
+/* What the live workers report, and the admission outcomes. */
+static void
+console_metrics_gauges(char **buf, size_t *len, struct disp *d,
+    const struct console_totals *t)
 {
 	static const char *const labels[] = { "101", "policy_refusal",
 	    "400", "404", "5xx", "other" };
-	struct dworker	**v;
-	struct ctlmsg_stats st;
-	char		 *buf = NULL, err[ERR_LEN];
-	size_t		  len = 0, n, i;
-	unsigned long	  calls;
-	long long	  in = 0, out = 0, streams = 0;
+	size_t i;
 
-	n = console_snapshot(d, &v);
-	for (i = 0; i < n; i++) {
-		if (wrpc_stats(v[i]->sock, &st, err) == -1)
-			continue;
-		in += st.bytes_in;
-		out += st.bytes_out;
-		streams += st.streams;
-	}
-	console_release(d, v, n);
-	console_metric(&buf, &len, "# HELP tunneld_tunnels Live tunnels "
+	console_metric(buf, len, "# HELP tunneld_tunnels Live tunnels "
 	    "(workers).\n# TYPE tunneld_tunnels gauge\ntunneld_tunnels %zu\n",
-	    n);
-	console_metric(&buf, &len, "# HELP tunneld_streams Open streams in "
+	    t->tunnels);
+	console_metric(buf, len, "# HELP tunneld_streams Open streams in "
 	    "all tunnels.\n# TYPE tunneld_streams gauge\ntunneld_streams %lld\n",
-	    streams);
-	console_metric(&buf, &len, "# HELP tunneld_admissions_total Upgrade "
-	    "requests by outcome.\n# TYPE tunneld_admissions_total counter\n");
-	for (i = 0; i < 6; i++)
-		console_metric(&buf, &len,
-		    "tunneld_admissions_total{status=\"%s\"} %lu\n", labels[i],
-		    atomic_load(&d->m.admissions[i]));
-	calls = atomic_load(&d->m.policy_calls);
-	console_metric(&buf, &len, "# HELP tunneld_policy_errors_total Lua "
-	    "errors, budget and memory overruns.\n# TYPE "
-	    "tunneld_policy_errors_total counter\ntunneld_policy_errors_total "
-	    "%lu\n", atomic_load(&d->m.policy_errors));
-	console_metric(&buf, &len, "# HELP tunneld_policy_seconds Time in "
-	    "policy calls.\n# TYPE tunneld_policy_seconds summary\n"
-	    "tunneld_policy_seconds_sum %.6f\ntunneld_policy_seconds_count "
-	    "%lu\n", atomic_load(&d->m.policy_usec) / 1e6, calls);
-	console_metric(&buf, &len, "# HELP tunneld_workers_started_total "
-	    "Workers spawned.\n# TYPE tunneld_workers_started_total counter\n"
-	    "tunneld_workers_started_total %lu\n",
-	    atomic_load(&d->m.spawned));
-	console_metric(&buf, &len, "# HELP tunneld_workers_ended_total "
-	    "Workers ended.\n# TYPE tunneld_workers_ended_total counter\n"
-	    "tunneld_workers_ended_total %lu\n", atomic_load(&d->m.ended));
-	console_metric(&buf, &len, "# HELP tunneld_bytes_total Tunnel bytes "
+	    t->streams);
+	console_metric(buf, len, "# HELP tunneld_bytes_total Tunnel bytes "
 	    "on the transports of live tunnels.\n# TYPE tunneld_bytes_total "
 	    "counter\ntunneld_bytes_total{direction=\"in\"} %lld\n"
-	    "tunneld_bytes_total{direction=\"out\"} %lld\n", in, out);
+	    "tunneld_bytes_total{direction=\"out\"} %lld\n", t->in, t->out);
+	console_metric(buf, len, "# HELP tunneld_admissions_total Upgrade "
+	    "requests by outcome.\n# TYPE tunneld_admissions_total counter\n");
+	for (i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
+		console_metric(buf, len,
+		    "tunneld_admissions_total{status=\"%s\"} %lu\n", labels[i],
+		    atomic_load(&d->m.admissions[i]));
+}
+
+/* The dispatcher's own counters, one line each, and the policy's time. */
+static void
+console_metrics_counters(char **buf, size_t *len, struct disp *d)
+{
+	static const struct {
+		const char	*name;
+		const char	*help;
+		size_t		 off;	/* in struct disp_metrics */
+	} counters[] = {
+		{ "tunneld_policy_errors_total",
+		    "Lua errors, budget and memory overruns.",
+		    offsetof(struct disp_metrics, policy_errors) },
+		{ "tunneld_workers_started_total", "Workers spawned.",
+		    offsetof(struct disp_metrics, spawned) },
+		{ "tunneld_workers_ended_total", "Workers ended.",
+		    offsetof(struct disp_metrics, ended) },
+	};
+	atomic_ulong	*v;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		v = (atomic_ulong *)((char *)&d->m + counters[i].off);
+		console_metric(buf, len, "# HELP %s %s\n# TYPE %s counter\n"
+		    "%s %lu\n", counters[i].name, counters[i].help,
+		    counters[i].name, counters[i].name, atomic_load(v));
+	}
+	console_metric(buf, len, "# HELP tunneld_policy_seconds Time in "
+	    "policy calls.\n# TYPE tunneld_policy_seconds summary\n"
+	    "tunneld_policy_seconds_sum %.6f\ntunneld_policy_seconds_count "
+	    "%lu\n", atomic_load(&d->m.policy_usec) / 1e6,
+	    atomic_load(&d->m.policy_calls));
+}
+
+static enum MHD_Result
+console_metrics(struct MHD_Connection *c, struct disp *d)
+{
+	struct console_totals	 t;
+	char			*buf = NULL;
+	size_t			 len = 0;
+
+	console_totals(d, &t);
+	console_metrics_gauges(&buf, &len, d, &t);
+	console_metrics_counters(&buf, &len, d);
 	if (buf == NULL)
 		return MHD_NO;
 	return console_send(c, 200, "text/plain; version=0.0.4", buf);

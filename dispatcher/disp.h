@@ -4,11 +4,11 @@
 /*
  * dispatcher: the one public port of a multi-tenant host.  Each websocket
  * upgrade is admitted by the operator's Lua policy and its socket handed to
- * the tunneld worker of its session (front.c); workers are spawned,
- * registered and watched by wreg.c, wrpc.c, wspawn.c and wmon.c;
- * console.c serves the admin API.
+ * the tunneld worker of its session (front.c and the modules of front.h);
+ * workers are spawned, registered and watched by wreg.c, wrpc.c, wspawn.c
+ * and wmon.c; console.c serves the admin API.
  *
- * Threads: libmicrohttpd's thread pools run front.c and console.c; the main
+ * Threads: libmicrohttpd's thread pools run the port and console.c; the main
  * thread runs a libuv loop that reaps workers, reads their control
  * channels, fires delayed refusals and handles signals.  The registry is
  * shared under disp.lock.
@@ -80,13 +80,7 @@ struct dworker {
 };
 LIST_HEAD(dworker_list, dworker);
 
-/* Requests in progress from one client address (-perIp). */
-struct ipslot {
-	struct ipslot	*next;
-	int		 n;
-	char		 ip[64];
-};
-#define DISP_IPSLOTS	256
+#define DISP_IPSLOTS	256	/* buckets of the per-address tables */
 
 /* Live tunnels of one tenant (policy req.tunnels), under disp.lock. */
 struct dtenant {
@@ -95,30 +89,10 @@ struct dtenant {
 	char		 name[POLICY_ID_LEN];
 };
 #define DISP_TENANT_BUCKETS	256
-/* New workers started for one address (-spawnRate): a token bucket. */
-struct rateslot {
-	struct rateslot	*next;
-	uint64_t	 at;		/* ms of the last refill */
-	uint64_t	 mtokens;	/* thousandths of a spawn */
-	char		 ip[64];
-};
-
-/* A public connection whose request head is not complete yet. */
-struct fconn {
-	TAILQ_ENTRY(fconn) link;	/* d->heads, by deadline */
-	int		 listed;	/* in d->heads */
-	int		 counted;	/* in d->headslots */
-	int		 fd;		/* our dup, to shut it down */
-	uint64_t	 deadline;	/* ms, CLOCK_MONOTONIC */
-	char		 ip[64];	/* front_addr_key() */
-};
-
-/* A request waiting out the refusal delay. */
-struct delayed {
-	TAILQ_ENTRY(delayed) link;
-	struct MHD_Connection *conn;
-	uint64_t	 due;		/* ms, CLOCK_MONOTONIC */
-};
+struct ipslot;
+struct rateslot;
+struct fconn;
+struct delayed;
 
 struct disp_metrics {
 	atomic_ulong	 admissions[6];	/* 101, 4xx policy, 400, 404, 5xx, other */
@@ -193,98 +167,141 @@ struct disp {
 	struct disp_metrics m;
 };
 
-/* front.c */
+/*
+ * front.c: the public port (its own modules: front.h).  front_start
+ * listens on d->listen with libmicrohttpd's pool threads: 0, or -1 with
+ * err.  Main thread, at start.
+ */
 int	 front_start(struct disp *d, char *err);
-/* Without a listening socket, fed by front_add_connection (the fuzzer). */
+/* The same without a listening socket, fed by front_add_connection (the
+ * fuzzer): 0, or -1 with err. */
 int	 front_start_unlisted(struct disp *d, char *err);
+/* Gives the connected socket fd (now the daemon's, whatever the result)
+ * to an unlisted port: 0, or -1 if libmicrohttpd refused it. */
 int	 front_add_connection(struct disp *d, int fd,
 	    const struct sockaddr *sa, socklen_t len);
+/* Stops the port and frees its per-address tables; a no-op if it is not
+ * running.  Main thread, with the loop no longer ticking. */
 void	 front_stop(struct disp *d);
+/* Loop thread, every tick: head deadlines, -spawnRate buckets and the
+ * refusals whose delay is over.  Takes disp.lock itself. */
 void	 front_delay_tick(struct disp *d);
-void	 front_rate_refund(struct disp *d, const char *ip);
 
 /*
- * wreg.c: the registry.  References: wreg_find and wreg_find_pid return a
- * worker with a reference the caller drops with wreg_unref; the last
- * reference frees it (its policy reference and its secrets with it).
+ * srate.c (-spawnRate): gives a token back to the bucket of ip (a key
+ * srate_take() wrote, kept in dworker.spawn_ip): no worker was started,
+ * or its client authenticated.  NULL, "" or an address no longer tracked:
+ * a no-op.  Any thread; takes disp.lock.
  */
-/* key = the first DISP_KEY_LEN hex chars of SHA-256(session), + NUL. */
+void	 srate_refund(struct disp *d, const char *ip);
+
+/*
+ * wreg.c: the registry.  Any thread; every function takes disp.lock
+ * itself (none may be called with it held) unless it says otherwise.
+ * References: wreg_find, wreg_find_pid and wreg_same_tunnel return
+ * workers with a reference the caller drops with wreg_unref; the last
+ * reference frees the entry (its policy reference and its secrets with
+ * it), never the process.
+ */
+/* key (DISP_KEY_LEN + 1 bytes) = the first DISP_KEY_LEN hex chars of
+ * SHA-256(session), NUL-terminated.  No lock. */
 void	 wreg_key(const char *session, char *key);
 /* The live worker of key (+ref), or NULL. */
 struct dworker *wreg_find(struct disp *d, const char *key);
 /* Our live worker of pid, not adopted (+ref), or NULL. */
 struct dworker *wreg_find_pid(struct disp *d, pid_t pid);
-/* Up to max other live workers of w's tunnel id into out (+ref each). */
+/* Up to max other live workers of w's tunnel id into out (+ref each):
+ * their number. */
 size_t	 wreg_same_tunnel(struct disp *d, struct dworker *w,
 	    struct dworker **out, size_t max);
+/* Drops one reference to w; the last one frees it (wreg_free). */
 void	 wreg_unref(struct disp *d, struct dworker *w);
-/* Frees w regardless of references (an entry never registered). */
+/* Frees w regardless of references (an entry never registered, or at
+ * exit): its secrets cleansed, its policy reference dropped.  NULL: a
+ * no-op.  No lock. */
 void	 wreg_free(struct dworker *w);
 /* Workers registered, pending ones included. */
 int	 wreg_count(struct disp *d);
 /*
- * Holds a place for a new, pending worker: refused (-1, with the HTTP
+ * Holds a place for a new, pending worker: 0, or -1 (with the HTTP
  * status in *status and the reason in err) when -maxSession tunnels run
  * or -maxPendingWorkers workers wait for their client's authentication.
  * wspawn_start() takes the place over; without it, wreg_unreserve().
  */
 int	 wreg_reserve(struct disp *d, int *status, char *err);
+/* Gives back a place wreg_reserve() held. */
 void	 wreg_unreserve(struct disp *d);
 /* Lists w (+ the registry's ref) and wakes the loop to watch it; a
  * pending worker of ours (reserved) fills its wreg_reserve() place. */
 void	 wreg_add(struct disp *d, struct dworker *w, int reserved);
-/* Unlists w and uncounts it: 1, or 0 if it had ended already. */
+/* Unlists w and uncounts it: 1, or 0 if it had ended already.  The
+ * registry's reference stays with the caller (wmon_ended drops it). */
 int	 wreg_remove(struct disp *d, struct dworker *w);
 /* A pending w becomes a tunnel: 1 if that is past -maxSession, 0 if
  * not, -1 if w is not pending (any more). */
 int	 wreg_set_authed(struct disp *d, struct dworker *w);
 /* For the console: "pending" (no client authenticated yet), else
- * "connected" or "detached" as the worker's figures say. */
+ * "connected" or "detached" as the worker's figures say.  A static
+ * string; reads w->state, so the caller holds disp.lock or a snapshot. */
 const char *wreg_state_name(const struct dworker *w, int connected);
-/* At exit: frees every entry; the workers keep running. */
+/* Main thread at exit, with no other thread left: frees every entry and
+ * closes our side of their control channels; the workers keep running. */
 void	 wreg_free_all(struct disp *d);
 
-/* wrpc.c: asking a worker, over a connection of its own per exchange. */
+/*
+ * wrpc.c: asking a worker, over a connection of its own per exchange.
+ * Any thread, no lock held: each call blocks until the worker answers or
+ * its deadline passes.
+ */
 struct ctlmsg;
 struct ctlmsg_stats;
 /* A control connection to the worker socket at path, checked to be
- * ours (SO_PEERCRED): the fd, or -1 with err. */
+ * ours (SO_PEERCRED): the fd (the caller's to close), or -1 with err. */
 int	 wrpc_connect(const char *path, char *err);
-/* 1 if a message waits on fd before deadline (disp_now_ms()), else 0. */
+/* 1 if a message waits on fd before deadline (disp_now_ms()), else 0
+ * (timed out, or poll failed). */
 int	 wrpc_wait(int fd, uint64_t deadline);
 /* Hands a client socket fd and the bytes read past its request over
- * (CTL_CONN, answered CTL_CONN_OK).  0, or -1 with err. */
+ * (CTL_CONN, answered CTL_CONN_OK).  0, or -1 with err.  fd stays the
+ * caller's to close either way (the worker holds its own copy). */
 int	 wrpc_handover(struct dworker *w, int fd, const void *extra,
 	    size_t n, char *err);
 /* Asks w to end its tunnel (CTL_STOP, no answer).  0, or -1 with err. */
 int	 wrpc_stop(struct dworker *w, char *err);
-/* The figures (CTL_STATS) of the worker at sock.  0, or -1 with err. */
+/* The figures (CTL_STATS) of the worker at sock into st.  0, or -1 with
+ * err (st undefined). */
 int	 wrpc_stats(const char *sock, struct ctlmsg_stats *st, char *err);
 
 /* wspawn.c: starting workers (pool, zygote, exec). */
 /*
  * Starts ti's worker for session (a place held by wreg_reserve(), given
  * back on failure), configures it and registers it: 0 with *out (+ref,
- * the caller's), or -1 with err.
+ * the caller's), or -1 with err.  Pool thread, no lock held (it takes
+ * disp.lock and disp.zlock itself); p is the caller's (the worker takes
+ * a reference of its own), ti's secrets the caller's to cleanse.
  */
 int	 wspawn_start(struct disp *d, struct policy *p,
 	    const struct policy_tunnel *ti, const char *session,
 	    struct dworker **out, char *err);
-/* Runs the tunneld program as "tunneld what" with fd3 (and fd4) as its
- * fds 3 (and 4): its pid, or -1 with err. */
+/* Runs the tunneld program as "tunneld what" with fd3 (and fd4, -1 for
+ * none) as its fds 3 (and 4), which stay the caller's: its pid, or -1
+ * with err. */
 pid_t	 wspawn_exec(struct disp *d, const char *what, int fd3, int fd4,
 	    char *err);
-/* Loop thread: keeps DISP_POOL idle workers ready. */
+/* Loop thread: keeps DISP_POOL idle workers ready (a failed spawn is
+ * logged and retried at the next call). */
 void	 wspawn_pool_refill(struct disp *d);
-/* Idle workers end when their control socket closes. */
+/* At exit: closes the idle workers' control sockets, which ends them;
+ * no refill afterwards. */
 void	 wspawn_pool_close(struct disp *d);
-/* Starts the zygote: 0, or -1 with err (workers start with exec). */
+/* Main thread, at start: starts the zygote.  0, or -1 with err (then
+ * workers start with exec). */
 int	 wspawn_zygote_start(struct disp *d, char *err);
 /* The zygote ends when its request socket closes; workers stay. */
 void	 wspawn_zygote_stop(struct disp *d);
 
-/* wmon.c: supervision, on the loop thread. */
 /*
+ * wmon.c: supervision, on the loop thread only.
  * What the dispatcher accepts on a worker's control channel, in the
  * worker's state (WMON_PENDING, WMON_AUTHED: 1 << its dworker_state), and
  * from the zygote (WMON_RUN).  Handlers' ctx: internal to wmon.c.
@@ -296,31 +313,48 @@ extern const struct ctlmsg_rule wmon_rules[];
 extern const size_t wmon_nrules;
 extern const struct ctlmsg_rule wmon_zygote_rules[];
 extern const size_t wmon_zygote_nrules;
-/* Watches the control channels of newly registered workers. */
+/* Watches the control channels of newly registered workers (on the
+ * loop's wake-up; takes disp.lock). */
 void	 wmon_watch_pending(struct disp *d);
 /* Watches the zygote's reports of exits (CTL_EXITED). */
 void	 wmon_watch_zygote(struct disp *d);
-/* On SIGCHLD: the exits of our children. */
+/* On SIGCHLD: reaps our children and ends their workers. */
 void	 wmon_reap(struct disp *d);
-/* w ended for reason: unlisted, its policy's onEndTunnel called. */
+/* w ended for reason: unlisted (a no-op if it was already), its socket
+ * and channel closed, its policy's onEndTunnel called, the registry's
+ * reference dropped.  The caller keeps its own reference, if any. */
 void	 wmon_ended(struct disp *d, struct dworker *w, const char *reason);
 /* At start: adopts the workers a previous dispatcher left running, found
  * by their sockets; stale sockets are removed.  0, or -1 with err. */
 int	 wmon_adopt(struct disp *d, char *err);
 
-/* console.c */
+/*
+ * console.c: the admin API on d->console, with libmicrohttpd's threads.
+ * console_start: main thread at start; 0, or -1 with err.
+ */
 int	 console_start(struct disp *d, char *err);
+/* Stops it; a no-op if it is not running.  Main thread. */
 void	 console_stop(struct disp *d);
 
-/* state.c */
+/* state.c: state shared by the threads. */
+/* djb2 of s, in [0, n): the buckets of the dispatcher's small tables. */
 unsigned disp_hash(const char *s, unsigned n);
+/* Under disp.lock: delta more (or fewer) live tunnels for tenant; a
+ * tenant at 0 is forgotten.  Without memory a new tenant goes uncounted. */
 void	 disp_tenant_add(struct disp *d, const char *tenant, int delta);
+/* struct policy_counter's count (d is a struct disp): tenant's live
+ * tunnels.  Any thread; takes disp.lock. */
 int	 disp_tenant_count(void *d, const char *tenant);
+/* At exit, with no other thread left: frees the tenant table. */
 void	 disp_tenant_free(struct disp *d);
-
-/* main.c */
+/* Loads the policy scripts and swaps them in once they loaded and passed
+ * their dry calls: 0, or -1 with err and the old policy kept.  Loop or
+ * console thread, no lock held; requests in progress keep theirs. */
 int	 disp_reload(struct disp *d, char *err);
-struct policy *disp_policy(struct disp *d);	/* +ref */
+/* The current policy (+ref, the caller's to policy_unref), or NULL if
+ * none is loaded.  Any thread; takes disp.lock. */
+struct policy *disp_policy(struct disp *d);
+/* Milliseconds of CLOCK_MONOTONIC, for deadlines. */
 uint64_t disp_now_ms(void);
 
 #endif

@@ -78,6 +78,52 @@ disp_token_read(struct disp *d, int fd, const char *path, char *err)
 }
 
 /*
+ * A new random token, written to DISP_TOKEN_NAME in the state directory
+ * (shown as path), which must not exist: 0 with d->console_token, or -1
+ * with err (no file left behind).
+ */
+static int
+disp_token_new(struct disp *d, const char *path, char *err)
+{
+	uint8_t	raw[32];
+	char	tok[2 * sizeof(raw) + 2];
+	size_t	i;
+	ssize_t	n;
+	int	fd, rc = -1;
+
+	if (crypto_random(raw, sizeof(raw), err) == -1)
+		return -1;
+	for (i = 0; i < sizeof(raw); i++) {
+		tok[2 * i] = text_hexdigit(raw[i] >> 4, 0);
+		tok[2 * i + 1] = text_hexdigit(raw[i], 0);
+	}
+	tok[2 * sizeof(raw)] = '\n';
+	tok[2 * sizeof(raw) + 1] = '\0';
+	OPENSSL_cleanse(raw, sizeof(raw));
+	fd = openat(d->state_fd, DISP_TOKEN_NAME, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		err_set(err, "%s: %s", path, strerror(errno));
+		goto done;
+	}
+	n = write(fd, tok, strlen(tok));
+	if (n != (ssize_t)strlen(tok) || fsync(fd) == -1) {
+		err_set(err, "%s: cannot write the token", path);
+		close(fd);
+		unlinkat(d->state_fd, DISP_TOKEN_NAME, 0);
+		goto done;
+	}
+	close(fd);
+	tok[2 * sizeof(raw)] = '\0';
+	snprintf(d->console_token, sizeof(d->console_token), "%s", tok);
+	log_info("console token written to %s", path);
+	rc = 0;
+done:
+	OPENSSL_cleanse(tok, sizeof(tok));
+	return rc;
+}
+
+/*
  * The console always needs a token: -consoleToken FILE, else
  * STATEDIR/console.token, written with 32 random bytes (hex) and mode
  * 0600 at the first start.  Opened relative to the checked state
@@ -86,11 +132,8 @@ disp_token_read(struct disp *d, int fd, const char *path, char *err)
 static int
 disp_token_load(struct disp *d, char *err)
 {
-	uint8_t			 raw[32];
-	char			 tok[2 * sizeof(raw) + 2], path[1100];
-	size_t			 i;
-	ssize_t			 n;
-	int			 fd, rc;
+	char	path[1100];
+	int	fd, rc;
 
 	if (d->console_token_file[0] != '\0') {
 		fd = open(d->console_token_file,
@@ -118,38 +161,7 @@ disp_token_load(struct disp *d, char *err)
 		err_set(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (crypto_random(raw, sizeof(raw), err) == -1)
-		return -1;
-	for (i = 0; i < sizeof(raw); i++) {
-		tok[2 * i] = text_hexdigit(raw[i] >> 4, 0);
-		tok[2 * i + 1] = text_hexdigit(raw[i], 0);
-	}
-	tok[2 * sizeof(raw)] = '\n';
-	tok[2 * sizeof(raw) + 1] = '\0';
-	OPENSSL_cleanse(raw, sizeof(raw));
-	fd = openat(d->state_fd, DISP_TOKEN_NAME, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		err_set(err, "%s: %s", path, strerror(errno));
-		rc = -1;
-		goto done;
-	}
-	n = write(fd, tok, strlen(tok));
-	if (n != (ssize_t)strlen(tok) || fsync(fd) == -1) {
-		err_set(err, "%s: cannot write the token", path);
-		close(fd);
-		unlinkat(d->state_fd, DISP_TOKEN_NAME, 0);
-		rc = -1;
-		goto done;
-	}
-	close(fd);
-	tok[2 * sizeof(raw)] = '\0';
-	snprintf(d->console_token, sizeof(d->console_token), "%s", tok);
-	log_info("console token written to %s", path);
-	rc = 0;
-done:
-	OPENSSL_cleanse(tok, sizeof(tok));
-	return rc;
+	return disp_token_new(d, path, err);
 }
 
 /*
@@ -179,6 +191,38 @@ disp_state_default(struct disp *d, char *err)
 		return -1;
 	}
 	snprintf(d->state_dir, sizeof(d->state_dir), "%s/tunneld", xdg);
+	return 0;
+}
+
+/*
+ * The opened state directory fd (dir, for messages) is a directory of
+ * ours that only we may write: 0, or -1 with err.
+ */
+static int
+disp_state_check(int fd, const char *dir, char *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == -1) {
+		err_set(err, "-stateDir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		err_set(err, "-stateDir %s is not a directory", dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		err_set(err, "-stateDir %s belongs to uid %ld, not to us (uid "
+		    "%ld): refusing it", dir, (long)st.st_uid,
+		    (long)geteuid());
+		return -1;
+	}
+	if ((st.st_mode & 022) != 0) {
+		err_set(err, "-stateDir %s has mode %04o: group or others can "
+		    "write it; refusing it (chmod 700)", dir,
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
 	return 0;
 }
 
@@ -216,31 +260,12 @@ disp_state_open(struct disp *d, char *err)
 		    "is a symlink" : strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) == -1) {
-		err_set(err, "-stateDir %s: %s", dir, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		err_set(err, "-stateDir %s is not a directory", dir);
-		goto fail;
-	}
-	if (st.st_uid != geteuid()) {
-		err_set(err, "-stateDir %s belongs to uid %ld, not to us (uid "
-		    "%ld): refusing it", dir, (long)st.st_uid,
-		    (long)geteuid());
-		goto fail;
-	}
-	if ((st.st_mode & 022) != 0) {
-		err_set(err, "-stateDir %s has mode %04o: group or others can "
-		    "write it; refusing it (chmod 700)", dir,
-		    (unsigned)(st.st_mode & 07777));
-		goto fail;
+	if (disp_state_check(fd, dir, err) == -1) {
+		close(fd);
+		return -1;
 	}
 	d->state_fd = fd;
 	return 0;
-fail:
-	close(fd);
-	return -1;
 }
 
 static void

@@ -237,20 +237,19 @@ policy_free(struct policy *p)
 	free(p);
 }
 
-int
-policy_load(const char *handler_path, const char *canaccept_path,
-    const struct policy_limits *lim, struct policy **out, char *err)
+/*
+ * A policy with no scripts yet, its limits from lim (NULL or 0 fields:
+ * the defaults) and one reference: NULL with err on a limit below
+ * POLICY_MIN_MEMORY or without memory.
+ */
+static struct policy *
+policy_alloc(const struct policy_limits *lim, char *err)
 {
-	struct policy		*p;
-	struct policy_call	 c;
-	struct policy_verdict	 v;
-	char			*h_code = NULL, msg[ERR_LEN];
-	size_t			 h_len = 0;
+	struct policy *p;
 
-	*out = NULL;
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		err_set(err, "out of memory");
-		return -1;
+		return NULL;
 	}
 	atomic_init(&p->refs, 1);
 	p->insn = lim != NULL && lim->instructions != 0 ?
@@ -269,7 +268,25 @@ policy_load(const char *handler_path, const char *canaccept_path,
 		goto fail;
 	}
 	p->lock_ok = 1;
+	return p;
+fail:
+	policy_free(p);
+	return NULL;
+}
 
+int
+policy_load(const char *handler_path, const char *canaccept_path,
+    const struct policy_limits *lim, struct policy **out, char *err)
+{
+	struct policy		*p;
+	struct policy_call	 c;
+	struct policy_verdict	 v;
+	char			*h_code = NULL, msg[ERR_LEN];
+	size_t			 h_len = 0;
+
+	*out = NULL;
+	if ((p = policy_alloc(lim, err)) == NULL)
+		return -1;
 	if (sandbox_compile(handler_path, &h_code, &h_len, err) == -1)
 		goto fail;
 	if (canaccept_path != NULL && sandbox_compile(canaccept_path,

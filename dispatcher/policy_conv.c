@@ -482,11 +482,29 @@ conv_forwards(lua_State *L, int t, struct policy_tunnel *tun)
 	lua_pop(L, 1);
 }
 
+/* pass, encPass and encCount of the table at t; raises a Lua error on
+ * a value kptunnel would not take safely. */
+static void
+conv_secrets(lua_State *L, int t, struct policy_tunnel *tun)
+{
+	lua_Integer enc;
+
+	conv_str(L, t, "pass", tun->pass, sizeof(tun->pass), 1);
+	if (tun->pass[0] == '\0')
+		luaL_error(L, "getTunnelInfo: pass must not be empty");
+	conv_str(L, t, "encPass", tun->encpass, sizeof(tun->encpass), 0);
+	enc = conv_int(L, t, "encCount", -1, INT_MIN, INT_MAX);
+	/* kptunnel: any negative count encrypts everything. */
+	tun->enc_count = enc < 0 ? -1 : (int)enc;
+	/* An empty encPass is a published key: say 0 to mean plaintext. */
+	if (tun->encpass[0] == '\0' && tun->enc_count != 0)
+		luaL_error(L, "getTunnelInfo: encPass is required unless "
+		    "encCount is 0");
+}
+
 static void
 conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 {
-	lua_Integer	 enc;
-
 	/*
 	 * Not memset(): forwards alone is 32 KiB per call, and entries past
 	 * nfwd are never read.  Every other field is set below.
@@ -507,17 +525,7 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 		luaL_error(L, "getTunnelInfo: mode must be server, r-server, "
 		    "wsserver or r-wsserver");
 
-	conv_str(L, t, "pass", tun->pass, sizeof(tun->pass), 1);
-	if (tun->pass[0] == '\0')
-		luaL_error(L, "getTunnelInfo: pass must not be empty");
-	conv_str(L, t, "encPass", tun->encpass, sizeof(tun->encpass), 0);
-	enc = conv_int(L, t, "encCount", -1, INT_MIN, INT_MAX);
-	/* kptunnel: any negative count encrypts everything. */
-	tun->enc_count = enc < 0 ? -1 : (int)enc;
-	/* An empty encPass is a published key: say 0 to mean plaintext. */
-	if (tun->encpass[0] == '\0' && tun->enc_count != 0)
-		luaL_error(L, "getTunnelInfo: encPass is required unless "
-		    "encCount is 0");
+	conv_secrets(L, t, tun);
 
 	conv_forwards(L, t, tun);
 	if (tun->nfwd == 0 && tun->mode[0] == 'r')

@@ -509,28 +509,20 @@ sandbox_reset(struct sandbox *sb)
 	sb->where[0] = '\0';
 }
 
-void
-sandbox_openlibs(lua_State *L)
+/*
+ * The kept base functions in a new globals table, which becomes the
+ * registry's globals and _G: its stack index (pushed).
+ *
+ * A whitelist, so that a newer Lua's additions stay out too: the kept
+ * functions move to a new globals table (cheaper than pruning the old
+ * one) before any chunk is loaded with it as _ENV.
+ */
+static int
+sandbox_open_globals(lua_State *L)
 {
-	static const struct {
-		const char	*name;
-		lua_CFunction	 open;
-	} libs[] = {
-		{ LUA_STRLIBNAME,	luaopen_string },
-		{ LUA_TABLIBNAME,	luaopen_table },
-		{ LUA_MATHLIBNAME,	luaopen_math },
-		{ LUA_UTF8LIBNAME,	luaopen_utf8 },
-	};
-	static const char *const os_kept[] = { "time", "clock", "date" };
 	const char *const	*k;
-	size_t			 i;
 	int			 g;
 
-	/*
-	 * A whitelist, so that a newer Lua's additions stay out too: the
-	 * kept functions move to a new globals table (cheaper than pruning
-	 * the old one) before any chunk is loaded with it as _ENV.
-	 */
 	lua_pushcfunction(L, luaopen_base);
 	lua_call(L, 0, 1);
 	lua_createtable(L, 0, 32);
@@ -550,21 +542,45 @@ sandbox_openlibs(lua_State *L)
 	lua_pushvalue(L, g);
 	lua_setfield(L, -2, LUA_GNAME);
 	lua_pop(L, 1);
-	lua_pushcfunction(L, sandbox_pcall);
-	lua_setfield(L, g, "pcall");
-	lua_pushcfunction(L, sandbox_xpcall);
-	lua_setfield(L, g, "xpcall");
-	lua_pushcfunction(L, sandbox_setmetatable);
-	lua_setfield(L, g, "setmetatable");
-	lua_pushcfunction(L, sandbox_log);
-	lua_setfield(L, g, "log");
+	return g;
+}
+
+/* Ours in place of the base library's, and log(). */
+static void
+sandbox_open_overrides(lua_State *L, int g)
+{
+	static const luaL_Reg fns[] = {
+		{ "pcall",		sandbox_pcall },
+		{ "xpcall",		sandbox_xpcall },
+		{ "setmetatable",	sandbox_setmetatable },
+		{ "log",		sandbox_log },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+		lua_pushcfunction(L, fns[i].func);
+		lua_setfield(L, g, fns[i].name);
+	}
+}
+
+/* string (without dump), table, math, utf8 and plib's bounded ones. */
+static void
+sandbox_open_safe_libs(lua_State *L, int g)
+{
+	static const luaL_Reg libs[] = {
+		{ LUA_STRLIBNAME,	luaopen_string },
+		{ LUA_TABLIBNAME,	luaopen_table },
+		{ LUA_MATHLIBNAME,	luaopen_math },
+		{ LUA_UTF8LIBNAME,	luaopen_utf8 },
+	};
+	size_t i;
 
 	/*
 	 * Called directly rather than through luaL_requiref: nothing needs
 	 * package.loaded, and a fresh state per request pays for every table.
 	 */
 	for (i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
-		lua_pushcfunction(L, libs[i].open);
+		lua_pushcfunction(L, libs[i].func);
 		lua_call(L, 0, 1);
 		lua_setfield(L, g, libs[i].name);
 	}
@@ -575,8 +591,15 @@ sandbox_openlibs(lua_State *L)
 	lua_pop(L, 1);
 	/* Functions that loop in C, bounded (docs/lua-api.md "Limits"). */
 	plib_install(L, g);
+}
 
-	/* os: time, clock and date behind a read-only proxy. */
+/* os: time, clock and date behind a read-only proxy. */
+static void
+sandbox_open_os(lua_State *L, int g)
+{
+	static const char *const os_kept[] = { "time", "clock", "date" };
+	size_t i;
+
 	lua_pushcfunction(L, luaopen_os);
 	lua_call(L, 0, 1);
 	lua_createtable(L, 0, 3);
@@ -594,7 +617,19 @@ sandbox_openlibs(lua_State *L)
 	lua_setfield(L, -2, "__metatable");
 	lua_setmetatable(L, -2);
 	lua_setfield(L, g, LUA_OSLIBNAME);
-	lua_pop(L, 3);
+	lua_pop(L, 2);
+}
+
+void
+sandbox_openlibs(lua_State *L)
+{
+	int g;
+
+	g = sandbox_open_globals(L);
+	sandbox_open_overrides(L, g);
+	sandbox_open_safe_libs(L, g);
+	sandbox_open_os(L, g);
+	lua_pop(L, 1);	/* g */
 }
 
 void

@@ -232,7 +232,7 @@ wmon_on_authed(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 		return CTLMSG_OK;
 	log_info("worker %d (tenant '%s', session %s): client authenticated",
 	    (int)w->pid, w->tenant, w->key);
-	front_rate_refund(x->d, w->spawn_ip);
+	srate_refund(x->d, w->spawn_ip);
 	if (over) {
 		log_warnx("worker %d: stopped: more than %d tunnels "
 		    "(-maxSession)", (int)w->pid, x->d->max_session);

@@ -15,18 +15,18 @@
 #include "crypto.h"
 #include "disp.h"
 #include "err.h"
+#include "text.h"
 
 void
 wreg_key(const char *session, char *key)
 {
-	static const char	hex[] = "0123456789abcdef";
-	uint8_t			h[32];
-	int			i;
+	uint8_t	h[32];
+	int	i;
 
 	crypto_sha256(session, strlen(session), h);
 	for (i = 0; i < DISP_KEY_LEN / 2; i++) {
-		key[2 * i] = hex[h[i] >> 4];
-		key[2 * i + 1] = hex[h[i] & 15];
+		key[2 * i] = text_hexdigit(h[i] >> 4, 0);
+		key[2 * i + 1] = text_hexdigit(h[i], 0);
 	}
 	key[DISP_KEY_LEN] = '\0';
 }
