@@ -11,13 +11,7 @@
  * listener hand-over worker_lsn.c, the idle timer worker_idle.c.
  */
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-
-#include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "crypto.h"
-#include "ctl.h"
 #include "ctlmsg.h"
 #include "err.h"
 #include "log.h"

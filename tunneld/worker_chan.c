@@ -10,15 +10,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "crypto.h"
 #include "ctl.h"
 #include "ctlmsg.h"
 #include "err.h"

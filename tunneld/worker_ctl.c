@@ -4,22 +4,12 @@
  * listener hand-over's handlers are in worker_lsn.c.
  */
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
-#include "ctl.h"
 #include "ctlmsg.h"
 #include "err.h"
 #include "log.h"

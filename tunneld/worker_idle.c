@@ -3,24 +3,9 @@
  * carried no traffic for the policy's idleTimeout, ends.
  */
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "crypto.h"
-#include "ctl.h"
-#include "ctlmsg.h"
-#include "err.h"
 #include "log.h"
 #include "worker_int.h"
 

@@ -5,21 +5,11 @@
  * release them sends them and ends (worker_on_release).
  */
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "crypto.h"
 #include "ctl.h"
 #include "ctlmsg.h"
 #include "err.h"
