@@ -140,33 +140,20 @@ cli_ip(struct cli_opts *o, const char *val, char *err)
 }
 
 /*
- * "NAME: VAL" as Go's http.Header.Add stores it: the name canonicalised
- * (x-test -> X-Test), the value trimmed.  Names that are not HTTP tokens
- * and values with line breaks are refused, since they would corrupt or
- * inject handshake lines.
+ * The header name b[0..n), canonicalised as Go does (x-test -> X-Test)
+ * into name[cap].  Returns 0, or -1 with err when it is no HTTP token.
  */
-int
-cli_header(struct cli_opts *o, const char *val, char *err)
+static int
+cli_header_name(const char *b, size_t n, char *name, size_t cap, char *err)
 {
-	char		 name[256];
-	const char	*colon, *b, *e, *v, *ve;
-	size_t		 nlen, i;
-	int		 up = 1;
+	size_t	i;
+	int	up = 1;
 
-	if ((colon = strchr(val, ':')) == NULL) {
-		err_set(err, "-header: '%s' is not 'NAME: VALUE'", val);
-		return -1;
-	}
-	for (b = val; b < colon && (*b == ' ' || *b == '\t'); b++)
-		;
-	for (e = colon; e > b && (e[-1] == ' ' || e[-1] == '\t'); e--)
-		;
-	nlen = (size_t)(e - b);
-	if (nlen == 0 || nlen >= sizeof(name)) {
+	if (n == 0 || n >= cap) {
 		err_set(err, "-header: invalid header name");
 		return -1;
 	}
-	for (i = 0; i < nlen; i++) {
+	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)b[i];
 
 		if (!http_tchar(c)) {
@@ -180,7 +167,32 @@ cli_header(struct cli_opts *o, const char *val, char *err)
 		name[i] = (char)c;
 		up = c == '-';
 	}
-	name[nlen] = '\0';
+	name[n] = '\0';
+	return 0;
+}
+
+/*
+ * "NAME: VAL" as Go's http.Header.Add stores it: the name canonicalised
+ * (x-test -> X-Test), the value trimmed.  Names that are not HTTP tokens
+ * and values with line breaks are refused, since they would corrupt or
+ * inject handshake lines.
+ */
+int
+cli_header(struct cli_opts *o, const char *val, char *err)
+{
+	char		 name[256];
+	const char	*colon, *b, *e, *v, *ve;
+
+	if ((colon = strchr(val, ':')) == NULL) {
+		err_set(err, "-header: '%s' is not 'NAME: VALUE'", val);
+		return -1;
+	}
+	for (b = val; b < colon && (*b == ' ' || *b == '\t'); b++)
+		;
+	for (e = colon; e > b && (e[-1] == ' ' || e[-1] == '\t'); e--)
+		;
+	if (cli_header_name(b, (size_t)(e - b), name, sizeof(name), err) == -1)
+		return -1;
 	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
 		;
 	for (ve = v + strlen(v); ve > v && (ve[-1] == ' ' || ve[-1] == '\t');
@@ -194,7 +206,7 @@ cli_header(struct cli_opts *o, const char *val, char *err)
 			return -1;
 		}
 	}
-	if (nlen + 2 + (size_t)(ve - v) >= sizeof(o->header)) {
+	if (strlen(name) + 2 + (size_t)(ve - v) >= sizeof(o->header)) {
 		err_set(err, "-header: value too long");
 		return -1;
 	}

@@ -13,6 +13,7 @@
 #include "ctlmsg.h"
 #include "err.h"
 #include "log.h"
+#include "mode.h"
 #include "worker_int.h"
 
 static void
@@ -48,18 +49,14 @@ worker_apply_config(const struct ctlmsg_config *c, struct cli_opts *o,
     struct worker_config *wc, char *err)
 {
 	size_t	i;
-	int	k, found = 0;
+	int	m = mode_lookup(c->mode);
 
-	for (k = MODE_WSSERVER; k <= MODE_R_SERVER; k++)
-		if (strcmp(c->mode, cli_mode_name(k)) == 0) {
-			o->mode = k;
-			found = 1;
-		}
-	if (!found) {
+	if (!(mode_flags(m) & MODE_F_SERVER)) {
 		err_set(err, "config: mode '%s' is not a server mode",
 		    c->mode);
 		return -1;
 	}
+	o->mode = (enum cli_mode)m;
 	free(o->pass);
 	free(o->encpass);
 	if ((o->pass = strdup(c->pass)) == NULL ||
