@@ -305,19 +305,16 @@ addr_format(const struct hostinfo *h, char *out, size_t cap)
 		snprintf(out, cap, "%s:%d", h->name, h->port);
 }
 
-int
-fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
+/*
+ * strings.Split(s, ","): the number of parts; the first three (at most)
+ * into part[] and len[].
+ */
+static size_t
+fwd_split(const char *s, const char *part[3], size_t len[3])
 {
-	const char	*part[3], *c;
-	size_t		 len[3], np = 0, i;
-	char		 why[ERR_LEN];
+	const char	*c;
+	size_t		 np = 0;
 
-	memset(f, 0, sizeof(*f));
-	if (s == NULL) {
-		err_set(err, "missing forward");
-		return -1;
-	}
-	/* strings.Split(s, ","): count the parts, keep the first three. */
 	part[0] = s;
 	for (c = s; ; c++) {
 		if (*c == ',' || *c == '\0') {
@@ -331,7 +328,22 @@ fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
 				break;
 		}
 	}
-	i = 0;
+	return np;
+}
+
+int
+fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
+{
+	const char	*part[3];
+	size_t		 len[3], np, i = 0;
+	char		 why[ERR_LEN];
+
+	memset(f, 0, sizeof(*f));
+	if (s == NULL) {
+		err_set(err, "missing forward");
+		return -1;
+	}
+	np = fwd_split(s, part, len);
 	f->reverse = default_reverse ? 1 : 0;
 	if (np == 3) {
 		if (len[0] == 1 && part[0][0] == 'r')
@@ -374,13 +386,52 @@ fwd_equal(const struct fwd *a, const struct fwd *b)
 	    addr_host_equal(&a->dst, &b->dst);
 }
 
+/*
+ * The mask length after a range's '/' (m), at most max.  Returns it, or
+ * -1 with err.
+ */
+static int
+cidr_mask_bits(const char *m, int max, char *err)
+{
+	int bits = 0;
+
+	if (*m == '\0') {
+		err_set(err, "missing mask length");
+		return -1;
+	}
+	for (; *m != '\0'; m++) {
+		if (!addr_is_digit((unsigned char)*m) ||
+		    (bits = bits * 10 + (*m - '0')) > max) {
+			err_set(err, "invalid mask length");
+			return -1;
+		}
+	}
+	return bits;
+}
+
+/* Clears c's host bits so that a range has one representation. */
+static void
+cidr_clear_host(struct cidr *c, int max)
+{
+	int i;
+
+	for (i = 0; i < max / 8; i++) {
+		if (c->bits >= (i + 1) * 8)
+			continue;
+		if (c->bits > i * 8)
+			c->addr[i] &= (uint8_t)(0xff << (8 - (c->bits - i * 8)));
+		else
+			c->addr[i] = 0;
+	}
+}
+
 int
 cidr_parse(const char *s, struct cidr *c, char *err)
 {
 	char		 buf[INET6_ADDRSTRLEN];
-	const char	*slash, *m;
+	const char	*slash;
 	size_t		 alen;
-	int		 max, bits, i;
+	int		 max, bits = 0;
 
 	memset(c, 0, sizeof(*c));
 	if (s == NULL || *s == '\0') {
@@ -395,52 +446,25 @@ cidr_parse(const char *s, struct cidr *c, char *err)
 	}
 	memcpy(buf, s, alen);
 	buf[alen] = '\0';
-	if (memchr(buf, ':', alen) != NULL) {
-		c->family = AF_INET6;
-		max = 128;
-	} else {
-		c->family = AF_INET;
-		max = 32;
-	}
+	c->family = memchr(buf, ':', alen) != NULL ? AF_INET6 : AF_INET;
+	max = c->family == AF_INET6 ? 128 : 32;
 	if (inet_pton(c->family, buf, c->addr) != 1) {
 		memset(c, 0, sizeof(*c));
 		err_set(err, "invalid address '%s'", buf);
 		return -1;
 	}
-	bits = 0;
-	if (slash != NULL) {
-		m = slash + 1;
-		if (*m == '\0') {
-			memset(c, 0, sizeof(*c));
-			err_set(err, "missing mask length");
-			return -1;
-		}
-		for (; *m != '\0'; m++) {
-			if (!addr_is_digit((unsigned char)*m) ||
-			    (bits = bits * 10 + (*m - '0')) > max) {
-				memset(c, 0, sizeof(*c));
-				err_set(err, "invalid mask length");
-				return -1;
-			}
-		}
+	if (slash != NULL && (bits = cidr_mask_bits(slash + 1, max, err)) ==
+	    -1) {
+		memset(c, 0, sizeof(*c));
+		return -1;
 	}
 	/*
 	 * kptunnel reads a missing mask and /0 as a full-length mask: "-ip
 	 * 10.0.0.1/0" admits 10.0.0.1 only, never everybody.  Kept for
 	 * compatibility with existing command lines.
 	 */
-	if (bits == 0)
-		bits = max;
-	c->bits = bits;
-	/* Clear the host bits so that the range has one representation. */
-	for (i = 0; i < max / 8; i++) {
-		if (bits >= (i + 1) * 8)
-			continue;
-		if (bits > i * 8)
-			c->addr[i] &= (uint8_t)(0xff << (8 - (bits - i * 8)));
-		else
-			c->addr[i] = 0;
-	}
+	c->bits = bits == 0 ? max : bits;
+	cidr_clear_host(c, max);
 	return 0;
 }
 

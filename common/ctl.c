@@ -62,6 +62,65 @@ ctl_wait(int sock, int timeout_ms)
 	return rc > 0;
 }
 
+/*
+ * Sends mh whole, retrying EINTR, and EAGAIN for up to timeout_ms per
+ * wait.  Returns 0, or -1 with err.
+ */
+static int
+ctl_sendmsg(int sock, struct msghdr *mh, int timeout_ms, char *err)
+{
+	struct pollfd	pfd = { .fd = sock, .events = POLLOUT };
+	ssize_t		n;
+
+	for (;;) {
+		n = sendmsg(sock, mh, MSG_NOSIGNAL);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN && timeout_ms > 0 &&
+		    poll(&pfd, 1, timeout_ms) > 0)
+			continue;
+		err_set(err, "sendmsg: %s", strerror(errno));
+		return -1;
+	}
+	if ((size_t)n != mh->msg_iov[0].iov_len) {
+		err_set(err, "sendmsg: short write");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The descriptors mh carries: returns the first (the caller's), or -1,
+ * and closes the others, since a message passes one fd at most.
+ */
+static int
+ctl_take_fds(struct msghdr *mh)
+{
+	struct cmsghdr	*cm;
+	size_t		 i, nfd;
+	int		 fds[4], got = -1;
+
+	for (cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS ||
+		    cm->cmsg_len < CMSG_LEN(0))
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (nfd > 4)
+			nfd = 4;
+		memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
+		for (i = 0; i < nfd; i++) {
+			if (got == -1)
+				got = fds[i];
+			else
+				close(fds[i]);	/* one fd per message */
+		}
+	}
+	return got;
+}
+
 int
 ctl_send(int sock, const void *buf, size_t len, int fd, int timeout_ms,
     char *err)
@@ -72,9 +131,7 @@ ctl_send(int sock, const void *buf, size_t len, int fd, int timeout_ms,
 	} cmsgbuf;
 	struct msghdr	 mh;
 	struct iovec	 iov;
-	struct pollfd	 pfd = { .fd = sock, .events = POLLOUT };
 	struct cmsghdr	*cm;
-	ssize_t		 n;
 
 	if (len == 0 || len >= CTL_MSG_MAX) {
 		err_set(err, "control message of %zu bytes", len);
@@ -95,23 +152,7 @@ ctl_send(int sock, const void *buf, size_t len, int fd, int timeout_ms,
 		cm->cmsg_type = SCM_RIGHTS;
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	for (;;) {
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-		if (n >= 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN && timeout_ms > 0 &&
-		    poll(&pfd, 1, timeout_ms) > 0)
-			continue;
-		err_set(err, "sendmsg: %s", strerror(errno));
-		return -1;
-	}
-	if ((size_t)n != iov.iov_len) {
-		err_set(err, "sendmsg: short write");
-		return -1;
-	}
-	return 0;
+	return ctl_sendmsg(sock, &mh, timeout_ms, err);
 }
 
 int
@@ -123,10 +164,8 @@ ctl_recv(int sock, void *buf, size_t cap, size_t *len, int *fd, char *err)
 	} cmsgbuf;
 	struct msghdr	 mh;
 	struct iovec	 iov;
-	struct cmsghdr	*cm;
 	ssize_t		 n;
-	size_t		 i, nfd;
-	int		 fds[4], got = -1, rc = -1;
+	int		 got = -1, rc = -1;
 
 	*len = 0;
 	*fd = -1;
@@ -148,22 +187,7 @@ ctl_recv(int sock, void *buf, size_t cap, size_t *len, int *fd, char *err)
 		err_set(err, "recvmsg: %s", strerror(errno));
 		goto done;
 	}
-	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET ||
-		    cm->cmsg_type != SCM_RIGHTS ||
-		    cm->cmsg_len < CMSG_LEN(0))
-			continue;
-		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		if (nfd > 4)
-			nfd = 4;
-		memcpy(fds, CMSG_DATA(cm), nfd * sizeof(int));
-		for (i = 0; i < nfd; i++) {
-			if (got == -1)
-				got = fds[i];
-			else
-				close(fds[i]);	/* one fd per message */
-		}
-	}
+	got = ctl_take_fds(&mh);
 	if (n == 0) {
 		rc = 0;
 		goto done;

@@ -28,6 +28,57 @@
 #define GOJSON_MAX_INPUT	65535
 
 /*
+ * The escape sequence at t[0..n) (t[0] is '\\', n >= 2) in Go's form into
+ * out (6 or 2 bytes) unless out is NULL; *used is set to the input
+ * bytes it spans.  Returns the output length.
+ */
+static size_t
+gojson_escape(const char *t, size_t n, char *out, size_t *used)
+{
+	size_t		k;
+	unsigned char	c;
+
+	if (t[1] != 'u' || n < 6) {
+		if (out != NULL) {
+			out[0] = '\\';
+			out[1] = t[1];
+		}
+		*used = 2;
+		return 2;
+	}
+	/* Go: \u001f, jansson: \u001F. */
+	if (out != NULL) {
+		out[0] = '\\';
+		out[1] = 'u';
+		for (k = 2; k < 6; k++) {
+			c = (unsigned char)t[k];
+			if (c >= 'A' && c <= 'F')
+				c = c - 'A' + 'a';
+			out[k] = (char)c;
+		}
+	}
+	*used = 6;
+	return 6;
+}
+
+/*
+ * Whether t[0..n) starts with U+2028 or U+2029, which Go escapes for
+ * JavaScript: 0 if not, else the last hex digit ('8' or '9').
+ */
+static char
+gojson_linesep(const char *t, size_t n)
+{
+	if (n < 3 || (unsigned char)t[0] != 0xe2 ||
+	    (unsigned char)t[1] != 0x80)
+		return 0;
+	if ((unsigned char)t[2] == 0xa8)
+		return '8';
+	if ((unsigned char)t[2] == 0xa9)
+		return '9';
+	return 0;
+}
+
+/*
  * Bytes the Go form of the jansson text t[0..n) needs, or writes it to out
  * when out is not NULL.  Only string contents can hold the characters
  * rewritten here, so a scan that skips over escape sequences is enough.
@@ -35,34 +86,16 @@
 static size_t
 gojson_rewrite(const char *t, size_t n, char *out)
 {
-	size_t	 i, o = 0, k;
-	unsigned char c;
+	size_t		i, o = 0, used;
+	unsigned char	c;
+	char		sep;
 
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)t[i];
 		if (c == '\\' && i + 1 < n) {
-			if (t[i + 1] == 'u' && i + 5 < n) {
-				/* Go: \u001f, jansson: \u001F. */
-				if (out != NULL) {
-					out[o] = '\\';
-					out[o + 1] = 'u';
-					for (k = 2; k < 6; k++) {
-						c = (unsigned char)t[i + k];
-						if (c >= 'A' && c <= 'F')
-							c = c - 'A' + 'a';
-						out[o + k] = (char)c;
-					}
-				}
-				o += 6;
-				i += 5;
-			} else {
-				if (out != NULL) {
-					out[o] = '\\';
-					out[o + 1] = t[i + 1];
-				}
-				o += 2;
-				i++;
-			}
+			o += gojson_escape(t + i, n - i,
+			    out != NULL ? out + o : NULL, &used);
+			i += used - 1;
 		} else if (c == '<' || c == '>' || c == '&') {
 			if (out != NULL) {
 				memcpy(out + o, "\\u00", 4);
@@ -70,15 +103,10 @@ gojson_rewrite(const char *t, size_t n, char *out)
 				out[o + 5] = text_hexdigit(c, 0);
 			}
 			o += 6;
-		} else if (c == 0xe2 && i + 2 < n &&
-		    (unsigned char)t[i + 1] == 0x80 &&
-		    ((unsigned char)t[i + 2] == 0xa8 ||
-		    (unsigned char)t[i + 2] == 0xa9)) {
-			/* U+2028, U+2029: Go escapes them for JavaScript. */
+		} else if ((sep = gojson_linesep(t + i, n - i)) != 0) {
 			if (out != NULL) {
 				memcpy(out + o, "\\u202", 5);
-				out[o + 5] = (unsigned char)t[i + 2] == 0xa8 ?
-				    '8' : '9';
+				out[o + 5] = sep;
 			}
 			o += 6;
 			i += 2;

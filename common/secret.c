@@ -13,27 +13,22 @@
 
 extern char **environ;
 
-int
-secret_read_file(const char *path, char **out, char *err)
+/*
+ * Whether the open file fd (named path) may hold a secret: a regular
+ * file that only its owner may access.  Returns 0, or -1 with err.
+ */
+static int
+secret_file_check(int fd, const char *path, char *err)
 {
-	struct stat	 st;
-	char		*buf = NULL;
-	size_t		 len = 0;
-	ssize_t		 n;
-	int		 fd, rc = -1;
+	struct stat st;
 
-	*out = NULL;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+	if (fstat(fd, &st) == -1) {
 		err_set(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) == -1) {
-		err_set(err, "%s: %s", path, strerror(errno));
-		goto done;
-	}
 	if (!S_ISREG(st.st_mode)) {
 		err_set(err, "%s: not a regular file", path);
-		goto done;
+		return -1;
 	}
 	/*
 	 * Another local user who can read the file has the secret; one who
@@ -42,25 +37,45 @@ secret_read_file(const char *path, char **out, char *err)
 	if ((st.st_mode & 077) != 0) {
 		err_set(err, "%s: group or others may access it (mode %04o); "
 		    "chmod 600 it", path, (unsigned)(st.st_mode & 07777));
-		goto done;
+		return -1;
 	}
-	if ((buf = malloc(SECRET_FILE_MAX + 2)) == NULL) {
-		err_set(err, "%s: out of memory", path);
-		goto done;
-	}
-	/* One byte more than allowed tells a long file from a full one. */
+	return 0;
+}
+
+/*
+ * Reads fd into buf (SECRET_FILE_MAX + 1 bytes at most: one byte more
+ * than allowed tells a long file from a full one).  Returns the length,
+ * or -1 with err.
+ */
+static ssize_t
+secret_file_slurp(int fd, const char *path, char *buf, char *err)
+{
+	size_t	 len = 0;
+	ssize_t	 n;
+
 	while (len < SECRET_FILE_MAX + 1) {
 		n = read(fd, buf + len, SECRET_FILE_MAX + 1 - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
 			err_set(err, "%s: %s", path, strerror(errno));
-			goto done;
+			return -1;
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
+	return (ssize_t)len;
+}
+
+/*
+ * The secret in buf[0..len): one trailing line end dropped, then
+ * NUL-terminated.  Returns 0, or -1 with err when it is too long, empty
+ * or holds a NUL byte.
+ */
+static int
+secret_file_text(char *buf, size_t len, const char *path, char *err)
+{
 	if (len > 0 && buf[len - 1] == '\n')
 		len--;
 	if (len > 0 && buf[len - 1] == '\r')
@@ -68,17 +83,41 @@ secret_read_file(const char *path, char **out, char *err)
 	if (len > SECRET_FILE_MAX) {
 		err_set(err, "%s: longer than %d bytes", path,
 		    SECRET_FILE_MAX);
-		goto done;
+		return -1;
 	}
 	if (len == 0) {
 		err_set(err, "%s: empty", path);
-		goto done;
+		return -1;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
 		err_set(err, "%s: holds a NUL byte", path);
-		goto done;
+		return -1;
 	}
 	buf[len] = '\0';
+	return 0;
+}
+
+int
+secret_read_file(const char *path, char **out, char *err)
+{
+	char	*buf = NULL;
+	ssize_t	 len;
+	int	 fd, rc = -1;
+
+	*out = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		err_set(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (secret_file_check(fd, path, err) == -1)
+		goto done;
+	if ((buf = malloc(SECRET_FILE_MAX + 2)) == NULL) {
+		err_set(err, "%s: out of memory", path);
+		goto done;
+	}
+	if ((len = secret_file_slurp(fd, path, buf, err)) == -1 ||
+	    secret_file_text(buf, (size_t)len, path, err) == -1)
+		goto done;
 	*out = buf;
 	buf = NULL;
 	rc = 0;

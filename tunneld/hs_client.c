@@ -14,20 +14,23 @@
 
 #include "crypto.h"
 #include "err.h"
-#include "log.h"
 #include "hs.h"
+#include "log.h"
+#include "mode.h"
 
 const char *
 hs_client_mode_mismatch(enum cli_mode mine, const char *theirs)
 {
-	int rev = cli_mode_is_reverse(mine);
+	int f = mode_flags(mode_lookup(theirs));
 
-	if (strcmp(theirs, "server") == 0 || strcmp(theirs, "wsserver") == 0)
-		return rev ? "a forward client needs a forward server" : NULL;
-	if (strcmp(theirs, "r-server") == 0 ||
-	    strcmp(theirs, "r-wsserver") == 0)
-		return rev ? NULL : "a reverse server needs a reverse client";
-	return NULL;
+	/* A client mode or an unknown name: nothing to compare. */
+	if (!(f & MODE_F_SERVER))
+		return NULL;
+	if (cli_mode_is_reverse(mine) == !!(f & MODE_F_REVERSE))
+		return NULL;
+	return cli_mode_is_reverse(mine) ?
+	    "a forward client needs a forward server" :
+	    "a reverse server needs a reverse client";
 }
 
 /* Phase HS_LACK: the server spoke first; we answer with our pattern. */

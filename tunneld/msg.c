@@ -25,6 +25,36 @@
 #define MSG_ERR_CTX	64
 
 /*
+ * The length of the valid UTF-8 sequence at p[0..n) (n >= 1): 1 to 4, or
+ * 0 when p[0] starts none (a stray, overlong or surrogate encoding).
+ */
+static size_t
+msg_utf8_len(const unsigned char *p, size_t n)
+{
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf && n > 1 && (p[1] & 0xc0) == 0x80)
+		return 2;
+	if (p[0] >= 0xe0 && p[0] <= 0xef && n > 2 &&
+	    (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80) {
+		cp = ((uint32_t)(p[0] & 0x0f) << 12) |
+		    ((uint32_t)(p[1] & 0x3f) << 6) | (p[2] & 0x3f);
+		return cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff) ? 3 : 0;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4 && n > 3 &&
+	    (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 &&
+	    (p[3] & 0xc0) == 0x80) {
+		cp = ((uint32_t)(p[0] & 0x07) << 18) |
+		    ((uint32_t)(p[1] & 0x3f) << 12) |
+		    ((uint32_t)(p[2] & 0x3f) << 6) | (p[3] & 0x3f);
+		return cp >= 0x10000 && cp <= 0x10ffff ? 4 : 0;
+	}
+	return 0;
+}
+
+/*
  * A JSON string for s.  Go writes each byte that is not part of valid UTF-8
  * as U+FFFD; jansson refuses such strings, so they are repaired here and
  * the encoders never fail on odd bytes from the command line.
@@ -36,7 +66,6 @@ msg_jstr(const char *s)
 	json_t	*v;
 	char	*fix;
 	size_t	 n, i, o, len;
-	uint32_t cp;
 
 	n = strlen(s);
 	if ((v = json_stringn(s, n)) != NULL)
@@ -45,30 +74,7 @@ msg_jstr(const char *s)
 	if (n > (SIZE_MAX - 1) / 3 || (fix = malloc(n * 3 + 1)) == NULL)
 		return NULL;
 	for (i = 0, o = 0; i < n; ) {
-		len = 0;
-		if (p[i] < 0x80)
-			len = 1;
-		else if (p[i] >= 0xc2 && p[i] <= 0xdf && i + 1 < n &&
-		    (p[i + 1] & 0xc0) == 0x80)
-			len = 2;
-		else if (p[i] >= 0xe0 && p[i] <= 0xef && i + 2 < n &&
-		    (p[i + 1] & 0xc0) == 0x80 && (p[i + 2] & 0xc0) == 0x80) {
-			cp = ((uint32_t)(p[i] & 0x0f) << 12) |
-			    ((uint32_t)(p[i + 1] & 0x3f) << 6) |
-			    (p[i + 2] & 0x3f);
-			if (cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff))
-				len = 3;
-		} else if (p[i] >= 0xf0 && p[i] <= 0xf4 && i + 3 < n &&
-		    (p[i + 1] & 0xc0) == 0x80 && (p[i + 2] & 0xc0) == 0x80 &&
-		    (p[i + 3] & 0xc0) == 0x80) {
-			cp = ((uint32_t)(p[i] & 0x07) << 18) |
-			    ((uint32_t)(p[i + 1] & 0x3f) << 12) |
-			    ((uint32_t)(p[i + 2] & 0x3f) << 6) |
-			    (p[i + 3] & 0x3f);
-			if (cp >= 0x10000 && cp <= 0x10ffff)
-				len = 4;
-		}
-		if (len == 0) {
+		if ((len = msg_utf8_len(p + i, n - i)) == 0) {
 			memcpy(fix + o, "\xef\xbf\xbd", 3);
 			o += 3;
 			i++;

@@ -185,63 +185,84 @@ server_refuse(struct tun *t, uv_tcp_t *tcp, const struct sockaddr *sa,
 	uv_timer_start(&r->timer, server_refusal_fire, TUN_REFUSE_DELAY_MS, 0);
 }
 
-static void
-server_accept_cb(uv_stream_t *lst, int status)
+/*
+ * Why a client from sa (key k) may not start a handshake now, or NULL if
+ * it may: -ip, and the bounds on handshakes in all and per address.
+ */
+static const char *
+server_refusal_reason(struct tun *t, const struct sockaddr *sa,
+    const struct peerkey *k)
 {
-	struct tun		*t = lst->data;
+	int per_addr = t->o->max_hs_per_addr > 0 ? t->o->max_hs_per_addr :
+	    CLI_MAX_HS_PER_ADDR;
+
+	if (!server_admit(t, sa))
+		return "not in -ip";
+	if (server_nhandshakes(t) >= SERVER_MAX_HANDSHAKES)
+		return "too many handshakes";
+	if (server_handshakes_of(t, k) >= per_addr)
+		return "too many handshakes from this address, "
+		    "-maxHandshakesPerAddr";
+	return NULL;
+}
+
+/*
+ * Accepts one client from lst and starts its handshake, or refuses it.
+ * Returns -1 when nothing more can be accepted in this call, 0 otherwise.
+ */
+static int
+server_accept_one(struct tun *t, uv_stream_t *lst)
+{
 	struct sockaddr_storage	 ss;
 	struct peerkey		 k;
 	uv_tcp_t		*tcp;
 	struct conn		*c;
+	const char		*why;
 	char			 err[ERR_LEN];
-	int			 i, len, ws = cli_mode_is_ws(t->o->mode);
-	int			 per_addr = t->o->max_hs_per_addr > 0 ?
-				     t->o->max_hs_per_addr : CLI_MAX_HS_PER_ADDR;
+	int			 len;
+
+	if ((tcp = malloc(sizeof(*tcp))) == NULL)
+		return -1;
+	uv_tcp_init(t->loop, tcp);
+	if (uv_accept(lst, (uv_stream_t *)tcp) != 0) {
+		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+		return -1;
+	}
+	len = sizeof(ss);
+	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) {
+		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+		return 0;
+	}
+	peerkey_from(&k, (struct sockaddr *)&ss);
+	if ((why = server_refusal_reason(t, (struct sockaddr *)&ss, &k)) !=
+	    NULL) {
+		server_refuse(t, tcp, (struct sockaddr *)&ss, &k, why);
+		return 0;
+	}
+	c = conn_new(t->loop, tcp, cli_mode_is_ws(t->o->mode) ?
+	    CONN_WS_SERVER : CONN_RAW_SERVER, NULL, NULL, NULL, err);
+	if (c == NULL) {
+		log_warnx("accept: %s", err);
+		return 0;
+	}
+	log_debug("%s: connected", conn_peer(c));
+	hs_start(t, c);
+	return 0;
+}
+
+static void
+server_accept_cb(uv_stream_t *lst, int status)
+{
+	struct tun	*t = lst->data;
+	int		 i;
 
 	if (status < 0) {
 		log_warnx("accept: %s", uv_strerror(status));
 		return;
 	}
-	for (i = 0; i < SERVER_ACCEPTS_PER_CALL; i++) {
-		if ((tcp = malloc(sizeof(*tcp))) == NULL)
+	for (i = 0; i < SERVER_ACCEPTS_PER_CALL; i++)
+		if (server_accept_one(t, lst) == -1)
 			return;
-		uv_tcp_init(t->loop, tcp);
-		if (uv_accept(lst, (uv_stream_t *)tcp) != 0) {
-			uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
-			return;
-		}
-		len = sizeof(ss);
-		if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss,
-		    &len) != 0) {
-			uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
-			continue;
-		}
-		peerkey_from(&k, (struct sockaddr *)&ss);
-		if (!server_admit(t, (struct sockaddr *)&ss)) {
-			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
-			    "not in -ip");
-			continue;
-		}
-		if (server_nhandshakes(t) >= SERVER_MAX_HANDSHAKES) {
-			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
-			    "too many handshakes");
-			continue;
-		}
-		if (server_handshakes_of(t, &k) >= per_addr) {
-			server_refuse(t, tcp, (struct sockaddr *)&ss, &k,
-			    "too many handshakes from this "
-			    "address, -maxHandshakesPerAddr");
-			continue;
-		}
-		c = conn_new(t->loop, tcp, ws ? CONN_WS_SERVER :
-		    CONN_RAW_SERVER, NULL, NULL, NULL, err);
-		if (c == NULL) {
-			log_warnx("accept: %s", err);
-			continue;
-		}
-		log_debug("%s: connected", conn_peer(c));
-		hs_start(t, c);
-	}
 }
 
 static int

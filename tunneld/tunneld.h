@@ -365,7 +365,7 @@ int	 tun_takeover(struct tun *t, const struct msg_fwdlist *eff,
 int	 tun_listener_take(struct tun *t, const char *src);
 void	 tun_listeners_drop(struct tun *t);
 
-/* worker.c */
+/* worker*.c (worker_int.h is theirs alone) */
 struct worker_config {			/* what CTL_CONFIG names */
 	char	sock_path[108];
 	char	tenant[128];

@@ -1,0 +1,59 @@
+#ifndef CLI_INT_H
+#define CLI_INT_H
+
+/*
+ * What the command line's files (cli.c, cli_value.c, cli_secret.c,
+ * cli_usage.c, cli_mode.c) share, and only they.
+ */
+
+#include <stddef.h>
+
+#include "cli.h"
+
+/* Upper bound of every seconds option: keeps milliseconds within an int. */
+#define CLI_MAX_SECONDS	604800
+
+/* cli_value.c: an option's value into o or out.  Each returns 0, or -1
+ * with err naming the option opt. */
+/* A decimal integer in [min, max], as Go's strconv.Atoi reads it. */
+int	 cli_int(const char *opt, const char *val, int min, int max, int *out,
+	    char *err);
+/* Go's strconv.ParseBool; val NULL (a bare -flag) is true. */
+int	 cli_bool(const char *opt, const char *val, int *out, char *err);
+/* Printable text (space allowed when told) that fits in out[cap]. */
+int	 cli_copy(const char *opt, const char *val, char *out, size_t cap,
+	    int space, char *err);
+/* -ip: comma-separated CIDR ranges, appended to o->cidrs. */
+int	 cli_ip(struct cli_opts *o, const char *val, char *err);
+/* -header "NAME: VALUE", canonicalised into o->header. */
+int	 cli_header(struct cli_opts *o, const char *val, char *err);
+/* -session: characters a URL query carries verbatim. */
+int	 cli_session(struct cli_opts *o, const char *val, char *err);
+/* -wspath: starts with '/'. */
+int	 cli_wspath(struct cli_opts *o, const char *val, char *err);
+
+/* cli_secret.c.  *out is a malloc'd secret, cleansed and freed before it
+ * is replaced; each returns 0, or -1 with err. */
+void	 cli_secret_free(char **p);
+/* -pass, -encPass: a copy of val. */
+int	 cli_secret(const char *opt, const char *val, char **out, char *err);
+/* -passFile, -encPassFile: the secret in the file val names. */
+int	 cli_secret_file(const char *opt, const char *val, char **out,
+	    char *err);
+/* -proxyFile: -proxy's URL from a file. */
+int	 cli_proxy_file(struct cli_opts *o, const char *val, char *err);
+/* TUNNELD_PROXY into o->proxy when set. */
+int	 cli_proxy_env(struct cli_opts *o, char *err);
+/* TUNNELD_PASS and the like into *out when set; *out left alone if not. */
+int	 cli_secret_env(const char *var, char **out, char *err);
+/*
+ * Remembers where val, the argv text of a secret of kind CLI_ARGV_*,
+ * lies, for cli_scrub_argv, and marks kind in o->argv_secrets.
+ */
+int	 cli_note_secret(struct cli_opts *o, int kind, const char *val,
+	    char *err);
+
+/* cli_usage.c: --version's text. */
+const char *cli_version(void);
+
+#endif
