@@ -13,7 +13,7 @@ FUZZ_TIME ?= 60
 FUZZ_SHORT ?= 10
 FUZZ_BUILD ?= build/fuzz
 
-PKGS	 = libuv openssl jansson libmicrohttpd lua5.4
+PKGS	 = libuv openssl jansson libmicrohttpd lua5.4 libseccomp
 WARN	 = -std=c11 -D_GNU_SOURCE \
 	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # The walls: each part sees only itself and what it may use.  common/ is
@@ -28,7 +28,12 @@ INC_tests	= -Icommon -Itunneld -Idispatcher
 INC		= $(INC_$(firstword $(subst /, ,$<)))
 DEPCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) -MMD -MP
+# Test-only code (tunneld's TUNNELD_TEST_EXECVE hook) is compiled into the
+# suite's sanitizer builds only, never into a release build (make
+# check-release checks the release binary).
+TEST_HOOKS ?= $(if $(findstring -fsanitize=,$(CFLAGS)),1,)
+ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) \
+	    $(if $(TEST_HOOKS),-DTUNNELD_TEST_HOOKS) -MMD -MP
 
 COMMON_SRC	= $(wildcard common/*.c)
 TUNLIB_SRC	= $(filter-out tunneld/main.c,$(wildcard tunneld/*.c))
