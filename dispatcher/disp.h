@@ -377,7 +377,8 @@ void	 wuid_bind(struct disp *d, int slot, pid_t pid);
 void	 wuid_untake(struct disp *d, int slot);
 /* pid ended (reaped): its uid is free again. */
 void	 wuid_reaped(struct disp *d, pid_t pid);
-/* 1 if uid is one a worker of ours may run as (adoption), else 0. */
+/* 1 if uid is one a worker of ours may run as (adoption): a worker uid,
+ * or ours (a worker an older build left running as its uid), else 0. */
 int	 wuid_ours(struct disp *d, uid_t uid);
 /* An adopted worker pid runs as uid: that uid is taken until it is gone. */
 void	 wuid_adopted(struct disp *d, uid_t uid, pid_t pid);

@@ -406,8 +406,8 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 	    !wuid_ours(d, w->uid) ||
 	    wrpc_stats(w->sock, w->uid, &st, err) == -1 || w->pid != st.pid) {
 		if (w->pid > 0 && !wuid_ours(d, w->uid))
-			err_set(err, "its listener runs as uid %ld, not one "
-			    "of our workers'", (long)w->uid);
+			err_set(err, "peer runs as uid %ld, not one of our "
+			    "workers' uids", (long)w->uid);
 		else if (w->pid > 0 && st.pid > 0 && w->pid != st.pid)
 			err_set(err, "says it is pid %lld, its socket's "
 			    "listener is pid %ld", (long long)st.pid,

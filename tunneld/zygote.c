@@ -124,6 +124,19 @@ zygote_on_spawn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 	return CTLMSG_OK;
 }
 
+/*
+ * The end.  Confined, it leaves with _exit: the exit handlers include
+ * LeakSanitizer's check in the suite's builds, which needs ptrace and
+ * /proc, and would be killed by the filter (its tracer) or wait forever.
+ */
+static int
+zygote_exit(int confined, int rc)
+{
+	if (confined)
+		_exit(rc);
+	return rc;
+}
+
 const struct ctlmsg_rule zygote_rules[] = {
 	{ CTL_SPAWN,	ZS_RUN,	zygote_on_spawn },
 };
@@ -168,7 +181,7 @@ zygote_main(int argc, char **argv)
 		zygote_reap();
 		rc = poll(&pfd, 1, 200);
 		if (rc == -1 && errno != EINTR)
-			return 1;
+			return zygote_exit(sandbox, 1);
 		if (rc <= 0)
 			continue;
 		rc = ctlmsg_serve(ZYGOTE_REQ_FD, zygote_rules, zygote_nrules,
@@ -179,6 +192,6 @@ zygote_main(int argc, char **argv)
 			log_warnx("dispatcher: %s, closing the control "
 			    "channel", err);
 		if (rc == 0 || rc == CTLMSG_REFUSED)
-			return rc == 0 ? 0 : 1;
+			return zygote_exit(sandbox, rc == 0 ? 0 : 1);
 	}
 }
