@@ -450,6 +450,7 @@ main(int argc, char **argv)
 	if (disp_parse(d, argc, argv, err) == -1) {
 		fprintf(stderr, "dispatcher: %s\nTry 'dispatcher --help'.\n",
 		    err);
+		free(d);
 		return 2;
 	}
 	log_init("dispatcher", d->verbose);
