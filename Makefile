@@ -50,8 +50,8 @@ PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
 
-.PHONY: all deps check-walls test unit e2e fuzz fuzz-run bench run \
-	run-tunnel install clean
+.PHONY: all deps check-walls check-release test unit e2e fuzz fuzz-run bench \
+	run run-tunnel install clean
 
 # Builds only: the package installer runs from deps, test, run, run-tunnel,
 # bench and fuzz, not on every build.
@@ -102,9 +102,18 @@ check-walls: $(LIBS) $(BUILD)/obj/tunneld/main.o $(BUILD)/obj/dispatcher/main.o
 	$(MAKE) $(PROGS)
 	scripts/check-walls $(BUILD)
 
+# A release build holds no test hook (TEST_HOOKS above): fails if the
+# tunneld of make's default build names one.
+check-release:
+	$(MAKE) $(BUILD)/tunneld
+	@if grep -q TUNNELD_TEST_ $(BUILD)/tunneld; then \
+	    echo "check-release: $(BUILD)/tunneld holds a test hook"; exit 1; \
+	else echo "check-release: $(BUILD)/tunneld holds no test hook"; fi
+
 # The suite runs against binaries built with AddressSanitizer and UBSan,
 # and every libFuzzer target runs FUZZ_SHORT seconds.
 test: deps
+	$(MAKE) check-release
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" check-walls unit e2e
 	[ "$(FUZZ_SHORT)" = 0 ] || $(MAKE) fuzz FUZZ_TIME=$(FUZZ_SHORT)
 
