@@ -176,6 +176,7 @@ struct disp {
 	uid_t		 wuid_user;	/* WUID_USER's uid and gid */
 	gid_t		 wuid_group;
 	pid_t		*wuid_pid;	/* WUID_RANGE: per uid, 0 free, -1 taken */
+	size_t		 wuid_next;	/* where wuid_take looks first */
 	int		 reload_asked;
 	struct disp_metrics m;
 };

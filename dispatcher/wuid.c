@@ -93,12 +93,18 @@ wuid_take(struct disp *d, struct ctlmsg_spawn *s, char *err)
 	}
 	n = (size_t)(d->worker_uid_last - d->worker_uid_first + 1);
 	pthread_mutex_lock(&d->lock);
-	for (i = 0; i < n; i++)
-		if (wuid_free_slot(d, i)) {
-			d->wuid_pid[i] = -1;
-			slot = (int)i;
+	/* Round robin from the last one taken: the slots behind it are
+	 * mostly taken, those ahead mostly free, so a spawn checks few. */
+	for (i = 0; i < n; i++) {
+		size_t k = (d->wuid_next + i) % n;
+
+		if (wuid_free_slot(d, k)) {
+			d->wuid_pid[k] = -1;
+			d->wuid_next = (k + 1) % n;
+			slot = (int)k;
 			break;
 		}
+	}
 	pthread_mutex_unlock(&d->lock);
 	if (slot == -1) {
 		err_set(err, "no worker uid free: all %zu of -workerUids "

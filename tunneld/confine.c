@@ -10,6 +10,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include <errno.h>
@@ -24,7 +26,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #include <linux/netlink.h>
 #include <openssl/crypto.h>
 #include <seccomp.h>
@@ -53,6 +57,12 @@
 #define LL_FS_READ_FILE		(1ULL << 2)
 #define LL_SCOPE_ABSTRACT_UNIX	(1ULL << 0)		/* ABI 6 */
 #define LL_SCOPE_SIGNAL		(1ULL << 1)
+
+/* libseccomp's SCMP_A* leave datum_b to a default, which clang's
+ * -Wmissing-field-initializers refuses: every field, spelled out. */
+#define CMP_EQ(n, v)	((struct scmp_arg_cmp){ (n), SCMP_CMP_EQ, (v), 0 })
+#define CMP_MASKED(n, m, v) \
+	((struct scmp_arg_cmp){ (n), SCMP_CMP_MASKED_EQ, (m), (v) })
 
 struct ll_ruleset_attr {
 	uint64_t	fs;
@@ -153,7 +163,7 @@ confine_landlock_abi(void)
  * Returns 0 (*none set if the kernel has no Landlock), or -1 with err.
  */
 static int
-confine_landlock(int *none, char *err)
+confine_ruleset(int *none, char *err)
 {
 	struct ll_ruleset_attr			 a = { 0, 0, 0 };
 	struct landlock_path_beneath_attr	 pb;
@@ -161,9 +171,10 @@ confine_landlock(int *none, char *err)
 	long					 abi;
 	int					 rs = -1, fd, rc = -1;
 
+	*none = 0;
 	if ((abi = confine_landlock_abi()) < 1) {
 		*none = 1;
-		return 0;
+		return -1;
 	}
 	a.fs = LL_FS_V1;
 	if (abi >= 2)
@@ -200,14 +211,36 @@ confine_landlock(int *none, char *err)
 		}
 		close(fd);
 	}
-	if (syscall(SYS_landlock_restrict_self, rs, 0) == -1) {
-		err_set(err, "landlock_restrict_self: %s", strerror(errno));
-		goto done;
-	}
-	rc = 0;
+	rc = rs;
+	rs = -1;
 done:
 	if (rs != -1)
 		close(rs);
+	return rc;
+}
+
+/* The worker's ruleset and filter, built once by confine_prepare (the
+ * zygote) for every worker it forks: building them costs more than the
+ * rest of a worker's start. */
+static int			confine_rs = -1;
+static struct sock_filter	*confine_bpf;
+static unsigned short		 confine_nbpf;
+
+/* Landlock (confine_ruleset): 0, *none set without it, or -1 with err. */
+static int
+confine_landlock(int *none, char *err)
+{
+	int rs = confine_rs, rc = 0;
+
+	if (rs == -1 && (rs = confine_ruleset(none, err)) == -1)
+		return *none ? 0 : -1;
+	if (syscall(SYS_landlock_restrict_self, rs, 0) == -1) {
+		err_set(err, "landlock_restrict_self: %s", strerror(errno));
+		rc = -1;
+	}
+	/* A worker keeps no descriptor of it. */
+	close(rs);
+	confine_rs = -1;
 	return rc;
 }
 
@@ -293,32 +326,32 @@ confine_add_args(scmp_filter_ctx f, int zygote, char *err)
 	/* libuv sets non-blocking and close-on-exec with ioctl. */
 	for (i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && rc >= 0; i++)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-		    SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
+		    CMP_EQ(1, ioctls[i]));
 	/* Sockets of the families a tunnel uses, and the routing netlink
 	 * getaddrinfo's AI_ADDRCONFIG asks. */
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_INET));
+		    CMP_EQ(0, AF_INET));
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_INET6));
+		    CMP_EQ(0, AF_INET6));
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		    CMP_EQ(0, AF_UNIX));
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
-		    SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
-		    SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE));
+		    CMP_EQ(0, AF_NETLINK),
+		    CMP_EQ(2, NETLINK_ROUTE));
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socketpair),
-		    1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		    1, CMP_EQ(0, AF_UNIX));
 	/* Reading a limit (pthread_create's stack size), never setting. */
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64),
-		    2, SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0));
+		    2, CMP_EQ(0, 0), CMP_EQ(2, 0));
 	if (rc >= 0 && !zygote)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-		    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+		    CMP_MASKED(0, CLONE_THREAD, CLONE_THREAD));
 	/* clone3's flags sit in memory a filter cannot read: "not
 	 * implemented" makes glibc fall back to clone. */
 	if (rc >= 0)
@@ -331,15 +364,16 @@ confine_add_args(scmp_filter_ctx f, int zygote, char *err)
 	return 0;
 }
 
-static int
-confine_seccomp(int zygote, char *err)
+/* The filter of a worker (or, zygote, of the zygote), built: NULL and
+ * err on failure; the caller seccomp_release()s it. */
+static scmp_filter_ctx
+confine_filter(int zygote, char *err)
 {
-	scmp_filter_ctx	f;
-	int		rc = -1, r;
+	scmp_filter_ctx f;
 
 	if ((f = seccomp_init(SCMP_ACT_KILL_PROCESS)) == NULL) {
 		err_set(err, "seccomp_init failed");
-		return -1;
+		return NULL;
 	}
 	if (confine_add(f, confine_worker_calls, sizeof(confine_worker_calls) /
 	    sizeof(confine_worker_calls[0]), err) == -1 ||
@@ -349,14 +383,64 @@ confine_seccomp(int zygote, char *err)
 	    (zygote && confine_add(f, confine_zygote_calls,
 	    sizeof(confine_zygote_calls) / sizeof(confine_zygote_calls[0]),
 	    err) == -1) ||
-	    confine_add_args(f, zygote, err) == -1)
-		goto done;
-	if ((r = seccomp_load(f)) < 0) {
+	    confine_add_args(f, zygote, err) == -1) {
+		seccomp_release(f);
+		return NULL;
+	}
+	return f;
+}
+
+static int
+confine_seccomp(int zygote, char *err)
+{
+	struct sock_fprog	prog = { confine_nbpf, confine_bpf };
+	scmp_filter_ctx		f;
+	int			r;
+
+	if (!zygote && confine_bpf != NULL) {
+		if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) ==
+		    -1) {
+			err_set(err, "PR_SET_SECCOMP: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if ((f = confine_filter(zygote, err)) == NULL)
+		return -1;
+	if ((r = seccomp_load(f)) < 0)
 		err_set(err, "seccomp_load: %s", strerror(-r));
+	seccomp_release(f);
+	return r < 0 ? -1 : 0;
+}
+
+int
+confine_prepare(char *err)
+{
+	scmp_filter_ctx	 f;
+	struct stat	 st;
+	int		 fd = -1, none, rc = -1;
+
+	if ((f = confine_filter(0, err)) == NULL)
+		return -1;
+	if ((fd = memfd_create("bpf", MFD_CLOEXEC)) == -1 ||
+	    seccomp_export_bpf(f, fd) < 0 || fstat(fd, &st) == -1 ||
+	    st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
+	    st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS ||
+	    (confine_bpf = malloc((size_t)st.st_size)) == NULL ||
+	    pread(fd, confine_bpf, (size_t)st.st_size, 0) != st.st_size) {
+		err_set(err, "the workers' seccomp filter: %s",
+		    strerror(errno));
+		free(confine_bpf);
+		confine_bpf = NULL;
 		goto done;
 	}
+	confine_nbpf = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+	if ((confine_rs = confine_ruleset(&none, err)) == -1 && !none)
+		goto done;
 	rc = 0;
 done:
+	if (fd != -1)
+		close(fd);
 	seccomp_release(f);
 	return rc;
 }
@@ -367,8 +451,12 @@ confine_worker(const struct ctlmsg_spawn *s, int *no_landlock, char *err)
 	*no_landlock = 0;
 	if (confine_ids(s, err) == -1)
 		return -1;
-	if (!s->sandbox)
+	if (!s->sandbox) {
+		if (confine_rs != -1)
+			close(confine_rs);
+		confine_rs = -1;
 		return 0;
+	}
 	if (confine_limits(s, err) == -1)
 		return -1;
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1 ||

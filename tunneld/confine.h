@@ -41,6 +41,14 @@ int	 confine_worker(const struct ctlmsg_spawn *s, int *no_landlock,
 int	 confine_landlock_abi(void);
 
 /*
+ * Builds the workers' Landlock ruleset and seccomp filter once, for
+ * confine_worker in every process forked afterwards (the zygote, before
+ * its own filter).  Returns 0, or -1 with err (each worker then builds
+ * its own).
+ */
+int	 confine_prepare(char *err);
+
+/*
  * The zygote's confinement: no_new_privs and its own seccomp filter.
  * Returns 0, or -1 with err.
  */

@@ -173,6 +173,8 @@ zygote_main(int argc, char **argv)
 	if (sandbox && confine_landlock_abi() < 1)
 		log_warnx("Landlock is not available: workers' file system "
 		    "view is not restricted");
+	if (sandbox && confine_prepare(err) == -1)
+		log_warnx("%s: each worker builds its own", err);
 	if (sandbox && confine_zygote(err) == -1) {
 		log_err("%s", err);
 		return 1;
