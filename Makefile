@@ -13,7 +13,7 @@ FUZZ_TIME ?= 60
 FUZZ_SHORT ?= 10
 FUZZ_BUILD ?= build/fuzz
 
-PKGS	 = libuv openssl jansson libmicrohttpd lua5.4
+PKGS	 = libuv openssl jansson libmicrohttpd lua5.4 libseccomp
 WARN	 = -std=c11 -D_GNU_SOURCE \
 	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # The walls: each part sees only itself and what it may use.  common/ is
@@ -28,7 +28,12 @@ INC_tests	= -Icommon -Itunneld -Idispatcher
 INC		= $(INC_$(firstword $(subst /, ,$<)))
 DEPCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) -MMD -MP
+# Test-only code (tunneld's TUNNELD_TEST_EXECVE hook) is compiled into the
+# suite's sanitizer builds only, never into a release build (make
+# check-release checks the release binary).
+TEST_HOOKS ?= $(if $(findstring -fsanitize=,$(CFLAGS)),1,)
+ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) \
+	    $(if $(TEST_HOOKS),-DTUNNELD_TEST_HOOKS) -MMD -MP
 
 COMMON_SRC	= $(wildcard common/*.c)
 TUNLIB_SRC	= $(filter-out tunneld/main.c,$(wildcard tunneld/*.c))
@@ -45,8 +50,8 @@ PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
 
-.PHONY: all deps check-walls test unit e2e fuzz fuzz-run bench run \
-	run-tunnel install clean
+.PHONY: all deps check-walls check-release test unit e2e fuzz fuzz-run bench \
+	run run-tunnel install clean
 
 # Builds only: the package installer runs from deps, test, run, run-tunnel,
 # bench and fuzz, not on every build.
@@ -97,9 +102,18 @@ check-walls: $(LIBS) $(BUILD)/obj/tunneld/main.o $(BUILD)/obj/dispatcher/main.o
 	$(MAKE) $(PROGS)
 	scripts/check-walls $(BUILD)
 
+# A release build holds no test hook (TEST_HOOKS above): fails if the
+# tunneld of make's default build names one.
+check-release:
+	$(MAKE) $(BUILD)/tunneld
+	@if grep -q TUNNELD_TEST_ $(BUILD)/tunneld; then \
+	    echo "check-release: $(BUILD)/tunneld holds a test hook"; exit 1; \
+	else echo "check-release: $(BUILD)/tunneld holds no test hook"; fi
+
 # The suite runs against binaries built with AddressSanitizer and UBSan,
 # and every libFuzzer target runs FUZZ_SHORT seconds.
 test: deps
+	$(MAKE) check-release
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" check-walls unit e2e
 	[ "$(FUZZ_SHORT)" = 0 ] || $(MAKE) fuzz FUZZ_TIME=$(FUZZ_SHORT)
 

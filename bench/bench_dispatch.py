@@ -26,7 +26,11 @@ it); at the end every process carrying the tag is killed.
 Environment: TUNNELD, DISPATCHER [beside TUNNELD], BENCH_OUT (appended
 to), BENCH_IPERF_TIME [5], BENCH_DISPATCH_REPEATS [3, or BENCH_REPEATS
 if larger] (throughput runs), BENCH_DISPATCH_ADMIT [300],
-BENCH_DISPATCH_RATE_TIME [5], BENCH_DISPATCH_IDLE [1000].
+BENCH_DISPATCH_RATE_TIME [5], BENCH_DISPATCH_IDLE [1000],
+BENCH_DISPATCH_SANDBOX [1]: 5. the worker sandbox's cost, admission
+latency and tunnels/s (upgrade + lack) with -noSandbox and with the
+sandbox (as root with -workerUids, a uid per worker), alternated
+SANDBOX_ROUNDS times; 0 skips it.
 """
 
 import base64
@@ -74,6 +78,10 @@ LACK = bytes(range(10)) * 2
 T_ADMIT_P50_MS = 5.0
 T_RATE = 300.0
 T_IDLE_MIB = 2.0
+SANDBOX = B.env_num("BENCH_DISPATCH_SANDBOX", 1)
+SANDBOX_ROUNDS = 2
+SANDBOX_UIDS = ("-workerUids", "300000-309999")
+T_SANDBOX = 1.10            # sandbox on / off, at most
 
 HANDLER = """
 -- bench/bench_dispatch.py: a tunnel of its own for every session.
@@ -394,7 +402,7 @@ class Env:
         self.procs.procs.append(p)
         return p
 
-    def start_dispatcher(self, name, max_session=MAX_SESSION):
+    def start_dispatcher(self, name, max_session=MAX_SESSION, extra=()):
         port, cport = self.ports.get(), self.ports.get()
         p = self.spawn([self.dispatcher, "wsserver", "%s:%d" % (HOST, port),
                         "-u", "%s,%s" % (self.handler, self.canaccept),
@@ -405,7 +413,7 @@ class Env:
                         # Every bench client comes from 127.0.0.1: the
                         # per-address spawn bucket would measure itself.
                         "-spawnRate", "100000", "-spawnBurst", "100000",
-                        "-tunneld", self.tunneld],
+                        "-tunneld", self.tunneld] + list(extra),
                        name)
         B.wait_log(p, r"listening on ")
         B.wait_listen(port, proc=p)
@@ -548,6 +556,36 @@ def admission(env, disp):
     r["left"] = len(env.workers(disp))
     if not env.stop_workers(disp) and r["lack"]:
         r["cpu"] = cpu_per(c0, env.zygote_cpu(disp), len(r["lack"]))
+    return r
+
+
+# --------------------------------------------------------------------------
+# 5. The sandbox's cost
+
+
+def sandbox_cost(env):
+    """Admission latency and tunnels/s with the sandbox off and on,
+    alternated, each in a dispatcher of its own."""
+    on = list(SANDBOX_UIDS) if os.geteuid() == 0 else []
+    # Clients that close after the lack leave pending workers behind
+    # (-handshakeTimeout): the default cap would measure itself.
+    both = ["-maxPendingWorkers", str(MAX_SESSION_RATE)]
+    r = {"off": {"lack": [], "rate": []}, "on": {"lack": [], "rate": []},
+         "msgs": []}
+    for rnd in range(SANDBOX_ROUNDS):
+        for key, extra in (("off", both + ["-noSandbox"]), ("on", both + on)):
+            disp = env.start_dispatcher("dispatcher-sb-%s-%d" % (key, rnd),
+                                        MAX_SESSION_RATE, extra)
+            try:
+                a = admission(env, disp)
+                r[key]["lack"] += a["lack"]
+                r["msgs"] += a["msgs"]
+                t = tunnel_rate(env, disp, False)
+                r[key]["rate"].append(t["rate"])
+                r["msgs"] += t["msgs"]
+            finally:
+                env.procs.stop(disp)
+                kill_tagged(env.tag)
     return r
 
 
@@ -970,7 +1008,33 @@ def report(R, ctx):
             for k in ("direct", "disp") for d in ("up", "down")))
     L.append("")
 
+    sb = R.get("sandbox")
+    if sb and sb["off"]["lack"] and sb["on"]["lack"]:
+        L.append("### Worker sandbox: off (-noSandbox) vs on")
+        L.append("")
+        L.append("%d rounds alternated, %d admissions and %.0f s of "
+                 "tunnels/s (upgrade + lack) each%s." % (
+                     SANDBOX_ROUNDS, ADMIT_N, RATE_TIME,
+                     ", on with -workerUids (a uid per worker)"
+                     if os.geteuid() == 0 else ""))
+        L.append("")
+        L.append("| figure | off | on | on / off | target | verdict |")
+        L.append("|---|---|---|---|---|---|")
+        for lab, q in (("admission p50, ms", 0.5), ("admission p90, ms",
+                                                    0.9)):
+            a, b = pct(sb["off"]["lack"], q), pct(sb["on"]["lack"], q)
+            L.append("| %s | %.2f | %.2f | %.2fx | <= %.2fx | %s |" % (
+                lab, a, b, b / a, T_SANDBOX, B.verdict(b / a <=
+                                                       T_SANDBOX)))
+        a = statistics.mean(sb["off"]["rate"])
+        b = statistics.mean(sb["on"]["rate"])
+        L.append("| tunnels/s | %.0f | %.0f | %.2fx | >= %.2fx | %s |" % (
+            a, b, b / a, 1 / T_SANDBOX, B.verdict(b / a >= 1 / T_SANDBOX)))
+        L.append("")
+
     errs = R.get("errors", [])
+    if sb:
+        errs += ["sandbox: %s" % m for m in sb["msgs"][:3]]
     for key in ("admit",):
         if R.get(key):
             errs += R[key]["msgs"]
@@ -1071,6 +1135,9 @@ def main():
             clean(disp)
         B.log("== dispatcher: throughput")
         R["tput"] = section("throughput", lambda: throughput(env, ctx))
+        if SANDBOX:
+            B.log("== dispatcher: the worker sandbox's cost")
+            R["sandbox"] = section("sandbox", lambda: sandbox_cost(env))
     finally:
         procs.stop_all()
         n = env.stop_all()

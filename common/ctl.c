@@ -51,6 +51,23 @@ ctl_peer_pid(int sock, pid_t *pid, char *err)
 }
 
 int
+ctl_peer_cred(int sock, pid_t *pid, uid_t *uid, char *err)
+{
+	struct ucred	uc;
+	socklen_t	len = sizeof(uc);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1 ||
+	    len != sizeof(uc) || uc.pid <= 0) {
+		err_set(err, "SO_PEERCRED: %s", len != sizeof(uc) ? "short" :
+		    uc.pid <= 0 ? "no process" : strerror(errno));
+		return -1;
+	}
+	*pid = uc.pid;
+	*uid = uc.uid;
+	return 0;
+}
+
+int
 ctl_wait(int sock, int timeout_ms)
 {
 	struct pollfd	pfd = { .fd = sock, .events = POLLIN };

@@ -46,6 +46,11 @@ int	 ctl_check_peer(int sock, uid_t uid, char *err);
  */
 int	 ctl_peer_pid(int sock, pid_t *pid, char *err);
 
+/* The process and uid at the other end of sock (SO_PEERCRED; of a
+ * listening socket: the process that called listen()).  0, or -1 with
+ * err. */
+int	 ctl_peer_cred(int sock, pid_t *pid, uid_t *uid, char *err);
+
 /* Blocks up to timeout_ms for a message on sock; 0 on timeout. */
 int	 ctl_wait(int sock, int timeout_ms);
 

@@ -406,6 +406,36 @@ end_dec(const json_t *o, struct ctlmsg *m, char *err)
 }
 
 static void
+spawn_enc(struct jw *w, const struct ctlmsg *m)
+{
+	const struct ctlmsg_spawn *s = &m->u.spawn;
+
+	jw_int(w, "uid", s->uid);
+	jw_int(w, "gid", s->gid);
+	jw_int(w, "maxFiles", s->max_files);
+	jw_bool(w, "sandbox", s->sandbox);
+	jw_bool(w, "nproc", s->nproc);
+}
+
+static int
+spawn_dec(const json_t *o, struct ctlmsg *m, char *err)
+{
+	struct ctlmsg_spawn *s = &m->u.spawn;
+
+	/* uid_t (uint32_t) without (uid_t)-1, which setuid reads as "keep". */
+	if (jr_int(o, "uid", &s->uid, -1, (int64_t)UINT32_MAX - 1, 0,
+	    err) == -1 ||
+	    jr_int(o, "gid", &s->gid, -1, (int64_t)UINT32_MAX - 1, 0,
+	    err) == -1 ||
+	    jr_int32(o, "maxFiles", &s->max_files, CTLMSG_NOFILE_MIN,
+	    CTLMSG_NOFILE_MAX, err) == -1 ||
+	    jr_bool(o, "sandbox", &s->sandbox, err) == -1 ||
+	    jr_bool(o, "nproc", &s->nproc, err) == -1)
+		return -1;
+	return 0;
+}
+
+static void
 spawned_enc(struct jw *w, const struct ctlmsg *m)
 {
 	jw_int(w, "pid", m->u.spawned.pid);
@@ -534,7 +564,7 @@ static const struct ctlmsg_kind {
 	{ CTL_STATS,		"stats",	 stats_enc,	stats_dec },
 	{ CTL_STOP,		"stop",		 NULL,		NULL },
 	{ CTL_END,		"end",		 end_enc,	end_dec },
-	{ CTL_SPAWN,		"spawn",	 NULL,		NULL },
+	{ CTL_SPAWN,		"spawn",	 spawn_enc,	spawn_dec },
 	{ CTL_SPAWNED,		"spawned",	 spawned_enc,	spawned_dec },
 	{ CTL_EXITED,		"exited",	 exited_enc,	exited_dec },
 	{ CTL_TAKEOVER,		"takeover",	 srcs_enc,	srcs_dec },
@@ -587,6 +617,11 @@ ctlmsg_init(struct ctlmsg *m, int type)
 		break;
 	case CTL_EXITED:
 		m->u.exited.code = -1;
+		break;
+	case CTL_SPAWN:
+		m->u.spawn.uid = m->u.spawn.gid = -1;
+		m->u.spawn.max_files = CTLMSG_NOFILE_DEF;
+		m->u.spawn.sandbox = 1;
 		break;
 	}
 	return 0;

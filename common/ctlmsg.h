@@ -31,7 +31,7 @@ enum ctl_type {
 	CTL_STATS	= 7,	/* w->d: counters */
 	CTL_STOP	= 8,	/* d->w: end the tunnel */
 	CTL_END		= 9,	/* w->d: the worker is ending; reason */
-	CTL_SPAWN	= 10,	/* d->zygote: fork a worker on this fd */
+	CTL_SPAWN	= 10,	/* d->zygote: fork a worker on this fd, as uid */
 	CTL_SPAWNED	= 11,	/* zygote->d: its pid */
 	CTL_EXITED	= 13,	/* zygote->d: a worker's pid and status */
 	/* Takeover of a tunnel's listeners by its new worker: */
@@ -117,6 +117,24 @@ struct ctlmsg_reason {			/* CTL_END, CTL_TAKEOVER_DONE */
 						 * "busy", "" if absent */
 };
 
+/*
+ * CTL_SPAWN: who the forked worker becomes and how it is confined.  uid
+ * and gid -1: it keeps the zygote's (a dispatcher not run as root); the
+ * zygote refuses uid or gid 0 (workers never run as root).
+ */
+#define CTLMSG_NOFILE_MIN	64	/* max_files, RLIMIT_NOFILE */
+#define CTLMSG_NOFILE_MAX	1048576
+#define CTLMSG_NOFILE_DEF	4096
+#define CTLMSG_NPROC_MAX	16	/* threads: libuv's pool of 4 + main */
+
+struct ctlmsg_spawn {
+	int64_t	 uid;			/* -1 (default): unchanged */
+	int64_t	 gid;			/* -1 (default): unchanged */
+	int	 max_files;		/* CTLMSG_NOFILE_DEF */
+	int	 sandbox;		/* default 1: rlimits, seccomp, Landlock */
+	int	 nproc;			/* 1: RLIMIT_NPROC (own uid only) */
+};
+
 struct ctlmsg_spawned {			/* CTL_SPAWNED */
 	int64_t	 pid;			/* required; -1: fork failed */
 };
@@ -151,6 +169,7 @@ struct ctlmsg {
 		struct ctlmsg_conn	conn;
 		struct ctlmsg_stats	stats;
 		struct ctlmsg_reason	end;
+		struct ctlmsg_spawn	spawn;
 		struct ctlmsg_spawned	spawned;
 		struct ctlmsg_exited	exited;
 		struct ctlmsg_srcs	takeover;

@@ -445,15 +445,17 @@ admit_spawn(struct admit *fr, struct policy_tunnel *ti)
 	pthread_mutex_lock(&d->lock);
 	disp_tenant_add(d, ti->tenant, -1);	/* the reservation */
 	pthread_mutex_unlock(&d->lock);
-	if (rc == -1) {
+	if (rc < 0) {
 		/* The policy counted a tunnel that never starts. */
 		if (policy_end_tunnel(fr->p, ti, "not started", e2) == -1)
 			log_warnx("onEndTunnel: %s", e2);
 		srate_refund(d, fr->rkey);
 		policy_tunnel_cleanse(ti);
 		log_err("%s: cannot start a worker: %s", fr->r->remote, err);
-		return admit_answer(fr, reply_now(fr->c, d, 500,
-		    "cannot start the tunnel"));
+		/* -2: every worker uid is taken, a capacity limit as
+		 * -maxPendingWorkers is. */
+		return admit_answer(fr, reply_now(fr->c, d, rc == -2 ? 503 :
+		    500, "cannot start the tunnel"));
 	}
 	policy_tunnel_cleanse(ti);
 	snprintf(w->spawn_ip, sizeof(w->spawn_ip), "%s", fr->rkey);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,16 @@ static const char disp_usage_text[] =
 "                        kptunnel's [" CMD_STR(DISP_DEF_REFUSE_DELAY_MS) "]\n"
 "  -reqInfo              answer ?reqinfo with the tunnel count\n"
 "  -tunneld PATH         the worker program [tunneld beside dispatcher]\n"
+"  -workerUids FIRST-LAST  as root: each worker runs as a uid of its own\n"
+"                        from this range (none may be 0); a new worker\n"
+"                        when all are taken is refused with 503 [unset]\n"
+"  -workerUser NAME      as root, without -workerUids: the one user every\n"
+"                        worker runs as (they then share a uid) [nobody]\n"
+"  -workerMaxFiles N     descriptors a worker may hold (RLIMIT_NOFILE)\n"
+"                        [" CMD_STR(CTLMSG_NOFILE_DEF) "]\n"
+"  -noSandbox            for debugging only: workers run without rlimits,\n"
+"                        seccomp and Landlock (as root they still drop to\n"
+"                        their uid)\n"
 "  -verbose              debug logs (workers too)\n"
 "  --help, --version\n"
 "\n"
@@ -75,7 +86,8 @@ static const char disp_usage_text[] =
 
 enum disp_opt_id {
 	DO_U, DO_IP, DO_CONSOLE, DO_CONSOLETOKEN, DO_STATEDIR, DO_TUNNELD,
-	DO_REQINFO, DO_VERBOSE, DO_HELP, DO_VERSION, DO_INT
+	DO_REQINFO, DO_VERBOSE, DO_HELP, DO_VERSION, DO_WORKERUIDS,
+	DO_WORKERUSER, DO_NOSANDBOX, DO_INT
 };
 
 /* flag: no separate value (a value after '=' is ignored). */
@@ -91,6 +103,9 @@ static const struct opt_def disp_table[] = {
 	{ "help",		DO_HELP,	1 },
 	{ "h",			DO_HELP,	1 },
 	{ "version",		DO_VERSION,	1 },
+	{ "workerUids",		DO_WORKERUIDS,	0 },
+	{ "workerUser",		DO_WORKERUSER,	0 },
+	{ "noSandbox",		DO_NOSANDBOX,	1 },
 	{ "maxSession",		DO_INT + 0,	0 },
 	{ "perIp",		DO_INT + 1,	0 },
 	{ "maxPending",		DO_INT + 2,	0 },
@@ -102,6 +117,7 @@ static const struct opt_def disp_table[] = {
 	{ "headTimeout",	DO_INT + 8,	0 },
 	{ "headPerIp",		DO_INT + 9,	0 },
 	{ "refuseDelay",	DO_INT + 10,	0 },
+	{ "workerMaxFiles",	DO_INT + 11,	0 },
 };
 
 /* The integer options, indexed by id - DO_INT: range and field. */
@@ -120,6 +136,8 @@ static const struct {
 	{ 1, 3600,	offsetof(struct disp, head_timeout) },
 	{ 1, 100000,	offsetof(struct disp, head_per_ip) },
 	{ 0, 60000,	offsetof(struct disp, refuse_delay_ms) },
+	{ CTLMSG_NOFILE_MIN, CTLMSG_NOFILE_MAX,
+	    offsetof(struct disp, worker_max_files) },
 };
 
 /* What disp_parse's callbacks share. */
@@ -194,6 +212,41 @@ disp_console(struct disp *d, const char *val, char *err)
 	return 0;
 }
 
+/* -workerUids FIRST-LAST: uids, 0 refused (workers never run as root). */
+static int
+disp_uids(struct disp *d, const char *val, char *err)
+{
+	unsigned long long	 a, b;
+	char			*ep;
+
+	errno = 0;
+	a = strtoull(val, &ep, 10);
+	if (errno || ep == val || *ep != '-' || val[0] == '-')
+		goto bad;
+	val = ep + 1;
+	b = strtoull(val, &ep, 10);
+	if (errno || ep == val || *ep != '\0' || val[0] == '-' || a > b ||
+	    b >= UINT32_MAX)
+		goto bad;
+	if (a == 0) {
+		err_set(err, "-workerUids: the range contains uid 0: workers "
+		    "never run as root");
+		return -1;
+	}
+	if (b - a >= DISP_MAX_WORKER_UIDS) {
+		err_set(err, "-workerUids: at most %d uids",
+		    DISP_MAX_WORKER_UIDS);
+		return -1;
+	}
+	d->worker_uid_first = (long long)a;
+	d->worker_uid_last = (long long)b;
+	return 0;
+bad:
+	err_set(err, "-workerUids: expected FIRST-LAST (uids, FIRST <= LAST), "
+	    "got '%s'", val);
+	return -1;
+}
+
 /* A path option into a field of cap bytes; the messages are the old ones. */
 static int
 disp_path(const char *name, const char *val, char *out, size_t cap,
@@ -241,6 +294,14 @@ disp_option(void *arg, const struct opt_def *def, const char *val, char *err)
 		return 0;
 	case DO_VERBOSE:
 		d->verbose = 1;
+		return 0;
+	case DO_WORKERUIDS:
+		return disp_uids(d, val, err);
+	case DO_WORKERUSER:
+		return disp_path(def->name, val, d->worker_user,
+		    sizeof(d->worker_user), "name too long", err);
+	case DO_NOSANDBOX:
+		d->no_sandbox = 1;
 		return 0;
 	default:	/* DO_HELP, DO_VERSION: answered by disp_parse */
 		c->stop = def->id;
@@ -328,6 +389,9 @@ disp_defaults(struct disp *d, const char *argv0)
 	d->handshake_timeout = DISP_DEF_HANDSHAKE_TIMEOUT;
 	d->head_timeout = DISP_DEF_HEAD_TIMEOUT;
 	d->head_per_ip = DISP_DEF_HEAD_PER_IP;
+	d->worker_max_files = CTLMSG_NOFILE_DEF;
+	d->worker_uid_first = d->worker_uid_last = -1;
+	snprintf(d->worker_user, sizeof(d->worker_user), "nobody");
 	/* The worker program sits beside the dispatcher by default. */
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {

@@ -134,7 +134,7 @@ console_tunnel(struct dworker *w)
 	    "client", w->remote, "mode", w->mode, "pid", (int)w->pid,
 	    "started", (json_int_t)w->started,
 	    "handovers", (json_int_t)w->handovers);
-	if (wrpc_stats(w->sock, &st, err) == -1) {
+	if (wrpc_stats(w->sock, w->uid, &st, err) == -1) {
 		json_object_set_new(o, "state",
 		    json_string(wreg_state_name(w, 0)));
 		json_object_set_new(o, "error", json_string(err));
@@ -229,7 +229,7 @@ console_totals(struct disp *d, struct console_totals *t)
 	memset(t, 0, sizeof(*t));
 	t->tunnels = console_snapshot(d, &v);
 	for (i = 0; i < t->tunnels; i++) {
-		if (wrpc_stats(v[i]->sock, &st, err) == -1)
+		if (wrpc_stats(v[i]->sock, v[i]->uid, &st, err) == -1)
 			continue;
 		t->in += st.bytes_in;
 		t->out += st.bytes_out;

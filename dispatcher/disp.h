@@ -39,6 +39,7 @@
 #define DISP_REPLACE_MAX	16	/* workers of one tunnel id asked */
 #define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
 #define DISP_RATE_SLOTS		4096	/* addresses -spawnRate tracks */
+#define DISP_MAX_WORKER_UIDS	1000000	/* -workerUids range, at most */
 
 /*
  * A worker's lifecycle as the dispatcher counts it: pending until its
@@ -67,6 +68,7 @@ struct dworker {
 	char		 remote[64];	/* client address of the last hand-over */
 	char		 spawn_ip[64];	/* -spawnRate's key of its first client */
 	pid_t		 pid;
+	uid_t		 uid;		/* its control socket's peer */
 	int		 adopted;	/* not our child: a previous dispatcher's */
 	int		 ctl_fd;	/* watched for CTL_END / EOF */
 	uv_poll_t	 poll;
@@ -132,6 +134,11 @@ struct disp {
 	int		 handshake_timeout;
 	int		 head_timeout;	/* s, for a whole request head */
 	int		 head_per_ip;	/* incomplete heads per address */
+	long long	 worker_uid_first;	/* -workerUids, -1: unset */
+	long long	 worker_uid_last;
+	char		 worker_user[64];	/* -workerUser */
+	int		 worker_max_files;	/* -workerMaxFiles */
+	int		 no_sandbox;		/* -noSandbox */
 	/* state */
 	pthread_mutex_t	 lock;
 	struct policy	*policy;	/* under lock; refcounted */
@@ -160,9 +167,16 @@ struct disp {
 	int		 zygote_exit;
 	int		 pool_fd[DISP_POOL];	/* under lock */
 	pid_t		 pool_pid[DISP_POOL];
+	uid_t		 pool_uid[DISP_POOL];
 	int		 npool;
 	int		 pool_closed;
 	uv_poll_t	 zpoll;
+	/* worker uids (wuid.c): under lock */
+	int		 wuid_mode;	/* WUID_SAME, WUID_USER, WUID_RANGE */
+	uid_t		 wuid_user;	/* WUID_USER's uid and gid */
+	gid_t		 wuid_group;
+	pid_t		*wuid_pid;	/* WUID_RANGE: per uid, 0 free, -1 taken */
+	size_t		 wuid_next;	/* where wuid_take looks first */
 	int		 reload_asked;
 	struct disp_metrics m;
 };
@@ -256,8 +270,10 @@ void	 wreg_free_all(struct disp *d);
 struct ctlmsg;
 struct ctlmsg_stats;
 /* A control connection to the worker socket at path, checked to be
- * ours (SO_PEERCRED): the fd (the caller's to close), or -1 with err. */
-int	 wrpc_connect(const char *path, char *err);
+ * uid's (SO_PEERCRED; WRPC_ANY_UID: the caller checks): the fd (the
+ * caller's to close), or -1 with err. */
+#define WRPC_ANY_UID	((uid_t)-1)
+int	 wrpc_connect(const char *path, uid_t uid, char *err);
 /* 1 if a message waits on fd before deadline (disp_now_ms()), else 0
  * (timed out, or poll failed). */
 int	 wrpc_wait(int fd, uint64_t deadline);
@@ -270,13 +286,14 @@ int	 wrpc_handover(struct dworker *w, int fd, const void *extra,
 int	 wrpc_stop(struct dworker *w, char *err);
 /* The figures (CTL_STATS) of the worker at sock into st.  0, or -1 with
  * err (st undefined). */
-int	 wrpc_stats(const char *sock, struct ctlmsg_stats *st, char *err);
+int	 wrpc_stats(const char *sock, uid_t uid, struct ctlmsg_stats *st,
+	    char *err);
 
 /* wspawn.c: starting workers (pool, zygote, exec). */
 /*
  * Starts ti's worker for session (a place held by wreg_reserve(), given
  * back on failure), configures it and registers it: 0 with *out (+ref,
- * the caller's), or -1 with err.  Pool thread, no lock held (it takes
+ * the caller's), or -1 with err (-2: no worker uid is free).  Pool thread, no lock held (it takes
  * disp.lock and disp.zlock itself); p is the caller's (the worker takes
  * a reference of its own), ti's secrets the caller's to cleanse.
  */
@@ -335,6 +352,39 @@ int	 wmon_adopt(struct disp *d, char *err);
 int	 console_start(struct disp *d, char *err);
 /* Stops it; a no-op if it is not running.  Main thread. */
 void	 console_stop(struct disp *d);
+
+/*
+ * wuid.c: the uids workers run as.  As root, each worker gets a uid of
+ * its own from -workerUids (taken at spawn, pool workers included, given
+ * back when the process is reaped, or found gone), else every worker runs
+ * as -workerUser; not as root, workers keep our uid.  Any thread; each
+ * function takes disp.lock itself unless it says otherwise.
+ */
+#define WUID_SAME	0	/* not root: our own uid */
+#define WUID_USER	1	/* -workerUser, shared */
+#define WUID_RANGE	2	/* -workerUids, one each */
+/* Main thread, at start: picks the mode.  0, or -1 with err (a worker
+ * would run as root, an unknown user).  warn gets a warning to log, or "". */
+int	 wuid_setup(struct disp *d, char *warn, char *err);
+/*
+ * A uid for a new worker into s (uid, gid, nproc; -1 each: ours): its
+ * slot (>= 0, or -1 when there is nothing to take back), or -2 with err
+ * when every uid of -workerUids is taken.
+ */
+int	 wuid_take(struct disp *d, struct ctlmsg_spawn *s, char *err);
+/* The worker of slot (from wuid_take) is pid; slot -1: a no-op. */
+void	 wuid_bind(struct disp *d, int slot, pid_t pid);
+/* No process was started for slot: it is free again. */
+void	 wuid_untake(struct disp *d, int slot);
+/* pid ended (reaped): its uid is free again. */
+void	 wuid_reaped(struct disp *d, pid_t pid);
+/* 1 if uid is one a worker of ours may run as (adoption): a worker uid,
+ * or ours (a worker an older build left running as its uid), else 0. */
+int	 wuid_ours(struct disp *d, uid_t uid);
+/* An adopted worker pid runs as uid: that uid is taken until it is gone. */
+void	 wuid_adopted(struct disp *d, uid_t uid, pid_t pid);
+/* At exit, no other thread left. */
+void	 wuid_free(struct disp *d);
 
 /* state.c: state shared by the threads. */
 /* djb2 of s, in [0, n): the buckets of the dispatcher's small tables. */

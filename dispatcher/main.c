@@ -342,11 +342,19 @@ disp_init_state(struct disp *d)
 static void
 disp_load(struct disp *d)
 {
-	char err[ERR_LEN];
+	char err[ERR_LEN], warn[ERR_LEN];
 
 	if (access(d->tunneld, X_OK) == -1)
 		fatalx("worker program %s: %s (use -tunneld)", d->tunneld,
 		    strerror(errno));
+	/* Before anything listens: a worker must never run as root. */
+	if (wuid_setup(d, warn, err) == -1)
+		fatalx("%s", err);
+	if (warn[0] != '\0')
+		log_warnx("%s", warn);
+	if (d->no_sandbox)
+		log_warnx("-noSandbox: workers run without rlimits, seccomp "
+		    "and Landlock (for debugging only)");
 	if (disp_state_default(d, err) == -1 || disp_state_open(d, err) == -1)
 		fatalx("%s", err);
 	if (d->console_on && disp_token_load(d, err) == -1)
@@ -414,6 +422,7 @@ disp_shutdown(struct disp *d)
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	uv_loop_close(d->loop);
 	wreg_free_all(d);
+	wuid_free(d);
 	if (d->policy != NULL)
 		policy_unref(d->policy);
 	if (d->zygote_exit != -1)
@@ -441,6 +450,7 @@ main(int argc, char **argv)
 	if (disp_parse(d, argc, argv, err) == -1) {
 		fprintf(stderr, "dispatcher: %s\nTry 'dispatcher --help'.\n",
 		    err);
+		free(d);
 		return 2;
 	}
 	log_init("dispatcher", d->verbose);

@@ -142,7 +142,7 @@ wmon_release(struct disp *d, struct dworker *o, struct dworker *w,
 		err_set(err, "out of memory");
 		goto done;
 	}
-	if ((fd = wrpc_connect(o->sock, err)) == -1 ||
+	if ((fd = wrpc_connect(o->sock, o->uid, err)) == -1 ||
 	    ctlmsg_send(fd, req, -1, DISP_RELEASE_MS, err) == -1)
 		goto done;
 	for (rc = 0; rc == 0;) {
@@ -349,10 +349,16 @@ wmon_exited(struct disp *d, pid_t pid, int sig, int code)
 	struct dworker	*w;
 	char		 reason[64];
 
-	if (sig > 0)
+	if (sig == SIGSYS)
+		/* Its seccomp filter's verdict (SCMP_ACT_KILL_PROCESS). */
+		snprintf(reason, sizeof(reason), "killed by signal %d "
+		    "(seccomp: a forbidden system call)", sig);
+	else if (sig > 0)
 		snprintf(reason, sizeof(reason), "killed by signal %d", sig);
 	else
 		snprintf(reason, sizeof(reason), "exited with status %d", code);
+	/* Its uid is free again, whether it was a pooled worker or not. */
+	wuid_reaped(d, pid);
 	if ((w = wreg_find_pid(d, pid)) == NULL)
 		return;
 	wmon_ended(d, w, reason);
@@ -378,6 +384,7 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 	struct dworker		*w;
 	int			 fd;
 
+	memset(&st, 0, sizeof(st));
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		err_set(err, "out of memory");
 		return NULL;
@@ -385,18 +392,23 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 	snprintf(w->sock, sizeof(w->sock), "/proc/self/fd/%d/%.*s",
 	    d->state_fd, DISP_KEY_LEN + 5, name);
 	memcpy(w->key, name, DISP_KEY_LEN);
-	if (wrpc_stats(w->sock, &st, err) == -1 ||
-	    (fd = wrpc_connect(w->sock, err)) == -1) {
+	/*
+	 * The pid and uid are the kernel's, not the worker's word: the
+	 * dispatcher signals the pid (a stop, a broken contract), and a
+	 * worker that named another process could have that one killed.
+	 * The uid must be one we give workers; it stays taken.
+	 */
+	if ((fd = wrpc_connect(w->sock, WRPC_ANY_UID, err)) == -1) {
 		free(w);
 		return NULL;
 	}
-	/*
-	 * The pid is the kernel's, not the worker's word: the dispatcher
-	 * signals it (a stop, a broken contract), and a worker that named
-	 * another process could have that one killed.
-	 */
-	if (ctl_peer_pid(fd, &w->pid, err) == -1 || w->pid != st.pid) {
-		if (w->pid != 0 && w->pid != st.pid)
+	if (ctl_peer_cred(fd, &w->pid, &w->uid, err) == -1 ||
+	    !wuid_ours(d, w->uid) ||
+	    wrpc_stats(w->sock, w->uid, &st, err) == -1 || w->pid != st.pid) {
+		if (w->pid > 0 && !wuid_ours(d, w->uid))
+			err_set(err, "peer runs as uid %ld, not one of our "
+			    "workers' uids", (long)w->uid);
+		else if (w->pid > 0 && st.pid > 0 && w->pid != st.pid)
 			err_set(err, "says it is pid %lld, its socket's "
 			    "listener is pid %ld", (long long)st.pid,
 			    (long)w->pid);
@@ -404,6 +416,7 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 		free(w);
 		return NULL;
 	}
+	wuid_adopted(d, w->uid, w->pid);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	w->ctl_fd = fd;
 	snprintf(w->tenant, sizeof(w->tenant), "%s", st.tenant);

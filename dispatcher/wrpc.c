@@ -20,7 +20,7 @@
 #include "err.h"
 
 int
-wrpc_connect(const char *path, char *err)
+wrpc_connect(const char *path, uid_t uid, char *err)
 {
 	struct sockaddr_un	sun;
 	int			fd;
@@ -38,8 +38,8 @@ wrpc_connect(const char *path, char *err)
 		return -1;
 	}
 	/* A socket another user planted gets neither a client's connection
-	 * nor adoption. */
-	if (ctl_check_peer(fd, geteuid(), err) == -1) {
+	 * nor adoption; a worker is the uid we gave it. */
+	if (uid != WRPC_ANY_UID && ctl_check_peer(fd, uid, err) == -1) {
 		close(fd);
 		return -1;
 	}
@@ -78,14 +78,14 @@ wrpc_recv(int fd, uint64_t deadline, int timeout_ms, struct ctlmsg *r,
  * with err (*r is then cleared).
  */
 static int
-wrpc_ask(const char *path, const struct ctlmsg *req, int fd_attach, int want,
+wrpc_ask(const char *path, uid_t uid, const struct ctlmsg *req, int fd_attach, int want,
     int timeout_ms, struct ctlmsg *r, char *err)
 {
 	uint64_t	deadline = disp_now_ms() + timeout_ms;
 	int		fd, rfd, rc = -1;
 
 	memset(r, 0, sizeof(*r));
-	if ((fd = wrpc_connect(path, err)) == -1)
+	if ((fd = wrpc_connect(path, uid, err)) == -1)
 		return -1;
 	if (ctlmsg_send(fd, req, fd_attach, timeout_ms, err) == -1)
 		goto done;
@@ -128,7 +128,7 @@ wrpc_handover(struct dworker *w, int fd, const void *extra, size_t n,
 	ctlmsg_init(m, CTL_CONN);
 	m->u.conn.extra = (uint8_t *)extra;	/* borrowed: not cleared */
 	m->u.conn.nextra = n;
-	rc = wrpc_ask(w->sock, m, fd, CTL_CONN_OK, DISP_HANDOVER_MS, r, err);
+	rc = wrpc_ask(w->sock, w->uid, m, fd, CTL_CONN_OK, DISP_HANDOVER_MS, r, err);
 	ctlmsg_clear(r);
 	/* Hand-overs of one session run on several MHD threads at once. */
 	if (rc == 0)
@@ -144,7 +144,7 @@ wrpc_stop(struct dworker *w, char *err)
 {
 	int fd, rc;
 
-	if ((fd = wrpc_connect(w->sock, err)) == -1)
+	if ((fd = wrpc_connect(w->sock, w->uid, err)) == -1)
 		return -1;
 	rc = ctlmsg_send_type(fd, CTL_STOP, 1000, err);
 	close(fd);
@@ -152,7 +152,7 @@ wrpc_stop(struct dworker *w, char *err)
 }
 
 int
-wrpc_stats(const char *sock, struct ctlmsg_stats *st, char *err)
+wrpc_stats(const char *sock, uid_t uid, struct ctlmsg_stats *st, char *err)
 {
 	struct ctlmsg	*req, *r;
 	int		 rc = -1;
@@ -165,7 +165,7 @@ wrpc_stats(const char *sock, struct ctlmsg_stats *st, char *err)
 		goto done;
 	}
 	ctlmsg_init(req, CTL_STATS_REQ);
-	if ((rc = wrpc_ask(sock, req, -1, CTL_STATS, 1000, r, err)) == 0)
+	if ((rc = wrpc_ask(sock, uid, req, -1, CTL_STATS, 1000, r, err)) == 0)
 		*st = r->u.stats;
 	ctlmsg_clear(r);
 done:

@@ -7,6 +7,8 @@
  */
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +40,7 @@ wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 {
 	posix_spawn_file_actions_t	 fa;
 	char				*argv[] = { "tunneld", (char *)what,
-					    NULL };
+					    NULL, NULL };
 	pid_t				 pid;
 	int				 rc, a = -1, b = -1;
 
@@ -49,6 +51,12 @@ wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 		pid = -1;
 		goto done;
 	}
+	/* A worker reads its CTL_SPAWN first and confines itself; the
+	 * zygote confines itself unless told not to. */
+	if (strcmp(what, "worker") == 0)
+		argv[2] = "-confined";
+	else if (d->no_sandbox)
+		argv[2] = "-noSandbox";
 	posix_spawn_file_actions_init(&fa);
 	/* dup2 clears close-on-exec on the targets; every other fd keeps it. */
 	posix_spawn_file_actions_adddup2(&fa, a, 3);
@@ -68,16 +76,15 @@ done:
 	return pid;
 }
 
-/* Asks the zygote to fork a worker on fd: its pid, or -1 with err. */
+/* Asks the zygote to fork a worker on fd as s says: its pid, or -1. */
 static pid_t
-wspawn_zygote_fork(struct disp *d, int fd, char *err)
+wspawn_zygote_fork(struct disp *d, int fd, const struct ctlmsg *s, char *err)
 {
 	struct ctlmsg	r;
 	pid_t		pid = -1;
 	int		rfd = -1, rc;
 
-	ctlmsg_init(&r, CTL_SPAWN);
-	if (ctlmsg_send(d->zygote_req, &r, fd, DISP_SPAWN_MS, err) == -1)
+	if (ctlmsg_send(d->zygote_req, s, fd, DISP_SPAWN_MS, err) == -1)
 		return -1;
 	if (!ctl_wait(d->zygote_req, DISP_SPAWN_MS)) {
 		err_set(err, "no answer in %d ms", DISP_SPAWN_MS);
@@ -98,15 +105,24 @@ wspawn_zygote_fork(struct disp *d, int fd, char *err)
 	return pid;
 }
 
-/* A worker on control socket fd: forked by the zygote, else exec'd. */
+/*
+ * A worker on the socketpair sv (sv[1] its fd 3): forked by the zygote,
+ * else exec'd, as uid and confinement s (wuid_take) say.  An exec'd
+ * worker reads s as its first message and confines itself before it
+ * reads anything else.  Its pid, or -1 with err.
+ */
 static pid_t
-wspawn_fork(struct disp *d, int fd, char *err)
+wspawn_fork(struct disp *d, int sv[2], const struct ctlmsg_spawn *s,
+    char *err)
 {
-	pid_t pid = -1;
+	struct ctlmsg	m;
+	pid_t		pid = -1;
 
+	ctlmsg_init(&m, CTL_SPAWN);
+	m.u.spawn = *s;
 	pthread_mutex_lock(&d->zlock);
 	if (d->zygote_req != -1 &&
-	    (pid = wspawn_zygote_fork(d, fd, err)) == -1) {
+	    (pid = wspawn_zygote_fork(d, sv[1], &m, err)) == -1) {
 		log_warnx("zygote failed (%s): starting workers with exec "
 		    "from now on", err);
 		close(d->zygote_req);
@@ -115,7 +131,43 @@ wspawn_fork(struct disp *d, int fd, char *err)
 	pthread_mutex_unlock(&d->zlock);
 	if (pid > 0)
 		return pid;
-	return wspawn_exec(d, "worker", fd, -1, err);
+	if (ctlmsg_send(sv[0], &m, -1, DISP_SPAWN_MS, err) == -1)
+		return -1;
+	return wspawn_exec(d, "worker", sv[1], -1, err);
+}
+
+/*
+ * A new worker on a new socketpair: *fd our end, *uid what it runs as.
+ * Returns its pid, -1 with err, or -2 with err when no uid is free.
+ */
+static pid_t
+wspawn_new(struct disp *d, int *fd, uid_t *uid, char *err)
+{
+	struct ctlmsg_spawn	s;
+	pid_t			pid;
+	int			sv[2], slot;
+
+	memset(&s, 0, sizeof(s));
+	if ((slot = wuid_take(d, &s, err)) == -2)
+		return -2;
+	s.max_files = d->worker_max_files;
+	s.sandbox = !d->no_sandbox;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		err_set(err, "socketpair: %s", strerror(errno));
+		wuid_untake(d, slot);
+		return -1;
+	}
+	pid = wspawn_fork(d, sv, &s, err);
+	close(sv[1]);
+	if (pid == -1) {
+		close(sv[0]);
+		wuid_untake(d, slot);
+		return -1;
+	}
+	wuid_bind(d, slot, pid);
+	*fd = sv[0];
+	*uid = s.uid == -1 ? geteuid() : (uid_t)s.uid;
+	return pid;
 }
 
 /* CONFIG for ti's worker; wiped by the caller (ctlmsg_clear). */
@@ -144,6 +196,39 @@ wspawn_config(struct disp *d, const struct policy_tunnel *ti,
 	snprintf(c->sock, sizeof(c->sock), "%s", sock);
 	c->verbose = d->verbose;
 	c->handshake_timeout = d->handshake_timeout;
+}
+
+/*
+ * A unix socket bound to name in the state directory (through its
+ * checked descriptor), for a worker to listen on: its fd, or -1 with err.
+ * A leftover of that name is stale: we picked the name.
+ */
+static int
+wspawn_sock(struct disp *d, const char *name, char *err)
+{
+	struct sockaddr_un	sun;
+	int			fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
+	    "/proc/self/fd/%d/%s", d->state_fd, name) >= sizeof(sun.sun_path)) {
+		err_set(err, "socket name too long");
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) == -1) {
+		err_set(err, "socket: %s", strerror(errno));
+		return -1;
+	}
+	unlinkat(d->state_fd, name, 0);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    fchmodat(d->state_fd, name, 0600, 0) == -1) {
+		err_set(err, "%s/%s: %s", d->state_dir, name, strerror(errno));
+		unlinkat(d->state_fd, name, 0);
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* The worker's answer to CONFIG: 0 on CTL_READY, else -1 with err. */
@@ -179,16 +264,23 @@ wspawn_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
     const char *session, const char *sock, char *err)
 {
 	struct ctlmsg	*m;
-	int		 rc = -1;
+	int		 rc = -1, lfd;
 
 	if ((m = malloc(sizeof(*m))) == NULL) {
 		err_set(err, "out of memory");
 		goto kill;
 	}
 	wspawn_config(d, ti, session, sock, m);
-	/* The socket's name, bound by the worker in the directory we
-	 * checked, through the descriptor attached. */
-	rc = ctlmsg_send(fd, m, d->state_fd, DISP_SPAWN_MS, err);
+	/* The worker's socket, bound by us in the directory we checked (a
+	 * worker of another uid cannot create files there); the worker
+	 * listens on it, so that its SO_PEERCRED names the worker. */
+	if ((lfd = wspawn_sock(d, sock, err)) == -1) {
+		ctlmsg_clear(m);
+		free(m);
+		goto kill;
+	}
+	rc = ctlmsg_send(fd, m, lfd, DISP_SPAWN_MS, err);
+	close(lfd);
 	ctlmsg_clear(m);	/* wipes the secrets */
 	if (rc == 0)
 		rc = wspawn_ready(fd, pid, m, err);
@@ -196,6 +288,7 @@ wspawn_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
 	free(m);
 	if (rc == 0)
 		return 0;
+	unlinkat(d->state_fd, sock, 0);
 kill:
 	kill(pid, SIGKILL);
 	return -1;
@@ -203,44 +296,36 @@ kill:
 
 /*
  * A worker waiting for its config: from the pool of idle ones (returns 1)
- * or started now (0), or -1 with err.  Taking from the pool asks the loop
+ * or started now (0), or -1 with err (-2: no worker uid free).  Taking from the pool asks the loop
  * thread to refill it, so that forking stays off the admission path.
  */
 static int
-wspawn_take(struct disp *d, int *fd, pid_t *pid, char *err)
+wspawn_take(struct disp *d, int *fd, pid_t *pid, uid_t *uid, char *err)
 {
-	int sv[2];
-
 	pthread_mutex_lock(&d->lock);
 	if (d->npool > 0) {
 		d->npool--;
 		*fd = d->pool_fd[d->npool];
 		*pid = d->pool_pid[d->npool];
+		*uid = d->pool_uid[d->npool];
 		pthread_mutex_unlock(&d->lock);
 		uv_async_send(&d->wake);
 		return 1;
 	}
 	pthread_mutex_unlock(&d->lock);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		err_set(err, "socketpair: %s", strerror(errno));
-		return -1;
-	}
-	*pid = wspawn_fork(d, sv[1], err);
-	close(sv[1]);
-	if (*pid == -1) {
-		close(sv[0]);
-		return -1;
-	}
-	*fd = sv[0];
+	if ((*pid = wspawn_new(d, fd, uid, err)) < 0)
+		return *pid == -2 ? -2 : -1;
 	return 0;
 }
 
 void
 wspawn_pool_refill(struct disp *d)
 {
-	char	err[ERR_LEN];
-	pid_t	pid;
-	int	sv[2], full;
+	static int	 short_of_uids;
+	char		 err[ERR_LEN];
+	pid_t		 pid;
+	uid_t		 uid;
+	int		 fd, full;
 
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
@@ -248,19 +333,18 @@ wspawn_pool_refill(struct disp *d)
 		pthread_mutex_unlock(&d->lock);
 		if (full)
 			return;
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
-		    sv) == -1)
-			return;
-		pid = wspawn_fork(d, sv[1], err);
-		close(sv[1]);
-		if (pid == -1) {
-			log_warnx("worker pool: %s", err);
-			close(sv[0]);
+		if ((pid = wspawn_new(d, &fd, &uid, err)) < 0) {
+			/* Said once, not at every refill, until it ends. */
+			if (pid == -1 || !short_of_uids)
+				log_warnx("worker pool: %s", err);
+			short_of_uids = pid == -2;
 			return;
 		}
+		short_of_uids = 0;
 		pthread_mutex_lock(&d->lock);
-		d->pool_fd[d->npool] = sv[0];
+		d->pool_fd[d->npool] = fd;
 		d->pool_pid[d->npool] = pid;
+		d->pool_uid[d->npool] = uid;
 		d->npool++;
 		pthread_mutex_unlock(&d->lock);
 	}
@@ -320,16 +404,19 @@ wspawn_start(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 {
 	struct dworker	*w;
 	char		 name[DISP_KEY_LEN + 6];
-	int		 fd = -1, pooled, attempt;
+	int		 fd = -1, pooled, attempt, rc = -1;
 	pid_t		 pid;
+	uid_t		 uid;
 
 	*out = NULL;
 	if ((w = wspawn_entry(d, ti, session, err)) == NULL)
 		goto fail;
 	snprintf(name, sizeof(name), "%s.sock", w->key);
 	for (attempt = 0;; attempt++) {
-		if ((pooled = wspawn_take(d, &fd, &pid, err)) == -1)
+		if ((pooled = wspawn_take(d, &fd, &pid, &uid, err)) < 0) {
+			rc = pooled;
 			goto fail;
+		}
 		if (wspawn_setup(d, fd, pid, ti, session, name, err) == 0)
 			break;
 		close(fd);
@@ -339,6 +426,7 @@ wspawn_start(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 			goto fail;
 	}
 	w->pid = pid;
+	w->uid = uid;
 	policy_tunnel_cleanse(&w->info);
 	policy_ref(p);
 	w->policy = p;
@@ -355,7 +443,7 @@ fail:
 	if (w != NULL)
 		wreg_free(w);
 	wreg_unreserve(d);
-	return -1;
+	return rc;
 }
 
 int

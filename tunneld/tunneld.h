@@ -378,6 +378,9 @@ struct worker_config {			/* what CTL_CONFIG names */
 /* "tunneld worker": serves the dispatcher on fd 3 until its tunnel ends;
  * returns the exit code (2 without fd 3). */
 int	 worker_main(int argc, char **argv);
+/* A worker forked by the zygote, already confined: its dispatcher runs as
+ * ctl_uid (the only uid its control connections may have). */
+int	 worker_run(uid_t ctl_uid);
 /* "tunneld zygote": forks workers for the dispatcher; returns the exit
  * code. */
 int	 zygote_main(int argc, char **argv);

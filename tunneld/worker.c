@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "confine.h"
+#include "ctl.h"
 #include "ctlmsg.h"
 #include "err.h"
 #include "log.h"
@@ -93,10 +95,11 @@ worker_stop(struct tun *t)
 			ctlmsg_send(w->ch[i]->fd, &end, -1, 200, err);
 			worker_channel_close(w->ch[i]);
 		}
+	/* Its socket's name is the dispatcher's to remove: we may not
+	 * write its directory. */
 	if (w->lfd != -1) {
 		uv_poll_stop(&w->lpoll);
 		uv_close((uv_handle_t *)&w->lpoll, NULL);
-		unlink(w->cfg.sock_path);
 	}
 	uv_close((uv_handle_t *)&w->idle, NULL);
 }
@@ -120,7 +123,7 @@ worker_new(void)
 		.listeners_drop = worker_listeners_drop,
 		.arg = w,
 	};
-	w->lfd = w->dir_fd = -1;
+	w->lfd = -1;
 	w->started = time(NULL);
 	w->opts.enc_count = -1;
 	w->opts.interval = 20;
@@ -138,26 +141,20 @@ worker_free(struct worker *w)
 {
 	if (w->lfd != -1)
 		close(w->lfd);
-	if (w->dir_fd != -1)
-		close(w->dir_fd);
 	cli_free(&w->opts);
 	free(w);
 }
 
 int
-worker_main(int argc, char **argv)
+worker_run(uid_t ctl_uid)
 {
 	struct worker	*w;
 	struct tun	*t;
 	int		 rc;
 
-	if (fcntl(WORKER_CTL_FD, F_GETFD) == -1) {
-		fprintf(stderr, "tunneld worker: started by the dispatcher "
-		    "only (no control socket on fd 3)\n");
-		return 2;
-	}
 	if ((w = worker_new()) == NULL)
 		return 1;
+	w->ctl_uid = ctl_uid;
 	log_init("tunneld", 0);
 	log_set_prefix("worker: ");
 	signal(SIGPIPE, SIG_IGN);
@@ -171,4 +168,66 @@ worker_main(int argc, char **argv)
 	tun_free(t);
 	worker_free(w);
 	return rc;
+}
+
+/*
+ * "tunneld worker -confined": started with exec by a dispatcher without
+ * a zygote.  Its first message (CTL_SPAWN) says which uid to become and
+ * how to confine itself, done before anything else is read.
+ */
+static int
+worker_confine_self(char *err)
+{
+	struct ctlmsg	m;
+	int		fd = -1, rc, nolandlock;
+
+	if (!ctl_wait(WORKER_CTL_FD, WORKER_SPAWN_MS)) {
+		err_set(err, "no CTL_SPAWN in %d ms", WORKER_SPAWN_MS);
+		return -1;
+	}
+	if ((rc = ctlmsg_recv(WORKER_CTL_FD, &m, &fd, err)) != 1 ||
+	    m.type != CTL_SPAWN) {
+		if (rc == 1) {
+			err_set(err, "expected CTL_SPAWN, got %s",
+			    ctlmsg_name(m.type));
+			ctlmsg_clear(&m);
+		} else if (rc != -1)
+			err_set(err, "no CTL_SPAWN");
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (fd != -1)
+		close(fd);
+	confine_warm_up();
+	rc = confine_worker(&m.u.spawn, &nolandlock, err);
+	if (rc == 0 && nolandlock)
+		log_warnx("Landlock is not available: the worker's file "
+		    "system view is not restricted");
+	ctlmsg_clear(&m);
+	return rc;
+}
+
+int
+worker_main(int argc, char **argv)
+{
+	char	err[ERR_LEN];
+	uid_t	uid = getuid();
+
+	if (fcntl(WORKER_CTL_FD, F_GETFD) == -1) {
+		fprintf(stderr, "tunneld worker: started by the dispatcher "
+		    "only (no control socket on fd 3)\n");
+		return 2;
+	}
+	log_init("tunneld", 0);
+	log_set_prefix("worker: ");
+	if (argc < 3 || strcmp(argv[2], "-confined") != 0)
+		return worker_run(uid);
+	if (worker_confine_self(err) == -1) {
+		log_err("%s", err);
+		return 1;
+	}
+	/* As a forked worker does: the exit handlers (LeakSanitizer's
+	 * check in the suite's builds) need calls the filter denies. */
+	_exit(worker_run(uid));
 }

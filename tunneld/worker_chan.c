@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,9 +132,10 @@ worker_accept_cb(uv_poll_t *p, int status, int events)
 	while ((fd = accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
 		char err[ERR_LEN];
 
-		/* Only our dispatcher (our uid) may hand us clients or
+		/* Only our dispatcher (the uid that started us, not ours
+		 * when we run as a uid of our own) may hand us clients or
 		 * stop us: the directory is its, but check the peer too. */
-		if (ctl_check_peer(fd, geteuid(), err) == -1) {
+		if (ctl_check_peer(fd, w->ctl_uid, err) == -1) {
 			log_warnx("control connection refused: %s", err);
 			close(fd);
 			continue;
@@ -142,54 +144,70 @@ worker_accept_cb(uv_poll_t *p, int status, int events)
 	}
 }
 
-int
-worker_listen(struct worker *w, char *err)
+/* fd: is it a unix SOCK_SEQPACKET socket, bound, not listening yet? */
+static int
+worker_sock_check(int fd, char *err)
 {
 	struct sockaddr_un	sun;
+	socklen_t		len = sizeof(sun);
+	int			v;
+	socklen_t		vl = sizeof(v);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &vl) == -1 ||
+	    v != SOCK_SEQPACKET || getsockname(fd, (struct sockaddr *)&sun,
+	    &len) == -1 || sun.sun_family != AF_UNIX ||
+	    len <= offsetof(struct sockaddr_un, sun_path)) {
+		err_set(err, "config: the descriptor is not a bound unix "
+		    "socket");
+		return -1;
+	}
+	return 0;
+}
+
+/* No descriptor came with CONFIG: the path is bound here as it is. */
+static int
+worker_bind_path(struct worker *w, char *err)
+{
+	struct sockaddr_un	sun;
+	int			fd;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", w->cfg.sock_path);
-	w->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    0);
-	if (w->lfd == -1) {
+	if ((fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) == -1) {
 		err_set(err, "socket: %s", strerror(errno));
 		return -1;
 	}
-	/* The dispatcher picked the name for us: a leftover is stale. */
 	unlink(sun.sun_path);
-	if (bind(w->lfd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    chmod(sun.sun_path, 0600) == -1 || listen(w->lfd, 16) == -1) {
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    chmod(sun.sun_path, 0600) == -1) {
 		err_set(err, "%s: %s", sun.sun_path, strerror(errno));
-		close(w->lfd);
-		w->lfd = -1;
+		close(fd);
 		return -1;
 	}
+	return fd;
+}
+
+int
+worker_listen(struct worker *w, int fd, char *err)
+{
+	int own = fd < 0;	/* else the caller's until this succeeds */
+
+	if (!own && worker_sock_check(fd, err) == -1)
+		return -1;
+	if (own && (fd = worker_bind_path(w, err)) == -1)
+		return -1;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (listen(fd, 16) == -1) {
+		err_set(err, "%s: listen: %s", w->cfg.sock_path,
+		    strerror(errno));
+		if (own)
+			close(fd);
+		return -1;
+	}
+	w->lfd = fd;
 	uv_poll_init(w->tun.loop, &w->lpoll, w->lfd);
 	w->lpoll.data = w;
 	uv_poll_start(&w->lpoll, UV_READABLE, worker_accept_cb);
-	return 0;
-}
-
-/*
- * The dispatcher attaches its checked state directory to CTL_CONFIG: the
- * socket is bound in that directory (through /proc/self/fd), never in
- * whatever the path names by now.  Without one the path is used as is.
- */
-int
-worker_sock_in_dir(struct worker *w, int dfd, char *err)
-{
-	char name[sizeof(w->cfg.sock_path)];
-
-	if (dfd < 0)
-		return 0;
-	snprintf(name, sizeof(name), "%s", w->cfg.sock_path);
-	if (strchr(name, '/') != NULL || name[0] == '.' ||
-	    (size_t)snprintf(w->cfg.sock_path, sizeof(w->cfg.sock_path),
-	    "/proc/self/fd/%d/%s", dfd, name) >= sizeof(w->cfg.sock_path)) {
-		err_set(err, "config: bad socket name");
-		return -1;
-	}
-	w->dir_fd = dfd;
 	return 0;
 }

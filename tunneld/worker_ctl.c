@@ -122,7 +122,6 @@ worker_config_failed(struct worker *w, struct channel *c, const char *why)
 	ctlmsg_init(&m, CTL_END);
 	snprintf(m.u.end.text, sizeof(m.u.end.text), "%s", why);
 	worker_reply(c, &m);
-	w->dir_fd = -1;		/* the fd is closed by ctlmsg_dispatch */
 	tun_stop(&w->tun, 1);
 	return CTLMSG_STOP;
 }
@@ -137,10 +136,9 @@ worker_on_config(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 
 	c->configured = 1;
 	if (worker_apply_config(&m->u.config, &w->opts, &w->cfg, err) == -1 ||
-	    worker_sock_in_dir(w, *fdp, err) == -1 ||
-	    worker_listen(w, err) == -1)
+	    worker_listen(w, *fdp, err) == -1)
 		return worker_config_failed(w, c, err);
-	*fdp = -1;	/* kept as w->dir_fd */
+	*fdp = -1;	/* w->lfd now, or closed */
 	log_init("tunneld", w->opts.verbose);
 	/* The policy's secrets: weak ones are named in the log. */
 	cli_check_secrets(&w->opts);
@@ -166,6 +164,18 @@ worker_on_conn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 		err_set(err, "a connection without its socket");
 		return CTLMSG_REFUSED;
 	}
+#ifdef TUNNELD_TEST_HOOKS
+	/*
+	 * Test builds only (the Makefile defines it for sanitizer builds,
+	 * never for a release): a worker that tries a system call outside
+	 * its filter, once it serves a client, to show it is killed.
+	 */
+	if (getenv("TUNNELD_TEST_EXECVE") != NULL) {
+		char *av[] = { "/bin/true", NULL };
+
+		execve(av[0], av, av + 1);
+	}
+#endif
 	worker_take_conn(c->w, c, &m->u.conn, *fdp);
 	*fdp = -1;
 	return CTLMSG_OK;

@@ -21,6 +21,7 @@
 #define WORKER_IDLE_MS		30000	/* without any client at all */
 #define WORKER_TAKEOVER_MS	3000	/* the dispatcher's takeover answer */
 #define WORKER_NRULES		7
+#define WORKER_SPAWN_MS		5000	/* an exec'd worker's CTL_SPAWN */
 
 /* One control channel: fd 3, or a connection to the worker's socket. */
 struct channel {
@@ -36,7 +37,7 @@ struct worker {
 	struct cli_opts	 opts;
 	struct worker_config cfg;
 	int		 lfd;
-	int		 dir_fd;	/* the state directory, or -1 */
+	uid_t		 ctl_uid;	/* the dispatcher's: its connections */
 	uv_poll_t	 lpoll;
 	struct channel	*ch[WORKER_MAX_CHANNELS];
 	time_t		 started;
@@ -75,12 +76,13 @@ void	 worker_channel_close(struct channel *c);
 void	 worker_reply(struct channel *c, const struct ctlmsg *m);
 void	 worker_reply_type(struct channel *c, int type);
 /*
- * Binds the worker's unix socket (w->cfg.sock_path, inside the state
- * directory dfd when dfd >= 0, then kept as w->dir_fd) and serves it.
- * Returns 0, or -1 with err.
+ * Serves the worker's unix socket: fd, a unix socket the dispatcher bound
+ * in its state directory (CONFIG's descriptor), on which the worker calls
+ * listen() (so that SO_PEERCRED names the worker); fd -1: binds
+ * w->cfg.sock_path itself.  Returns 0 (fd is then the worker's), or -1
+ * with err.
  */
-int	 worker_sock_in_dir(struct worker *w, int dfd, char *err);
-int	 worker_listen(struct worker *w, char *err);
+int	 worker_listen(struct worker *w, int fd, char *err);
 
 /* worker_lsn.c: the tun_hooks of the listener hand-over, and the
  * handlers of its messages (worker_rules). */

@@ -22,6 +22,7 @@
 
 #include <openssl/crypto.h>
 
+#include "confine.h"
 #include "crypto.h"
 #include "ctl.h"
 #include "ctlmsg.h"
@@ -35,6 +36,7 @@
 
 struct zygote {
 	char	*role;		/* argv[1]: "zygote", "worker" once forked */
+	uid_t	 uid;		/* ours: the dispatcher's */
 };
 
 static void
@@ -55,22 +57,32 @@ zygote_reap(void)
 	}
 }
 
+/*
+ * The worker: it drops to its uid and is confined (s) before it reads a
+ * byte; if that fails it ends, and the dispatcher hears of its exit.
+ */
 static pid_t
-zygote_fork(int fd, char *role)
+zygote_fork(struct zygote *z, int fd, const struct ctlmsg_spawn *s)
 {
-	pid_t pid;
+	char	err[ERR_LEN];
+	pid_t	pid;
+	int	nolandlock;
 
 	if ((pid = fork()) != 0)
 		return pid;
-	/* The worker: its control socket becomes its fd 3, and ps shows
-	 * "tunneld worker" as for one started with exec. */
-	memcpy(role, "worker", 6);
+	/* Its control socket becomes its fd 3, and ps shows "tunneld
+	 * worker" as for one started with exec. */
+	memcpy(z->role, "worker", 6);
 	signal(SIGCHLD, SIG_DFL);
 	close(ZYGOTE_EXIT_FD);
 	if (dup2(fd, 3) == -1)
 		_exit(1);
 	close(fd);
-	_exit(worker_main(0, NULL));
+	if (confine_worker(s, &nolandlock, err) == -1) {
+		log_err("worker: %s", err);
+		_exit(1);
+	}
+	_exit(worker_run(z->uid));
 }
 
 static void
@@ -106,10 +118,23 @@ zygote_on_spawn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 		return CTLMSG_REFUSED;
 	}
 	ctlmsg_init(&r, CTL_SPAWNED);
-	r.u.spawned.pid = zygote_fork(*fdp, z->role);
+	r.u.spawned.pid = zygote_fork(z, *fdp, &m->u.spawn);
 	if (ctlmsg_send(ZYGOTE_REQ_FD, &r, -1, 1000, e) == -1)
 		log_warnx("%s", e);
 	return CTLMSG_OK;
+}
+
+/*
+ * The end.  Confined, it leaves with _exit: the exit handlers include
+ * LeakSanitizer's check in the suite's builds, which needs ptrace and
+ * /proc, and would be killed by the filter (its tracer) or wait forever.
+ */
+static int
+zygote_exit(int confined, int rc)
+{
+	if (confined)
+		_exit(rc);
+	return rc;
 }
 
 const struct ctlmsg_rule zygote_rules[] = {
@@ -121,9 +146,10 @@ int
 zygote_main(int argc, char **argv)
 {
 	struct pollfd	 pfd = { .fd = ZYGOTE_REQ_FD, .events = POLLIN };
-	struct zygote	 z = { .role = argv[1] };
+	struct zygote	 z = { .role = argv[1], .uid = getuid() };
 	char		 err[ERR_LEN];
-	int		 rc;
+	int		 rc, sandbox = !(argc > 2 &&
+			    strcmp(argv[2], "-noSandbox") == 0);
 
 	if (fcntl(ZYGOTE_REQ_FD, F_GETFD) == -1 ||
 	    fcntl(ZYGOTE_EXIT_FD, F_GETFD) == -1) {
@@ -141,11 +167,23 @@ zygote_main(int argc, char **argv)
 	 */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	zygote_warm_up();
+	/* The workers' name lookups, warmed up here: glibc reads its NSS
+	 * configuration once, before Landlock hides the rest. */
+	confine_warm_up();
+	if (sandbox && confine_landlock_abi() < 1)
+		log_warnx("Landlock is not available: workers' file system "
+		    "view is not restricted");
+	if (sandbox && confine_prepare(err) == -1)
+		log_warnx("%s: each worker builds its own", err);
+	if (sandbox && confine_zygote(err) == -1) {
+		log_err("%s", err);
+		return 1;
+	}
 	for (;;) {
 		zygote_reap();
 		rc = poll(&pfd, 1, 200);
 		if (rc == -1 && errno != EINTR)
-			return 1;
+			return zygote_exit(sandbox, 1);
 		if (rc <= 0)
 			continue;
 		rc = ctlmsg_serve(ZYGOTE_REQ_FD, zygote_rules, zygote_nrules,
@@ -156,6 +194,6 @@ zygote_main(int argc, char **argv)
 			log_warnx("dispatcher: %s, closing the control "
 			    "channel", err);
 		if (rc == 0 || rc == CTLMSG_REFUSED)
-			return rc == 0 ? 0 : 1;
+			return zygote_exit(sandbox, rc == 0 ? 0 : 1);
 	}
 }

@@ -23,6 +23,9 @@ from dispatch import dispatch  # noqa: F401  (the fixture)
 
 SLOW = 3.0 if D.is_asan(D.DISPATCHER) else 1.0
 NOBODY = 65534
+# "Another user" must not be a worker's: nobody is the workers' user by
+# default (-workerUser), so these dispatchers give them uids of their own.
+WORKERS = ("-workerUids", "70000-70099")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="plays another user: needs root")
@@ -190,7 +193,7 @@ def test_planted_socket_not_adopted(dispatch, tmp_path):
     p = plant(sock)
     try:
         h, c = policy(tmp_path)
-        d = dispatch.start(h, c)
+        d = dispatch.start(h, c, *WORKERS)
         d.wait_log(r"removing stale worker socket .*%s.sock: peer runs as "
                    r"uid %d" % (key, NOBODY))
         assert d.tunnels() == []
@@ -203,7 +206,7 @@ def test_planted_socket_gets_no_client(dispatch, tmp_path):
     """A running worker's socket replaced by another user's: the next
     client of that session is not handed to it."""
     h, c = policy(tmp_path)
-    d = dispatch.start(h, c)
+    d = dispatch.start(h, c, *WORKERS)
     session = D.new_session("alpha")
     k = D.KClient(HOST, d.port, "p-e2e", "e-e2e", timeout=30 * SLOW)
     k.connect(D.session_path(session))
@@ -230,7 +233,7 @@ def test_worker_refuses_other_uid(dispatch, tmp_path):
     """A process of another uid that gets past the directory's permissions
     (CAP_DAC_OVERRIDE) still gets no answer from a worker."""
     h, c = policy(tmp_path)
-    d = dispatch.start(h, c)
+    d = dispatch.start(h, c, *WORKERS)
     k = D.KClient(HOST, d.port, "p-e2e", "e-e2e", timeout=30 * SLOW)
     k.connect(D.session_path(D.new_session("alpha")))
     k.handshake([])

@@ -93,6 +93,13 @@ fill(struct ctlmsg *m, int type)
 	case CTL_END:
 		strcpy(m->u.end.text, "no traffic");
 		break;
+	case CTL_SPAWN:
+		m->u.spawn.uid = 4294967294LL;	/* the largest uid carried */
+		m->u.spawn.gid = 70001;
+		m->u.spawn.max_files = CTLMSG_NOFILE_MAX;
+		m->u.spawn.sandbox = 0;
+		m->u.spawn.nproc = 1;
+		break;
 	case CTL_SPAWNED:
 		m->u.spawned.pid = -1;
 		break;
@@ -197,6 +204,13 @@ test_defaults(void **state)
 	assert_int_equal(ctlmsg_decode("{\"type\":7,\"pid\":3}", 18, &b,
 	    err), 0);
 	assert_int_equal(b.u.stats.authed, 1);	/* older workers: tunnels */
+	/* A spawn without a body (an older dispatcher): as today, confined. */
+	assert_int_equal(ctlmsg_decode("{\"type\":10}", 11, &b, err), 0);
+	assert_int_equal(b.u.spawn.uid, -1);
+	assert_int_equal(b.u.spawn.gid, -1);
+	assert_int_equal(b.u.spawn.max_files, CTLMSG_NOFILE_DEF);
+	assert_int_equal(b.u.spawn.sandbox, 1);
+	assert_int_equal(b.u.spawn.nproc, 0);
 }
 
 static void
@@ -245,6 +259,12 @@ test_refusals(void **state)
 	refused(CFG ",\"encCount\":-2}", "encCount");
 	refused("{\"type\":13,\"pid\":5,\"signal\":300}", "signal");
 	refused("{\"type\":3,\"pid\":0}", "pid 0 is not in");
+	refused("{\"type\":10,\"uid\":-2}", "uid -2 is not in");
+	refused("{\"type\":10,\"uid\":4294967295}", "uid");
+	refused("{\"type\":10,\"gid\":4294967295}", "gid");
+	refused("{\"type\":10,\"maxFiles\":63}", "maxFiles");
+	refused("{\"type\":10,\"maxFiles\":1048577}", "maxFiles");
+	refused("{\"type\":10,\"sandbox\":0}", "must be true or false");
 	/* wrong type */
 	refused(CFG ",\"idleTimeout\":\"600\"}", "must be an integer");
 	refused(CFG ",\"verbose\":1}", "must be true or false");
