@@ -420,6 +420,7 @@ stats_enc(struct jw *w, const struct ctlmsg *m)
 	jw_int(w, "rateUpNow", s->rate_up_now);
 	jw_int(w, "rateDownNow", s->rate_down_now);
 	jw_int(w, "refusedStreams", s->refused_streams);
+	jw_int(w, "payloadBytes", s->payload);
 }
 
 static int
@@ -449,6 +450,8 @@ stats_dec(const json_t *o, struct ctlmsg *m, char *err)
 	    jr_int(o, "rateDownNow", &s->rate_down_now, 0, INT64_MAX, 0,
 	    err) == -1 ||
 	    jr_int(o, "refusedStreams", &s->refused_streams, 0, INT64_MAX, 0,
+	    err) == -1 ||
+	    jr_int(o, "payloadBytes", &s->payload, 0, INT64_MAX, 0,
 	    err) == -1)
 		return -1;
 	return 0;

@@ -137,6 +137,7 @@ struct ctlmsg_stats {			/* CTL_STATS */
 	int64_t	 rate_up_now;		/* B/s over the last second */
 	int64_t	 rate_down_now;
 	int64_t	 refused_streams;	/* by maxStreams, maxConnectRate */
+	int64_t	 payload;		/* stream bytes, as maxBytes counts */
 };
 
 struct ctlmsg_reason {			/* CTL_END, CTL_TAKEOVER_DONE */

@@ -148,6 +148,20 @@ console_tunnel(struct dworker *w)
 	json_object_set_new(o, "streams", json_integer(st.streams));
 	json_object_set_new(o, "reconnects", json_integer(st.reconnects));
 	json_object_set_new(o, "connected", json_boolean(st.connected));
+	/* The policy's limits (0: none) and what the tunnel uses of them. */
+	json_object_set_new(o, "limits", json_pack("{sI sI sI sI sI sI}",
+	    "maxStreams", (json_int_t)st.limits.max_streams,
+	    "rateUp", (json_int_t)st.limits.rate_up,
+	    "rateDown", (json_int_t)st.limits.rate_down,
+	    "maxBytes", (json_int_t)st.limits.max_bytes,
+	    "maxConnectRate", (json_int_t)st.limits.max_connect_rate,
+	    "sessionTimeout", (json_int_t)st.limits.session_timeout));
+	json_object_set_new(o, "usage", json_pack("{sI sI sI sI sI}",
+	    "streams", (json_int_t)st.streams,
+	    "rateUp", (json_int_t)st.rate_up_now,
+	    "rateDown", (json_int_t)st.rate_down_now,
+	    "bytes", (json_int_t)st.payload,
+	    "refusedStreams", (json_int_t)st.refused_streams));
 	return o;
 }
 

@@ -711,13 +711,23 @@ conn_why(const struct conn *c)
 void
 conn_end(struct conn *c, enum conn_why why, const char *detail)
 {
-	static const uint8_t normal[2] = { 0x03, 0xe8 };
+	uint8_t	 frame[125] = { 0x03, 0xe8 };	/* 1000, normal */
+	size_t	 len = 2;
 
 	if (c->state == CONN_CLOSING)
 		return;
+	/*
+	 * The owner's reason, when it asked, goes in the close frame
+	 * (printable ASCII, so valid UTF-8): the client logs why its tunnel
+	 * ended, e.g. at a limit.
+	 */
+	if (why == CONN_WHY_OWNER && c->tell && detail != NULL)
+		for (; detail[len - 2] != '\0' && len < sizeof(frame); len++)
+			frame[len] = detail[len - 2] >= 0x20 &&
+			    detail[len - 2] < 0x7f ? detail[len - 2] : '?';
 	if (c->state == CONN_OPEN && conn_is_ws(c) &&
 	    conn_why_sends_close(why))
-		conn_ws_control(c, WS_OP_CLOSE, normal, sizeof(normal));
+		conn_ws_control(c, WS_OP_CLOSE, frame, len);
 	if (c->state == CONN_OPEN && c->tls != NULL) {
 		tls_shutdown(c->tls);
 		conn_tls_flush(c);
@@ -742,5 +752,12 @@ conn_end(struct conn *c, enum conn_why why, const char *detail)
 void
 conn_close(struct conn *c, const char *reason)
 {
+	conn_end(c, CONN_WHY_OWNER, reason);
+}
+
+void
+conn_close_telling(struct conn *c, const char *reason)
+{
+	c->tell = 1;
 	conn_end(c, CONN_WHY_OWNER, reason);
 }

@@ -152,6 +152,9 @@ enum conn_why	 conn_why(const struct conn *c);
  * reason is the text on_close gets.  on_close follows.
  */
 void		 conn_close(struct conn *c, const char *reason);
+/* As conn_close, with reason (up to 123 bytes) in the close frame, for
+ * the peer to log. */
+void		 conn_close_telling(struct conn *c, const char *reason);
 
 /* Replaces the callbacks' argument (a conn moves from listener to session). */
 void		 conn_set_owner(struct conn *c, const struct conn_cbs *cbs,

@@ -39,6 +39,7 @@ struct conn {
 	int			 peer_ss_ok;
 	enum conn_why		 why;
 	char			 reason[ERR_LEN];	/* detail for logs */
+	int			 tell;	/* the close frame carries reason */
 	uint8_t			*rbuf;		/* unparsed input at the front */
 	size_t			 rlen;
 	int			 reading;

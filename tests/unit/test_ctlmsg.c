@@ -104,6 +104,7 @@ fill(struct ctlmsg *m, int type)
 		m->u.stats.rate_up_now = 1000;
 		m->u.stats.rate_down_now = 1LL << 33;
 		m->u.stats.refused_streams = 17;
+		m->u.stats.payload = 1LL << 50;
 		break;
 	case CTL_END:
 		strcpy(m->u.end.text, "no traffic");
