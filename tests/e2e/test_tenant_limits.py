@@ -434,3 +434,38 @@ def test_reload_applies_to_new_tunnels_only(dispatch, tmp_path, echo_server):
             k_new.close()
     finally:
         k_old.close()
+
+
+# --------------------------------------------------------------------------
+# Metrics per tenant
+
+
+def test_metrics_per_tenant(dispatch, tmp_path, echo_server):
+    """-metricsPerTenant adds a series per tenant (tunnels, streams, bytes,
+    refused streams); without it /metrics names no tenant."""
+    e = echo_server()
+    fw = [fwd(free_port(), e.port, "t,")]
+    h, c = policy(tmp_path, {"alpha": alpha(fw, maxStreams=1),
+                             "beta": beta_t(fw)})
+    d = dispatch.start(h, c, "-metricsPerTenant")
+    ka = kclient(d.port, D.new_session("alpha"), A_PASS, A_ENC,
+                 timeout=30 * SLOW)
+    kb = kclient(d.port, D.new_session("beta"), B_PASS, B_ENC,
+                 timeout=30 * SLOW)
+    try:
+        kecho(ka, 1, e.port)
+        assert ka.open_citi(2, HOST, e.port).get("Result") is False
+        m = d.metrics()
+        for line in ('tunneld_tenant_tunnels{tenant="alpha"} 1',
+                     'tunneld_tenant_tunnels{tenant="beta"} 1',
+                     'tunneld_tenant_streams{tenant="alpha"} 1',
+                     'tunneld_tenant_refused_streams_total{tenant="alpha"} 1',
+                     'tunneld_tenant_refused_streams_total{tenant="beta"} 0'):
+            assert line in m, m
+        assert re.search(r'tunneld_tenant_bytes_total\{tenant="alpha",'
+                         r'direction="in"\} [1-9]', m), m
+    finally:
+        ka.close()
+        kb.close()
+    d2 = dispatch.start(h, c)
+    assert "tenant=" not in d2.metrics()
