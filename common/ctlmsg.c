@@ -219,6 +219,51 @@ jr_list(const json_t *o, const char *k, char *rows, size_t len, size_t max,
 	return 0;
 }
 
+/* The limits, flat in CONFIG and in STATS, named as getTunnelInfo's. */
+static void
+limits_enc(struct jw *w, const struct ctlmsg_limits *l)
+{
+	jw_int(w, "maxStreams", l->max_streams);
+	jw_int(w, "rateUp", l->rate_up);
+	jw_int(w, "rateDown", l->rate_down);
+	jw_int(w, "maxBytes", l->max_bytes);
+	jw_int(w, "maxConnectRate", l->max_connect_rate);
+	jw_int(w, "sessionTimeout", l->session_timeout);
+}
+
+static int
+limits_dec(const json_t *o, struct ctlmsg_limits *l, char *err)
+{
+	if (jr_int32(o, "maxStreams", &l->max_streams, 0, CTLMSG_STREAMS_MAX,
+	    err) == -1 ||
+	    jr_int(o, "rateUp", &l->rate_up, 0, CTLMSG_RATE_MAX, 0,
+	    err) == -1 ||
+	    jr_int(o, "rateDown", &l->rate_down, 0, CTLMSG_RATE_MAX, 0,
+	    err) == -1 ||
+	    jr_int(o, "maxBytes", &l->max_bytes, 0, CTLMSG_BYTES_MAX, 0,
+	    err) == -1 ||
+	    jr_int32(o, "maxConnectRate", &l->max_connect_rate, 0,
+	    CTLMSG_CONNRATE_MAX, err) == -1 ||
+	    jr_int32(o, "sessionTimeout", &l->session_timeout,
+	    CTLMSG_SESSTO_MIN, CTLMSG_SESSTO_MAX, err) == -1)
+		return -1;
+	return 0;
+}
+
+/* Out of bounds: the encoder refuses, as the decoder would. */
+static int
+limits_ok(const struct ctlmsg_limits *l)
+{
+	return l->max_streams >= 0 && l->max_streams <= CTLMSG_STREAMS_MAX &&
+	    l->rate_up >= 0 && l->rate_up <= CTLMSG_RATE_MAX &&
+	    l->rate_down >= 0 && l->rate_down <= CTLMSG_RATE_MAX &&
+	    l->max_bytes >= 0 && l->max_bytes <= CTLMSG_BYTES_MAX &&
+	    l->max_connect_rate >= 0 &&
+	    l->max_connect_rate <= CTLMSG_CONNRATE_MAX &&
+	    l->session_timeout >= CTLMSG_SESSTO_MIN &&
+	    l->session_timeout <= CTLMSG_SESSTO_MAX;
+}
+
 /* One encoder and one decoder per body. */
 
 static void
@@ -241,6 +286,9 @@ config_enc(struct jw *w, const struct ctlmsg *m)
 	jw_str(w, "sock", c->sock);
 	jw_bool(w, "verbose", c->verbose);
 	jw_int(w, "handshakeTimeout", c->handshake_timeout);
+	if (!limits_ok(&c->limits))
+		w->ok = 0;
+	limits_enc(w, &c->limits);
 }
 
 static int
@@ -269,7 +317,8 @@ config_dec(const json_t *o, struct ctlmsg *m, char *err)
 	    jr_str(o, "sock", c->sock, sizeof(c->sock), 1, err) == -1 ||
 	    jr_bool(o, "verbose", &c->verbose, err) == -1 ||
 	    jr_int32(o, "handshakeTimeout", &c->handshake_timeout,
-	    CTLMSG_HS_MIN, CTLMSG_HS_MAX, err) == -1)
+	    CTLMSG_HS_MIN, CTLMSG_HS_MAX, err) == -1 ||
+	    limits_dec(o, &c->limits, err) == -1)
 		return -1;
 	if (strcmp(cm, "OneShot") != 0 && strcmp(cm, "CanReconnect") != 0) {
 		err_set(err, "connectMode '%s' is not OneShot or CanReconnect",
@@ -365,6 +414,13 @@ stats_enc(struct jw *w, const struct ctlmsg *m)
 	jw_bool(w, "connected", s->connected);
 	jw_int(w, "sessions", s->sessions);
 	jw_bool(w, "authed", s->authed);
+	if (!limits_ok(&s->limits))
+		w->ok = 0;
+	limits_enc(w, &s->limits);
+	jw_int(w, "rateUpNow", s->rate_up_now);
+	jw_int(w, "rateDownNow", s->rate_down_now);
+	jw_int(w, "refusedStreams", s->refused_streams);
+	jw_int(w, "payloadBytes", s->payload);
 }
 
 static int
@@ -387,7 +443,16 @@ stats_dec(const json_t *o, struct ctlmsg *m, char *err)
 	    err) == -1 ||
 	    jr_bool(o, "connected", &s->connected, err) == -1 ||
 	    jr_int(o, "sessions", &s->sessions, 0, INT64_MAX, 0, err) == -1 ||
-	    jr_bool(o, "authed", &s->authed, err) == -1)
+	    jr_bool(o, "authed", &s->authed, err) == -1 ||
+	    limits_dec(o, &s->limits, err) == -1 ||
+	    jr_int(o, "rateUpNow", &s->rate_up_now, 0, INT64_MAX, 0,
+	    err) == -1 ||
+	    jr_int(o, "rateDownNow", &s->rate_down_now, 0, INT64_MAX, 0,
+	    err) == -1 ||
+	    jr_int(o, "refusedStreams", &s->refused_streams, 0, INT64_MAX, 0,
+	    err) == -1 ||
+	    jr_int(o, "payloadBytes", &s->payload, 0, INT64_MAX, 0,
+	    err) == -1)
 		return -1;
 	return 0;
 }
@@ -608,12 +673,14 @@ ctlmsg_init(struct ctlmsg *m, int type)
 		m->u.config.idle_timeout = CTLMSG_IDLE_DEF;
 		m->u.config.keepalive = CTLMSG_KEEPALIVE_DEF;
 		m->u.config.handshake_timeout = CTLMSG_HS_DEF;
+		m->u.config.limits.session_timeout = CTLMSG_SESSTO_DEF;
 		break;
 	case CTL_END:
 		snprintf(m->u.end.text, sizeof(m->u.end.text), "ended");
 		break;
 	case CTL_STATS:
 		m->u.stats.authed = 1;
+		m->u.stats.limits.session_timeout = CTLMSG_SESSTO_DEF;
 		break;
 	case CTL_EXITED:
 		m->u.exited.code = -1;

@@ -69,6 +69,29 @@ enum ctl_type {
 #define CTLMSG_ENC_MIN		(-1)	/* encCount: -1 all, 0 none, N */
 #define CTLMSG_ENC_MAX		2147483647
 #define CTLMSG_ENC_DEF		(-1)
+/*
+ * The per-tenant limits getTunnelInfo may set (struct ctlmsg_limits);
+ * 0 is unlimited, the default of each but sessionTimeout.  Directions are
+ * the tenant's: up is what its client sends (the worker reads it from the
+ * websocket), down what it receives (the worker reads it from its local
+ * sockets).
+ */
+#define CTLMSG_STREAMS_MAX	8192	/* maxStreams (TUN_MAX_CITIS) */
+#define CTLMSG_RATE_MAX		(1LL << 40)	/* rateUp, rateDown: B/s */
+#define CTLMSG_BYTES_MAX	(1LL << 60)	/* maxBytes, both ways */
+#define CTLMSG_CONNRATE_MAX	100000	/* maxConnectRate: streams/s */
+#define CTLMSG_SESSTO_MIN	1	/* sessionTimeout, s (detached) */
+#define CTLMSG_SESSTO_MAX	2592000
+#define CTLMSG_SESSTO_DEF	600
+
+struct ctlmsg_limits {
+	int	 max_streams;		/* concurrent streams */
+	int64_t	 rate_up;		/* bytes/s the client sends */
+	int64_t	 rate_down;		/* bytes/s the client receives */
+	int64_t	 max_bytes;		/* per session, both ways together */
+	int	 max_connect_rate;	/* new streams/s (burst: as many) */
+	int	 session_timeout;	/* s a detached session waits */
+};
 
 /* CTL_CONFIG.  pass and encpass are secrets: ctlmsg_clear() wipes them. */
 struct ctlmsg_config {
@@ -87,6 +110,7 @@ struct ctlmsg_config {
 	char	 sock[CTLMSG_SOCK_LEN];		/* required, not empty */
 	int	 verbose;
 	int	 handshake_timeout;
+	struct ctlmsg_limits limits;
 };
 
 struct ctlmsg_ready {			/* CTL_READY */
@@ -109,6 +133,11 @@ struct ctlmsg_stats {			/* CTL_STATS */
 	int64_t	 bytes_in, bytes_out, streams, reconnects, sessions;
 	int	 connected;
 	int	 authed;		/* absent: 1 (older workers) */
+	struct ctlmsg_limits limits;	/* as configured */
+	int64_t	 rate_up_now;		/* B/s over the last second */
+	int64_t	 rate_down_now;
+	int64_t	 refused_streams;	/* by maxStreams, maxConnectRate */
+	int64_t	 payload;		/* stream bytes, as maxBytes counts */
 };
 
 struct ctlmsg_reason {			/* CTL_END, CTL_TAKEOVER_DONE */

@@ -66,6 +66,7 @@ static const char disp_usage_text[] =
 "  -refuseDelay MS       delay of refusals before the upgrade, as\n"
 "                        kptunnel's [" CMD_STR(DISP_DEF_REFUSE_DELAY_MS) "]\n"
 "  -reqInfo              answer ?reqinfo with the tunnel count\n"
+"  -metricsPerTenant     /metrics also per tenant (a series per tenant)\n"
 "  -tunneld PATH         the worker program [tunneld beside dispatcher]\n"
 "  -workerUids FIRST-LAST  as root: each worker runs as a uid of its own\n"
 "                        from this range (none may be 0); a new worker\n"
@@ -86,8 +87,8 @@ static const char disp_usage_text[] =
 
 enum disp_opt_id {
 	DO_U, DO_IP, DO_CONSOLE, DO_CONSOLETOKEN, DO_STATEDIR, DO_TUNNELD,
-	DO_REQINFO, DO_VERBOSE, DO_HELP, DO_VERSION, DO_WORKERUIDS,
-	DO_WORKERUSER, DO_NOSANDBOX, DO_INT
+	DO_REQINFO, DO_METRICSTENANT, DO_VERBOSE, DO_HELP, DO_VERSION,
+	DO_WORKERUIDS, DO_WORKERUSER, DO_NOSANDBOX, DO_INT
 };
 
 /* flag: no separate value (a value after '=' is ignored). */
@@ -99,6 +100,7 @@ static const struct opt_def disp_table[] = {
 	{ "stateDir",		DO_STATEDIR,	0 },
 	{ "tunneld",		DO_TUNNELD,	0 },
 	{ "reqInfo",		DO_REQINFO,	1 },
+	{ "metricsPerTenant",	DO_METRICSTENANT, 1 },
 	{ "verbose",		DO_VERBOSE,	1 },
 	{ "help",		DO_HELP,	1 },
 	{ "h",			DO_HELP,	1 },
@@ -291,6 +293,9 @@ disp_option(void *arg, const struct opt_def *def, const char *val, char *err)
 		return 0;
 	case DO_REQINFO:
 		d->reqinfo = 1;
+		return 0;
+	case DO_METRICSTENANT:
+		d->metrics_per_tenant = 1;
 		return 0;
 	case DO_VERBOSE:
 		d->verbose = 1;

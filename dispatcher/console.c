@@ -148,6 +148,20 @@ console_tunnel(struct dworker *w)
 	json_object_set_new(o, "streams", json_integer(st.streams));
 	json_object_set_new(o, "reconnects", json_integer(st.reconnects));
 	json_object_set_new(o, "connected", json_boolean(st.connected));
+	/* The policy's limits (0: none) and what the tunnel uses of them. */
+	json_object_set_new(o, "limits", json_pack("{sI sI sI sI sI sI}",
+	    "maxStreams", (json_int_t)st.limits.max_streams,
+	    "rateUp", (json_int_t)st.limits.rate_up,
+	    "rateDown", (json_int_t)st.limits.rate_down,
+	    "maxBytes", (json_int_t)st.limits.max_bytes,
+	    "maxConnectRate", (json_int_t)st.limits.max_connect_rate,
+	    "sessionTimeout", (json_int_t)st.limits.session_timeout));
+	json_object_set_new(o, "usage", json_pack("{sI sI sI sI sI}",
+	    "streams", (json_int_t)st.streams,
+	    "rateUp", (json_int_t)st.rate_up_now,
+	    "rateDown", (json_int_t)st.rate_down_now,
+	    "bytes", (json_int_t)st.payload,
+	    "refusedStreams", (json_int_t)st.refused_streams));
 	return o;
 }
 
@@ -210,11 +224,72 @@ console_metric(char **buf, size_t *len, const char *fmt, ...)
 	*len += n;
 }
 
+/* One tenant's sums (-metricsPerTenant). */
+struct console_tenant {
+	char		 name[CTLMSG_ID_LEN];
+	long long	 tunnels, in, out, streams, refused;
+};
+
 /* The live tunnels and the sums of their figures. */
 struct console_totals {
 	size_t		 tunnels;
 	long long	 in, out, streams;
+	struct console_tenant *ten;	/* one per tunnel answering, sorted */
+	size_t		 nten;
 };
+
+static int
+console_tenant_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct console_tenant *)a)->name,
+	    ((const struct console_tenant *)b)->name);
+}
+
+/*
+ * -metricsPerTenant: the figures of each tenant, a label each (tenant
+ * names are [A-Za-z0-9._:@+-], nothing to escape).  Off by default: one
+ * series per tenant is what a metrics store pays for.
+ */
+static void
+console_metrics_tenants(char **buf, size_t *len, struct console_totals *t)
+{
+	struct console_tenant	*v = t->ten, sum;
+	size_t			 i, j;
+
+	if (v == NULL)
+		return;
+	qsort(v, t->nten, sizeof(*v), console_tenant_cmp);
+	console_metric(buf, len, "# HELP tunneld_tenant_tunnels Live tunnels "
+	    "per tenant.\n# TYPE tunneld_tenant_tunnels gauge\n"
+	    "# HELP tunneld_tenant_streams Open streams per tenant.\n"
+	    "# TYPE tunneld_tenant_streams gauge\n"
+	    "# HELP tunneld_tenant_bytes_total Transport bytes of a tenant's "
+	    "live tunnels.\n# TYPE tunneld_tenant_bytes_total counter\n"
+	    "# HELP tunneld_tenant_refused_streams_total Streams refused by a "
+	    "tenant's limits in its live tunnels.\n"
+	    "# TYPE tunneld_tenant_refused_streams_total counter\n");
+	for (i = 0; i < t->nten; i = j) {
+		sum = v[i];
+		for (j = i + 1; j < t->nten &&
+		    strcmp(v[j].name, sum.name) == 0; j++) {
+			sum.tunnels += v[j].tunnels;
+			sum.in += v[j].in;
+			sum.out += v[j].out;
+			sum.streams += v[j].streams;
+			sum.refused += v[j].refused;
+		}
+		console_metric(buf, len,
+		    "tunneld_tenant_tunnels{tenant=\"%s\"} %lld\n"
+		    "tunneld_tenant_streams{tenant=\"%s\"} %lld\n"
+		    "tunneld_tenant_bytes_total{tenant=\"%s\",direction=\"in\"} "
+		    "%lld\n"
+		    "tunneld_tenant_bytes_total{tenant=\"%s\",direction=\"out\"} "
+		    "%lld\n"
+		    "tunneld_tenant_refused_streams_total{tenant=\"%s\"} %lld\n",
+		    sum.name, sum.tunnels, sum.name, sum.streams, sum.name,
+		    sum.in, sum.name, sum.out, sum.name, sum.refused);
+	}
+}
 
 /* Asks every live worker for its figures; one that does not answer
  * counts as a tunnel with none. */
@@ -228,12 +303,24 @@ console_totals(struct disp *d, struct console_totals *t)
 
 	memset(t, 0, sizeof(*t));
 	t->tunnels = console_snapshot(d, &v);
+	if (d->metrics_per_tenant && t->tunnels > 0)
+		t->ten = calloc(t->tunnels, sizeof(*t->ten));
 	for (i = 0; i < t->tunnels; i++) {
 		if (wrpc_stats(v[i]->sock, v[i]->uid, &st, err) == -1)
 			continue;
 		t->in += st.bytes_in;
 		t->out += st.bytes_out;
 		t->streams += st.streams;
+		if (t->ten != NULL) {
+			snprintf(t->ten[t->nten].name, sizeof(t->ten->name),
+			    "%s", v[i]->tenant);
+			t->ten[t->nten].tunnels = 1;
+			t->ten[t->nten].in = st.bytes_in;
+			t->ten[t->nten].out = st.bytes_out;
+			t->ten[t->nten].streams = st.streams;
+			t->ten[t->nten].refused = st.refused_streams;
+			t->nten++;
+		}
 	}
 	console_release(d, v, t->tunnels);
 }
@@ -307,6 +394,8 @@ console_metrics(struct MHD_Connection *c, struct disp *d)
 
 	console_totals(d, &t);
 	console_metrics_gauges(&buf, &len, d, &t);
+	console_metrics_tenants(&buf, &len, &t);
+	free(t.ten);
 	console_metrics_counters(&buf, &len, d);
 	if (buf == NULL)
 		return MHD_NO;

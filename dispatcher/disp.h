@@ -123,6 +123,7 @@ struct disp {
 	size_t		 ncidr;
 	int		 max_session;
 	int		 reqinfo;
+	int		 metrics_per_tenant;	/* -metricsPerTenant */
 	int		 verbose;
 	int		 per_ip;
 	int		 max_pending;

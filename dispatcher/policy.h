@@ -29,6 +29,8 @@
 
 #include <stddef.h>
 
+#include "ctlmsg.h"
+
 #define POLICY_MAX_FWDS		64
 #define POLICY_FWD_LEN		512
 #define POLICY_BODY_LEN		1024
@@ -130,6 +132,10 @@ struct policy_tunnel {
 	int	idle_timeout;
 	/* seconds (kptunnel -int), 2..3600, default 20 */
 	int	keepalive;
+	/* maxStreams, rateUp, rateDown, maxBytes, maxConnectRate (0, the
+	 * default: none) and sessionTimeout (default 600), in the bounds
+	 * of ctlmsg.h */
+	struct ctlmsg_limits limits;
 };
 
 /*

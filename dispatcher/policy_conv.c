@@ -31,7 +31,8 @@ static const char *const conv_connect_modes[] = {
 
 static const char *const conv_fields[] = {
 	"id", "tenant", "mode", "pass", "encPass", "encCount", "forwards",
-	"connectMode", "idleTimeout", "keepalive", NULL
+	"connectMode", "idleTimeout", "keepalive", "maxStreams", "rateUp",
+	"rateDown", "maxBytes", "maxConnectRate", "sessionTimeout", NULL
 };
 
 static int
@@ -502,6 +503,21 @@ conv_secrets(lua_State *L, int t, struct policy_tunnel *tun)
 		    "encCount is 0");
 }
 
+/* The per-tenant limits: absent or 0 is unlimited (docs/lua-api.md). */
+static void
+conv_limits(lua_State *L, int t, struct ctlmsg_limits *l)
+{
+	l->max_streams = (int)conv_int(L, t, "maxStreams", 0, 0,
+	    CTLMSG_STREAMS_MAX);
+	l->rate_up = conv_int(L, t, "rateUp", 0, 0, CTLMSG_RATE_MAX);
+	l->rate_down = conv_int(L, t, "rateDown", 0, 0, CTLMSG_RATE_MAX);
+	l->max_bytes = conv_int(L, t, "maxBytes", 0, 0, CTLMSG_BYTES_MAX);
+	l->max_connect_rate = (int)conv_int(L, t, "maxConnectRate", 0, 0,
+	    CTLMSG_CONNRATE_MAX);
+	l->session_timeout = (int)conv_int(L, t, "sessionTimeout",
+	    CTLMSG_SESSTO_DEF, CTLMSG_SESSTO_MIN, CTLMSG_SESSTO_MAX);
+}
+
 static void
 conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 {
@@ -543,6 +559,7 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 	    CTLMSG_IDLE_DEF, CTLMSG_IDLE_MIN, CONV_IDLE_MAX);
 	tun->keepalive = (int)conv_int(L, t, "keepalive",
 	    CTLMSG_KEEPALIVE_DEF, CONV_KA_MIN, CONV_KA_MAX);
+	conv_limits(L, t, &tun->limits);
 }
 
 int
@@ -589,7 +606,7 @@ conv_push_info(lua_State *L, const struct policy_tunnel *t)
 	int	 i_t;
 
 	luaL_checkstack(L, 4, NULL);
-	lua_createtable(L, 0, 8);
+	lua_createtable(L, 0, 14);
 	i_t = lua_gettop(L);
 	conv_setbuf(L, i_t, "id", t->id, sizeof(t->id));
 	conv_setbuf(L, i_t, "tenant", t->tenant, sizeof(t->tenant));
@@ -602,6 +619,18 @@ conv_push_info(lua_State *L, const struct policy_tunnel *t)
 	lua_setfield(L, i_t, "idleTimeout");
 	lua_pushinteger(L, t->keepalive);
 	lua_setfield(L, i_t, "keepalive");
+	lua_pushinteger(L, t->limits.max_streams);
+	lua_setfield(L, i_t, "maxStreams");
+	lua_pushinteger(L, t->limits.rate_up);
+	lua_setfield(L, i_t, "rateUp");
+	lua_pushinteger(L, t->limits.rate_down);
+	lua_setfield(L, i_t, "rateDown");
+	lua_pushinteger(L, t->limits.max_bytes);
+	lua_setfield(L, i_t, "maxBytes");
+	lua_pushinteger(L, t->limits.max_connect_rate);
+	lua_setfield(L, i_t, "maxConnectRate");
+	lua_pushinteger(L, t->limits.session_timeout);
+	lua_setfield(L, i_t, "sessionTimeout");
 	lua_createtable(L, (int)n, 0);
 	for (i = 0; i < n; i++) {
 		lua_pushlstring(L, t->forwards[i],

@@ -190,6 +190,7 @@ wspawn_config(struct disp *d, const struct policy_tunnel *ti,
 	c->oneshot = strcmp(ti->connect_mode, "OneShot") == 0;
 	c->idle_timeout = ti->idle_timeout;
 	c->keepalive = ti->keepalive;
+	c->limits = ti->limits;
 	snprintf(c->tenant, sizeof(c->tenant), "%s", ti->tenant);
 	snprintf(c->id, sizeof(c->id), "%s", ti->id);
 	snprintf(c->session, sizeof(c->session), "%s", session);

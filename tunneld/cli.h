@@ -8,6 +8,7 @@
  */
 
 #include "addr.h"
+#include "ctlmsg.h"
 #include "msg.h"
 
 #define CLI_MAX_HS_PER_ADDR	8	/* default of -maxHandshakesPerAddr */
@@ -59,6 +60,9 @@ struct cli_opts {
 	int		 insecure;	/* -insecure: no certificate check */
 	int		 allow_client_fwds;	/* -allowClientForwards (servers) */
 	int		 accept_server_fwds;	/* -acceptServerForwards (clients) */
+	/* Per-tenant limits (worker: the policy's; 0: none); its
+	 * session_timeout is unused, session_timeout above is the one. */
+	struct ctlmsg_limits lim;
 	struct {
 		char	*p;		/* into argv */
 		size_t	 len;

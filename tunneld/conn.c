@@ -655,11 +655,62 @@ conn_close_cb(uv_handle_t *h)
 	free(c);
 }
 
+/* The end of a lingering close: by the peer's EOF, an error or time. */
+static void
+conn_linger_end(struct conn *c)
+{
+	if (c->linger == NULL)
+		return;
+	uv_read_stop((uv_stream_t *)c->tcp);
+	uv_close((uv_handle_t *)c->linger, (uv_close_cb)free);
+	c->linger = NULL;
+	uv_close((uv_handle_t *)c->tcp, conn_close_cb);
+}
+
+static void
+conn_linger_timeout(uv_timer_t *t)
+{
+	conn_linger_end(t->data);
+}
+
+static void
+conn_linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	static char discard[65536];
+
+	*buf = uv_buf_init(discard, sizeof(discard));
+}
+
+static void
+conn_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	if (nread < 0)
+		conn_linger_end(s->data);
+}
+
 static void
 conn_shutdown_cb(uv_shutdown_t *req, int status)
 {
 	struct conn *c = req->data;
 
+	/*
+	 * A close that tells the peer why: what the peer still sends is read
+	 * and dropped until it closes too (or CONN_LINGER_MS), because
+	 * closing with unread bytes resets the connection, and a peer busy
+	 * sending would see the reset before it reads our close frame.
+	 */
+	if (c->tell && status == 0 &&
+	    (c->linger = malloc(sizeof(*c->linger))) != NULL) {
+		uv_timer_init(c->tcp->loop, c->linger);
+		c->linger->data = c;
+		uv_timer_start(c->linger, conn_linger_timeout, CONN_LINGER_MS,
+		    0);
+		if (uv_read_start((uv_stream_t *)c->tcp, conn_linger_alloc,
+		    conn_linger_read) == 0)
+			return;
+		conn_linger_end(c);
+		return;
+	}
 	uv_close((uv_handle_t *)c->tcp, conn_close_cb);
 }
 
@@ -711,13 +762,23 @@ conn_why(const struct conn *c)
 void
 conn_end(struct conn *c, enum conn_why why, const char *detail)
 {
-	static const uint8_t normal[2] = { 0x03, 0xe8 };
+	uint8_t	 frame[125] = { 0x03, 0xe8 };	/* 1000, normal */
+	size_t	 len = 2;
 
 	if (c->state == CONN_CLOSING)
 		return;
+	/*
+	 * The owner's reason, when it asked, goes in the close frame
+	 * (printable ASCII, so valid UTF-8): the client logs why its tunnel
+	 * ended, e.g. at a limit.
+	 */
+	if (why == CONN_WHY_OWNER && c->tell && detail != NULL)
+		for (; detail[len - 2] != '\0' && len < sizeof(frame); len++)
+			frame[len] = detail[len - 2] >= 0x20 &&
+			    detail[len - 2] < 0x7f ? detail[len - 2] : '?';
 	if (c->state == CONN_OPEN && conn_is_ws(c) &&
 	    conn_why_sends_close(why))
-		conn_ws_control(c, WS_OP_CLOSE, normal, sizeof(normal));
+		conn_ws_control(c, WS_OP_CLOSE, frame, len);
 	if (c->state == CONN_OPEN && c->tls != NULL) {
 		tls_shutdown(c->tls);
 		conn_tls_flush(c);
@@ -733,7 +794,7 @@ conn_end(struct conn *c, enum conn_why why, const char *detail)
 	 * Let a final reply or close frame reach the kernel first; a peer
 	 * that does not even read those gets its connection simply closed.
 	 */
-	if (conn_pending(c) == 0 && uv_shutdown(&c->shutdown,
+	if ((conn_pending(c) == 0 || c->tell) && uv_shutdown(&c->shutdown,
 	    (uv_stream_t *)c->tcp, conn_shutdown_cb) == 0)
 		return;
 	uv_close((uv_handle_t *)c->tcp, conn_close_cb);
@@ -742,5 +803,12 @@ conn_end(struct conn *c, enum conn_why why, const char *detail)
 void
 conn_close(struct conn *c, const char *reason)
 {
+	conn_end(c, CONN_WHY_OWNER, reason);
+}
+
+void
+conn_close_telling(struct conn *c, const char *reason)
+{
+	c->tell = 1;
 	conn_end(c, CONN_WHY_OWNER, reason);
 }

@@ -152,6 +152,11 @@ enum conn_why	 conn_why(const struct conn *c);
  * reason is the text on_close gets.  on_close follows.
  */
 void		 conn_close(struct conn *c, const char *reason);
+/* As conn_close, with reason (up to 123 bytes) in the close frame, for
+ * the peer to log; what the peer still sends is read and dropped until
+ * it closes, CONN_LINGER_MS at most, so that it reads the frame. */
+#define CONN_LINGER_MS	2000
+void		 conn_close_telling(struct conn *c, const char *reason);
 
 /* Replaces the callbacks' argument (a conn moves from listener to session). */
 void		 conn_set_owner(struct conn *c, const struct conn_cbs *cbs,

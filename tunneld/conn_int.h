@@ -39,6 +39,8 @@ struct conn {
 	int			 peer_ss_ok;
 	enum conn_why		 why;
 	char			 reason[ERR_LEN];	/* detail for logs */
+	int			 tell;	/* the close frame carries reason */
+	uv_timer_t		*linger;	/* a telling close's wait */
 	uint8_t			*rbuf;		/* unparsed input at the front */
 	size_t			 rlen;
 	int			 reading;

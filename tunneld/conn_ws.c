@@ -195,6 +195,18 @@ conn_ws_upgrade(struct conn *c)
 	return c->state == CONN_CLOSING ? -1 : 0;
 }
 
+/* Whether a close frame's reason may go into a log line as it is. */
+static int
+conn_ws_printable(const struct ws_event *ev)
+{
+	size_t i;
+
+	for (i = 0; i < ev->len; i++)
+		if (ev->data[i] < 0x20 || ev->data[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
 /* Acts on one decoded websocket event.  Returns -1 if the conn closed. */
 static int
 conn_ws_event(struct conn *c, const struct ws_event *ev)
@@ -209,7 +221,10 @@ conn_ws_event(struct conn *c, const struct ws_event *ev)
 		return conn_ws_pong(c, ev->data, ev->len);
 	case WS_EV_CLOSE:
 		snprintf(c->reason, sizeof(c->reason),
-		    "peer sent websocket close %d", ev->close_code);
+		    "peer sent websocket close %d%s%.*s", ev->close_code,
+		    ev->len > 0 ? ": " : "", conn_ws_printable(ev) ?
+		    (int)(ev->len > 123 ? 123 : ev->len) : 0,
+		    (const char *)ev->data);
 		/*
 		 * Echo the peer's code (RFC 6455 5.5.1); the decoder hands
 		 * it apart from the payload, which is the reason text.

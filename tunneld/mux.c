@@ -167,7 +167,7 @@ static void
 mux_update_reading(struct citi *ci)
 {
 	int want = citi_reads(ci->state) && !ci->s->congested &&
-	    mux_can_send(ci);
+	    mux_can_send(ci) && sess_lim_out_ok(ci->s);
 
 	if (want && !ci->reading) {
 		if (uv_read_start((uv_stream_t *)&ci->tcp, mux_alloc_cb,
@@ -177,6 +177,12 @@ mux_update_reading(struct citi *ci)
 		uv_read_stop((uv_stream_t *)&ci->tcp);
 		ci->reading = 0;
 	}
+}
+
+void
+mux_citi_reading(struct citi *ci)
+{
+	mux_update_reading(ci);
 }
 
 /* Queues a packet of this CITI, remembering where its SYNC groups end. */
@@ -309,7 +315,8 @@ mux_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	if (ci->rx == NULL)
 		*buf = uv_buf_init(NULL, 0);
 	else
-		*buf = uv_buf_init((char *)ci->rx->data, PKT_MAX_PAYLOAD);
+		*buf = uv_buf_init((char *)ci->rx->data,
+		    sess_lim_read_cap(ci->s));
 }
 
 static void
@@ -337,6 +344,8 @@ mux_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	p->len = nread;
 	p->cap = nread;
 	mux_enqueue(ci, p);
+	sess_lim_out(ci->s, (size_t)nread);
+	sess_lim_bytes(ci->s, (size_t)nread);
 	mux_update_reading(ci);
 }
 
@@ -481,6 +490,7 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 		    "before it was open" : "after its close");
 		return -1;
 	}
+	sess_lim_bytes(s, n);
 	return mux_write_local(ci, p, n, sync, err);
 }
 

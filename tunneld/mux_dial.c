@@ -125,7 +125,7 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 {
 	struct citi	*ci;
 	struct addrinfo	 hints;
-	char		 host[ADDR_NAME_MAX + 16], port[16];
+	char		 host[ADDR_NAME_MAX + 16], port[16], why[96];
 	int		 rc;
 
 	addr_format(&m->host, host, sizeof(host));
@@ -146,6 +146,12 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		    "forward list", host);
 		mux_send_resp(s, m->citi, 0,
 		    "refused: not in the forward list");
+		return;
+	}
+	if (sess_lim_open(s, why, sizeof(why)) == -1) {
+		mux_peer_warn(s, "citi %08" PRIx32 " for %s: %s, refused",
+		    m->citi, host, why);
+		mux_send_resp(s, m->citi, 0, why);
 		return;
 	}
 	if ((ci = mux_citi_new(s, m->citi, CITI_DIALING)) == NULL) {

@@ -69,6 +69,10 @@ enum citi_state	 mux_citi_event(struct citi *ci, enum citi_event ev);
  */
 struct citi	*mux_citi_new(struct sess *s, uint32_t id, enum citi_state st);
 
+/* Reads ci's local socket or not, as its window, the session's
+ * congestion and its rate limit say. */
+void		 mux_citi_reading(struct citi *ci);
+
 /* The CITI with this id in the session's table, or NULL. */
 struct citi	*mux_find(struct sess *s, uint32_t id);
 

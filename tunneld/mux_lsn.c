@@ -15,9 +15,9 @@
 #include "mux_int.h"
 #include "tunneld.h"
 
-/* Takes a connection off the backlog and closes it: too many streams. */
+/* Takes a connection off the backlog and closes it: a limit says so. */
 static void
-mux_accept_refuse(struct sess *s, uv_stream_t *server)
+mux_accept_refuse(struct sess *s, uv_stream_t *server, const char *why)
 {
 	uv_tcp_t *tmp;
 
@@ -25,8 +25,7 @@ mux_accept_refuse(struct sess *s, uv_stream_t *server)
 		return;
 	uv_tcp_init(s->tun->loop, tmp);
 	if (uv_accept(server, (uv_stream_t *)tmp) == 0)
-		log_warnx("session %" PRId64 ": too many open streams, "
-		    "local connection refused", s->id);
+		mux_peer_warn(s, "%s, local connection refused", why);
 	uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
 }
 
@@ -55,11 +54,16 @@ mux_accept_cb(uv_stream_t *server, int status)
 	char			*json;
 	size_t			 len;
 	uint32_t		 id;
+	char			 why[96];
 
 	if (status < 0 || s->closing)
 		return;
 	if (s->nciti >= TUN_MAX_CITIS) {
-		mux_accept_refuse(s, server);
+		mux_accept_refuse(s, server, "too many open streams");
+		return;
+	}
+	if (sess_lim_open(s, why, sizeof(why)) == -1) {
+		mux_accept_refuse(s, server, why);
 		return;
 	}
 	id = mux_next_id(s);

@@ -77,6 +77,7 @@ sess_new(struct tun *t, int server)
 	uv_timer_init(t->loop, &s->tick);
 	s->tick.data = s;
 	s->handles = 1;
+	sess_lim_init(s);
 	s->detached_at = uv_now(t->loop);
 	uv_timer_start(&s->tick, sess_tick, 1000, 1000);
 	return s;
@@ -119,7 +120,11 @@ sess_drop_xport(struct sess *s, const char *why)
 	s->x = NULL;
 	if (x->conn != NULL) {
 		conn_set_owner(x->conn, &sess_cbs, NULL);
-		conn_close(x->conn, why);
+		/* A limit's end is told to the client. */
+		if (s->lim.end[0] != '\0')
+			conn_close_telling(x->conn, why);
+		else
+			conn_close(x->conn, why);
 	}
 	xport_free(x);
 	free(x);
@@ -139,6 +144,7 @@ sess_free(struct sess *s, const char *why)
 	mux_stop(s);
 	uv_timer_stop(&s->tick);
 	uv_close((uv_handle_t *)&s->tick, sess_handle_closed);
+	sess_lim_close(s);
 	if (s->server)
 		server_session_ended(s->tun, s, why);
 	else
@@ -219,6 +225,7 @@ sess_attach(struct sess *s, struct xport *x, uint64_t peer_read_no)
 		s->reconnects++;
 	s->x = x;
 	conn_set_owner(x->conn, &sess_cbs, s);
+	sess_lim_attach(s);
 	/* Resend from the peer's ReadNo (checked by sess_can_resume). */
 	s->cursor = NULL;	/* everything is resendable until proven read */
 	if (peer_read_no > 0)
@@ -470,6 +477,7 @@ sess_on_data(struct sess *s, uint8_t *in, size_t n)
 		return;
 	s->bytes_in += n;
 	s->last_rx = uv_now(s->tun->loop);
+	sess_lim_in(s, n);
 	while (n > 0 && s->x == x && !s->closing) {
 		if (buf_unread(&x->in) > 0) {
 			take = sess_need(&x->in);
@@ -548,6 +556,7 @@ sess_tick(uv_timer_t *timer)
 		return;
 	}
 	mux_tick(s, now);
+	sess_lim_tick(s);
 	/*
 	 * After a burst, give the freed buffers back to the system: an idle
 	 * tunnel should cost what an idle tunnel needs.

@@ -23,6 +23,7 @@
 #include "pkt.h"
 #include "proxy.h"
 #include "ratelog.h"
+#include "tbucket.h"
 #include "ctlmsg.h"
 
 #define TUN_SYNC_GROUP		30	/* PACKET_NUM_BASE */
@@ -158,6 +159,25 @@ struct lsn {
 	struct fwd	 fwd;
 };
 
+/*
+ * A session's share of the per-tenant limits (cli_opts.lim, sess_lim.c).
+ * "in" is what the transport brings (a server's: the tenant's up), "out"
+ * what the local sockets give (a server's: the tenant's down).
+ */
+struct sess_lim {
+	struct tbucket	 in_tb, out_tb;	/* rateUp / rateDown */
+	struct tbucket	 open_tb;	/* maxConnectRate */
+	uv_timer_t	 timer;		/* refills; the end at a limit */
+	int		 in_held;	/* the transport is not read */
+	int		 out_held;	/* local sockets are not read */
+	size_t		 rr;		/* the table slot resumed first next */
+	uint64_t	 bytes;		/* stream payload, both ways */
+	uint64_t	 refused;	/* opens refused by a limit */
+	uint64_t	 mark_in, mark_out;	/* bytes_in/out a second ago */
+	int64_t		 in_now, out_now;	/* bytes over the last second */
+	char		 end[96];	/* set: the session ends, this why */
+};
+
 struct sess {
 	TAILQ_ENTRY(sess) link;
 	struct tun	*tun;
@@ -200,6 +220,7 @@ struct sess {
 	int		 trimmed;
 	int		 reconnects;
 	struct ratelog	 peer_log;	/* warnings the peer can cause */
+	struct sess_lim	 lim;
 };
 
 /*
@@ -296,6 +317,32 @@ struct lsn *mux_lsn_find(struct sess *s, const struct fwd *f);
 void	 mux_lsn_move(struct lsn *l, struct sess *to);
 /* Open CITIs of s. */
 size_t	 mux_count(const struct sess *s);
+
+/*
+ * sess_lim.c: the per-tenant limits of a session (cli_opts.lim): rates
+ * applied by not reading, streams and their opening rate refused, a byte
+ * budget that ends the session.
+ */
+/* Sets the limits up (sess_new); the timer counts as one of s's handles. */
+void	 sess_lim_init(struct sess *s);
+/* Closes the timer (sess_free). */
+void	 sess_lim_close(struct sess *s);
+/* n bytes came from the transport (rateUp of a server). */
+void	 sess_lim_in(struct sess *s, size_t n);
+/* n bytes were read from a local socket (rateDown of a server). */
+void	 sess_lim_out(struct sess *s, size_t n);
+/* n stream payload bytes moved, either way (maxBytes). */
+void	 sess_lim_bytes(struct sess *s, size_t n);
+/* May a stream open now (maxStreams, maxConnectRate)?  0, or -1 with
+ * the refusal's text in why (counted). */
+int	 sess_lim_open(struct sess *s, char *why, size_t len);
+/* Whether local sockets may be read; how much at most in one read. */
+int	 sess_lim_out_ok(const struct sess *s);
+size_t	 sess_lim_read_cap(const struct sess *s);
+/* A transport was attached: held back if rateUp says so. */
+void	 sess_lim_attach(struct sess *s);
+/* Once a second: the current rates. */
+void	 sess_lim_tick(struct sess *s);
 
 /* server.c */
 /* Binds and listens on -server's address: 0, or -1 with err. */

@@ -36,7 +36,13 @@ worker_stats(struct worker *w, struct ctlmsg_stats *st)
 		st->reconnects += s->reconnects;
 		st->connected |= s->x != NULL;
 		st->sessions++;
+		st->rate_up_now += s->lim.in_now;
+		st->rate_down_now += s->lim.out_now;
+		st->refused_streams += (int64_t)s->lim.refused;
+		st->payload += (int64_t)s->lim.bytes;
 	}
+	st->limits = w->opts.lim;
+	st->limits.session_timeout = w->opts.session_timeout;
 }
 
 /*
@@ -67,6 +73,8 @@ worker_apply_config(const struct ctlmsg_config *c, struct cli_opts *o,
 	o->enc_count = c->enc_count;
 	o->interval = c->keepalive;
 	o->handshake_timeout = c->handshake_timeout;
+	o->lim = c->limits;
+	o->session_timeout = c->limits.session_timeout;
 	o->verbose |= c->verbose;
 	wc->oneshot = c->oneshot;
 	wc->idle_timeout = c->idle_timeout;

@@ -46,6 +46,14 @@ local tenants = {
 		},
 		maxTunnels = 4,			-- concurrent clients
 		idleTimeout = 600,		-- s without traffic, then stop
+		-- Per-tunnel limits the worker enforces (absent: none).
+		-- Up is what alpha's client sends, down what it receives.
+		maxStreams = 64,		-- concurrent streams
+		maxConnectRate = 20,		-- new streams a second
+		rateUp = 5 * 1000 * 1000,	-- bytes a second
+		rateDown = 20 * 1000 * 1000,
+		maxBytes = 50 * 1000 * 1000 * 1000,	-- per session, both ways
+		sessionTimeout = 600,		-- s a lost client may come back
 	},
 	-- beta: a reverse tunnel.  An "r" forward makes the worker listen on
 	-- Src on this host and the client dial Dst on its side: port 20022
@@ -58,6 +66,10 @@ local tenants = {
 		},
 		maxTunnels = 1,
 		idleTimeout = 3600,
+		maxStreams = 16,
+		rateUp = 2 * 1000 * 1000,
+		rateDown = 2 * 1000 * 1000,
+		sessionTimeout = 120,
 	},
 }
 
@@ -112,6 +124,14 @@ function getTunnelInfo(req)
 		encPass = encPass,
 		forwards = t.forwards,	-- copied by the dispatcher
 		idleTimeout = t.idleTimeout,
+		-- Limits: read when the worker starts; a reload changes them
+		-- for tunnels started after it only.
+		maxStreams = t.maxStreams,
+		maxConnectRate = t.maxConnectRate,
+		rateUp = t.rateUp,
+		rateDown = t.rateDown,
+		maxBytes = t.maxBytes,
+		sessionTimeout = t.sessionTimeout,
 	}
 end
 

@@ -71,7 +71,10 @@ static const char fuzz_handler[] =
     "    mode = q.mode or req.mode, pass = h['x-pass'],\n"
     "    encPass = h['x-encpass'], encCount = tonumber(q.enc),\n"
     "    forwards = fw, connectMode = q.cm,\n"
-    "    idleTimeout = tonumber(q.idle), keepalive = tonumber(q.ka) }\n"
+    "    idleTimeout = tonumber(q.idle), keepalive = tonumber(q.ka),\n"
+    "    maxStreams = tonumber(q.ms), rateUp = tonumber(q.ru),\n"
+    "    rateDown = tonumber(q.rd), maxBytes = tonumber(q.mb),\n"
+    "    maxConnectRate = tonumber(q.cr), sessionTimeout = tonumber(q.st) }\n"
     "end\n"
     "function onEndTunnel(info, reason)\n"
     "  last = info.id .. ' ' .. reason .. ' ' .. #info.forwards\n"
@@ -180,6 +183,17 @@ fuzz_check_tunnel(const struct policy_tunnel *t)
 	    strcmp(t->connect_mode, "OneShot") == 0);
 	CHECK(t->idle_timeout >= 0 && t->idle_timeout <= 2592000);
 	CHECK(t->keepalive >= 2 && t->keepalive <= 3600);
+	CHECK(t->limits.max_streams >= 0 &&
+	    t->limits.max_streams <= CTLMSG_STREAMS_MAX);
+	CHECK(t->limits.rate_up >= 0 && t->limits.rate_up <= CTLMSG_RATE_MAX);
+	CHECK(t->limits.rate_down >= 0 &&
+	    t->limits.rate_down <= CTLMSG_RATE_MAX);
+	CHECK(t->limits.max_bytes >= 0 &&
+	    t->limits.max_bytes <= CTLMSG_BYTES_MAX);
+	CHECK(t->limits.max_connect_rate >= 0 &&
+	    t->limits.max_connect_rate <= CTLMSG_CONNRATE_MAX);
+	CHECK(t->limits.session_timeout >= CTLMSG_SESSTO_MIN &&
+	    t->limits.session_timeout <= CTLMSG_SESSTO_MAX);
 }
 
 static void
@@ -341,7 +355,8 @@ fuzz_tunnel_main(lua_State *L)
 	static const char *const keys[] = {
 		"id", "tenant", "mode", "pass", "encPass", "encCount",
 		"forwards", "connectMode", "idleTimeout", "keepalive", "junk",
-		"encpass",
+		"encpass", "maxStreams", "rateUp", "rateDown", "maxBytes",
+		"maxConnectRate", "sessionTimeout",
 	};
 	struct fuzz_in		*in = lua_touserdata(L, 1);
 	struct policy_tunnel	 t;

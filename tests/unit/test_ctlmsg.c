@@ -63,6 +63,12 @@ fill(struct ctlmsg *m, int type)
 		strcpy(m->u.config.sock, "0123.sock");
 		m->u.config.verbose = 1;
 		m->u.config.handshake_timeout = 1;
+		m->u.config.limits.max_streams = CTLMSG_STREAMS_MAX;
+		m->u.config.limits.rate_up = CTLMSG_RATE_MAX;
+		m->u.config.limits.rate_down = 10 * 1000 * 1000;
+		m->u.config.limits.max_bytes = CTLMSG_BYTES_MAX;
+		m->u.config.limits.max_connect_rate = CTLMSG_CONNRATE_MAX;
+		m->u.config.limits.session_timeout = CTLMSG_SESSTO_MAX;
 		break;
 	case CTL_READY:
 		m->u.ready.pid = 42;
@@ -89,6 +95,16 @@ fill(struct ctlmsg *m, int type)
 		m->u.stats.sessions = 1;
 		m->u.stats.connected = 1;
 		m->u.stats.authed = 0;
+		m->u.stats.limits.max_streams = 4;
+		m->u.stats.limits.rate_up = 1;
+		m->u.stats.limits.rate_down = 2;
+		m->u.stats.limits.max_bytes = 3;
+		m->u.stats.limits.max_connect_rate = 5;
+		m->u.stats.limits.session_timeout = CTLMSG_SESSTO_MIN;
+		m->u.stats.rate_up_now = 1000;
+		m->u.stats.rate_down_now = 1LL << 33;
+		m->u.stats.refused_streams = 17;
+		m->u.stats.payload = 1LL << 50;
 		break;
 	case CTL_END:
 		strcpy(m->u.end.text, "no traffic");
@@ -198,6 +214,13 @@ test_defaults(void **state)
 	assert_int_equal(b.u.config.enc_count, CTLMSG_ENC_DEF);
 	assert_int_equal(b.u.config.oneshot, 0);
 	assert_int_equal(b.u.config.nfwd, 0);
+	/* No limit unless the policy set one; the detached wait as before. */
+	assert_int_equal(b.u.config.limits.max_streams, 0);
+	assert_int_equal(b.u.config.limits.rate_up, 0);
+	assert_int_equal(b.u.config.limits.rate_down, 0);
+	assert_int_equal(b.u.config.limits.max_bytes, 0);
+	assert_int_equal(b.u.config.limits.max_connect_rate, 0);
+	assert_int_equal(b.u.config.limits.session_timeout, CTLMSG_SESSTO_DEF);
 	ctlmsg_clear(&b);
 	assert_int_equal(ctlmsg_decode("{\"type\":9}", 10, &b, err), 0);
 	assert_string_equal(b.u.end.text, "ended");
@@ -257,6 +280,15 @@ test_refusals(void **state)
 	refused(CFG ",\"keepalive\":1}", "keepalive 1 is not in");
 	refused(CFG ",\"handshakeTimeout\":0}", "handshakeTimeout");
 	refused(CFG ",\"encCount\":-2}", "encCount");
+	refused(CFG ",\"maxStreams\":-1}", "maxStreams -1 is not in");
+	refused(CFG ",\"maxStreams\":8193}", "maxStreams");
+	refused(CFG ",\"rateUp\":-5}", "rateUp");
+	refused(CFG ",\"rateDown\":1099511627777}", "rateDown");
+	refused(CFG ",\"maxBytes\":-1}", "maxBytes");
+	refused(CFG ",\"maxConnectRate\":100001}", "maxConnectRate");
+	refused(CFG ",\"sessionTimeout\":0}", "sessionTimeout 0 is not in");
+	refused(CFG ",\"rateUp\":1.5}", "rateUp must be an integer");
+	refused("{\"type\":7,\"pid\":3,\"rateUpNow\":-1}", "rateUpNow");
 	refused("{\"type\":13,\"pid\":5,\"signal\":300}", "signal");
 	refused("{\"type\":3,\"pid\":0}", "pid 0 is not in");
 	refused("{\"type\":10,\"uid\":-2}", "uid -2 is not in");
@@ -297,7 +329,7 @@ test_refusals(void **state)
 static void
 test_encode_limits(void **state)
 {
-	char	buf[64], err[ERR_LEN];
+	char	buf[64], big[4096], err[ERR_LEN];
 
 	fill(&a, CTL_STATS);
 	assert_int_equal(ctlmsg_encode(&a, buf, sizeof(buf), err), -1);
@@ -307,6 +339,13 @@ test_encode_limits(void **state)
 	assert_int_equal(ctlmsg_encode(&a, buf, sizeof(buf), err), -1);
 	a.type = 99;
 	assert_int_equal(ctlmsg_encode(&a, buf, sizeof(buf), err), -1);
+	/* A limit out of its bounds is not sent. */
+	ctlmsg_init(&a, CTL_CONFIG);
+	a.u.config.limits.rate_up = -1;
+	assert_int_equal(ctlmsg_encode(&a, big, sizeof(big), err), -1);
+	ctlmsg_init(&a, CTL_CONFIG);
+	a.u.config.limits.session_timeout = 0;
+	assert_int_equal(ctlmsg_encode(&a, big, sizeof(big), err), -1);
 	assert_int_equal(ctlmsg_init(&a, 99), -1);
 	ctlmsg_init(&a, CTL_CONN);
 }

@@ -258,7 +258,9 @@ test_req_nulls(void **state)
 	"  return { id = 'alpha-1', tenant = 'alpha', mode = 'r-wsserver',\n" \
 	"    pass = 'p', encPass = 'e', encCount = 5,\n" \
 	"    forwards = { 'r,:8001,localhost:22', ':8002,localhost:80' },\n" \
-	"    connectMode = 'OneShot', idleTimeout = 0, keepalive = 30 }\n" \
+	"    connectMode = 'OneShot', idleTimeout = 0, keepalive = 30,\n" \
+	"    maxStreams = 4, rateUp = 10000000, rateDown = 1 << 40,\n" \
+	"    maxBytes = 5 << 30, maxConnectRate = 7, sessionTimeout = 30 }\n" \
 	"end\n"
 
 static void
@@ -282,6 +284,12 @@ test_get_tunnel(void **state)
 	assert_string_equal(t.connect_mode, "OneShot");
 	assert_int_equal(t.idle_timeout, 0);
 	assert_int_equal(t.keepalive, 30);
+	assert_int_equal(t.limits.max_streams, 4);
+	assert_int_equal(t.limits.rate_up, 10000000);
+	assert_int_equal(t.limits.rate_down, 1LL << 40);
+	assert_int_equal(t.limits.max_bytes, 5LL << 30);
+	assert_int_equal(t.limits.max_connect_rate, 7);
+	assert_int_equal(t.limits.session_timeout, 30);
 	policy_tunnel_cleanse(&t);
 	assert_string_equal(t.pass, "");
 	assert_string_equal(t.encpass, "");
@@ -314,6 +322,13 @@ test_get_tunnel_defaults(void **state)
 	assert_string_equal(t.connect_mode, "CanReconnect");
 	assert_int_equal(t.idle_timeout, 600);
 	assert_int_equal(t.keepalive, 20);
+	/* No limits unless the policy sets them. */
+	assert_int_equal(t.limits.max_streams, 0);
+	assert_int_equal(t.limits.rate_up, 0);
+	assert_int_equal(t.limits.rate_down, 0);
+	assert_int_equal(t.limits.max_bytes, 0);
+	assert_int_equal(t.limits.max_connect_rate, 0);
+	assert_int_equal(t.limits.session_timeout, 600);
 	policy_tunnel_cleanse(&t);
 	policy_unref(p);
 
@@ -449,6 +464,16 @@ test_get_tunnel_types(void **state)
 	    "idleTimeout -1 is not in 0..2592000");
 	gt_bad(p, GT_OK_FIELDS ", keepalive = 1",
 	    "keepalive 1 is not in 2..3600");
+	gt_bad(p, GT_OK_FIELDS ", maxStreams = 8193",
+	    "maxStreams 8193 is not in 0..8192");
+	gt_bad(p, GT_OK_FIELDS ", rateUp = -1", "rateUp -1 is not in");
+	gt_bad(p, GT_OK_FIELDS ", rateDown = 1.5",
+	    "rateDown must be an integer, got a fraction");
+	gt_bad(p, GT_OK_FIELDS ", maxBytes = 1 << 61", "maxBytes");
+	gt_bad(p, GT_OK_FIELDS ", maxConnectRate = '5'",
+	    "maxConnectRate must be an integer");
+	gt_bad(p, GT_OK_FIELDS ", sessionTimeout = 0",
+	    "sessionTimeout 0 is not in 1..2592000");
 	gt_bad(p, GT_OK_FIELDS ", encCount = 2^40",
 	    "encCount 1099511627776 is not in -2147483648..2147483647");
 	gt_bad(p, GT_OK_FIELDS ", encCount = -(1 << 40)",
@@ -1344,13 +1369,16 @@ test_end_tunnel(void **state)
 	    "  if req.mode == 'last' then return nil, last end\n"
 	    "  return { id = 'a-1', tenant = 'a', mode = 'r-server',\n"
 	    "    pass = 'p', encPass = 'e', encCount = 3,\n"
-	    "    forwards = { 'r,:1,h:2', 't,:3,h:4' }, keepalive = 9 }\n"
+	    "    forwards = { 'r,:1,h:2', 't,:3,h:4' }, keepalive = 9,\n"
+	    "    maxStreams = 2, rateDown = 1000 }\n"
 	    "end\n"
 	    "function onEndTunnel(info, reason)\n"
 	    "  if reason == 'boom' then error('end failed') end\n"
 	    "  last = table.concat({ info.id, info.tenant, info.mode,\n"
 	    "    info.encCount, #info.forwards, info.forwards[2],\n"
 	    "    info.connectMode, info.idleTimeout, info.keepalive,\n"
+	    "    info.maxStreams, info.rateUp, info.rateDown, info.maxBytes,\n"
+	    "    info.maxConnectRate, info.sessionTimeout,\n"
 	    "    tostring(info.pass), tostring(info.encPass), reason }, '|')\n"
 	    "end\n", NULL);
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
@@ -1358,16 +1386,16 @@ test_end_tunnel(void **state)
 	r.mode = "last";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|CanReconnect|"
-	    "600|9|nil|nil|idle");
+	    "600|9|2|0|1000|0|0|600|nil|nil|idle");
 	r.mode = "";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
 	assert_int_equal(policy_end_tunnel(p, &t, NULL, err), 0);
 	assert_int_equal(policy_end_tunnel(p, &t, "boom", err), -1);
-	assert_non_null(strstr(err, ".lua:9: end failed; traceback"));
+	assert_non_null(strstr(err, ".lua:10: end failed; traceback"));
 	r.mode = "last";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|CanReconnect|"
-	    "600|9|nil|nil|");
+	    "600|9|2|0|1000|0|0|600|nil|nil|");
 	policy_unref(p);
 
 	/* Undefined: nothing to do.  Not a function: an error. */
