@@ -257,6 +257,9 @@ def test_make_run_random_secrets(dispatch, tunneld, monkeypatch):
                         "-encPassFile", os.path.join(secrets, "beta.encpass"),
                         name="client")
     bad.wait_for(r"authentication failed", timeout=60)
+    # A failed authentication ends the client with status 1; waited for
+    # here, so that teardown's SIGTERM cannot land while it closes.
+    assert bad.p.wait(timeout=30) == 1
     assert not re.search(CLIENT_SESSION, bad.stderr()), bad.stderr()
 
 
