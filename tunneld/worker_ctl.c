@@ -183,6 +183,10 @@ worker_on_conn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 
 		execve(av[0], av, av + 1);
 	}
+	/* ... and one that breaks the control contract (a reply nobody
+	 * asked for), to show the dispatcher still has it killed. */
+	if (getenv("TUNNELD_TEST_ROGUE") != NULL)
+		ctlmsg_send_type(WORKER_CTL_FD, CTL_CONN_OK, 200, err);
 #endif
 	worker_take_conn(c->w, c, &m->u.conn, *fdp);
 	*fdp = -1;
