@@ -459,6 +459,9 @@ test_zygote_tables(void **state)
 {
 	refuses_others(zygote_rules, zygote_nrules, ZS_RUN);
 	expect_refused(zygote_rules, zygote_nrules, 0, CTL_SPAWN);
+	expect_refused(zygote_rules, zygote_nrules, 0, CTL_KILL);
+	/* Only the zygote takes a kill, never a worker. */
+	expect_refused(worker_rules, worker_nrules, WS_READY, CTL_KILL);
 	refuses_others(wmon_zygote_rules, wmon_zygote_nrules, WMON_RUN);
 	expect_refused(wmon_zygote_rules, wmon_zygote_nrules, WMON_RUN,
 	    CTL_SPAWNED);
