@@ -146,6 +146,8 @@ struct disp {
 	uid_t		 run_uid;
 	gid_t		 run_gid;
 	int		 dropped;	/* done: no root any more */
+	int		 front_lfd;	/* bound before the drop, -1: none */
+	int		 console_lfd;
 	/* state */
 	pthread_mutex_t	 lock;
 	struct policy	*policy;	/* under lock; refcounted */
@@ -347,6 +349,15 @@ int	 dpriv_setup(struct disp *d, char *warn, char *err);
  * drop: groups, gid, uid, no way back.  0 (nothing to do without -user),
  * or -1 with err. */
 int	 dpriv_drop(struct disp *d, char *err);
+/*
+ * With -user, before the drop: binds and listens on the public port and
+ * the console's (d->front_lfd, d->console_lfd), which front_start and
+ * console_start then serve, so that libmicrohttpd's threads start only
+ * after the drop.  0 (nothing to do without -user), or -1 with err.
+ */
+int	 dpriv_listen(struct disp *d, char *err);
+/* The address family of a bound socket, or -1. */
+int	 dpriv_family(int fd);
 /* 1 if uid may own our state directory and token: ours, or -user's. */
 int	 dpriv_owner_ok(const struct disp *d, uid_t uid);
 

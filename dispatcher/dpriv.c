@@ -8,12 +8,16 @@
  */
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +116,68 @@ dpriv_setup(struct disp *d, char *warn, char *err)
 	d->run_uid = uid;
 	d->run_gid = gid;
 	return 0;
+}
+
+/* A listening TCP socket on host:port (host NULL: every address), as
+ * libmicrohttpd makes its own: its fd, or -1 with err. */
+static int
+dpriv_bind(const char *host, int port, int passive, const char *what,
+    char *err)
+{
+	struct addrinfo	 hints, *res = NULL;
+	char		 sport[16];
+	int		 fd = -1, on = 1, off = 0, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = passive ? AI_PASSIVE : 0;
+	snprintf(sport, sizeof(sport), "%d", port);
+	if ((rc = getaddrinfo(host, sport, &hints, &res)) != 0) {
+		err_set(err, "%s %s: %s", what, host ? host : "*",
+		    gai_strerror(rc));
+		return -1;
+	}
+	if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
+	    -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) == -1 ||
+	    (res->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &off, sizeof(off)) == -1) ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) == -1 ||
+	    listen(fd, 511) == -1) {
+		err_set(err, "cannot listen on %s %s:%d: %s", what,
+		    host ? host : "*", port, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int
+dpriv_listen(struct disp *d, char *err)
+{
+	if (!d->run_drop)
+		return 0;
+	if ((d->front_lfd = dpriv_bind(d->listen.name[0] ? d->listen.name :
+	    NULL, d->listen.port, 1, "the public port", err)) == -1)
+		return -1;
+	if (d->console_on && (d->console_lfd = dpriv_bind(d->console.name,
+	    d->console.port, 0, "the console", err)) == -1)
+		return -1;
+	return 0;
+}
+
+int
+dpriv_family(int fd)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return -1;
+	return ss.ss_family;
 }
 
 int

@@ -330,6 +330,7 @@ disp_init_state(struct disp *d)
 	d->counter.count = disp_tenant_count;
 	d->counter.arg = d;
 	d->zygote_req = d->zygote_exit = -1;
+	d->front_lfd = d->console_lfd = -1;
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
 	TAILQ_INIT(&d->heads);
@@ -404,12 +405,14 @@ disp_serve(struct disp *d)
 		fatalx("%s", err);
 	wmon_watch_pending(d);
 	wspawn_pool_refill(d);
+	/* With -user: the ports bound as root, then everything that needs
+	 * root is done, and only the zygote keeps it; libmicrohttpd's
+	 * threads start after that. */
+	if (dpriv_listen(d, err) == -1 || dpriv_drop(d, err) == -1)
+		fatalx("%s", err);
 	if (front_start(d, err) == -1)
 		fatalx("%s", err);
 	if (d->console_on && console_start(d, err) == -1)
-		fatalx("%s", err);
-	/* Everything that needs root is done: only the zygote keeps it. */
-	if (dpriv_drop(d, err) == -1)
 		fatalx("%s", err);
 	log_info("listening on %s:%d%s (policy %s, %s)%s%s",
 	    d->listen.name[0] ? d->listen.name : "*", d->listen.port, d->path,

@@ -103,6 +103,17 @@ def test_dispatcher_runs_as_user(dispatch, policy_dir, echo_server):
     assert ids(d.pid, "Gid") == [pw.pw_gid] * 4
     assert status(d.pid)["Groups"].strip() == ""
     assert status(d.pid)["NoNewPrivs"].strip() == "1"
+    # Every thread (libmicrohttpd's, the Lua watchdog): credentials and
+    # no_new_privs are per thread.
+    tasks = os.listdir("/proc/%d/task" % d.pid)
+    assert len(tasks) > 1, tasks
+    for t in tasks:
+        with open("/proc/%d/task/%s/status" % (d.pid, t)) as f:
+            st = dict(l.split(":", 1) for l in f.read().splitlines()
+                      if ":" in l)
+        assert [int(x) for x in st["Uid"].split()] == [pw.pw_uid] * 4, t
+        assert st["NoNewPrivs"].strip() == "1", t
+        assert st["CapEff"].strip() == "0" * 16, (t, st["CapEff"])
     assert ids(zygote_of(d), "Uid")[0] == 0
     st = os.stat(dispatch.state_dir)
     assert (st.st_uid, st.st_mode & 0o777) == (pw.pw_uid, 0o700)
