@@ -213,6 +213,13 @@ dpriv_drop(struct disp *d, char *err)
 
 	if (!d->run_drop)
 		return 0;
+	/* Without root only the zygote can start workers of other uids. */
+	if (d->zygote_req == -1) {
+		err_set(err, "-user %s: the zygote did not start (see above); "
+		    "without it and without root no worker could start",
+		    d->run_user);
+		return -1;
+	}
 	if (dpriv_chown(d, err) == -1)
 		return -1;
 	/* glibc applies each of these to every thread of the process. */

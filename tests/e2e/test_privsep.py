@@ -215,3 +215,29 @@ def test_no_zygote_503(dispatch, policy_dir):
         assert time.monotonic() < deadline, "no 503 in time"
     d.wait_log(r"cannot start a worker: no zygote, and the dispatcher gave "
                r"up root")
+
+
+def test_restart_adopts(dispatch, policy_dir, echo_server):
+    """A dispatcher restarted with -user adopts the tunnels of the one
+    before it (as root, before its own drop), lists and stops them, and
+    the state directory it left (owned by -user) is taken again."""
+    e = echo_server()
+    h, c = policy(policy_dir, e.port)
+    d1 = dispatch.start(h, c, "-user", USER, *UIDS)
+    k = kclient(d1)
+    kecho(k, 1, e.port)
+    ts = d1.wait_tunnels(lambda ts: len(ts) == 1, 30 * SLOW, "the tunnel")
+    d1.signal(signal.SIGTERM)
+    assert d1.p.wait(timeout=60) == 0
+    d2 = dispatch.start(h, c, "-user", USER, *UIDS)
+    d2.wait_log(r"gave up root")
+    ts2 = d2.wait_tunnels(lambda ts: len(ts) == 1, 30 * SLOW,
+                          "the adopted tunnel")
+    assert ts2[0]["pid"] == ts[0]["pid"], (ts, ts2)
+    kecho(k, 2, e.port)
+    d2.stop_tunnel(ts2[0]["id"])
+    deadline = time.monotonic() + 30 * SLOW
+    while D.proc_alive(ts[0]["pid"]):
+        assert time.monotonic() < deadline, d2.describe()
+        time.sleep(0.05)
+    k.close()
