@@ -6,6 +6,7 @@
  * kptunnel's own messages.
  */
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,6 +534,29 @@ exited_dec(const json_t *o, struct ctlmsg *m, char *err)
 }
 
 static void
+kill_enc(struct jw *w, const struct ctlmsg *m)
+{
+	jw_int(w, "pid", m->u.kill.pid);
+	jw_int(w, "signal", m->u.kill.signal);
+}
+
+static int
+kill_dec(const json_t *o, struct ctlmsg *m, char *err)
+{
+	struct ctlmsg_kill *k = &m->u.kill;
+
+	/* Never 1 (init), 0 or negative (a process group, every process). */
+	if (jr_int(o, "pid", &k->pid, 2, INT32_MAX, 1, err) == -1 ||
+	    jr_int32(o, "signal", &k->signal, 1, 64, err) == -1)
+		return -1;
+	if (k->signal != SIGKILL && k->signal != SIGTERM) {
+		err_set(err, "signal %d: only SIGKILL or SIGTERM", k->signal);
+		return -1;
+	}
+	return 0;
+}
+
+static void
 srcs_enc(struct jw *w, const struct ctlmsg *m)
 {
 	jw_list(w, "srcs", m->u.takeover.src[0], CTLMSG_SRC_LEN,
@@ -638,6 +662,7 @@ static const struct ctlmsg_kind {
 	{ CTL_RELEASED,		"released",	 released_enc,	released_dec },
 	{ CTL_LISTENER,		"listener",	 listener_enc,	listener_dec },
 	{ CTL_AUTHED,		"authed",	 NULL,		NULL },
+	{ CTL_KILL,		"kill",		 kill_enc,	kill_dec },
 };
 #define CTLMSG_NKINDS	(sizeof(ctlmsg_kinds) / sizeof(ctlmsg_kinds[0]))
 
@@ -684,6 +709,9 @@ ctlmsg_init(struct ctlmsg *m, int type)
 		break;
 	case CTL_EXITED:
 		m->u.exited.code = -1;
+		break;
+	case CTL_KILL:
+		m->u.kill.signal = CTLMSG_KILL_SIG_DEF;
 		break;
 	case CTL_SPAWN:
 		m->u.spawn.uid = m->u.spawn.gid = -1;

@@ -40,7 +40,8 @@ enum ctl_type {
 	CTL_RELEASE	= 16,	/* d->w: hand the listeners over and end */
 	CTL_RELEASED	= 17,	/* w->d: after them; "ended" or "busy" */
 	CTL_LISTENER	= 19,	/* both ways: a listening socket, its "src" */
-	CTL_AUTHED	= 21	/* w->d: a client authenticated (once) */
+	CTL_AUTHED	= 21,	/* w->d: a client authenticated (once) */
+	CTL_KILL	= 22	/* d->zygote: signal a worker it forked */
 };
 
 /* Bounds: a longer string or a value out of range fails the decoding. */
@@ -174,6 +175,19 @@ struct ctlmsg_exited {			/* CTL_EXITED */
 	int	 signal;		/* 0 if exited */
 };
 
+/*
+ * CTL_KILL: a dispatcher that gave up root (-user) cannot signal workers
+ * of other uids; the zygote, their parent, does it for a child it has not
+ * reaped yet, and only with these two signals.  No answer: the worker's
+ * end comes back as CTL_EXITED.
+ */
+#define CTLMSG_KILL_SIG_DEF	9	/* SIGKILL; the other allowed: 15 */
+
+struct ctlmsg_kill {
+	int64_t	 pid;			/* required, >= 2 */
+	int	 signal;		/* SIGKILL (default) or SIGTERM */
+};
+
 struct ctlmsg_srcs {			/* CTL_TAKEOVER, CTL_RELEASE */
 	char	 src[CTLMSG_MAX_SRCS][CTLMSG_SRC_LEN];
 	size_t	 n;
@@ -206,6 +220,7 @@ struct ctlmsg {
 		struct ctlmsg_srcs	release;
 		struct ctlmsg_released	released;
 		struct ctlmsg_listener	listener;
+		struct ctlmsg_kill	kill;
 	} u;
 };
 

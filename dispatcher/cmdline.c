@@ -75,6 +75,14 @@ static const char disp_usage_text[] =
 "                        worker runs as (they then share a uid) [nobody]\n"
 "  -workerMaxFiles N     descriptors a worker may hold (RLIMIT_NOFILE)\n"
 "                        [" CMD_STR(CTLMSG_NOFILE_DEF) "]\n"
+"  -user NAME            started as root: run as NAME (or a uid) once the\n"
+"                        ports are bound, the state directory opened (it\n"
+"                        and its token become NAME's) and the zygote\n"
+"                        started; only the zygote keeps root.  NAME must\n"
+"                        not be root nor a worker uid, and must be able\n"
+"                        to read the policy files for reloads.  Without\n"
+"                        the zygote new tunnels then get 503 [unset: as\n"
+"                        root, the dispatcher keeps root (warned)]\n"
 "  -noSandbox            for debugging only: workers run without rlimits,\n"
 "                        seccomp and Landlock (as root they still drop to\n"
 "                        their uid)\n"
@@ -88,7 +96,7 @@ static const char disp_usage_text[] =
 enum disp_opt_id {
 	DO_U, DO_IP, DO_CONSOLE, DO_CONSOLETOKEN, DO_STATEDIR, DO_TUNNELD,
 	DO_REQINFO, DO_METRICSTENANT, DO_VERBOSE, DO_HELP, DO_VERSION,
-	DO_WORKERUIDS, DO_WORKERUSER, DO_NOSANDBOX, DO_INT
+	DO_WORKERUIDS, DO_WORKERUSER, DO_NOSANDBOX, DO_USER, DO_INT
 };
 
 /* flag: no separate value (a value after '=' is ignored). */
@@ -108,6 +116,7 @@ static const struct opt_def disp_table[] = {
 	{ "workerUids",		DO_WORKERUIDS,	0 },
 	{ "workerUser",		DO_WORKERUSER,	0 },
 	{ "noSandbox",		DO_NOSANDBOX,	1 },
+	{ "user",		DO_USER,	0 },
 	{ "maxSession",		DO_INT + 0,	0 },
 	{ "perIp",		DO_INT + 1,	0 },
 	{ "maxPending",		DO_INT + 2,	0 },
@@ -308,6 +317,13 @@ disp_option(void *arg, const struct opt_def *def, const char *val, char *err)
 	case DO_NOSANDBOX:
 		d->no_sandbox = 1;
 		return 0;
+	case DO_USER:
+		if (val[0] == '\0') {
+			err_set(err, "-user: a user name or uid is needed");
+			return -1;
+		}
+		return disp_path(def->name, val, d->run_user,
+		    sizeof(d->run_user), "name too long", err);
 	default:	/* DO_HELP, DO_VERSION: answered by disp_parse */
 		c->stop = def->id;
 		return 1;

@@ -585,24 +585,38 @@ console_start(struct disp *d, char *err)
 {
 	struct addrinfo	 hints, *res = NULL;
 	char		 port[16];
-	int		 rc;
+	int		 rc, v6;
+	struct MHD_OptionItem lo[] = {
+		{ MHD_OPTION_LISTEN_SOCKET, d->console_lfd, NULL },
+		{ MHD_OPTION_END, 0, NULL }
+	};
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%d", d->console.port);
-	if ((rc = getaddrinfo(d->console.name, port, &hints, &res)) != 0) {
+	/* Bound before we gave up root (dpriv_listen): served now. */
+	if (d->console_lfd != -1)
+		v6 = dpriv_family(d->console_lfd) == AF_INET6;
+	else if ((rc = getaddrinfo(d->console.name, port, &hints, &res)) != 0) {
 		err_set(err, "-console %s: %s", d->console.name,
 		    gai_strerror(rc));
 		return -1;
+	} else {
+		v6 = res->ai_family == AF_INET6;
+		lo[0].option = MHD_OPTION_SOCK_ADDR;
+		lo[0].value = 0;
+		lo[0].ptr_value = res->ai_addr;
 	}
 	d->admin = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
 	    MHD_USE_THREAD_PER_CONNECTION |
-	    (res->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
-	    console_access, d, MHD_OPTION_SOCK_ADDR, res->ai_addr,
+	    (v6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+	    console_access, d, MHD_OPTION_ARRAY, lo,
 	    MHD_OPTION_CONNECTION_LIMIT, 64u,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
-	freeaddrinfo(res);
+	if (res != NULL)
+		freeaddrinfo(res);
+	d->console_lfd = -1;	/* libmicrohttpd's now, or closed by it */
 	if (d->admin == NULL) {
 		err_set(err, "cannot listen on console %s:%d", d->console.name,
 		    d->console.port);

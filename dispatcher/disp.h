@@ -140,6 +140,14 @@ struct disp {
 	char		 worker_user[64];	/* -workerUser */
 	int		 worker_max_files;	/* -workerMaxFiles */
 	int		 no_sandbox;		/* -noSandbox */
+	char		 run_user[64];		/* -user, "": unset */
+	/* dpriv.c: the user we drop to once the ports are bound */
+	int		 run_drop;	/* root with -user: we will drop */
+	uid_t		 run_uid;
+	gid_t		 run_gid;
+	int		 dropped;	/* done: no root any more */
+	int		 front_lfd;	/* bound before the drop, -1: none */
+	int		 console_lfd;
 	/* state */
 	pthread_mutex_t	 lock;
 	struct policy	*policy;	/* under lock; refcounted */
@@ -317,6 +325,41 @@ void	 wspawn_pool_close(struct disp *d);
 int	 wspawn_zygote_start(struct disp *d, char *err);
 /* The zygote ends when its request socket closes; workers stay. */
 void	 wspawn_zygote_stop(struct disp *d);
+/*
+ * Sends sig to worker pid (adopted: not one the zygote forked).  With
+ * root (or workers of our uid), kill(2); once we dropped root, the zygote
+ * signals its own workers for us (CTL_KILL).  0, or -1 with err (an
+ * adopted worker of another uid, or no zygote, after the drop).  Any
+ * thread; takes disp.zlock.
+ */
+int	 wspawn_signal(struct disp *d, pid_t pid, int adopted, int sig,
+	    char *err);
+
+/*
+ * dpriv.c: the dispatcher gives up root (-user).  It may start as root to
+ * bind a low port and switch worker uids; once the ports are bound, the
+ * state directory opened and the zygote started, only the zygote keeps
+ * root.  Main thread.
+ */
+/* At start, before any thread: checks -user (not root, not a worker
+ * uid) and sets no_new_privs.  0 (warn: a warning to log, or ""), or -1
+ * with err. */
+int	 dpriv_setup(struct disp *d, char *warn, char *err);
+/* The state directory (and its console token) owned by -user, then the
+ * drop: groups, gid, uid, no way back.  0 (nothing to do without -user),
+ * or -1 with err. */
+int	 dpriv_drop(struct disp *d, char *err);
+/*
+ * With -user, before the drop: binds and listens on the public port and
+ * the console's (d->front_lfd, d->console_lfd), which front_start and
+ * console_start then serve, so that libmicrohttpd's threads start only
+ * after the drop.  0 (nothing to do without -user), or -1 with err.
+ */
+int	 dpriv_listen(struct disp *d, char *err);
+/* The address family of a bound socket, or -1. */
+int	 dpriv_family(int fd);
+/* 1 if uid may own our state directory and token: ours, or -user's. */
+int	 dpriv_owner_ok(const struct disp *d, uid_t uid);
 
 /*
  * wmon.c: supervision, on the loop thread only.

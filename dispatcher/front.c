@@ -86,13 +86,25 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	*req_cls = NULL;
 }
 
+/* On sa, on the listening socket lfd (-1: none), or on neither. */
 static struct MHD_Daemon *
-front_daemon(struct disp *d, unsigned flags, const struct sockaddr *sa)
+front_daemon(struct disp *d, unsigned flags, const struct sockaddr *sa,
+    int lfd)
 {
+	struct MHD_OptionItem	lo[] = {
+		{ MHD_OPTION_SOCK_ADDR, 0, (void *)sa },
+		{ MHD_OPTION_END, 0, NULL }
+	};
+
+	if (lfd != -1) {
+		lo[0].option = MHD_OPTION_LISTEN_SOCKET;
+		lo[0].value = lfd;
+		lo[0].ptr_value = NULL;
+	}
 	TAILQ_INIT(&d->heads);
 	return MHD_start_daemon(flags | MHD_ALLOW_UPGRADE |
 	    MHD_ALLOW_SUSPEND_RESUME, 0, fhead_accept, d, front_access,
-	    d, MHD_OPTION_SOCK_ADDR, sa,
+	    d, MHD_OPTION_ARRAY, lo,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->max_pending,
 	    /* A bound on idle connections; requests are counted above. */
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -101,7 +113,8 @@ front_daemon(struct disp *d, unsigned flags, const struct sockaddr *sa)
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
 	    MHD_OPTION_NOTIFY_COMPLETED, front_completed, d,
 	    MHD_OPTION_NOTIFY_CONNECTION, fhead_notify, d,
-	    sa != NULL ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, 2u,
+	    sa != NULL || lfd != -1 ? MHD_OPTION_THREAD_POOL_SIZE :
+	    MHD_OPTION_END, 2u,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
 	    MHD_OPTION_END);
 }
@@ -117,6 +130,14 @@ front_start(struct disp *d, char *err)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
+	/* Bound before we gave up root (dpriv_listen): served now. */
+	if (d->front_lfd != -1) {
+		d->front = front_daemon(d, MHD_USE_EPOLL_INTERNAL_THREAD |
+		    (dpriv_family(d->front_lfd) == AF_INET6 ?
+		    MHD_USE_DUAL_STACK : 0), NULL, d->front_lfd);
+		d->front_lfd = -1;	/* libmicrohttpd's now */
+		goto started;
+	}
 	snprintf(port, sizeof(port), "%d", d->listen.port);
 	rc = getaddrinfo(d->listen.name[0] ? d->listen.name : NULL, port,
 	    &hints, &res);
@@ -126,8 +147,9 @@ front_start(struct disp *d, char *err)
 	}
 	d->front = front_daemon(d, MHD_USE_EPOLL_INTERNAL_THREAD |
 	    (res->ai_family == AF_INET6 ? MHD_USE_DUAL_STACK : 0),
-	    res->ai_addr);
+	    res->ai_addr, -1);
 	freeaddrinfo(res);
+started:
 	if (d->front == NULL) {
 		err_set(err, "cannot listen on %s:%d", d->listen.name,
 		    d->listen.port);
@@ -140,7 +162,7 @@ int
 front_start_unlisted(struct disp *d, char *err)
 {
 	d->front = front_daemon(d, MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_NO_LISTEN_SOCKET, NULL);
+	    MHD_USE_NO_LISTEN_SOCKET, NULL, -1);
 	if (d->front == NULL) {
 		err_set(err, "cannot start libmicrohttpd");
 		return -1;

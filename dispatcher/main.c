@@ -47,7 +47,7 @@ disp_token_read(struct disp *d, int fd, const char *path, char *err)
 		err_set(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	if (!S_ISREG(st.st_mode) || !dpriv_owner_ok(d, st.st_uid) ||
 	    (st.st_mode & 077) != 0) {
 		err_set(err, "console token %s: must be a regular file of uid "
 		    "%ld with mode 0600 or stricter (it is uid %ld, mode %04o)",
@@ -199,7 +199,7 @@ disp_state_default(struct disp *d, char *err)
  * ours that only we may write: 0, or -1 with err.
  */
 static int
-disp_state_check(int fd, const char *dir, char *err)
+disp_state_check(const struct disp *d, int fd, const char *dir, char *err)
 {
 	struct stat st;
 
@@ -211,7 +211,8 @@ disp_state_check(int fd, const char *dir, char *err)
 		err_set(err, "-stateDir %s is not a directory", dir);
 		return -1;
 	}
-	if (st.st_uid != geteuid()) {
+	/* As root with -user it becomes -user's (dpriv_drop). */
+	if (!dpriv_owner_ok(d, st.st_uid)) {
 		err_set(err, "-stateDir %s belongs to uid %ld, not to us (uid "
 		    "%ld): refusing it", dir, (long)st.st_uid,
 		    (long)geteuid());
@@ -260,7 +261,7 @@ disp_state_open(struct disp *d, char *err)
 		    "is a symlink" : strerror(errno));
 		return -1;
 	}
-	if (disp_state_check(fd, dir, err) == -1) {
+	if (disp_state_check(d, fd, dir, err) == -1) {
 		close(fd);
 		return -1;
 	}
@@ -329,6 +330,7 @@ disp_init_state(struct disp *d)
 	d->counter.count = disp_tenant_count;
 	d->counter.arg = d;
 	d->zygote_req = d->zygote_exit = -1;
+	d->front_lfd = d->console_lfd = -1;
 	LIST_INIT(&d->workers);
 	TAILQ_INIT(&d->delayed);
 	TAILQ_INIT(&d->heads);
@@ -349,6 +351,11 @@ disp_load(struct disp *d)
 		    strerror(errno));
 	/* Before anything listens: a worker must never run as root. */
 	if (wuid_setup(d, warn, err) == -1)
+		fatalx("%s", err);
+	if (warn[0] != '\0')
+		log_warnx("%s", warn);
+	/* Before any thread: no_new_privs is per thread. */
+	if (dpriv_setup(d, warn, err) == -1)
 		fatalx("%s", err);
 	if (warn[0] != '\0')
 		log_warnx("%s", warn);
@@ -398,6 +405,11 @@ disp_serve(struct disp *d)
 		fatalx("%s", err);
 	wmon_watch_pending(d);
 	wspawn_pool_refill(d);
+	/* With -user: the ports bound as root, then everything that needs
+	 * root is done, and only the zygote keeps it; libmicrohttpd's
+	 * threads start after that. */
+	if (dpriv_listen(d, err) == -1 || dpriv_drop(d, err) == -1)
+		fatalx("%s", err);
 	if (front_start(d, err) == -1)
 		fatalx("%s", err);
 	if (d->console_on && console_start(d, err) == -1)

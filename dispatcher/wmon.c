@@ -271,8 +271,12 @@ const size_t wmon_nrules = sizeof(wmon_rules) / sizeof(wmon_rules[0]);
 static void
 wmon_lost(struct disp *d, struct dworker *w, int broke, const char *why)
 {
-	if (broke)
-		kill(w->pid, SIGKILL);
+	char err[ERR_LEN];
+
+	/* Without root, an adopted worker cannot be killed: its channel
+	 * closes and its tunnel ends for us all the same. */
+	if (broke && wspawn_signal(d, w->pid, w->adopted, SIGKILL, err) == -1)
+		log_warnx("worker %d: %s", (int)w->pid, err);
 	if (broke || w->adopted)
 		wmon_ended(d, w, why);
 	else if (w->polling)

@@ -39,10 +39,10 @@ pid_t
 wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 {
 	posix_spawn_file_actions_t	 fa;
-	char				*argv[] = { "tunneld", (char *)what,
-					    NULL, NULL };
+	char				*argv[6] = { "tunneld", (char *)what };
+	char				 uid[24];
 	pid_t				 pid;
-	int				 rc, a = -1, b = -1;
+	int				 rc, i, a = -1, b = -1;
 
 	/* Out of the way of the targets, or one dup2 undoes the other. */
 	if ((a = fcntl(fd3, F_DUPFD_CLOEXEC, 5)) == -1 ||
@@ -55,8 +55,17 @@ wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 	 * zygote confines itself unless told not to. */
 	if (strcmp(what, "worker") == 0)
 		argv[2] = "-confined";
-	else if (d->no_sandbox)
-		argv[2] = "-noSandbox";
+	else {
+		i = 2;
+		if (d->no_sandbox)
+			argv[i++] = "-noSandbox";
+		/* Its workers take orders from the uid we will run as. */
+		if (d->run_drop) {
+			snprintf(uid, sizeof(uid), "%ld", (long)d->run_uid);
+			argv[i++] = "-ctlUid";
+			argv[i++] = uid;
+		}
+	}
 	posix_spawn_file_actions_init(&fa);
 	/* dup2 clears close-on-exec on the targets; every other fd keeps it. */
 	posix_spawn_file_actions_adddup2(&fa, a, 3);
@@ -109,7 +118,9 @@ wspawn_zygote_fork(struct disp *d, int fd, const struct ctlmsg *s, char *err)
  * A worker on the socketpair sv (sv[1] its fd 3): forked by the zygote,
  * else exec'd, as uid and confinement s (wuid_take) say.  An exec'd
  * worker reads s as its first message and confines itself before it
- * reads anything else.  Its pid, or -1 with err.
+ * reads anything else.  Its pid, or -1 with err; -2 with err when only
+ * the zygote could start it (we gave up root: an exec'd worker could not
+ * switch to its uid).
  */
 static pid_t
 wspawn_fork(struct disp *d, int sv[2], const struct ctlmsg_spawn *s,
@@ -131,6 +142,12 @@ wspawn_fork(struct disp *d, int sv[2], const struct ctlmsg_spawn *s,
 	pthread_mutex_unlock(&d->zlock);
 	if (pid > 0)
 		return pid;
+	if (d->dropped) {
+		err_set(err, "no zygote, and the dispatcher gave up root "
+		    "(-user): it cannot start workers of other uids; restart "
+		    "it to start a new zygote");
+		return -2;
+	}
 	if (ctlmsg_send(sv[0], &m, -1, DISP_SPAWN_MS, err) == -1)
 		return -1;
 	return wspawn_exec(d, "worker", sv[1], -1, err);
@@ -159,10 +176,10 @@ wspawn_new(struct disp *d, int *fd, uid_t *uid, char *err)
 	}
 	pid = wspawn_fork(d, sv, &s, err);
 	close(sv[1]);
-	if (pid == -1) {
+	if (pid < 0) {
 		close(sv[0]);
 		wuid_untake(d, slot);
-		return -1;
+		return pid;
 	}
 	wuid_bind(d, slot, pid);
 	*fd = sv[0];
@@ -265,6 +282,7 @@ wspawn_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
     const char *session, const char *sock, char *err)
 {
 	struct ctlmsg	*m;
+	char		 e[ERR_LEN];
 	int		 rc = -1, lfd;
 
 	if ((m = malloc(sizeof(*m))) == NULL) {
@@ -291,7 +309,8 @@ wspawn_setup(struct disp *d, int fd, pid_t pid, const struct policy_tunnel *ti,
 		return 0;
 	unlinkat(d->state_fd, sock, 0);
 kill:
-	kill(pid, SIGKILL);
+	if (wspawn_signal(d, pid, 0, SIGKILL, e) == -1)
+		log_warnx("worker %d: %s", (int)pid, e);
 	return -1;
 }
 
@@ -486,4 +505,35 @@ wspawn_zygote_stop(struct disp *d)
 		close(d->zygote_req);
 	d->zygote_req = -1;
 	pthread_mutex_unlock(&d->zlock);
+}
+
+int
+wspawn_signal(struct disp *d, pid_t pid, int adopted, int sig, char *err)
+{
+	struct ctlmsg	m;
+	int		rc = -1;
+
+	if (!d->dropped) {
+		if (kill(pid, sig) == -1 && errno != ESRCH) {
+			err_set(err, "kill: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (adopted) {
+		err_set(err, "cannot signal it: adopted (not forked by our "
+		    "zygote) and the dispatcher gave up root (-user)");
+		return -1;
+	}
+	ctlmsg_init(&m, CTL_KILL);
+	m.u.kill.pid = pid;
+	m.u.kill.signal = sig;
+	pthread_mutex_lock(&d->zlock);
+	if (d->zygote_req == -1)
+		err_set(err, "cannot signal it: no zygote, and the dispatcher "
+		    "gave up root (-user)");
+	else
+		rc = ctlmsg_send(d->zygote_req, &m, -1, DISP_SPAWN_MS, err);
+	pthread_mutex_unlock(&d->zlock);
+	return rc;
 }

@@ -19,6 +19,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,7 +287,8 @@ static const int confine_sanitizer_calls[] = {
 
 /* The zygote's own: fork, wait, drop, confine the child. */
 static const int confine_zygote_calls[] = {
-	SCMP_SYS(clone), SCMP_SYS(wait4), SCMP_SYS(setgroups),
+	SCMP_SYS(clone), SCMP_SYS(wait4), SCMP_SYS(waitid),
+	SCMP_SYS(setgroups),
 	SCMP_SYS(setresuid), SCMP_SYS(setresgid), SCMP_SYS(setuid),
 	SCMP_SYS(setgid), SCMP_SYS(prctl), SCMP_SYS(seccomp),
 	SCMP_SYS(setrlimit), SCMP_SYS(prlimit64),
@@ -357,6 +359,12 @@ confine_add_args(scmp_filter_ctx f, int zygote, char *err)
 	if (rc >= 0)
 		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS),
 		    SCMP_SYS(clone3), 0);
+	/* The zygote signals its workers for a dispatcher without root
+	 * (CTL_KILL): these two signals only.  (Sanitizer builds allow any
+	 * kill already: then these exist.) */
+	for (i = 0; zygote && i < 2 && (rc >= 0 || rc == -EEXIST); i++)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
+		    CMP_EQ(1, i == 0 ? SIGKILL : SIGTERM));
 	if (rc < 0 && rc != -EEXIST) {
 		err_set(err, "seccomp rule: %s", strerror(-rc));
 		return -1;

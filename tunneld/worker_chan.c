@@ -134,8 +134,11 @@ worker_accept_cb(uv_poll_t *p, int status, int events)
 
 		/* Only our dispatcher (the uid that started us, not ours
 		 * when we run as a uid of our own) may hand us clients or
-		 * stop us: the directory is its, but check the peer too. */
-		if (ctl_check_peer(fd, w->ctl_uid, err) == -1) {
+		 * stop us: the directory is its, but check the peer too.
+		 * Root too, who could trace us anyway: a dispatcher with
+		 * -user adopts us at its start, before it gives root up. */
+		if (ctl_check_peer(fd, w->ctl_uid, err) == -1 &&
+		    ctl_check_peer(fd, 0, err) == -1) {
 			log_warnx("control connection refused: %s", err);
 			close(fd);
 			continue;

@@ -183,6 +183,14 @@ worker_on_conn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 
 		execve(av[0], av, av + 1);
 	}
+	/* ... and one that breaks the control contract (a reply nobody
+	 * asked for) and then hangs on, as a compromised worker would not
+	 * end when its channel closes: only a kill ends it. */
+	if (getenv("TUNNELD_TEST_ROGUE") != NULL) {
+		ctlmsg_send_type(WORKER_CTL_FD, CTL_CONN_OK, 200, err);
+		for (;;)
+			sleep(1);
+	}
 #endif
 	worker_take_conn(c->w, c, &m->u.conn, *fdp);
 	*fdp = -1;

@@ -5,11 +5,15 @@
  * this small, already initialised process costs a fraction of that.  The
  * dispatcher sends CTL_SPAWN with the new worker's control socket on fd 3
  * and gets CTL_SPAWNED with its pid; each worker's exit status goes back
- * as CTL_EXITED on fd 4.  The zygote ends when the dispatcher closes fd 3;
- * its workers carry on.
+ * as CTL_EXITED on fd 4.  A dispatcher that gave up root (-user) cannot
+ * signal workers of other uids: it asks with CTL_KILL, which the zygote
+ * carries out only for a worker it forked and has not reaped.  The zygote
+ * ends when the dispatcher closes fd 3; its workers carry on.
  */
 
 #include <sys/wait.h>
+
+#include <limits.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +40,7 @@
 
 struct zygote {
 	char	*role;		/* argv[1]: "zygote", "worker" once forked */
-	uid_t	 uid;		/* ours: the dispatcher's */
+	uid_t	 uid;		/* the dispatcher's: ours, or -ctlUid */
 };
 
 static void
@@ -125,6 +129,30 @@ zygote_on_spawn(void *ctx, struct ctlmsg *m, int *fdp, char *err)
 }
 
 /*
+ * CTL_KILL: a child of ours not reaped yet (waitid with WNOWAIT asks the
+ * kernel, which knows our children exactly; only this thread reaps them,
+ * so the pid cannot be reused between the check and the kill).  Anything
+ * else is refused and logged, but the channel stays: a worker that ended
+ * just before the dispatcher asked is a race, not a breach.
+ */
+static int
+zygote_on_kill(void *ctx, struct ctlmsg *m, int *fdp, char *err)
+{
+	siginfo_t	si;
+	pid_t		pid = (pid_t)m->u.kill.pid;
+
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == -1) {
+		log_warnx("kill of pid %d refused: %s", (int)pid,
+		    errno == ECHILD ? "not a worker of ours" : strerror(errno));
+		return CTLMSG_OK;
+	}
+	if (kill(pid, m->u.kill.signal) == -1)
+		log_warnx("kill %d: %s", (int)pid, strerror(errno));
+	return CTLMSG_OK;
+}
+
+/*
  * The end.  Confined, it leaves with _exit: the exit handlers include
  * LeakSanitizer's check in the suite's builds, which needs ptrace and
  * /proc, and would be killed by the filter (its tracer) or wait forever.
@@ -139,6 +167,7 @@ zygote_exit(int confined, int rc)
 
 const struct ctlmsg_rule zygote_rules[] = {
 	{ CTL_SPAWN,	ZS_RUN,	zygote_on_spawn },
+	{ CTL_KILL,	ZS_RUN,	zygote_on_kill },
 };
 const size_t zygote_nrules = sizeof(zygote_rules) / sizeof(zygote_rules[0]);
 
@@ -147,9 +176,29 @@ zygote_main(int argc, char **argv)
 {
 	struct pollfd	 pfd = { .fd = ZYGOTE_REQ_FD, .events = POLLIN };
 	struct zygote	 z = { .role = argv[1], .uid = getuid() };
-	char		 err[ERR_LEN];
-	int		 rc, sandbox = !(argc > 2 &&
-			    strcmp(argv[2], "-noSandbox") == 0);
+	char		 err[ERR_LEN], *end;
+	unsigned long	 v;
+	int		 rc, i, sandbox = 1;
+
+	/* -noSandbox; -ctlUid N: the uid the dispatcher will run as once it
+	 * gives up root, the one its workers take orders from. */
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "-noSandbox") == 0) {
+			sandbox = 0;
+			continue;
+		}
+		if (strcmp(argv[i], "-ctlUid") == 0 && i + 1 < argc) {
+			errno = 0;
+			v = strtoul(argv[++i], &end, 10);
+			if (errno == 0 && *end == '\0' && end != argv[i] &&
+			    v < UINT_MAX) {
+				z.uid = (uid_t)v;
+				continue;
+			}
+		}
+		fprintf(stderr, "tunneld zygote: bad argument %s\n", argv[i]);
+		return 2;
+	}
 
 	if (fcntl(ZYGOTE_REQ_FD, F_GETFD) == -1 ||
 	    fcntl(ZYGOTE_EXIT_FD, F_GETFD) == -1) {

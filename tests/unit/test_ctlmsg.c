@@ -29,7 +29,7 @@ static const int all_types[] = {
 	CTL_CONFIG, CTL_READY, CTL_CONN, CTL_CONN_OK, CTL_STATS_REQ,
 	CTL_STATS, CTL_STOP, CTL_END, CTL_SPAWN, CTL_SPAWNED, CTL_EXITED,
 	CTL_TAKEOVER, CTL_TAKEOVER_DONE, CTL_RELEASE, CTL_RELEASED,
-	CTL_LISTENER, CTL_AUTHED
+	CTL_LISTENER, CTL_AUTHED, CTL_KILL
 };
 #define NTYPES	(sizeof(all_types) / sizeof(all_types[0]))
 
@@ -118,6 +118,10 @@ fill(struct ctlmsg *m, int type)
 		break;
 	case CTL_SPAWNED:
 		m->u.spawned.pid = -1;
+		break;
+	case CTL_KILL:
+		m->u.kill.pid = 4242;
+		m->u.kill.signal = 15;
 		break;
 	case CTL_EXITED:
 		m->u.exited.pid = 77;
@@ -234,6 +238,12 @@ test_defaults(void **state)
 	assert_int_equal(b.u.spawn.max_files, CTLMSG_NOFILE_DEF);
 	assert_int_equal(b.u.spawn.sandbox, 1);
 	assert_int_equal(b.u.spawn.nproc, 0);
+	ctlmsg_clear(&b);
+	/* A kill without a signal: SIGKILL. */
+	assert_int_equal(ctlmsg_decode("{\"type\":22,\"pid\":7}", 19, &b,
+	    err), 0);
+	assert_int_equal(b.u.kill.pid, 7);
+	assert_int_equal(b.u.kill.signal, 9);
 }
 
 static void
@@ -274,6 +284,12 @@ test_refusals(void **state)
 	refused("{\"type\":11}", "pid is required");
 	refused("{\"type\":13}", "pid is required");
 	refused("{\"type\":19}", "src is required");
+	refused("{\"type\":22}", "pid is required");
+	refused("{\"type\":22,\"pid\":1}", "pid 1 is not in");
+	refused("{\"type\":22,\"pid\":0}", "pid 0 is not in");
+	refused("{\"type\":22,\"pid\":-1}", "pid -1 is not in");
+	refused("{\"type\":22,\"pid\":5,\"signal\":19}", "only SIGKILL");
+	refused("{\"type\":22,\"pid\":5,\"signal\":0}", "signal 0 is not");
 	/* out of range */
 	refused(CFG ",\"idleTimeout\":-1}", "idleTimeout -1 is not in");
 	refused(CFG ",\"idleTimeout\":2592001}", "idleTimeout");
@@ -443,6 +459,9 @@ test_zygote_tables(void **state)
 {
 	refuses_others(zygote_rules, zygote_nrules, ZS_RUN);
 	expect_refused(zygote_rules, zygote_nrules, 0, CTL_SPAWN);
+	expect_refused(zygote_rules, zygote_nrules, 0, CTL_KILL);
+	/* Only the zygote takes a kill, never a worker. */
+	expect_refused(worker_rules, worker_nrules, WS_READY, CTL_KILL);
 	refuses_others(wmon_zygote_rules, wmon_zygote_nrules, WMON_RUN);
 	expect_refused(wmon_zygote_rules, wmon_zygote_nrules, WMON_RUN,
 	    CTL_SPAWNED);
