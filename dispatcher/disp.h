@@ -425,6 +425,8 @@ void	 wuid_reaped(struct disp *d, pid_t pid);
 /* 1 if uid is one a worker of ours may run as (adoption): a worker uid,
  * or ours (a worker an older build left running as its uid), else 0. */
 int	 wuid_ours(struct disp *d, uid_t uid);
+/* 1 if uid is one our workers run as (-workerUids, -workerUser), else 0. */
+int	 wuid_is_worker(const struct disp *d, uid_t uid);
 /* An adopted worker pid runs as uid: that uid is taken until it is gone. */
 void	 wuid_adopted(struct disp *d, uid_t uid, pid_t pid);
 /* At exit, no other thread left. */

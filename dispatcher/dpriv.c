@@ -54,21 +54,6 @@ dpriv_lookup(const char *name, uid_t *uid, gid_t *gid, char *err)
 	return 0;
 }
 
-/* 1 if uid is one our workers may run as. */
-static int
-dpriv_worker_uid(const struct disp *d, uid_t uid)
-{
-	switch (d->wuid_mode) {
-	case WUID_RANGE:
-		return (long long)uid >= d->worker_uid_first &&
-		    (long long)uid <= d->worker_uid_last;
-	case WUID_USER:
-		return uid == d->wuid_user;
-	default:
-		return 0;
-	}
-}
-
 int
 dpriv_setup(struct disp *d, char *warn, char *err)
 {
@@ -101,7 +86,7 @@ dpriv_setup(struct disp *d, char *warn, char *err)
 		return -1;
 	}
 	/* A worker of the same uid could signal and trace us. */
-	if (dpriv_worker_uid(d, uid)) {
+	if (wuid_is_worker(d, uid)) {
 		err_set(err, "-user %s (uid %ld) is also a worker uid "
 		    "(-workerUids, -workerUser): give the dispatcher a user "
 		    "of its own", d->run_user, (long)uid);

@@ -155,8 +155,12 @@ wuid_ours(struct disp *d, uid_t uid)
 {
 	/* Ours too: workers a dispatcher of an older build left, which
 	 * ran as its uid (only we can bind in our 0700 directory). */
-	if (uid == geteuid())
-		return 1;
+	return uid == geteuid() || wuid_is_worker(d, uid);
+}
+
+int
+wuid_is_worker(const struct disp *d, uid_t uid)
+{
 	switch (d->wuid_mode) {
 	case WUID_RANGE:
 		return (long long)uid >= d->worker_uid_first &&

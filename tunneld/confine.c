@@ -273,7 +273,7 @@ static const int confine_worker_calls[] = {
 	SCMP_SYS(exit_group), SCMP_SYS(tgkill), SCMP_SYS(uname),
 	SCMP_SYS(sched_getaffinity), SCMP_SYS(sched_yield),
 	SCMP_SYS(getrlimit), SCMP_SYS(sysinfo), SCMP_SYS(restart_syscall),
-	SCMP_SYS(madvise), SCMP_SYS(membarrier),
+	SCMP_SYS(membarrier),
 };
 
 /* ASan and UBSan only: their runtimes' calls at start, when they report,
