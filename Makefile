@@ -166,7 +166,7 @@ fuzz-run: $(FUZZ_BIN)
 	    if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi
 
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BUILD)/tests/delayrelay
 	bench/run
 
 run: deps
