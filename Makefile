@@ -120,9 +120,10 @@ test: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-e2e: $(PROGS) $(BUILD)/tests/lws-peer
+e2e: $(PROGS) $(BUILD)/tests/lws-peer $(BUILD)/tests/delayrelay
 	cd tests/e2e && TUNNELD=$(abspath $(BUILD)/tunneld) \
 	    LWS_PEER=$(abspath $(BUILD)/tests/lws-peer) \
+	    DELAY_RELAY=$(abspath $(BUILD)/tests/delayrelay) \
 	    $(PYTHON) -m pytest -q -x -p no:cacheprovider .
 
 $(BUILD)/tests/lws-peer: tests/e2e/lws-peer.c
@@ -130,6 +131,12 @@ $(BUILD)/tests/lws-peer: tests/e2e/lws-peer.c
 	@echo "  LD      $@"
 	@$(CC) $(WARN) $(CFLAGS) -o $@ $< \
 	    $(shell pkg-config --cflags --libs libwebsockets)
+
+# The delaying relay for long-link tests and benchmarks (no netem here).
+$(BUILD)/tests/delayrelay: tests/delayrelay.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(WARN) $(CFLAGS) -o $@ $<
 
 # Each libFuzzer target runs FUZZ_TIME seconds from its seed corpus and
 # what earlier runs in FUZZ_BUILD found; a crash or leak in one target does
@@ -159,7 +166,7 @@ fuzz-run: $(FUZZ_BIN)
 	    if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi
 
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BUILD)/tests/delayrelay
 	bench/run
 
 run: deps
