@@ -169,11 +169,16 @@ aead_mark_check(const char *pass, const char *encpass, int which,
     const char *ctx, const char *s)
 {
 	uint8_t	raw[AEAD_RAW_LEN + 3], want[AEAD_MARK_LEN];
+	char	canon[45];
 	size_t	n, len = strlen(s);
 
 	/* 44 chars decode to at most 33 bytes: raw has room. */
 	if (len != 44 || crypto_unb64(s, len, raw, &n) == -1 ||
 	    n != AEAD_RAW_LEN)
+		return 0;
+	/* Only the canonical spelling: one string, one meaning. */
+	crypto_b64(raw, AEAD_RAW_LEN, canon);
+	if (strcmp(canon, s) != 0)
 		return 0;
 	if (aead_mark(pass, encpass, which, ctx, raw, want, NULL) == -1)
 		return 0;
