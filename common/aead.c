@@ -291,7 +291,8 @@ aead_open(struct aead *a, uint8_t *p, size_t n, size_t *len)
 	int	outl;
 
 	*len = 0;
-	if (n < AEAD_TAG_LEN || n > INT32_MAX || aead_nonce(a, iv) == -1)
+	/* Every payload received takes a counter value, even a bad one. */
+	if (aead_nonce(a, iv) == -1 || n < AEAD_TAG_LEN || n > INT32_MAX)
 		return -1;
 	m = n - AEAD_TAG_LEN;
 	if (EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, iv, 0) != 1 ||
