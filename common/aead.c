@@ -265,14 +265,17 @@ aead_nonce(struct aead *a, uint8_t iv[AEAD_NONCE_LEN])
 }
 
 int
-aead_seal(struct aead *a, uint8_t *p, size_t n)
+aead_seal(struct aead *a, const uint8_t *aad, size_t aadlen, uint8_t *p,
+    size_t n)
 {
 	uint8_t	iv[AEAD_NONCE_LEN];
 	int	outl;
 
-	if (n > INT32_MAX || aead_nonce(a, iv) == -1)
+	if (n > INT32_MAX || aadlen > INT32_MAX || aead_nonce(a, iv) == -1)
 		return -1;
 	if (EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, iv, 1) != 1 ||
+	    (aadlen > 0 && EVP_CipherUpdate(a->ctx, NULL, &outl, aad,
+	    (int)aadlen) != 1) ||
 	    (n > 0 && EVP_CipherUpdate(a->ctx, p, &outl, p, (int)n) != 1) ||
 	    EVP_CipherFinal_ex(a->ctx, p + n, &outl) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, AEAD_TAG_LEN,
@@ -284,7 +287,8 @@ aead_seal(struct aead *a, uint8_t *p, size_t n)
 }
 
 int
-aead_open(struct aead *a, uint8_t *p, size_t n, size_t *len)
+aead_open(struct aead *a, const uint8_t *aad, size_t aadlen, uint8_t *p,
+    size_t n, size_t *len)
 {
 	uint8_t	iv[AEAD_NONCE_LEN];
 	size_t	m;
@@ -292,12 +296,15 @@ aead_open(struct aead *a, uint8_t *p, size_t n, size_t *len)
 
 	*len = 0;
 	/* Every payload received takes a counter value, even a bad one. */
-	if (aead_nonce(a, iv) == -1 || n < AEAD_TAG_LEN || n > INT32_MAX)
+	if (aead_nonce(a, iv) == -1 || n < AEAD_TAG_LEN || n > INT32_MAX ||
+	    aadlen > INT32_MAX)
 		return -1;
 	m = n - AEAD_TAG_LEN;
 	if (EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, iv, 0) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, AEAD_TAG_LEN,
 	    p + m) != 1 ||
+	    (aadlen > 0 && EVP_CipherUpdate(a->ctx, NULL, &outl, aad,
+	    (int)aadlen) != 1) ||
 	    (m > 0 && EVP_CipherUpdate(a->ctx, p, &outl, p, (int)m) != 1) ||
 	    EVP_CipherFinal_ex(a->ctx, p + m, &outl) != 1) {
 		ERR_clear_error();

@@ -52,18 +52,21 @@ void		 aead_free(struct aead *a);
 
 /*
  * Encrypts p[0..n) in place and appends the tag at p + n (the caller has
- * AEAD_TAG_LEN bytes there).  The nonce is the count of payloads sealed
+ * AEAD_TAG_LEN bytes there); the tag also covers aad[0..aadlen) (the
+ * packet's header).  The nonce is the count of payloads sealed
  * so far (96-bit big-endian), so no nonce repeats under a key.  Returns
  * 0, or -1 (the counter is exhausted or EVP failed): the transport must
  * end.
  */
-int		 aead_seal(struct aead *a, uint8_t *p, size_t n);
+int		 aead_seal(struct aead *a, const uint8_t *aad, size_t aadlen,
+		    uint8_t *p, size_t n);
 
 /*
- * Verifies and decrypts p[0..n) (ciphertext then tag) in place under the
- * next receive counter; *len gets the plaintext length.  Returns 0, or -1
+ * Verifies and decrypts p[0..n) (ciphertext then tag, with aad) in place
+ * under the next receive counter, which every call takes; *len gets the plaintext length.  Returns 0, or -1
  * when the payload is short or forged: nothing of it may be used.
  */
-int		 aead_open(struct aead *a, uint8_t *p, size_t n, size_t *len);
+int		 aead_open(struct aead *a, const uint8_t *aad, size_t aadlen,
+		    uint8_t *p, size_t n, size_t *len);
 
 #endif

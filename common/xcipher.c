@@ -64,19 +64,21 @@ xc_overhead(const struct xcipher *x)
 }
 
 int
-xc_seal(struct xcipher *x, uint8_t *p, size_t n)
+xc_seal(struct xcipher *x, const uint8_t *hdr, size_t hlen, uint8_t *p,
+    size_t n)
 {
 	if (x->aead != NULL)
-		return aead_seal(x->aead, p, n);
+		return aead_seal(x->aead, hdr, hlen, p, n);
 	enc_packet(x->cfb, p, n);
 	return 0;
 }
 
 int
-xc_open(struct xcipher *x, uint8_t *p, size_t n, size_t *len)
+xc_open(struct xcipher *x, const uint8_t *hdr, size_t hlen, uint8_t *p,
+    size_t n, size_t *len)
 {
 	if (x->aead != NULL)
-		return aead_open(x->aead, p, n, len);
+		return aead_open(x->aead, hdr, hlen, p, n, len);
 	/* CFB decryption is its encryption's twin: same call, in place. */
 	enc_packet(x->cfb, p, n);
 	*len = n;

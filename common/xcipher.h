@@ -27,16 +27,21 @@ void		 xc_free(struct xcipher *x);
 size_t		 xc_overhead(const struct xcipher *x);
 
 /*
- * Seals p[0..n) in place; p has xc_overhead() more bytes after n.
+ * Seals p[0..n) in place; p has xc_overhead() more bytes after n.  The
+ * AEAD's tag covers hdr[0..hlen) too (the packet's header, its length
+ * field counting the overhead); CFB ignores it.
  * Returns 0, or -1 when the transport must end.
  */
-int		 xc_seal(struct xcipher *x, uint8_t *p, size_t n);
+int		 xc_seal(struct xcipher *x, const uint8_t *hdr, size_t hlen,
+		    uint8_t *p, size_t n);
 
 /*
- * Opens p[0..n) in place into p[0..*len).  Returns 0, or -1 when the
+ * Opens p[0..n), received with header hdr[0..hlen), in place into
+ * p[0..*len).  Returns 0, or -1 when the
  * payload is not authentic: the transport must end and nothing of it be
  * used.
  */
-int		 xc_open(struct xcipher *x, uint8_t *p, size_t n, size_t *len);
+int		 xc_open(struct xcipher *x, const uint8_t *hdr, size_t hlen,
+		    uint8_t *p, size_t n, size_t *len);
 
 #endif

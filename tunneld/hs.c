@@ -74,7 +74,7 @@ hs_send(struct hs *h, const void *payload, size_t len)
 	pkt_put_normal_hdr(p, PKT_CITI_CTRL, len);
 	memcpy(p + PKT_NORMAL_HDR, payload, len);
 	/* Handshake messages are always CFB: nothing is added. */
-	if (xc_seal(h->x.enc, p + PKT_NORMAL_HDR, len) == -1) {
+	if (xc_seal(h->x.enc, p, PKT_NORMAL_HDR, p + PKT_NORMAL_HDR, len) == -1) {
 		free(b);
 		return -1;
 	}
@@ -113,7 +113,8 @@ hs_next(struct hs *h, struct pkt *p, char *err)
 		    " during authentication", p->kind, p->citi);
 		return -1;
 	}
-	if (xc_open(h->x.dec, p->payload, p->len, &len) == -1) {
+	if (xc_open(h->x.dec, p->payload - PKT_NORMAL_HDR, PKT_NORMAL_HDR,
+	    p->payload, p->len, &len) == -1) {
 		err_set(err, "a handshake message failed to decrypt");
 		return -1;
 	}

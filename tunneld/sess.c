@@ -381,7 +381,8 @@ sess_flush(struct sess *s)
 				    (uint16_t)(p->len + ov));
 				len += PKT_NORMAL_HDR;
 				memcpy(w + len, p->data, p->len);
-				if (xc_seal(x->enc, w + len, p->len) == -1) {
+				if (xc_seal(x->enc, w + len - PKT_NORMAL_HDR,
+				    PKT_NORMAL_HDR, w + len, p->len) == -1) {
 					broken = 1;
 					break;
 				}
@@ -423,7 +424,9 @@ sess_packet(struct sess *s, struct xport *x, struct pkt *p, char *err)
 		 * Before it is counted: a forged packet must not count as
 		 * read, or the resume would not ask for the real one again.
 		 */
-		if (xc_open(x->dec, p->payload, p->len, &len) == -1) {
+		/* The header lies just before the payload (pkt_parse). */
+		if (xc_open(x->dec, p->payload - PKT_NORMAL_HDR, PKT_NORMAL_HDR,
+		    p->payload, p->len, &len) == -1) {
 			err_set(err, "a packet failed authentication (citi %08"
 			    PRIx32 ", %u bytes): closing the connection",
 			    p->citi, (unsigned)p->len);

@@ -117,8 +117,8 @@ zygote_warm_up(void)
 	    aead_mark_new("", "", AEAD_MARK_CHALLENGE, "", mark, NULL) == 0 &&
 	    aead_mark_check("", "", AEAD_MARK_CHALLENGE, "", mark) &&
 	    (a = aead_new(k1, NULL)) != NULL) {
-		if (aead_seal(a, gb, 16) == 0)
-			aead_open(a, gb, sizeof(gb), &n);
+		if (aead_seal(a, b, 7, gb, 16) == 0)
+			aead_open(a, b, 7, gb, sizeof(gb), &n);
 		aead_free(a);
 	}
 }

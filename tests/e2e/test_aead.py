@@ -195,17 +195,17 @@ class MitmRelay:
                 break
             pkt, d.buf = d.buf[:n], d.buf[n:]
             if kind == 0:
-                pkt = pkt[:7] + self._payload(d, other, pkt[7:])
+                pkt = pkt[:7] + self._payload(d, other, pkt[7:], pkt[:7])
             out += pkt
         return out
 
-    def _payload(self, d, other, p):
+    def _payload(self, d, other, p, hdr):
         # Handshake: s2c magic, challenge, result; c2s response.
         hs = 3 if d.name == "s2c" else 1
         idx = d.normals
         d.normals += 1
         if idx >= hs:
-            self._check_gcm(d, other, p)
+            self._check_gcm(d, p, hdr)
             return p
         plain = d.dec.update(p)
         if self.rewrite is not None:
@@ -224,12 +224,13 @@ class MitmRelay:
         return d.enc.update(plain)
 
     @staticmethod
-    def _check_gcm(d, other, p):
+    def _check_gcm(d, p, hdr):
         if d.gcm is None:
             d.failed += 1
             return
         try:
-            d.gcm.decrypt(nonce(d.ctr), p, None)
+            # The header is the additional data.
+            d.gcm.decrypt(nonce(d.ctr), p, hdr)
             d.opened += 1
         except Exception:
             d.failed += 1

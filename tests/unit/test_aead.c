@@ -68,13 +68,13 @@ test_seal_vector(void **state)
 	    key, 32);
 	assert_non_null(a = aead_new(key, err));
 	memcpy(p, "hello, tunnel", 13);
-	assert_int_equal(aead_seal(a, p, 13), 0);
+	assert_int_equal(aead_seal(a, NULL, 0, p, 13), 0);
 	unhex("f338d349728daec095aeb0272e5f84f58e2d8f6427d7dcc52207e24d55",
 	    want, 29);
 	assert_memory_equal(p, want, 29);
 	/* The second packet: nonce 1. */
 	memcpy(p, "hello, tunnel", 13);
-	assert_int_equal(aead_seal(a, p, 13), 0);
+	assert_int_equal(aead_seal(a, NULL, 0, p, 13), 0);
 	unhex("29d277e417092eb640c6b0bdc3b05fcedad1ebac95273442cc8441263b",
 	    want, 29);
 	assert_memory_equal(p, want, 29);
@@ -98,9 +98,9 @@ test_round_trip_and_flip(void **state)
 		assert_non_null(s = aead_new(key, err));
 		assert_non_null(o = aead_new(key, err));
 		memcpy(p, orig, 100);
-		assert_int_equal(aead_seal(s, p, 100), 0);
+		assert_int_equal(aead_seal(s, NULL, 0, p, 100), 0);
 		p[bit / 8] ^= 1 << (bit % 8);
-		assert_int_equal(aead_open(o, p, 100 + AEAD_TAG_LEN, &len), -1);
+		assert_int_equal(aead_open(o, NULL, 0, p, 100 + AEAD_TAG_LEN, &len), -1);
 		aead_free(s);
 		aead_free(o);
 	}
@@ -109,19 +109,30 @@ test_round_trip_and_flip(void **state)
 	assert_non_null(o = aead_new(key, err));
 	for (n = 0; n <= sizeof(orig); n += 111) {
 		memcpy(p, orig, n);
-		assert_int_equal(aead_seal(s, p, n), 0);
-		assert_int_equal(aead_open(o, p, n + AEAD_TAG_LEN, &len), 0);
+		assert_int_equal(aead_seal(s, NULL, 0, p, n), 0);
+		assert_int_equal(aead_open(o, NULL, 0, p, n + AEAD_TAG_LEN, &len), 0);
 		assert_int_equal(len, n);
 		assert_memory_equal(p, orig, n);
 	}
+	/* The header is covered: another CITI id is refused. */
+	memcpy(p, orig, 10);
+	assert_int_equal(aead_seal(s, (const uint8_t *)"\0\0\0\0\1", 5, p,
+	    10), 0);
+	assert_int_equal(aead_open(o, (const uint8_t *)"\0\0\0\0\2", 5, p,
+	    10 + AEAD_TAG_LEN, &len), -1);
+	memcpy(p, orig, 10);
+	assert_int_equal(aead_seal(s, (const uint8_t *)"\0\0\0\0\1", 5, p,
+	    10), 0);
+	assert_int_equal(aead_open(o, (const uint8_t *)"\0\0\0\0\1", 5, p,
+	    10 + AEAD_TAG_LEN, &len), 0);
 	/* A replayed packet (its nonce is spent), and a short one. */
 	memcpy(p, orig, 10);
-	assert_int_equal(aead_seal(s, p, 10), 0);
+	assert_int_equal(aead_seal(s, NULL, 0, p, 10), 0);
 	memcpy(orig + 500, p, 10 + AEAD_TAG_LEN);
-	assert_int_equal(aead_open(o, p, 10 + AEAD_TAG_LEN, &len), 0);
+	assert_int_equal(aead_open(o, NULL, 0, p, 10 + AEAD_TAG_LEN, &len), 0);
 	memcpy(p, orig + 500, 10 + AEAD_TAG_LEN);
-	assert_int_equal(aead_open(o, p, 10 + AEAD_TAG_LEN, &len), -1);
-	assert_int_equal(aead_open(o, p, AEAD_TAG_LEN - 1, &len), -1);
+	assert_int_equal(aead_open(o, NULL, 0, p, 10 + AEAD_TAG_LEN, &len), -1);
+	assert_int_equal(aead_open(o, NULL, 0, p, AEAD_TAG_LEN - 1, &len), -1);
 	aead_free(s);
 	aead_free(o);
 }
@@ -142,7 +153,7 @@ test_nonce_unique(void **state)
 	assert_non_null(a = aead_new(key, err));
 	for (i = 0; i < N; i++) {
 		memset(p, 0, 16);
-		assert_int_equal(aead_seal(a, p, 16), 0);
+		assert_int_equal(aead_seal(a, NULL, 0, p, 16), 0);
 		memcpy(all + i * 16, p, 16);
 	}
 	/* A repeated nonce would repeat the keystream of a zero block. */
@@ -204,11 +215,11 @@ test_xcipher(void **state)
 	assert_int_equal(xc_overhead(s), AEAD_TAG_LEN);
 	assert_int_equal(xc_overhead(c), 0);
 	memcpy(p, "0123456789abcdef0123456789abcdef", 32);
-	assert_int_equal(xc_seal(s, p, 32), 0);
-	assert_int_equal(xc_open(o, p, 32 + AEAD_TAG_LEN, &len), 0);
+	assert_int_equal(xc_seal(s, NULL, 0, p, 32), 0);
+	assert_int_equal(xc_open(o, NULL, 0, p, 32 + AEAD_TAG_LEN, &len), 0);
 	assert_int_equal(len, 32);
 	assert_memory_equal(p, "0123456789abcdef0123456789abcdef", 32);
-	assert_int_equal(xc_seal(c, p, 32), 0);
+	assert_int_equal(xc_seal(c, NULL, 0, p, 32), 0);
 	assert_memory_not_equal(p, "0123456789abcdef0123456789abcdef", 32);
 	xc_free(s);
 	xc_free(o);
