@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "err.h"
 #include "log.h"
 #include "hs.h"
@@ -71,7 +73,11 @@ hs_send(struct hs *h, const void *payload, size_t len)
 	p = b->mem + CONN_HEADROOM;
 	pkt_put_normal_hdr(p, PKT_CITI_CTRL, len);
 	memcpy(p + PKT_NORMAL_HDR, payload, len);
-	enc_packet(h->x.enc, p + PKT_NORMAL_HDR, len);
+	/* Handshake messages are always CFB: nothing is added. */
+	if (xc_seal(h->x.enc, p, PKT_NORMAL_HDR, p + PKT_NORMAL_HDR, len) == -1) {
+		free(b);
+		return -1;
+	}
 	b->len = PKT_NORMAL_HDR + len;
 	return conn_send(h->x.conn, b);
 }
@@ -96,6 +102,7 @@ static int
 hs_next(struct hs *h, struct pkt *p, char *err)
 {
 	ssize_t n;
+	size_t	len;
 
 	n = pkt_parse(buf_head(&h->x.in), buf_unread(&h->x.in), p, err);
 	if (n <= 0)
@@ -106,7 +113,12 @@ hs_next(struct hs *h, struct pkt *p, char *err)
 		    " during authentication", p->kind, p->citi);
 		return -1;
 	}
-	enc_packet(h->x.dec, p->payload, p->len);
+	if (xc_open(h->x.dec, p->payload - PKT_NORMAL_HDR, PKT_NORMAL_HDR,
+	    p->payload, p->len, &len) == -1) {
+		err_set(err, "a handshake message failed to decrypt");
+		return -1;
+	}
+	p->len = len;
 	return 1;
 }
 
@@ -116,8 +128,8 @@ hs_new_xport(struct hs *h, struct conn *c, char *err)
 	struct cli_opts *o = h->tun->o;
 
 	h->x.conn = c;
-	if ((h->x.enc = enc_new(o->encpass, o->enc_count, 0, err)) == NULL ||
-	    (h->x.dec = enc_new(o->encpass, o->enc_count, 1, err)) == NULL)
+	if ((h->x.enc = xc_cfb_new(o->encpass, o->enc_count, 0, err)) == NULL ||
+	    (h->x.dec = xc_cfb_new(o->encpass, o->enc_count, 1, err)) == NULL)
 		return -1;
 	return 0;
 }
@@ -160,12 +172,66 @@ hs_new(struct tun *t, struct conn *c)
 	return h;
 }
 
+/*
+ * Both peers offered the AEAD mode (docs/protocol.md): the payloads after
+ * the AuthResult are sealed under this transport's own keys.  Returns 0,
+ * or -1 with err.
+ */
+static int
+hs_aead_switch(struct hs *h, char *err)
+{
+	struct cli_opts	*o = h->tun->o;
+	struct xcipher	*enc = NULL, *dec = NULL;
+	uint8_t		 c2s[AEAD_KEY_LEN], s2c[AEAD_KEY_LEN];
+	int		 server = hs_role(h) == HS_ROLE_SERVER, rc = -1;
+
+	if (aead_keys(o->pass, o->encpass, h->challenge, h->hint, c2s, s2c,
+	    err) == -1)
+		goto done;
+	if ((enc = xc_aead_new(server ? s2c : c2s, err)) == NULL ||
+	    (dec = xc_aead_new(server ? c2s : s2c, err)) == NULL)
+		goto done;
+	xc_free(h->x.enc);
+	xc_free(h->x.dec);
+	h->x.enc = enc;
+	h->x.dec = dec;
+	enc = dec = NULL;
+	rc = 0;
+done:
+	xc_free(enc);
+	xc_free(dec);
+	OPENSSL_cleanse(c2s, sizeof(c2s));
+	OPENSSL_cleanse(s2c, sizeof(s2c));
+	return rc;
+}
+
 /* Hands the connection over to its session, with what is left to parse. */
 void
 hs_attach(struct hs *h, struct sess *s, uint64_t peer_read_no)
 {
-	struct xport *x;
+	struct xport	*x;
+	char		 err[ERR_LEN];
 
+	/*
+	 * Its history was cut to fit one mode's packets, and a session that
+	 * ran the AEAD mode must not be resumed without it.
+	 */
+	if (s->started && s->aead != h->aead) {
+		log_warnx("%s: session %" PRId64 " ran %s, this connection "
+		    "offers %s: refused", conn_peer(h->x.conn), s->id,
+		    s->aead ? "the AEAD mode" : "CFB",
+		    h->aead ? "the AEAD mode" : "CFB");
+		hs_fail(h, "cipher mode changed on resume");
+		return;
+	}
+	if (h->aead && hs_aead_switch(h, err) == -1) {
+		hs_fail(h, err);
+		return;
+	}
+	s->aead = h->aead;
+	if (h->aead)
+		log_info("%s: session %" PRId64 ": AEAD mode (AES-256-GCM) on "
+		    "this connection", conn_peer(h->x.conn), s->id);
 	if ((x = malloc(sizeof(*x))) == NULL) {
 		hs_fail(h, "out of memory");
 		return;

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aead.h"
 #include "tunneld.h"
 
 /* AuthResult of a server that takes no forward list from its client. */
@@ -77,6 +78,12 @@ struct hs_rule {
  * (HS_DONE included): the handshake must then end.
  */
 const struct hs_rule *hs_rule_find(enum hs_role role, enum hs_phase phase);
+
+/*
+ * Whether this side offers and accepts the AEAD mode: not with -noAead,
+ * and not with -encCount 0, which asks for no encryption at all.
+ */
+#define hs_aead_wanted(o)	(!(o)->no_aead && (o)->enc_count != 0)
 
 /* hs.c: for the handlers. */
 enum hs_role hs_role(const struct hs *h);

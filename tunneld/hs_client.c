@@ -90,8 +90,17 @@ hs_client_response(struct hs *h, const uint8_t *p, size_t n, char *err)
 		return HS_HELD;
 	}
 	memset(&m, 0, sizeof(m));
-	if (crypto_nonce(m.hint, err) == -1)
+	/* A marked Challenge offers the AEAD mode; a marked Hint takes it. */
+	snprintf(h->challenge, sizeof(h->challenge), "%s", ch.challenge);
+	h->aead = hs_aead_wanted(o) && aead_mark_check(o->pass, o->encpass,
+	    AEAD_MARK_CHALLENGE, "", ch.challenge);
+	if (h->aead) {
+		if (aead_mark_new(o->pass, o->encpass, AEAD_MARK_HINT,
+		    ch.challenge, m.hint, err) == -1)
+			return HS_FAIL;
+	} else if (crypto_nonce(m.hint, err) == -1)
 		return HS_FAIL;
+	snprintf(h->hint, sizeof(h->hint), "%s", m.hint);
 	crypto_auth_response(ch.challenge, o->pass, m.hint, m.response);
 	if (s != NULL) {
 		snprintf(m.token, sizeof(m.token), "%s", s->token);

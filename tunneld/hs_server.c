@@ -26,7 +26,15 @@ hs_server_challenge(struct hs *h, const uint8_t *p, size_t n, char *err)
 	memset(&ch, 0, sizeof(ch));
 	snprintf(ch.ver, sizeof(ch.ver), "1.00");
 	snprintf(ch.mode, sizeof(ch.mode), "%s", cli_mode_name(h->tun->o->mode));
-	if (crypto_nonce(ch.challenge, err) == -1)
+	/*
+	 * The offer of the AEAD mode is the Challenge itself: its shape is
+	 * Go's, and only a peer that knows both secrets sees the mark.
+	 */
+	if (hs_aead_wanted(h->tun->o)) {
+		if (aead_mark_new(h->tun->o->pass, h->tun->o->encpass,
+		    AEAD_MARK_CHALLENGE, "", ch.challenge, err) == -1)
+			return HS_FAIL;
+	} else if (crypto_nonce(ch.challenge, err) == -1)
 		return HS_FAIL;
 	memcpy(h->challenge, ch.challenge, sizeof(h->challenge));
 	if ((json = msg_challenge_encode(&ch, &len)) == NULL) {
@@ -197,6 +205,13 @@ hs_server_response(struct hs *h, const uint8_t *p, size_t n, char *err)
 		hs_refuse(h, "ng", "wrong response: the client has another -pass");
 		return HS_HELD;
 	}
+	/*
+	 * The Response covers Challenge and Hint: the answer to our offer
+	 * is authentic, and a man in the middle cannot strip it.
+	 */
+	snprintf(h->hint, sizeof(h->hint), "%s", m.hint);
+	h->aead = hs_aead_wanted(h->tun->o) && aead_mark_check(h->tun->o->pass,
+	    h->tun->o->encpass, AEAD_MARK_HINT, h->challenge, m.hint);
 	if (m.token[0] == '\0' && m.ctrl == MSG_CTRL_STOP) {
 		hs_server_stop(h);
 		return HS_HELD;

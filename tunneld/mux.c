@@ -308,15 +308,18 @@ mux_citi_new(struct sess *s, uint32_t id, enum citi_state st)
 static void
 mux_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct citi *ci = h->data;
+	struct citi	*ci = h->data;
+	size_t		 cap = sess_lim_read_cap(ci->s);
 
+	/* The AEAD mode's tag rides in the payload: leave it room. */
+	if (ci->s->aead && cap > PKT_MAX_PAYLOAD - AEAD_TAG_LEN)
+		cap = PKT_MAX_PAYLOAD - AEAD_TAG_LEN;
 	if (ci->rx == NULL)
 		ci->rx = sess_opkt_new(PKT_MAX_PAYLOAD);
 	if (ci->rx == NULL)
 		*buf = uv_buf_init(NULL, 0);
 	else
-		*buf = uv_buf_init((char *)ci->rx->data,
-		    sess_lim_read_cap(ci->s));
+		*buf = uv_buf_init((char *)ci->rx->data, cap);
 }
 
 static void

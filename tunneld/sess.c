@@ -33,8 +33,8 @@ static void	sess_take_leftover(struct sess *, struct xport *);
 void
 xport_free(struct xport *x)
 {
-	enc_free(x->enc);
-	enc_free(x->dec);
+	xc_free(x->enc);
+	xc_free(x->dec);
 	x->enc = x->dec = NULL;
 	buf_free(&x->in);
 }
@@ -352,8 +352,10 @@ sess_flush(struct sess *s)
 	struct obuf	*b;
 	struct opkt	*p;
 	uint8_t		*w;
-	size_t		 len;
+	size_t		 len, ov;
+	int		 broken = 0;
 
+	ov = x != NULL ? xc_overhead(x->enc) : 0;
 	while (x != NULL && !s->closing && (s->cursor != NULL ||
 	    s->dummy_due) && conn_pending(x->conn) < TUN_COALESCE) {
 		if ((b = conn_obuf(TUN_COALESCE)) == NULL)
@@ -371,22 +373,38 @@ sess_flush(struct sess *s)
 				pkt_put_sync(w + len, p->citi, p->packno);
 				len += PKT_SYNC_LEN;
 			} else {
-				if (len + PKT_NORMAL_HDR + p->len > TUN_COALESCE)
+				if (len + PKT_NORMAL_HDR + p->len + ov >
+				    TUN_COALESCE)
 					break;
-				pkt_put_normal_hdr(w + len, p->citi, p->len);
+				/* s->aead kept p->len + ov within a u16. */
+				pkt_put_normal_hdr(w + len, p->citi,
+				    (uint16_t)(p->len + ov));
 				len += PKT_NORMAL_HDR;
 				memcpy(w + len, p->data, p->len);
-				enc_packet(x->enc, w + len, p->len);
-				len += p->len;
+				if (xc_seal(x->enc, w + len - PKT_NORMAL_HDR,
+				    PKT_NORMAL_HDR, w + len, p->len) == -1) {
+					broken = 1;
+					break;
+				}
+				len += p->len + ov;
 			}
 			s->unsent_bytes -= p->len;
 			s->write_no++;
 			s->cursor = TAILQ_NEXT(p, link);
 		}
+		if (broken) {
+			/* Unsent packets stay queued for the next transport. */
+			free(b);
+			break;
+		}
 		b->len = len;
 		s->bytes_out += len;
 		if (conn_send(x->conn, b) == -1)
 			break;
+	}
+	if (broken) {
+		sess_detach(s, "cannot seal a packet (nonce counter spent)");
+		return;
 	}
 	sess_update_congestion(s);
 }
@@ -395,13 +413,27 @@ sess_flush(struct sess *s)
 static int
 sess_packet(struct sess *s, struct xport *x, struct pkt *p, char *err)
 {
+	size_t	len;
+
 	switch (p->kind) {
 	case PKT_SYNC:
 		s->read_no++;
 		return mux_sync(s, p->citi, p->packno, err);
 	case PKT_NORMAL:
+		/*
+		 * Before it is counted: a forged packet must not count as
+		 * read, or the resume would not ask for the real one again.
+		 */
+		/* The header lies just before the payload (pkt_parse). */
+		if (xc_open(x->dec, p->payload - PKT_NORMAL_HDR, PKT_NORMAL_HDR,
+		    p->payload, p->len, &len) == -1) {
+			err_set(err, "a packet failed authentication (citi %08"
+			    PRIx32 ", %u bytes): closing the connection",
+			    p->citi, (unsigned)p->len);
+			return -1;
+		}
+		p->len = (uint16_t)len;
 		s->read_no++;
-		enc_packet(x->dec, p->payload, p->len);
 		if (p->citi != PKT_CITI_CTRL)
 			return mux_data(s, p->citi, p->payload, p->len, err);
 		if (p->len > 0)

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "conn.h"
 #include "enc.h"
+#include "xcipher.h"
 #include "msg.h"
 #include "pkt.h"
 #include "proxy.h"
@@ -122,8 +123,8 @@ struct tun {
 /* An authenticated transport connection and its per-connection state. */
 struct xport {
 	struct conn	*conn;
-	struct enc	*enc;		/* what we send */
-	struct enc	*dec;		/* what we receive */
+	struct xcipher	*enc;		/* what we send */
+	struct xcipher	*dec;		/* what we receive */
 	struct buf	 in;		/* de-framed bytes not yet parsed */
 	int		 proven;	/* the peer sent a packet on it */
 };
@@ -136,6 +137,8 @@ struct hs {
 	int		 phase;		/* enum hs_phase (hs.h) */
 	uv_timer_t	 timer;
 	char		 challenge[MSG_STR_MAX];
+	char		 hint[MSG_STR_MAX];	/* the AuthResponse's */
+	int		 aead;		/* both offered: AEAD after "ok" */
 };
 
 /* A counted packet kept for sending and, once sent, for resend. */
@@ -185,6 +188,12 @@ struct sess {
 	int64_t		 id;
 	char		 token[MSG_STR_MAX];
 	struct xport	*x;		/* NULL while detached */
+	/*
+	 * Set by its first transport: every transport runs the AEAD mode,
+	 * or none does (a resume may not change it, and a payload read for
+	 * it leaves room for the tag).
+	 */
+	int		 aead;
 	struct msg_fwdlist eff;		/* effective forward list */
 	/* sending */
 	struct opkt_list out;		/* unacknowledged, sent or not */

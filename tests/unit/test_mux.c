@@ -279,8 +279,8 @@ attach(struct fixture *f)
 	x->conn = conn_new(&f->loop, tcp, CONN_RAW_SERVER, NULL, NULL, NULL,
 	    err);
 	assert_non_null(x->conn);
-	x->enc = enc_new("", 0, 0, err);
-	x->dec = enc_new("", 0, 1, err);
+	x->enc = xc_cfb_new("", 0, 0, err);
+	x->dec = xc_cfb_new("", 0, 1, err);
 	assert_non_null(x->enc);
 	assert_non_null(x->dec);
 	sess_attach(f->s, x, 0);
