@@ -631,6 +631,17 @@ def run_variant(key, label, cfg, ctx, res):
 # Report
 # --------------------------------------------------------------------------
 
+def finish(out, text, procs, failed, what, t0, append=True):
+    """Ends a suite's report: keeps the process logs when a row failed
+    (else removes them), adds the suite's time, writes the results."""
+    if failed:
+        text += "\nProcess logs kept in %s\n" % procs.tmp
+    else:
+        shutil.rmtree(procs.tmp, ignore_errors=True)
+    text += "\n%s bench time: %.0f s\n" % (what, time.monotonic() - t0)
+    write_results(out, text, append)
+
+
 def write_results(out, text, append):
     """Writes (or appends) a suite's markdown to out and prints it."""
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -974,13 +985,9 @@ def main():
                 pass
         procs.stop_all()
     ctx["load1"] = loadavg()
-    text = report(res, ctx)
-    if any(r["errors"] for r in res.values()):
-        text += "\nProcess logs kept in %s\n" % procs.tmp
-    else:
-        shutil.rmtree(procs.tmp, ignore_errors=True)
-    text += "\nTotal bench time: %.0f s\n" % (time.monotonic() - t_start)
-    write_results(out, text, append=False)
+    finish(out, report(res, ctx), procs,
+           any(r["errors"] for r in res.values()), "Total", t_start,
+           append=False)
     return 0
 
 

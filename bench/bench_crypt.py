@@ -426,13 +426,8 @@ def main():
     finally:
         procs.stop_all()
     ctx["load1"] = B.loadavg()
-    text = report(res, ctx)
-    if any(r.get("errors") for r in res.values()):
-        text += "\nProcess logs kept in %s\n" % procs.tmp
-    else:
-        shutil.rmtree(procs.tmp, ignore_errors=True)
-    text += "\nEncryption bench time: %.0f s\n" % (time.monotonic() - t0)
-    B.write_results(out, text, append=True)
+    B.finish(out, report(res, ctx), procs,
+             any(r.get("errors") for r in res.values()), "Encryption", t0)
     return 0
 
 

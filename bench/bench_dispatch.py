@@ -1146,12 +1146,8 @@ def main():
                                "end" % n)
     ctx["load1"] = B.loadavg()
     text = report(R, ctx)
-    if "### Dispatcher errors" in text:
-        text += "\nProcess logs kept in %s\n" % procs.tmp
-    else:
-        shutil.rmtree(procs.tmp, ignore_errors=True)
-    text += "\nDispatcher bench time: %.0f s\n" % (time.monotonic() - t0)
-    B.write_results(out, text, append=True)
+    B.finish(out, text, procs, "### Dispatcher errors" in text, "Dispatcher",
+             t0)
     return 0
 
 

@@ -632,14 +632,9 @@ def main():
     finally:
         procs.stop_all()
     ctx["load1"] = B.loadavg()
-    text = report(lat, thr, ctx)
-    if any(r["errors"] for r in lat) or thr["errors"]:
-        text += "\nProcess logs kept in %s\n" % procs.tmp
-    else:
-        import shutil
-        shutil.rmtree(procs.tmp, ignore_errors=True)
-    text += "\nResume bench time: %.0f s\n" % (time.monotonic() - t0)
-    B.write_results(out, text, append=True)
+    B.finish(out, report(lat, thr, ctx), procs,
+             any(r["errors"] for r in lat) or bool(thr["errors"]), "Resume",
+             t0)
     return 0
 
 
