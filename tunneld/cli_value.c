@@ -261,9 +261,9 @@ cli_window(struct cli_opts *o, const char *val, char *err)
 	const char	*p = val;
 	uint64_t	 v = 0, mult = 1, pk;
 
-	for (; *p >= '0' && *p <= '9'; p++)
-		if ((v = v * 10 + (uint64_t)(*p - '0')) > (1ull << 40))
-			break;
+	for (; *p >= '0' && *p <= '9'; p++)	/* saturates: out of range */
+		if (v < (1ull << 40))
+			v = v * 10 + (uint64_t)(*p - '0');
 	if (*p == 'k' || *p == 'K')
 		mult = 1024, p++;
 	else if (*p == 'm' || *p == 'M')
