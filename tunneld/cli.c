@@ -216,7 +216,7 @@ cli_uuid(char *out, size_t cap, char *err)
 	return 0;
 }
 
-static void
+void
 cli_defaults(struct cli_opts *o)
 {
 	memset(o, 0, sizeof(*o));
