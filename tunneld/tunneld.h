@@ -133,6 +133,7 @@ struct tun {
 	int			 use_proxy;
 	uv_timer_t		 retry_timer;
 	int			 attempts;
+	uint64_t		 proven_at;	/* ms: attempts last reset */
 	uint64_t		 busy_since;	/* first busy refusal, ms; 0 */
 	uv_signal_t		 sigint, sigterm;
 };

@@ -12,6 +12,7 @@ queue is what the sender's window lets out, whatever the machine's speed
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -136,6 +137,13 @@ def test_window_changed_on_the_way_fails(tunneld, port, sink_source, mitm):
         s.sendall(b"x" * 65536)
         # Every connection of the session fails the same way.
         srv.wait_for(r"failed authentication", timeout=IO_TIMEOUT, count=2)
+        # ... and the client does not reconnect in a tight loop: its
+        # backoff starts again at most once a second (thousands of
+        # connections a second without that bound).
+        n0, t0 = r.conns, time.monotonic()
+        time.sleep(3)
+        rate = (r.conns - n0) / (time.monotonic() - t0)
+        assert rate < 10, "%.0f connections a second" % rate
     finally:
         s.close()
     assert target.accepted == 0 and target.rx_bytes == 0
