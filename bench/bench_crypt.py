@@ -9,10 +9,12 @@ ratios compare like with like:
    encrypted the kptunnel way (AES-256-CFB, -encCount -1), and tunneld in
    the authenticated mode between two tunneld peers (AEAD) when the binary
    offers it.
-2. One stream with 50 ms added round trip (tests/delayrelay, 25 ms each
-   way): iperf3 directly through the relay, against tunneld whose
-   transport goes through the same relay (kptunnel-compatible window: 60
-   packets per stream), and the AEAD mode when offered.
+2. One stream over a long link: 50 ms added round trip and a 1 Gbit/s
+   rate cap each way (tests/delayrelay -d 25 -r 1000): iperf3 directly
+   through the relay, against tunneld whose transport goes through the
+   same relay: plain and CFB with kptunnel's window (60 packets per
+   stream), and the AEAD mode with the window extension (-window, 16 MiB
+   unless BENCH_AEAD_OPTS sets it).
 3. 1-byte round trip (median, p99; best median of BENCH_REPEATS+1) over
    one stream: plain, CFB and AEAD.
 
@@ -26,6 +28,7 @@ that silently ran the other mode shows.
 
 Environment: TUNNELD, BENCH_OUT (appended to), BENCH_REPEATS [2],
 BENCH_CRYPT_TIME (iperf3 seconds) [5], BENCH_LONG_RTT_MS [50],
+BENCH_LONG_MBIT (the long link's rate cap each way, 0 for none) [1000],
 DELAY_RELAY [the one beside TUNNELD: BUILD/tests/delayrelay, else
 build/tests/delayrelay], BENCH_AEAD, BENCH_AEAD_OPTS, BENCH_CFB_OPTS.
 """
@@ -48,6 +51,9 @@ ROOT = B.ROOT
 REPEATS = B.REPEATS
 B.IPERF_TIME = max(2, B.env_num("BENCH_CRYPT_TIME", 5))
 LONG_RTT_MS = B.env_num("BENCH_LONG_RTT_MS", 50, float)
+# A link has a bandwidth: without a cap, a connection through the relay
+# would measure only the relay's queue (RELAY_QUEUE / one-way delay).
+LONG_MBIT = B.env_num("BENCH_LONG_MBIT", 1000, float)
 # bytes in flight over the emulated link, each way: bounds one connection
 # through the relay to RELAY_QUEUE / (RTT / 2)
 RELAY_QUEUE = 16 * 1024 * 1024
@@ -95,9 +101,10 @@ def relay_binary(tunneld):
 def start_relay(procs, relay, target_port, one_way_ms):
     """The delaying relay in front of target_port; returns (proc, port)."""
     port = B.free_port()
+    cap = ["-r", "%g" % LONG_MBIT] if LONG_MBIT > 0 else []
     p = procs.spawn([relay, "-d", "%g" % one_way_ms, "-q",
-                     str(RELAY_QUEUE), str(port), "%s:%d" % (HOST,
-                                                             target_port)],
+                     str(RELAY_QUEUE)] + cap +
+                    [str(port), "%s:%d" % (HOST, target_port)],
                     "delayrelay-%d" % port)
     B.wait_listen(port, proc=p)
     return p, port
@@ -106,8 +113,8 @@ def start_relay(procs, relay, target_port, one_way_ms):
 TUNNELS = {
     # key: label, tunneld options of both sides
     "plain": ("tunneld ws, plain (-encCount 0)", ["-encCount", "0"]),
-    "cfb": ("tunneld ws, CFB (kptunnel, -encCount -1)",
-            ["-encCount", "-1"]),
+    "cfb": ("tunneld ws, CFB (kptunnel, -encCount -1 -noAead)",
+            ["-encCount", "-1", "-noAead"]),
     "aead": ("tunneld ws, AEAD (tunneld peers)", ["-encCount", "-1"]),
 }
 
@@ -277,12 +284,17 @@ def report(res, ctx):
              "plain `%s`, CFB `%s`, AEAD `%s`."
              % (B.IPERF_TIME, REPEATS, B.RTT_COUNT, REPEATS + 1,
                 opts("plain"), opts("cfb"), opts("aead")))
+    top = RELAY_QUEUE * 8 / (LONG_RTT_MS / 2000.0) / 1e9
+    if LONG_MBIT > 0:
+        top = min(top, LONG_MBIT / 1000.0)
     L.append("- long link: tests/delayrelay -d %g (x2 = %g ms added round "
-             "trip), queue cap %d MiB each way, so a connection through it "
-             "tops at %.1f Gbit/s; a kptunnel window (60 x 64 KiB per "
-             "stream) tops at %.2f Gbit/s over that round trip."
-             % (LONG_RTT_MS / 2, LONG_RTT_MS, RELAY_QUEUE >> 20,
-                RELAY_QUEUE * 8 / (LONG_RTT_MS / 2000.0) / 1e9,
+             "trip), rate cap %s, queue cap %d MiB each way, so a "
+             "connection through it tops at %.1f Gbit/s; a kptunnel window "
+             "(60 x 64 KiB per stream) tops at %.2f Gbit/s over that round "
+             "trip."
+             % (LONG_RTT_MS / 2, LONG_RTT_MS,
+                "%g Mbit/s" % LONG_MBIT if LONG_MBIT > 0 else "none",
+                RELAY_QUEUE >> 20, top,
                 KPT_WINDOW * 8 / (LONG_RTT_MS / 1000.0) / 1e9))
     try:
         if float(ctx["load0"].split()[0]) >= 1.5 or \

@@ -187,25 +187,30 @@ aead_mark_check(const char *pass, const char *encpass, int which,
 
 int
 aead_keys(const char *pass, const char *encpass, const char *challenge,
-    const char *hint, uint8_t c2s[AEAD_KEY_LEN], uint8_t s2c[AEAD_KEY_LEN],
-    char *err)
+    const char *hint, const uint32_t win[2], uint8_t c2s[AEAD_KEY_LEN],
+    uint8_t s2c[AEAD_KEY_LEN], char *err)
 {
 	uint8_t	*ikm, *salt = NULL;
-	size_t	 ikmlen = 0, lc, lh;
+	size_t	 ikmlen = 0, lc, lh, n, i;
 	int	 rc = -1;
 
 	lc = strlen(challenge);
 	lh = strlen(hint);
+	n = lc + lh + 8;
 	if ((ikm = aead_ikm(pass, encpass, &ikmlen)) == NULL ||
-	    (salt = OPENSSL_malloc(lc + lh + 1)) == NULL) {
+	    (salt = OPENSSL_malloc(n)) == NULL) {
 		err_set(err, "out of memory");
 		goto done;
 	}
 	memcpy(salt, challenge, lc);
 	memcpy(salt + lc, hint, lh);
-	if (aead_hkdf(ikm, ikmlen, salt, lc + lh, AEAD_LABEL " c2s", c2s,
+	for (i = 0; i < 4; i++) {
+		salt[lc + lh + i] = (uint8_t)(win[0] >> (24 - 8 * i));
+		salt[lc + lh + 4 + i] = (uint8_t)(win[1] >> (24 - 8 * i));
+	}
+	if (aead_hkdf(ikm, ikmlen, salt, n, AEAD_LABEL " c2s", c2s,
 	    AEAD_KEY_LEN, err) == -1 ||
-	    aead_hkdf(ikm, ikmlen, salt, lc + lh, AEAD_LABEL " s2c", s2c,
+	    aead_hkdf(ikm, ikmlen, salt, n, AEAD_LABEL " s2c", s2c,
 	    AEAD_KEY_LEN, err) == -1)
 		goto done;
 	rc = 0;

@@ -39,12 +39,15 @@ int	aead_mark_check(const char *pass, const char *encpass, int which,
 
 /*
  * The keys of one transport: HKDF-SHA256 with IKM = pass || 0x00 ||
- * encPass, salt = Challenge || Hint (the marked strings as sent), info =
- * "tunneld-aead-v1 c2s" / "tunneld-aead-v1 s2c".  Returns 0 or -1 with err.
+ * encPass, salt = Challenge || Hint || win[0] || win[1] (the marked
+ * strings as sent, then the client's and the server's announced windows
+ * as 32-bit big-endian numbers, so that a window changed on the way fails
+ * the first packet), info = "tunneld-aead-v1 c2s" / "tunneld-aead-v1
+ * s2c".  Returns 0 or -1 with err.
  */
 int	aead_keys(const char *pass, const char *encpass, const char *challenge,
-	    const char *hint, uint8_t c2s[AEAD_KEY_LEN],
-	    uint8_t s2c[AEAD_KEY_LEN], char *err);
+	    const char *hint, const uint32_t win[2],
+	    uint8_t c2s[AEAD_KEY_LEN], uint8_t s2c[AEAD_KEY_LEN], char *err);
 
 /* One direction of one transport; the key is copied.  NULL with err. */
 struct aead	*aead_new(const uint8_t key[AEAD_KEY_LEN], char *err);

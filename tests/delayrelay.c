@@ -57,6 +57,7 @@
 #define DR_LISTEN_ID	UINT64_MAX
 #define DR_EVENTS	64
 #define DR_WRITE_MAX	(64 * 1024)	/* per write under a rate cap */
+#define DR_BURST_NS	2000000ull	/* credit a rate cap keeps, 2 ms */
 
 struct dr_chunk {
 	struct dr_chunk	*next;
@@ -293,9 +294,14 @@ dr_write(struct dr_conn *c, int s, uint64_t now, uint64_t *wake)
 			}
 			return -1;
 		}
+		/*
+		 * A late wake-up leaves up to DR_BURST_NS of credit, or the
+		 * poll's millisecond granularity would lower the rate.
+		 */
 		if (dr.rate_bps > 0)
-			d->link_free = (d->link_free > now ? d->link_free :
-			    now) + (uint64_t)((double)n * 1e9 / dr.rate_bps);
+			d->link_free = (d->link_free + DR_BURST_NS > now ?
+			    d->link_free : now - DR_BURST_NS) +
+			    (uint64_t)((double)n * 1e9 / dr.rate_bps);
 		d->total += (uint64_t)n;
 		d->queued -= (size_t)n;
 		k->off += (size_t)n;

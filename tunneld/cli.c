@@ -25,6 +25,7 @@
 #include "msg.h"
 #include "opt.h"
 #include "text.h"
+#include "tunneld.h"
 
 /* mode + server + forwards */
 #define CLI_MAX_POS	(2 + MSG_MAX_FWDS)
@@ -36,7 +37,7 @@ enum cli_opt_id {
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
-	OPT_MAXHSADDR, OPT_NOAEAD
+	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -71,6 +72,7 @@ static const struct opt_def cli_table[] = {
 	{ "allowClientForwards", OPT_ALLOWCLIFWD,	1 },
 	{ "acceptServerForwards", OPT_ACCEPTSRVFWD,	1 },
 	{ "noAead",		OPT_NOAEAD,		1 },
+	{ "window",		OPT_WINDOW,		0 },
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
@@ -160,6 +162,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_header(o, val, err);
 	case OPT_WSPATH:
 		return cli_wspath(o, val, err);
+	case OPT_WINDOW:
+		return cli_window(o, val, err);
 	case OPT_SESSION:
 		return cli_session(o, val, err);
 	case OPT_UA:
@@ -212,7 +216,7 @@ cli_uuid(char *out, size_t cap, char *err)
 	return 0;
 }
 
-static void
+void
 cli_defaults(struct cli_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -225,6 +229,7 @@ cli_defaults(struct cli_opts *o)
 	o->open_timeout = 30;
 	o->session_timeout = 600;
 	o->max_hs_per_addr = CLI_MAX_HS_PER_ADDR;
+	o->window = TUN_WINDOW_DEF;
 }
 
 static void

@@ -61,6 +61,7 @@ struct cli_opts {
 	int		 allow_client_fwds;	/* -allowClientForwards (servers) */
 	int		 accept_server_fwds;	/* -acceptServerForwards (clients) */
 	int		 no_aead;	/* -noAead: never offer the AEAD mode */
+	int		 window;	/* -window, in packets (TUN_WINDOW_*) */
 	/* Per-tenant limits (worker: the policy's; 0: none); its
 	 * session_timeout is unused, session_timeout above is the one. */
 	struct ctlmsg_limits lim;
@@ -86,6 +87,9 @@ const char	*cli_mode_name(enum cli_mode m);
 int	cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 	    size_t outcap, char *err);
 void	cli_free(struct cli_opts *o);
+/* o with every default of the command line and no secret (a worker's
+ * starting point before its CONFIG). */
+void	cli_defaults(struct cli_opts *o);
 /*
  * Overwrites the secrets cli_parse found in the argv it was given (which
  * must be writable and still alive), so /proc/PID/cmdline stops showing

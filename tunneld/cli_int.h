@@ -29,6 +29,9 @@ int	 cli_ip(struct cli_opts *o, const char *val, char *err);
 int	 cli_header(struct cli_opts *o, const char *val, char *err);
 /* -session: characters a URL query carries verbatim. */
 int	 cli_session(struct cli_opts *o, const char *val, char *err);
+/* -window SIZE: bytes (suffix k, M: binary) into o->window, packets of
+ * 64 KiB rounded up, within [TUN_WINDOW, TUN_WINDOW_MAX]. */
+int	 cli_window(struct cli_opts *o, const char *val, char *err);
 /* -wspath: starts with '/'. */
 int	 cli_wspath(struct cli_opts *o, const char *val, char *err);
 

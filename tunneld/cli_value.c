@@ -15,6 +15,7 @@
 #include "cli_int.h"
 #include "err.h"
 #include "http.h"
+#include "tunneld.h"
 
 int
 cli_int(const char *opt, const char *val, int min, int max, int *out,
@@ -252,3 +253,35 @@ cli_wspath(struct cli_opts *o, const char *val, char *err)
 	return cli_copy("wspath", val, o->wspath, sizeof(o->wspath), 0, err);
 }
 
+
+int
+cli_window(struct cli_opts *o, const char *val, char *err)
+{
+	const uint64_t	 unit = 65536;	/* a full packet, rounded */
+	const char	*p = val;
+	uint64_t	 v = 0, mult = 1, pk;
+
+	for (; *p >= '0' && *p <= '9'; p++)	/* saturates: out of range */
+		if (v < (1ull << 40))
+			v = v * 10 + (uint64_t)(*p - '0');
+	if (*p == 'k' || *p == 'K')
+		mult = 1024, p++;
+	else if (*p == 'm' || *p == 'M')
+		mult = 1024 * 1024, p++;
+	else if (*p == 'g' || *p == 'G')
+		mult = 1024 * 1024 * 1024, p++;
+	if (p == val || *p != '\0' || !(val[0] >= '0' && val[0] <= '9')) {
+		err_set(err, "-window: not a size (bytes, or with k or M): %s",
+		    val);
+		return -1;
+	}
+	pk = (v * mult + unit - 1) / unit;
+	if (pk < TUN_WINDOW || pk > TUN_WINDOW_MAX) {
+		err_set(err, "-window: %s is out of range (%lluk to %lluM)",
+		    val, (unsigned long long)(TUN_WINDOW * unit / 1024),
+		    (unsigned long long)(TUN_WINDOW_MAX * unit >> 20));
+		return -1;
+	}
+	o->window = (int)pk;
+	return 0;
+}

@@ -18,6 +18,9 @@
 #include "log.h"
 #include "tunneld.h"
 
+/* The backoff starts again at most this often (client_transport_proven). */
+#define CLIENT_RESET_MS	1000
+
 struct dial {
 	uv_getaddrinfo_t gai;
 	uv_connect_t	 connect;
@@ -66,11 +69,19 @@ client_connection_lost(struct tun *t, const char *why)
 
 /*
  * The server sent a packet on the current transport: the attempt that made
- * it succeeded, and the next loss starts the backoff from the beginning.
+ * it succeeded, and the next loss starts the backoff from the beginning;
+ * but not more than once a second, or a server that answers and then
+ * breaks every connection at once (a protocol error, a hostile server)
+ * would have us reconnect in a tight loop.
  */
 void
 client_transport_proven(struct tun *t)
 {
+	uint64_t now = uv_now(t->loop);
+
+	if (t->proven_at != 0 && now - t->proven_at < CLIENT_RESET_MS)
+		return;
+	t->proven_at = now;
 	t->attempts = 0;
 }
 

@@ -158,6 +158,7 @@ hs_new(struct tun *t, struct conn *c)
 		return NULL;
 	}
 	h->tun = t;
+	h->win[0] = h->win[1] = TUN_WINDOW;
 	uv_timer_init(t->loop, &h->timer);
 	h->timer.data = h;
 	if (cli_mode_is_server(t->o->mode))
@@ -185,8 +186,8 @@ hs_aead_switch(struct hs *h, char *err)
 	uint8_t		 c2s[AEAD_KEY_LEN], s2c[AEAD_KEY_LEN];
 	int		 server = hs_role(h) == HS_ROLE_SERVER, rc = -1;
 
-	if (aead_keys(o->pass, o->encpass, h->challenge, h->hint, c2s, s2c,
-	    err) == -1)
+	if (aead_keys(o->pass, o->encpass, h->challenge, h->hint, h->win,
+	    c2s, s2c, err) == -1)
 		goto done;
 	if ((enc = xc_aead_new(server ? s2c : c2s, err)) == NULL ||
 	    (dec = xc_aead_new(server ? c2s : s2c, err)) == NULL)
@@ -205,12 +206,30 @@ done:
 	return rc;
 }
 
+int
+hs_windows(struct hs *h, int64_t announced, char *err)
+{
+	int own = hs_role(h) == HS_ROLE_SERVER;
+
+	if (announced != 0 && (announced < TUN_WINDOW ||
+	    announced > TUN_WINDOW_MAX)) {
+		err_set(err, "the peer announces a window of %" PRId64
+		    " packets (%d to %d allowed)", announced, TUN_WINDOW,
+		    TUN_WINDOW_MAX);
+		return -1;
+	}
+	h->win[own] = (uint32_t)h->tun->o->window;
+	h->win[!own] = announced != 0 ? (uint32_t)announced : TUN_WINDOW;
+	return 0;
+}
+
 /* Hands the connection over to its session, with what is left to parse. */
 void
 hs_attach(struct hs *h, struct sess *s, uint64_t peer_read_no)
 {
 	struct xport	*x;
 	char		 err[ERR_LEN];
+	int		 own = hs_role(h) == HS_ROLE_SERVER;
 
 	/*
 	 * Its history was cut to fit one mode's packets, and a session that
@@ -224,14 +243,27 @@ hs_attach(struct hs *h, struct sess *s, uint64_t peer_read_no)
 		hs_fail(h, "cipher mode changed on resume");
 		return;
 	}
+	/* Streams in flight were sent under the session's windows. */
+	if (s->started && (s->win_own != h->win[own] ||
+	    s->win_peer != h->win[!own])) {
+		log_warnx("%s: session %" PRId64 " ran windows of %u/%u "
+		    "packets, this connection announces %u/%u: refused",
+		    conn_peer(h->x.conn), s->id, s->win_own, s->win_peer,
+		    h->win[own], h->win[!own]);
+		hs_fail(h, "windows changed on resume");
+		return;
+	}
 	if (h->aead && hs_aead_switch(h, err) == -1) {
 		hs_fail(h, err);
 		return;
 	}
 	s->aead = h->aead;
+	s->win_own = h->win[own];
+	s->win_peer = h->win[!own];
 	if (h->aead)
 		log_info("%s: session %" PRId64 ": AEAD mode (AES-256-GCM) on "
-		    "this connection", conn_peer(h->x.conn), s->id);
+		    "this connection; windows: %u packets in, %u out",
+		    conn_peer(h->x.conn), s->id, s->win_own, s->win_peer);
 	if ((x = malloc(sizeof(*x))) == NULL) {
 		hs_fail(h, "out of memory");
 		return;

@@ -85,6 +85,14 @@ const struct hs_rule *hs_rule_find(enum hs_role role, enum hs_phase phase);
  */
 #define hs_aead_wanted(o)	(!(o)->no_aead && (o)->enc_count != 0)
 
+/*
+ * Both run the AEAD mode, so both announce windows (docs/protocol.md,
+ * "Window extension"): h->win gets ours (-window) and the peer's, which
+ * is announced (0: not announced, kptunnel's) within [TUN_WINDOW,
+ * TUN_WINDOW_MAX].  Returns 0, or -1 with err for any other value.
+ */
+int	 hs_windows(struct hs *h, int64_t announced, char *err);
+
 /* hs.c: for the handlers. */
 enum hs_role hs_role(const struct hs *h);
 int	 hs_send(struct hs *h, const void *payload, size_t len);

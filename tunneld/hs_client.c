@@ -98,6 +98,7 @@ hs_client_response(struct hs *h, const uint8_t *p, size_t n, char *err)
 		if (aead_mark_new(o->pass, o->encpass, AEAD_MARK_HINT,
 		    ch.challenge, m.hint, err) == -1)
 			return HS_FAIL;
+		m.window = o->window;	/* the window extension rides along */
 	} else if (crypto_nonce(m.hint, err) == -1)
 		return HS_FAIL;
 	snprintf(h->hint, sizeof(h->hint), "%s", m.hint);
@@ -266,6 +267,10 @@ hs_client_result(struct hs *h, const uint8_t *p, size_t n, char *err)
 	}
 	if (strcmp(r.result, "ok") != 0) {
 		hs_client_refused(h, &r);
+		return HS_HELD;
+	}
+	if (h->aead && hs_windows(h, r.window, err) == -1) {
+		hs_fail(h, err);
 		return HS_HELD;
 	}
 	if (strcmp(t->o->ctrl, "stop") == 0) {

@@ -66,6 +66,8 @@ hs_server_send_result(struct hs *h, struct sess *s)
 	r.read_no = s->read_no;
 	r.fwds = h->tun->o->fwds;	/* our own list, [] if empty */
 	r.fwds.null = 0;
+	if (h->aead)
+		r.window = h->win[1];
 	if ((json = msg_result_encode(&r, &len)) == NULL)
 		return -1;
 	rc = hs_send(h, json, len);
@@ -212,6 +214,10 @@ hs_server_response(struct hs *h, const uint8_t *p, size_t n, char *err)
 	snprintf(h->hint, sizeof(h->hint), "%s", m.hint);
 	h->aead = hs_aead_wanted(h->tun->o) && aead_mark_check(h->tun->o->pass,
 	    h->tun->o->encpass, AEAD_MARK_HINT, h->challenge, m.hint);
+	if (h->aead && hs_windows(h, m.window, err) == -1) {
+		hs_refuse(h, "ng", err);
+		return HS_HELD;
+	}
 	if (m.token[0] == '\0' && m.ctrl == MSG_CTRL_STOP) {
 		hs_server_stop(h);
 		return HS_HELD;

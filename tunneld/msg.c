@@ -222,6 +222,8 @@ msg_response_encode(const struct msg_response *m, size_t *len)
 	msg_set(o, "ReadNo", json_integer(m->read_no), &ok);
 	msg_set(o, "Ctrl", json_integer(m->ctrl), &ok);
 	msg_set(o, "ForwardList", msg_fwdlist_json(&m->fwds), &ok);
+	if (m->window > 0)
+		msg_set(o, MSG_WINDOW_KEY, json_integer(m->window), &ok);
 	return msg_finish(o, ok, -1, len);
 }
 
@@ -239,6 +241,8 @@ msg_result_encode(const struct msg_result *m, size_t *len)
 	msg_set(o, "WriteNo", json_integer(m->write_no), &ok);
 	msg_set(o, "ReadNo", json_integer(m->read_no), &ok);
 	msg_set(o, "ForwardList", msg_fwdlist_json(&m->fwds), &ok);
+	if (m->window > 0)
+		msg_set(o, MSG_WINDOW_KEY, json_integer(m->window), &ok);
 	return msg_finish(o, ok, -1, len);
 }
 
@@ -477,7 +481,7 @@ msg_response_decode(const uint8_t *p, size_t n, struct msg_response *m,
     char *err)
 {
 	json_t		*o;
-	long long	 wn = 0, rn = 0, ctrl = 0;
+	long long	 wn = 0, rn = 0, ctrl = 0, win = 0;
 	int		 rv = -1;
 
 	memset(m, 0, sizeof(*m));
@@ -494,8 +498,11 @@ msg_response_decode(const uint8_t *p, size_t n, struct msg_response *m,
 	    msg_get_int(o, NULL, "ReadNo", INT64_MIN, INT64_MAX, &rn,
 	    err) == -1 ||
 	    msg_get_int(o, NULL, "Ctrl", INT_MIN, INT_MAX, &ctrl, err) == -1 ||
-	    msg_fwdlist_parse(o, &m->fwds, err) == -1)
+	    msg_fwdlist_parse(o, &m->fwds, err) == -1 ||
+	    msg_get_int(o, NULL, MSG_WINDOW_KEY, 0, UINT32_MAX, &win,
+	    err) == -1)
 		goto done;
+	m->window = win;
 	m->write_no = wn;
 	m->read_no = rn;
 	m->ctrl = (int)ctrl;
@@ -512,7 +519,7 @@ msg_result_decode(const uint8_t *p, size_t n, struct msg_result *m,
     char *err)
 {
 	json_t		*o;
-	long long	 sid = 0, wn = 0, rn = 0;
+	long long	 sid = 0, wn = 0, rn = 0, win = 0;
 	int		 rv = -1;
 
 	memset(m, 0, sizeof(*m));
@@ -528,8 +535,11 @@ msg_result_decode(const uint8_t *p, size_t n, struct msg_result *m,
 	    err) == -1 ||
 	    msg_get_int(o, NULL, "ReadNo", INT64_MIN, INT64_MAX, &rn,
 	    err) == -1 ||
-	    msg_fwdlist_parse(o, &m->fwds, err) == -1)
+	    msg_fwdlist_parse(o, &m->fwds, err) == -1 ||
+	    msg_get_int(o, NULL, MSG_WINDOW_KEY, 0, UINT32_MAX, &win,
+	    err) == -1)
 		goto done;
+	m->window = win;
 	m->session_id = sid;
 	m->write_no = wn;
 	m->read_no = rn;

@@ -16,6 +16,8 @@
 
 #define MSG_STR_MAX		256
 #define MSG_MAX_FWDS		64
+/* The window extension's member (a Go peer never gets one). */
+#define MSG_WINDOW_KEY		"TunneldWindow"
 
 #define MSG_CTRL_NONE		0
 #define MSG_CTRL_BENCH		1
@@ -44,6 +46,9 @@ struct msg_response {
 	int64_t			read_no;
 	int			ctrl;
 	struct msg_fwdlist	fwds;
+	/* "TunneldWindow", only between tunneld peers (docs/protocol.md,
+	 * "Window extension"): 0 when absent, and then not written. */
+	int64_t			window;
 };
 
 struct msg_result {
@@ -53,6 +58,7 @@ struct msg_result {
 	int64_t			write_no;
 	int64_t			read_no;
 	struct msg_fwdlist	fwds;
+	int64_t			window;		/* as msg_response's */
 };
 
 struct msg_header {

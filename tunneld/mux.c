@@ -160,7 +160,7 @@ mux_shutdown_cb(uv_shutdown_t *req, int status)
 static int
 mux_can_send(const struct citi *ci)
 {
-	return ci->sent < TUN_SYNC_GROUP * ci->syncs_rcvd + TUN_WINDOW;
+	return ci->sent < TUN_SYNC_GROUP * ci->syncs_rcvd + ci->s->win_peer;
 }
 
 static void
@@ -194,7 +194,7 @@ mux_enqueue(struct citi *ci, struct opkt *p)
 	p->citi = ci->id;
 	sess_enqueue(ci->s, p);
 	if (idx % TUN_SYNC_GROUP == TUN_SYNC_GROUP - 1)
-		ci->mark[(idx / TUN_SYNC_GROUP) % 4] = p->seq;
+		ci->mark[(idx / TUN_SYNC_GROUP) % TUN_MARKS] = p->seq;
 }
 
 /* Our zero-length packet: this side sends nothing more (wire spec 6.6). */
@@ -393,6 +393,7 @@ mux_write_cb(uv_write_t *req, int status)
 	struct citi	*ci = w->ci;
 	int64_t		 sync = w->sync;
 
+	sess_rxq(ci->s, -(ssize_t)w->len);
 	free(w);
 	if (citi_is_gone(ci->state))
 		return;
@@ -457,7 +458,9 @@ mux_write_local(struct citi *ci, uint8_t *p, size_t n, int64_t sync,
 	    mux_write_cb) < 0) {
 		free(w);
 		mux_citi_event(ci, CITI_EV_LOCAL_ERROR);
+		return 0;
 	}
+	sess_rxq(ci->s, (ssize_t)w->len);
 	return 0;
 }
 
@@ -471,7 +474,7 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 	if (ci == NULL)
 		return 0;	/* a CITI already closed here: discard */
 	idx = ci->rcvd++;
-	if (ci->rcvd > TUN_SYNC_GROUP * ci->syncs_sent + TUN_WINDOW) {
+	if (ci->rcvd > TUN_SYNC_GROUP * ci->syncs_sent + s->win_own) {
 		err_set(err, "citi %08" PRIx32 ": the peer ignores the flow "
 		    "control window", id);
 		return -1;
@@ -512,7 +515,7 @@ mux_sync(struct sess *s, uint32_t id, int64_t packno, char *err)
 		return -1;
 	}
 	ci->syncs_rcvd++;
-	sess_acked(s, ci->mark[(packno / TUN_SYNC_GROUP) % 4]);
+	sess_acked(s, ci->mark[(packno / TUN_SYNC_GROUP) % TUN_MARKS]);
 	mux_update_reading(ci);
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include "addr.h"
 #include "citi.h"
 #include "msg.h"
+#include "tunneld.h"
 
 struct sess;
 struct opkt;
@@ -43,7 +44,7 @@ struct citi {
 	/* sending */
 	uint64_t	 sent;		/* packets queued on this CITI */
 	uint64_t	 syncs_rcvd;
-	uint64_t	 mark[4];	/* seq of packets 29, 59, ... mod 4 */
+	uint64_t	 mark[TUN_MARKS];	/* seq of packets 29, 59, ... */
 	uint64_t	 hdr_seq;	/* our CTRL_HEADER / RESP, for trimming */
 	int		 hdr_unacked;
 	struct opkt	*rx;		/* buffer handed to libuv's read */

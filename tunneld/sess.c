@@ -62,6 +62,7 @@ sess_new(struct tun *t, int server)
 		return NULL;
 	s->tun = t;
 	s->server = server;
+	s->win_own = s->win_peer = TUN_WINDOW;	/* until a handshake says */
 	TAILQ_INIT(&s->out);
 	if (server) {
 		s->id = ++t->next_session_id;
@@ -191,6 +192,36 @@ sess_can_resume(const struct sess *s, uint64_t peer_read_no,
 	return 0;
 }
 
+void
+sess_rx_hold(struct sess *s)
+{
+	if (s->x == NULL || s->x->conn == NULL)
+		return;
+	if (s->lim.in_held || s->rxq_held)
+		conn_pause(s->x->conn);
+	else
+		conn_resume(s->x->conn);
+}
+
+void
+sess_rxq(struct sess *s, ssize_t delta)
+{
+	int was = s->rxq_held;
+
+	s->rxq_bytes += (size_t)delta;
+	if (s->rxq_bytes > TUN_RXQ_MAX)
+		s->rxq_held = 1;
+	else if (s->rxq_bytes < TUN_RXQ_MAX / 2)
+		s->rxq_held = 0;
+	if (was == s->rxq_held)
+		return;
+	if (s->rxq_held)
+		log_info("session %" PRId64 ": %zu bytes wait for slow local "
+		    "sockets: not reading the peer until half are written",
+		    s->id, s->rxq_bytes);
+	sess_rx_hold(s);
+}
+
 /* Frees the history up to and including seq (already sent packets only). */
 void
 sess_acked(struct sess *s, uint64_t seq)
@@ -225,7 +256,7 @@ sess_attach(struct sess *s, struct xport *x, uint64_t peer_read_no)
 		s->reconnects++;
 	s->x = x;
 	conn_set_owner(x->conn, &sess_cbs, s);
-	sess_lim_attach(s);
+	sess_rx_hold(s);
 	/* Resend from the peer's ReadNo (checked by sess_can_resume). */
 	s->cursor = NULL;	/* everything is resendable until proven read */
 	if (peer_read_no > 0)
@@ -578,6 +609,9 @@ sess_tick(uv_timer_t *timer)
 			s->dummy_due = 1;
 			sess_flush(s);
 		}
+		/* Held by us, the peer is not the one that is silent. */
+		if (s->rxq_held || s->lim.in_held)
+			s->last_rx = now;
 		if (now - s->last_rx > 3 * ival) {
 			sess_detach(s, "no traffic for 3 keepalive intervals");
 			return;

@@ -141,8 +141,7 @@ lim_timer_cb(uv_timer_t *timer)
 	}
 	if (l->in_held && tbucket_avail(&l->in_tb, now) > 0) {
 		l->in_held = 0;
-		if (s->x != NULL && s->x->conn != NULL)
-			conn_resume(s->x->conn);
+		sess_rx_hold(s);
 	}
 	if (l->out_held && tbucket_avail(&l->out_tb, now) > 0)
 		lim_resume_out(s);
@@ -161,8 +160,7 @@ sess_lim_in(struct sess *s, size_t n)
 	    tbucket_avail(&l->in_tb, uv_now(s->tun->loop)) > 0)
 		return;
 	l->in_held = 1;
-	if (s->x != NULL && s->x->conn != NULL)
-		conn_pause(s->x->conn);
+	sess_rx_hold(s);
 	lim_arm(s);
 }
 
@@ -196,8 +194,7 @@ sess_lim_bytes(struct sess *s, size_t n)
 	log_info("session %" PRId64 ": %s", s->id, l->end);
 	/* Nothing more moves; the end comes on the next turn of the loop. */
 	l->in_held = l->out_held = 1;
-	if (s->x != NULL && s->x->conn != NULL)
-		conn_pause(s->x->conn);
+	sess_rx_hold(s);
 	mux_congestion(s, s->congested);
 	uv_timer_start(&l->timer, lim_timer_cb, 0, 0);
 }
@@ -240,12 +237,6 @@ sess_lim_read_cap(const struct sess *s)
 	return (size_t)b->burst;
 }
 
-void
-sess_lim_attach(struct sess *s)
-{
-	if (s->lim.in_held && s->x != NULL && s->x->conn != NULL)
-		conn_pause(s->x->conn);
-}
 
 void
 sess_lim_tick(struct sess *s)

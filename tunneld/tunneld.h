@@ -29,6 +29,23 @@
 
 #define TUN_SYNC_GROUP		30	/* PACKET_NUM_BASE */
 #define TUN_WINDOW		59	/* packets beyond the last SYNC group */
+/*
+ * The window between two tunneld peers (docs/protocol.md, "Window
+ * extension"): each side announces the one it receives with, in packets
+ * beyond the last SYNC group; -window sets ours.  The largest is what
+ * one stream can use under TUN_HISTORY_MAX.
+ */
+#define TUN_WINDOW_DEF		256	/* 16 MiB of full packets */
+#define TUN_WINDOW_MAX		1024	/* 64 MiB */
+/* SYNC groups one stream can have unacknowledged (a ring of their ends). */
+#define TUN_MARKS		(TUN_WINDOW_MAX / TUN_SYNC_GROUP + 3)
+/*
+ * The peer's data waiting for slow local sockets, per session: past it
+ * the transport is not read (every stream waits) until half of it is
+ * written.  Bounds what a peer can make us hold when it fills the windows
+ * of many streams whose local end does not read.
+ */
+#define TUN_RXQ_MAX		(64u * 1024 * 1024)
 #define TUN_COALESCE		(128 * 1024)	/* bytes per transport write */
 #define TUN_CONGEST_HIGH	(1024 * 1024)	/* unsent bytes: stop reading */
 #define TUN_CONGEST_LOW		(256 * 1024)
@@ -116,6 +133,7 @@ struct tun {
 	int			 use_proxy;
 	uv_timer_t		 retry_timer;
 	int			 attempts;
+	uint64_t		 proven_at;	/* ms: attempts last reset */
 	uint64_t		 busy_since;	/* first busy refusal, ms; 0 */
 	uv_signal_t		 sigint, sigterm;
 };
@@ -139,6 +157,9 @@ struct hs {
 	char		 challenge[MSG_STR_MAX];
 	char		 hint[MSG_STR_MAX];	/* the AuthResponse's */
 	int		 aead;		/* both offered: AEAD after "ok" */
+	/* The windows announced: [0] the client's, [1] the server's
+	 * (TUN_WINDOW unless both run the AEAD mode). */
+	uint32_t	 win[2];
 };
 
 /* A counted packet kept for sending and, once sent, for resend. */
@@ -194,6 +215,12 @@ struct sess {
 	 * it leaves room for the tag).
 	 */
 	int		 aead;
+	/*
+	 * Flow-control windows (packets beyond the last SYNC group), set by
+	 * the first transport and kept by every resume: ours bounds what the
+	 * peer may send on a stream, the peer's what we send.
+	 */
+	unsigned	 win_own, win_peer;
 	struct msg_fwdlist eff;		/* effective forward list */
 	/* sending */
 	struct opkt_list out;		/* unacknowledged, sent or not */
@@ -208,6 +235,8 @@ struct sess {
 	int		 congested;
 	/* receiving */
 	uint64_t	 read_no;
+	size_t		 rxq_bytes;	/* peer data queued to local sockets */
+	int		 rxq_held;	/* past TUN_RXQ_MAX: transport not read */
 	/* CITIs */
 	struct citi	**tab;
 	size_t		 tabsz;
@@ -294,6 +323,16 @@ void	 sess_acked(struct sess *s, uint64_t seq);
 void	 sess_on_data(struct sess *s, uint8_t *p, size_t n);
 /* Writes queued packets while the transport takes them. */
 void	 sess_flush(struct sess *s);
+/*
+ * Reads the transport, or holds it, as the inbound rate limit
+ * (lim.in_held) and the peer's data waiting for local sockets (rxq_held)
+ * say; called whenever either changes and when a transport attaches.
+ */
+void	 sess_rx_hold(struct sess *s);
+/* The peer's data queued to (delta > 0) or written by (< 0) local
+ * sockets: holds the transport past TUN_RXQ_MAX, reads it again below
+ * half of it. */
+void	 sess_rxq(struct sess *s, ssize_t delta);
 /* Frees what x owns (not x, not its conn). */
 void	 xport_free(struct xport *x);
 
@@ -348,8 +387,6 @@ int	 sess_lim_open(struct sess *s, char *why, size_t len);
 /* Whether local sockets may be read; how much at most in one read. */
 int	 sess_lim_out_ok(const struct sess *s);
 size_t	 sess_lim_read_cap(const struct sess *s);
-/* A transport was attached: held back if rateUp says so. */
-void	 sess_lim_attach(struct sess *s);
 /* Once a second: the current rates. */
 void	 sess_lim_tick(struct sess *s);
 

@@ -125,11 +125,7 @@ worker_new(void)
 	};
 	w->lfd = -1;
 	w->started = time(NULL);
-	w->opts.enc_count = -1;
-	w->opts.interval = 20;
-	w->opts.handshake_timeout = 10;
-	w->opts.open_timeout = 30;
-	w->opts.session_timeout = 600;
+	cli_defaults(&w->opts);
 	w->opts.pass = strdup("");
 	w->opts.encpass = strdup("");
 	w->opts.mode = MODE_SERVER;

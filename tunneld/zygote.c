@@ -100,6 +100,7 @@ zygote_warm_up(void)
 	char		 mark[45];
 	size_t		 n;
 	char		 resp[89];
+	const uint32_t	 win[2] = { 0, 0 };
 
 	crypto_magic("", "", b);
 	crypto_auth_response("", "", "", resp);
@@ -113,7 +114,7 @@ zygote_warm_up(void)
 		enc_free(e);
 	}
 	/* The AEAD mode's HKDF, HMAC and GCM, fetched before confinement. */
-	if (aead_keys("", "", "", "", k1, k2, NULL) == 0 &&
+	if (aead_keys("", "", "", "", win, k1, k2, NULL) == 0 &&
 	    aead_mark_new("", "", AEAD_MARK_CHALLENGE, "", mark, NULL) == 0 &&
 	    aead_mark_check("", "", AEAD_MARK_CHALLENGE, "", mark) &&
 	    (a = aead_new(k1, NULL)) != NULL) {

@@ -72,9 +72,18 @@ def mark_ok(which, ctx, s):
         hmac.new(kmark, msg, hashlib.sha256).digest()[:16], raw[16:])
 
 
-def keys(challenge, hint):
-    salt = (challenge + hint).encode()
+def keys(challenge, hint, win_c=59, win_s=59):
+    """The keys of one transport, from the windows the two announced
+    ("TunneldWindow" of the AuthResponse and the AuthResult; 59 when
+    absent)."""
+    salt = (challenge + hint).encode() + struct.pack(">II", win_c, win_s)
     return _hkdf(salt, LABEL + b" c2s"), _hkdf(salt, LABEL + b" s2c")
+
+
+def announced_window(json_text):
+    """The "TunneldWindow" of a handshake message, 59 when absent."""
+    m = re.search(r'"TunneldWindow":(\d+)', json_text)
+    return int(m.group(1)) if m else 59
 
 
 def nonce(n):
@@ -217,9 +226,14 @@ class MitmRelay:
                            ('"Hint":"', "hint")):
             if field in s:
                 self.seen[key] = s.split(field)[1].split('"')[0]
+        if d.name == "c2s" and idx == 0:
+            self.seen["win_c"] = announced_window(s)
+        if d.name == "s2c" and idx == 2:
+            self.seen["win_s"] = announced_window(s)
         if d.name == "s2c" and idx == 2 and "challenge" in self.seen and \
                 "hint" in self.seen:
-            c2s, s2c = keys(self.seen["challenge"], self.seen["hint"])
+            c2s, s2c = keys(self.seen["challenge"], self.seen["hint"],
+                            self.seen["win_c"], self.seen["win_s"])
             d.gcm, other.gcm = AESGCM(s2c), AESGCM(c2s)
         return d.enc.update(plain)
 

@@ -817,3 +817,46 @@ def test_client_resume(name, procs):
     assert proc.alive(), "our client exited"
     peer.close()
     ls.close()
+
+
+# ---------------------------------------------------------------------------
+# 3. a server that answers, sends a packet and breaks every connection
+
+def test_client_backs_off_from_a_server_that_breaks_every_connection(procs):
+    """The recorded Go server's handshake, one DUMMY (the transport is
+    proven), then a close, on every connection: our client reconnects and
+    resumes each time, but its backoff starts again at most once a second,
+    so it does not hammer such a server (or a hostile one) in a tight
+    loop.  Before that bound it reconnected thousands of times a second."""
+    d, (rec,), ws, enc = recording("kptunnel-tcp-plain.json")
+    ls = G.listen()
+    port = ls.getsockname()[1]
+    local, echo_port = G.free_port(), G.free_port()
+    proc = procs(cmdline(d["client"], port, local, echo_port))
+    stamps = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        try:
+            sock = G.accept(ls, timeout=max(deadline - time.monotonic(),
+                                            0.01))
+        except (AssertionError, OSError):
+            break
+        peer = Peer(sock, ws, "server", enc, "our client")
+        try:
+            for w in rec.s2c.lack_wire:
+                peer.send_raw(w)
+            peer.lack()
+            peer.send_raw(auth_wire(peer, rec.s2c, 0) +
+                          auth_wire(peer, rec.s2c, 1))
+            peer.auth_packet("AuthResponse")
+            peer.send_raw(auth_wire(peer, rec.s2c, 2))
+            peer.send(bytes([G.KIND_DUMMY]))
+            stamps.append(time.monotonic())
+        finally:
+            sock.close()
+    ls.close()
+    assert proc.alive(), "our client exited"
+    assert len(stamps) >= 3, "only %d connections" % len(stamps)
+    span = stamps[-1] - stamps[0]
+    rate = (len(stamps) - 1) / span if span > 0 else float("inf")
+    assert rate < 10, "%d connections in %.2f s" % (len(stamps), span)

@@ -633,6 +633,38 @@ test_secrets(void **state)
 	rmdir(dir);
 }
 
+static void
+test_window(void **state)
+{
+	struct cli_opts	 o;
+
+	(void)state;
+	expect_ok(&o, ARGV("wsserver", ":8000"));
+	assert_int_equal(o.window, 256);		/* 16 MiB */
+	cli_free(&o);
+	expect_ok(&o, ARGV("wsserver", ":8000", "-window", "3776k"));
+	assert_int_equal(o.window, 59);		/* kptunnel's */
+	cli_free(&o);
+	expect_ok(&o, ARGV("wsserver", ":8000", "-window", "64M"));
+	assert_int_equal(o.window, 1024);
+	cli_free(&o);
+	expect_ok(&o, ARGV("wsserver", ":8000", "-window=20000000"));
+	assert_int_equal(o.window, 306);	/* rounded up */
+	cli_free(&o);
+	expect_usage_error(ARGV("wsserver", ":8000", "-window", "3712k"),
+	    "out of range");
+	expect_usage_error(ARGV("wsserver", ":8000", "-window", "65M"),
+	    "out of range");
+	expect_usage_error(ARGV("wsserver", ":8000", "-window",
+	    "99999999999999999999"), "out of range");
+	expect_usage_error(ARGV("wsserver", ":8000", "-window", "16MB"),
+	    "not a size");
+	expect_usage_error(ARGV("wsserver", ":8000", "-window", "-1"),
+	    "not a size");
+	expect_usage_error(ARGV("wsserver", ":8000", "-window", ""),
+	    "not a size");
+}
+
 int
 main(void)
 {
@@ -648,6 +680,7 @@ main(void)
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_help_version),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
