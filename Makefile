@@ -66,6 +66,13 @@ $(BUILD)/obj/%.o: %.c
 	@echo "  CC      $<"
 	@$(CC) $(ALLCFLAGS) -c $< -o $@
 
+# The console's page (dispatcher/page/) is compiled into the dispatcher:
+# console_page.c includes its files with .incbin, which -MMD does not see.
+PAGE_FILES	= $(wildcard dispatcher/page/*)
+$(BUILD)/obj/dispatcher/console_page.o: $(PAGE_FILES)
+$(BUILD)/obj/dispatcher/console_page.o: ALLCFLAGS += \
+	-DCONSOLE_PAGE_DIR='"$(CURDIR)/dispatcher/page"'
+
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@ && ar rcs $@ $^
 
