@@ -127,8 +127,11 @@ test: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# ARTIFACTS: where tests leave what a person looks at (the console page's
+# screenshots).
 e2e: $(PROGS) $(BUILD)/tests/lws-peer $(BUILD)/tests/delayrelay
 	cd tests/e2e && TUNNELD=$(abspath $(BUILD)/tunneld) \
+	    ARTIFACTS=$(abspath $(BUILD))/artifacts \
 	    LWS_PEER=$(abspath $(BUILD)/tests/lws-peer) \
 	    DELAY_RELAY=$(abspath $(BUILD)/tests/delayrelay) \
 	    $(PYTHON) -m pytest -q -x -p no:cacheprovider .

@@ -178,6 +178,8 @@
     }
     setConn("live");
     retries = 0;
+    /* How many streams this page opened: 2 after one reconnection. */
+    $("conn").dataset.opened = String(Number($("conn").dataset.opened || 0) + 1);
     const reader = r.body.getReader();
     const dec = new TextDecoder();
     let buf = "";
@@ -286,9 +288,12 @@
     return tr;
   }
 
-  function setCell(tr, c, text) {
+  /* A cell's text, and the number behind it (data-value) when there is
+   * one, for whoever reads the page by machine. */
+  function setCell(tr, c, text, value) {
     const td = tr.querySelector(".c-" + c);
     if (td.textContent !== text) td.textContent = text;
+    if (typeof value === "number") td.dataset.value = String(Math.round(value));
     return td;
   }
 
@@ -328,10 +333,10 @@
       setCell(tr, "state", t.state).className = "c-state state-" + t.state;
       setCell(tr, "since", since(t.started, now)).title =
         t.started ? new Date(t.started * 1000).toISOString() : "";
-      setCell(tr, "in", bytes(t.bytes_in));
-      setCell(tr, "out", bytes(t.bytes_out));
-      setCell(tr, "rin", rate(rin));
-      setCell(tr, "rout", rate(rout));
+      setCell(tr, "in", bytes(t.bytes_in), t.bytes_in);
+      setCell(tr, "out", bytes(t.bytes_out), t.bytes_out);
+      setCell(tr, "rin", rate(rin), rin);
+      setCell(tr, "rout", rate(rout), rout);
       setCell(tr, "streams", String(t.streams ?? "–"));
       setCell(tr, "reconnects", String(t.reconnects ?? "–"));
       setCell(tr, "limits", t.error ? "no figures: " + t.error : limitsText(t));
@@ -351,8 +356,11 @@
     renderPolicy((s.status || {}).policy);
   }
 
+  /* In (blue) and out (green) over the samples kept: the span grows with
+   * them from 30 s up to HISTORY_MS. */
   function graph(h, now) {
     const w = 300, ht = 48;
+    const span = Math.min(HISTORY_MS, Math.max(30000, now - h[0].t));
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 " + w + " " + ht);
     svg.setAttribute("preserveAspectRatio", "none");
@@ -368,14 +376,15 @@
       const pl = document.createElementNS(SVG, "polyline");
       pl.setAttribute("class", "graph-" + dir);
       pl.setAttribute("points", h.map((p) => {
-        const x = w - (now - p.t) / HISTORY_MS * w;
+        const x = w - (now - p.t) / span * w;
         const y = ht - 1 - p[dir] / max * (ht - 4);
         return x.toFixed(1) + "," + y.toFixed(1);
       }).join(" "));
       svg.append(pl);
     }
     const title = document.createElementNS(SVG, "title");
-    title.textContent = "the last 5 minutes, peak " + rate(max);
+    title.textContent = "the last " + Math.round(span / 1000) +
+      " s, peak " + rate(max);
     svg.append(title);
     return svg;
   }
