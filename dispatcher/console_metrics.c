@@ -17,18 +17,18 @@
 #include "err.h"
 
 /* The text being made; on ENOMEM it stays short (the scrape fails). */
-struct console_mtext {
+struct console_text {
 	char	*p;
 	size_t	 len, cap;
 	int	 broken;
 };
 
 static void
-console_mt_add(struct console_mtext *m, const char *fmt, ...)
+console_put(struct console_text *m, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 static void
-console_mt_add(struct console_mtext *m, const char *fmt, ...)
+console_put(struct console_text *m, const char *fmt, ...)
 {
 	va_list	 ap;
 	char	*np;
@@ -62,15 +62,16 @@ fail:
 
 /* A family's HELP and TYPE lines. */
 static void
-console_mt_head(struct console_mtext *m, const char *name, const char *type,
+console_family(struct console_text *m, const char *name, const char *type,
     const char *help)
 {
-	console_mt_add(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	console_put(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One histogram series: label ("" or `name="value"`). */
 static void
-console_mt_hist(struct console_mtext *m, const char *name, const char *label, struct hist *h)
+console_hist(struct console_text *m, const char *name, const char *label,
+    struct hist *h)
 {
 	struct hist_view	v;
 	size_t			i, n;
@@ -85,45 +86,45 @@ console_mt_hist(struct console_mtext *m, const char *name, const char *label, st
 			le[n - 1] = '\0';
 		if (le[n - 1] == '.')
 			le[n - 1] = '\0';
-		console_mt_add(m, "%s_bucket{%s%sle=\"%s\"} %lu\n", name, label, sep,
-		    le, v.cum[i]);
+		console_put(m, "%s_bucket{%s%sle=\"%s\"} %lu\n", name, label,
+		    sep, le, v.cum[i]);
 	}
-	console_mt_add(m, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, label, sep,
+	console_put(m, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, label, sep,
 	    v.cum[HIST_NBOUNDS]);
-	console_mt_add(m, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %lu\n", name,
+	console_put(m, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %lu\n", name,
 	    label[0] ? "{" : "", label, label[0] ? "}" : "", v.sum, name,
 	    label[0] ? "{" : "", label, label[0] ? "}" : "",
 	    v.cum[HIST_NBOUNDS]);
 }
 
 /* One tenant's sums (-metricsPerTenant). */
-struct console_mt_tenant {
+struct console_tsum {
 	char		 name[CTLMSG_ID_LEN];
 	long long	 tunnels, in, out, streams, refused;
 };
 
 /* The live tunnels and the sums of their figures. */
-struct console_mt_totals {
+struct console_totals {
 	size_t		 tunnels;
 	long long	 in, out, streams;
-	struct console_mt_tenant *ten;	/* one per tunnel answering, sorted */
+	struct console_tsum *ten;	/* one per tunnel answering, sorted */
 	size_t		 nten;
 };
 
 static int
-console_mt_tenant_cmp(const void *a, const void *b)
+console_tsum_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct console_mt_tenant *)a)->name,
-	    ((const struct console_mt_tenant *)b)->name);
+	return strcmp(((const struct console_tsum *)a)->name,
+	    ((const struct console_tsum *)b)->name);
 }
 
 /*
  * Asks every live worker for its figures.  The bytes of one that does not
  * answer are the ones it gave last (so the counters do not go back);
- * ended tunnels' bytes are added by console_mt_gauges.
+ * ended tunnels' bytes are added by console_gauges.
  */
 static void
-console_mt_collect(struct disp *d, struct console_mt_totals *t)
+console_collect(struct disp *d, struct console_totals *t)
 {
 	struct dworker		**v;
 	struct ctlmsg_stats	  st;
@@ -166,21 +167,21 @@ console_mt_collect(struct disp *d, struct console_mt_totals *t)
  * pays for.
  */
 static void
-console_mt_tenants(struct console_mtext *m, struct console_mt_totals *t)
+console_tenants(struct console_text *m, struct console_totals *t)
 {
-	struct console_mt_tenant	*v = t->ten, sum;
+	struct console_tsum	*v = t->ten, sum;
 	size_t			 i, j;
 
 	if (v == NULL)
 		return;
-	qsort(v, t->nten, sizeof(*v), console_mt_tenant_cmp);
-	console_mt_head(m, "tunneld_tenant_tunnels", "gauge",
+	qsort(v, t->nten, sizeof(*v), console_tsum_cmp);
+	console_family(m, "tunneld_tenant_tunnels", "gauge",
 	    "Live tunnels per tenant.");
-	console_mt_head(m, "tunneld_tenant_streams", "gauge",
+	console_family(m, "tunneld_tenant_streams", "gauge",
 	    "Open streams per tenant.");
-	console_mt_head(m, "tunneld_tenant_bytes_total", "counter",
+	console_family(m, "tunneld_tenant_bytes_total", "counter",
 	    "Transport bytes of a tenant's live tunnels.");
-	console_mt_head(m, "tunneld_tenant_refused_streams_total", "counter",
+	console_family(m, "tunneld_tenant_refused_streams_total", "counter",
 	    "Streams refused by a tenant's limits in its live tunnels.");
 	for (i = 0; i < t->nten; i = j) {
 		sum = v[i];
@@ -192,7 +193,7 @@ console_mt_tenants(struct console_mtext *m, struct console_mt_totals *t)
 			sum.streams += v[j].streams;
 			sum.refused += v[j].refused;
 		}
-		console_mt_add(m, "tunneld_tenant_tunnels{tenant=\"%s\"} %lld\n"
+		console_put(m, "tunneld_tenant_tunnels{tenant=\"%s\"} %lld\n"
 		    "tunneld_tenant_streams{tenant=\"%s\"} %lld\n"
 		    "tunneld_tenant_bytes_total{tenant=\"%s\",direction=\"in\"} "
 		    "%lld\n"
@@ -206,32 +207,36 @@ console_mt_tenants(struct console_mtext *m, struct console_mt_totals *t)
 
 /* What the live workers report, and the admission outcomes. */
 static void
-console_mt_gauges(struct console_mtext *m, struct disp *d, const struct console_mt_totals *t)
+console_gauges(struct console_text *m, struct disp *d,
+    const struct console_totals *t)
 {
 	static const char *const labels[] = { "101", "policy_refusal",
 	    "400", "404", "5xx", "other" };
 	size_t i;
 
-	console_mt_head(m, "tunneld_tunnels", "gauge", "Live tunnels (workers).");
-	console_mt_add(m, "tunneld_tunnels %zu\n", t->tunnels);
-	console_mt_head(m, "tunneld_streams", "gauge", "Open streams in all tunnels.");
-	console_mt_add(m, "tunneld_streams %lld\n", t->streams);
-	console_mt_head(m, "tunneld_bytes_total", "counter", "Transport bytes of "
+	console_family(m, "tunneld_tunnels", "gauge",
+	    "Live tunnels (workers).");
+	console_put(m, "tunneld_tunnels %zu\n", t->tunnels);
+	console_family(m, "tunneld_streams", "gauge",
+	    "Open streams in all tunnels.");
+	console_put(m, "tunneld_streams %lld\n", t->streams);
+	console_family(m, "tunneld_bytes_total", "counter",
+	    "Transport bytes of "
 	    "tunnels, live and ended since the dispatcher started.");
-	console_mt_add(m, "tunneld_bytes_total{direction=\"in\"} %llu\n"
+	console_put(m, "tunneld_bytes_total{direction=\"in\"} %llu\n"
 	    "tunneld_bytes_total{direction=\"out\"} %llu\n",
 	    (unsigned long long)t->in + atomic_load(&d->m.ended_in),
 	    (unsigned long long)t->out + atomic_load(&d->m.ended_out));
-	console_mt_head(m, "tunneld_admissions_total", "counter",
+	console_family(m, "tunneld_admissions_total", "counter",
 	    "Upgrade requests by outcome.");
 	for (i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
-		console_mt_add(m, "tunneld_admissions_total{status=\"%s\"} %lu\n",
+		console_put(m, "tunneld_admissions_total{status=\"%s\"} %lu\n",
 		    labels[i], atomic_load(&d->m.admissions[i]));
 }
 
 /* The dispatcher's own counters and histograms. */
 static void
-console_mt_counters(struct console_mtext *m, struct disp *d)
+console_counters(struct console_text *m, struct disp *d)
 {
 	static const char *const calls[DPC_COUNT] = { "canAccept",
 	    "getTunnelInfo", "onEndTunnel" };
@@ -239,51 +244,55 @@ console_mt_counters(struct console_mtext *m, struct disp *d)
 	char	label[64];
 	size_t	i;
 
-	console_mt_head(m, "tunneld_admission_seconds", "histogram", "Upgrade "
+	console_family(m, "tunneld_admission_seconds", "histogram", "Upgrade "
 	    "request (head complete) to its socket handed to the worker: "
 	    "route new (a worker started) or session (its worker).");
 	for (i = 0; i < DRT_COUNT; i++) {
 		snprintf(label, sizeof(label), "route=\"%s\"", routes[i]);
-		console_mt_hist(m, "tunneld_admission_seconds", label,
+		console_hist(m, "tunneld_admission_seconds", label,
 		    &d->m.admission[i]);
 	}
-	console_mt_head(m, "tunneld_policy_errors_total", "counter",
+	console_family(m, "tunneld_policy_errors_total", "counter",
 	    "Lua errors, budget and memory overruns.");
-	console_mt_add(m, "tunneld_policy_errors_total %lu\n",
+	console_put(m, "tunneld_policy_errors_total %lu\n",
 	    atomic_load(&d->m.policy_errors));
-	console_mt_head(m, "tunneld_policy_seconds", "histogram",
+	console_family(m, "tunneld_policy_seconds", "histogram",
 	    "Time in the policy's calls.");
 	for (i = 0; i < DPC_COUNT; i++) {
 		snprintf(label, sizeof(label), "call=\"%s\"", calls[i]);
-		console_mt_hist(m, "tunneld_policy_seconds", label, &d->m.policy[i]);
+		console_hist(m, "tunneld_policy_seconds", label,
+		    &d->m.policy[i]);
 	}
-	console_mt_head(m, "tunneld_workers_started_total", "counter",
+	console_family(m, "tunneld_workers_started_total", "counter",
 	    "Workers spawned.");
-	console_mt_add(m, "tunneld_workers_started_total %lu\n",
+	console_put(m, "tunneld_workers_started_total %lu\n",
 	    atomic_load(&d->m.spawned));
-	console_mt_head(m, "tunneld_workers_ended_total", "counter", "Workers ended.");
-	console_mt_add(m, "tunneld_workers_ended_total %lu\n",
+	console_family(m, "tunneld_workers_ended_total", "counter",
+	    "Workers ended.");
+	console_put(m, "tunneld_workers_ended_total %lu\n",
 	    atomic_load(&d->m.ended));
-	console_mt_head(m, "tunneld_worker_exits_total", "counter", "Workers ended, "
+	console_family(m, "tunneld_worker_exits_total", "counter",
+	    "Workers ended, "
 	    "by reason: ended (it said so), stopped (by the dispatcher), "
 	    "replaced, exited (no word: its status), killed (a signal), "
 	    "seccomp, protocol_error, lost (an adopted worker's channel).");
 	for (i = 0; i < DWE_COUNT; i++)
-		console_mt_add(m, "tunneld_worker_exits_total{reason=\"%s\"} %lu\n",
+		console_put(m,
+		    "tunneld_worker_exits_total{reason=\"%s\"} %lu\n",
 		    wmon_end_name(i), atomic_load(&d->m.exits[i]));
 }
 
 enum MHD_Result
 console_metrics(struct MHD_Connection *c, struct disp *d)
 {
-	struct console_mt_totals	 t;
-	struct console_mtext		 m = { 0 };
+	struct console_totals	 t;
+	struct console_text		 m = { 0 };
 
-	console_mt_collect(d, &t);
-	console_mt_gauges(&m, d, &t);
-	console_mt_tenants(&m, &t);
+	console_collect(d, &t);
+	console_gauges(&m, d, &t);
+	console_tenants(&m, &t);
 	free(t.ten);
-	console_mt_counters(&m, d);
+	console_counters(&m, d);
 	if (m.broken || m.p == NULL) {
 		free(m.p);
 		return MHD_NO;
