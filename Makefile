@@ -66,6 +66,13 @@ $(BUILD)/obj/%.o: %.c
 	@echo "  CC      $<"
 	@$(CC) $(ALLCFLAGS) -c $< -o $@
 
+# The console's page (dispatcher/page/) is compiled into the dispatcher:
+# console_page.c includes its files with .incbin, which -MMD does not see.
+PAGE_FILES	= $(wildcard dispatcher/page/*)
+$(BUILD)/obj/dispatcher/console_page.o: $(PAGE_FILES)
+$(BUILD)/obj/dispatcher/console_page.o: ALLCFLAGS += \
+	-DCONSOLE_PAGE_DIR='"$(CURDIR)/dispatcher/page"'
+
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@ && ar rcs $@ $^
 
@@ -120,8 +127,11 @@ test: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# ARTIFACTS: where tests leave what a person looks at (the console page's
+# screenshots).
 e2e: $(PROGS) $(BUILD)/tests/lws-peer $(BUILD)/tests/delayrelay
 	cd tests/e2e && TUNNELD=$(abspath $(BUILD)/tunneld) \
+	    ARTIFACTS=$(abspath $(BUILD))/artifacts \
 	    LWS_PEER=$(abspath $(BUILD)/tests/lws-peer) \
 	    DELAY_RELAY=$(abspath $(BUILD)/tests/delayrelay) \
 	    $(PYTHON) -m pytest -q -x -p no:cacheprovider .

@@ -2,9 +2,15 @@
 #define LOG_H
 
 /*
- * One line per event on stderr: "<time> <prog>[pid] <level>: message".
- * Only the programs' edges (main loops, session handlers) log; common/
- * modules return their reasons in a caller's buffer instead.
+ * One line per event on stderr: "<time> <prog>[pid] <level>: message",
+ * or with -logFormat json one JSON object per line with fixed keys, for a
+ * log shipper:
+ *   {"time":"2025-01-31T12:00:00.123Z","level":"info","prog":"dispatcher",
+ *    "pid":1234,"msg":"..."}
+ * (time in UTC, level one of error/warn/info/debug, msg valid UTF-8: a
+ * byte that is not is written as U+FFFD).  Only the programs' edges (main
+ * loops, session handlers) log; common/ modules return their reasons in
+ * a caller's buffer instead.
  */
 
 #include <stdarg.h>
@@ -18,6 +24,11 @@ enum log_level {
 
 void	log_init(const char *prog, int verbose);
 void	log_set_prefix(const char *prefix);
+/* 1: JSON lines from now on, 0: text (the default).  Kept by log_init. */
+void	log_set_json(int on);
+int	log_is_json(void);
+/* -logFormat's value ("text" or "json") into *json: 0, or -1 with err. */
+int	log_format_parse(const char *val, int *json, char *err);
 int	log_verbose(void);
 void	log_msg(enum log_level lvl, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

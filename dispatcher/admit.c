@@ -147,9 +147,12 @@ admit_upgraded(void *cls, struct MHD_Connection *c, void *req_cls,
 	if (wrpc_handover(r->w, sock, extra_in, extra_in_size, err) == -1)
 		log_warnx("%s: hand-over to worker %d failed: %s", r->remote,
 		    (int)r->w->pid, err);
-	else
+	else {
+		hist_observe(&r->d->m.admission[r->route],
+		    disp_now_us() - r->t0_us);
 		log_debug("%s: handed to worker %d (session %s)", r->remote,
 		    (int)r->w->pid, r->w->key);
+	}
 	iplimit_release(r->d, r);
 	/* Closes our copy only: the worker keeps the connection. */
 	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
@@ -288,10 +291,9 @@ admit_policy(struct admit *fr)
 	if ((fr->p = disp_policy(d)) == NULL)
 		return admit_answer(fr, reply_now(fr->c, d, 500,
 		    "no policy loaded"));
-	t0 = disp_now_ms();
+	t0 = disp_now_us();
 	rc = policy_can_accept(fr->p, &fr->preq, &v, err);
-	atomic_fetch_add(&d->m.policy_calls, 1);
-	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
+	hist_observe(&d->m.policy[DPC_CAN_ACCEPT], disp_now_us() - t0);
 	if (rc == -1) {
 		atomic_fetch_add(&d->m.policy_errors, 1);
 		log_err("%s: canAccept failed: %s", fr->r->remote, err);
@@ -347,6 +349,7 @@ admit_route(struct admit *fr)
 		log_info("%s: session %s (%s) to worker %d", fr->r->remote,
 		    wkey, fr->mode[0] ? fr->mode : "no mode", (int)w->pid);
 		fr->r->w = w;
+		fr->r->route = DRT_SESSION;
 		return admit_answer(fr, admit_upgrade(fr->c, fr->r,
 		    fr->key));
 	}
@@ -372,7 +375,7 @@ admit_get_tunnel(struct admit *fr, struct policy_tunnel *ti, char *err)
 	int		 rc;
 
 	memset(ti, 0, sizeof(*ti));
-	t0 = disp_now_ms();
+	t0 = disp_now_us();
 	/* The tunnel counts from here (reserved) until its worker is
 	 * started, so a concurrent getTunnelInfo sees it in req.tunnels;
 	 * then it counts again once its client authenticates. */
@@ -384,8 +387,8 @@ admit_get_tunnel(struct admit *fr, struct policy_tunnel *ti, char *err)
 		pthread_mutex_unlock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->admit);
-	atomic_fetch_add(&d->m.policy_calls, 1);
-	atomic_fetch_add(&d->m.policy_usec, (disp_now_ms() - t0) * 1000);
+	/* The wait for d->admit included: what admission pays for it. */
+	hist_observe(&d->m.policy[DPC_GET_TUNNEL], disp_now_us() - t0);
 	return rc;
 }
 
@@ -462,6 +465,7 @@ admit_spawn(struct admit *fr, struct policy_tunnel *ti)
 	log_info("%s: tenant '%s' session %s: worker %d started",
 	    fr->r->remote, w->tenant, w->key, (int)w->pid);
 	fr->r->w = w;
+	fr->r->route = DRT_NEW;
 	return admit_answer(fr, admit_upgrade(fr->c, fr->r, fr->key));
 }
 
@@ -474,6 +478,7 @@ admit_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	struct policy_tunnel	 ti;
 
 	memset(&fr, 0, sizeof(fr));
+	r->t0_us = disp_now_us();	/* the head is complete */
 	fr.c = c;
 	fr.r = r;
 	fr.d = r->d;

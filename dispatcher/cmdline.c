@@ -13,6 +13,7 @@
 
 #include "cmdline.h"
 #include "err.h"
+#include "log.h"
 #include "opt.h"
 
 #define CMD_STR2(x)	#x
@@ -87,6 +88,9 @@ static const char disp_usage_text[] =
 "                        seccomp and Landlock (as root they still drop to\n"
 "                        their uid)\n"
 "  -verbose              debug logs (workers too)\n"
+"  -logFormat FORMAT     text: one line per event; json: one JSON object\n"
+"                        per line (time, level, prog, pid, msg), the\n"
+"                        workers' too [text]\n"
 "  --help, --version\n"
 "\n"
 "Signals: SIGHUP reloads the scripts (kept only if they load and pass a\n"
@@ -96,7 +100,8 @@ static const char disp_usage_text[] =
 enum disp_opt_id {
 	DO_U, DO_IP, DO_CONSOLE, DO_CONSOLETOKEN, DO_STATEDIR, DO_TUNNELD,
 	DO_REQINFO, DO_METRICSTENANT, DO_VERBOSE, DO_HELP, DO_VERSION,
-	DO_WORKERUIDS, DO_WORKERUSER, DO_NOSANDBOX, DO_USER, DO_INT
+	DO_WORKERUIDS, DO_WORKERUSER, DO_NOSANDBOX, DO_USER, DO_LOGFORMAT,
+	DO_INT
 };
 
 /* flag: no separate value (a value after '=' is ignored). */
@@ -117,6 +122,7 @@ static const struct opt_def disp_table[] = {
 	{ "workerUser",		DO_WORKERUSER,	0 },
 	{ "noSandbox",		DO_NOSANDBOX,	1 },
 	{ "user",		DO_USER,	0 },
+	{ "logFormat",		DO_LOGFORMAT,	0 },
 	{ "maxSession",		DO_INT + 0,	0 },
 	{ "perIp",		DO_INT + 1,	0 },
 	{ "maxPending",		DO_INT + 2,	0 },
@@ -317,6 +323,8 @@ disp_option(void *arg, const struct opt_def *def, const char *val, char *err)
 	case DO_NOSANDBOX:
 		d->no_sandbox = 1;
 		return 0;
+	case DO_LOGFORMAT:
+		return log_format_parse(val, &d->log_json, err);
 	case DO_USER:
 		if (val[0] == '\0') {
 			err_set(err, "-user: a user name or uid is needed");

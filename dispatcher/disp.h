@@ -6,7 +6,8 @@
  * upgrade is admitted by the operator's Lua policy and its socket handed to
  * the tunneld worker of its session (front.c and the modules of front.h);
  * workers are spawned, registered and watched by wreg.c, wrpc.c, wspawn.c
- * and wmon.c; console.c serves the admin API.
+ * and wmon.c; console.c and its modules (console.h) serve the admin API,
+ * the page and the metrics.
  *
  * Threads: libmicrohttpd's thread pools run the port and console.c; the main
  * thread runs a libuv loop that reaps workers, reads their control
@@ -27,6 +28,7 @@
 
 #include "addr.h"
 #include "ctlmsg.h"
+#include "hist.h"
 #include "policy.h"
 
 #define DISP_MAX_CIDRS		32
@@ -52,8 +54,29 @@ enum dworker_state {
 	DW_AUTHED
 };
 
+/*
+ * Why a worker's tunnel ended, as the dispatcher saw it (the label of
+ * tunneld_worker_exits_total): the worker said so (CTL_END) after a
+ * console stop or on its own (session over, idle, a limit); another
+ * worker of its tunnel replaced it; its process ended without a word
+ * (exit status, a signal, its seccomp filter); it broke the control
+ * contract; or an adopted worker's channel closed.
+ */
+enum dworker_end {
+	DWE_ENDED,
+	DWE_STOPPED,
+	DWE_REPLACED,
+	DWE_EXITED,
+	DWE_KILLED,
+	DWE_SECCOMP,
+	DWE_BROKE,
+	DWE_LOST,
+	DWE_COUNT
+};
+
 struct MHD_Daemon;
 struct MHD_Connection;
+struct console;
 
 struct dworker {
 	LIST_ENTRY(dworker) link;
@@ -74,6 +97,9 @@ struct dworker {
 	uv_poll_t	 poll;
 	int		 polling;
 	int		 ended;
+	int		 stop_asked;	/* the console stopped it (atomic) */
+	int64_t		 last_in;	/* its byte counts as last asked */
+	int64_t		 last_out;	/* (atomic), for tunneld_bytes_total */
 	enum dworker_state state;	/* under disp.lock */
 	time_t		 started;
 	unsigned	 handovers;
@@ -96,13 +122,39 @@ struct rateslot;
 struct fconn;
 struct delayed;
 
+/* The policy's calls, timed each (tunneld_policy_seconds{call}). */
+enum disp_policy_call {
+	DPC_CAN_ACCEPT,
+	DPC_GET_TUNNEL,
+	DPC_END_TUNNEL,
+	DPC_COUNT
+};
+
+/* Admissions that reached a worker: a new one, or the session's own. */
+enum disp_route {
+	DRT_NEW,
+	DRT_SESSION,
+	DRT_COUNT
+};
+
 struct disp_metrics {
 	atomic_ulong	 admissions[6];	/* 101, 4xx policy, 400, 404, 5xx, other */
 	atomic_ulong	 policy_errors;
-	atomic_ulong	 policy_calls;
-	atomic_ulong	 policy_usec;	/* total time in the policy */
+	struct hist	 policy[DPC_COUNT];	/* time per call */
+	struct hist	 admission[DRT_COUNT];	/* upgrade request to hand-over */
 	atomic_ulong	 spawned;
 	atomic_ulong	 ended;
+	atomic_ulong	 exits[DWE_COUNT];	/* ended, by why */
+	atomic_ullong	 ended_in;	/* bytes of ended tunnels, as last */
+	atomic_ullong	 ended_out;	/* asked (dworker.last_in/out) */
+};
+
+/* The policy files and the last reload, for the console (under lock). */
+struct disp_reload {
+	time_t		 loaded;	/* when the policy in use was loaded */
+	time_t		 at;		/* the last reload asked, 0: none */
+	int		 ok;		/* ... and whether it loaded */
+	char		 error[256];	/* its error (ERR_LEN) */
 };
 
 struct disp {
@@ -125,6 +177,7 @@ struct disp {
 	int		 reqinfo;
 	int		 metrics_per_tenant;	/* -metricsPerTenant */
 	int		 verbose;
+	int		 log_json;	/* -logFormat json (workers too) */
 	int		 per_ip;
 	int		 max_pending;
 	int		 request_timeout;
@@ -187,6 +240,8 @@ struct disp {
 	pid_t		*wuid_pid;	/* WUID_RANGE: per uid, 0 free, -1 taken */
 	size_t		 wuid_next;	/* where wuid_take looks first */
 	int		 reload_asked;
+	struct disp_reload reload;	/* under lock */
+	struct console	*con;		/* the console's state, NULL: off */
 	struct disp_metrics m;
 };
 
@@ -381,21 +436,42 @@ void	 wmon_watch_pending(struct disp *d);
 void	 wmon_watch_zygote(struct disp *d);
 /* On SIGCHLD: reaps our children and ends their workers. */
 void	 wmon_reap(struct disp *d);
-/* w ended for reason: unlisted (a no-op if it was already), its socket
- * and channel closed, its policy's onEndTunnel called, the registry's
- * reference dropped.  The caller keeps its own reference, if any. */
-void	 wmon_ended(struct disp *d, struct dworker *w, const char *reason);
+/* w ended (why, and reason in words): unlisted (a no-op if it was
+ * already), counted, its socket and channel closed, its policy's
+ * onEndTunnel called, the registry's reference dropped.  The caller keeps
+ * its own reference, if any. */
+void	 wmon_ended(struct disp *d, struct dworker *w, enum dworker_end why,
+	    const char *reason);
+/* The label of why in tunneld_worker_exits_total: a static string. */
+const char *wmon_end_name(enum dworker_end why);
 /* At start: adopts the workers a previous dispatcher left running, found
  * by their sockets; stale sockets are removed.  0, or -1 with err. */
 int	 wmon_adopt(struct disp *d, char *err);
 
 /*
- * console.c: the admin API on d->console, with libmicrohttpd's threads.
- * console_start: main thread at start; 0, or -1 with err.
+ * console.c: the admin API, the page and the metrics on d->console, with
+ * libmicrohttpd's threads (its modules: console.h).  console_init: main
+ * thread, before any other thread, when the console is on: its state
+ * (d->con) and the ring of recent events, which console_note_* fill from
+ * then on.  0, or -1 with err.
  */
+int	 console_init(struct disp *d, char *err);
+/* Serves it: main thread at start; 0, or -1 with err. */
 int	 console_start(struct disp *d, char *err);
-/* Stops it; a no-op if it is not running.  Main thread. */
+/* Stops serving (event streams and the sampler end first); a no-op if it
+ * is not running.  Main thread. */
 void	 console_stop(struct disp *d);
+/* Frees d->con, after console_stop; NULL: a no-op. */
+void	 console_free(struct disp *d);
+/* An admission was refused (status >= 400; remote, the answer's body as
+ * the reason): a recent event.  Any thread; a no-op with the console off. */
+void	 console_note_refusal(struct disp *d, const char *remote, int status,
+	    const char *reason);
+/* w's tunnel ended (why, reason): a recent event.  Any thread. */
+void	 console_note_exit(struct disp *d, const struct dworker *w,
+	    enum dworker_end why, const char *reason);
+/* A policy reload: loaded (ok) or not (error).  Any thread. */
+void	 console_note_reload(struct disp *d, int ok, const char *error);
 
 /*
  * wuid.c: the uids workers run as.  As root, each worker gets a uid of
@@ -452,5 +528,7 @@ int	 disp_reload(struct disp *d, char *err);
 struct policy *disp_policy(struct disp *d);
 /* Milliseconds of CLOCK_MONOTONIC, for deadlines. */
 uint64_t disp_now_ms(void);
+/* Microseconds of CLOCK_MONOTONIC, for the histograms. */
+uint64_t disp_now_us(void);
 
 #endif

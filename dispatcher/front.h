@@ -33,6 +33,8 @@ struct freq {
 	int		 status;	/* != 0: refused, waiting out the delay */
 	char		 body[1024];	/* the refusal's body */
 	struct dworker	*w;		/* hand-over target (+ref) */
+	enum disp_route	 route;		/* ... a new worker, or its session's */
+	uint64_t	 t0_us;		/* its head complete (disp_now_us) */
 	char		 remote[64];
 };
 

@@ -340,6 +340,16 @@ disp_init_state(struct disp *d)
 		d->console_public = 1;
 }
 
+/* The console's state, before any thread that notes events in it. */
+static void
+disp_init_console(struct disp *d)
+{
+	char err[ERR_LEN];
+
+	if (d->console_on && console_init(d, err) == -1)
+		fatalx("%s", err);
+}
+
 /* The worker program, the state directory, the token and the policy. */
 static void
 disp_load(struct disp *d)
@@ -440,6 +450,7 @@ disp_shutdown(struct disp *d)
 	if (d->zygote_exit != -1)
 		close(d->zygote_exit);
 	disp_tenant_free(d);
+	console_free(d);
 	pthread_mutex_destroy(&d->admit);
 	pthread_mutex_destroy(&d->zlock);
 	pthread_mutex_destroy(&d->lock);
@@ -466,10 +477,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("dispatcher", d->verbose);
+	log_set_json(d->log_json);
 	signal(SIGPIPE, SIG_IGN);
 	/* Once, here, rather than lazily in whichever thread hashes first. */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	disp_init_state(d);
+	disp_init_console(d);
 	disp_load(d);
 	disp_loop_init(d);
 	disp_serve(d);

@@ -39,9 +39,15 @@ reply_now(struct MHD_Connection *c, struct disp *d, int status,
     const char *body)
 {
 	struct MHD_Response	*resp;
+	struct sockaddr_storage	 ss;
 	enum MHD_Result		 rc;
+	char			 remote[64];
 
 	reply_count(d, status);
+	if (status >= 400 && d->con != NULL) {
+		admit_remote(c, remote, sizeof(remote), &ss);
+		console_note_refusal(d, remote, status, body);
+	}
 	resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
 	    MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)

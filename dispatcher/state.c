@@ -34,22 +34,49 @@ disp_policy(struct disp *d)
 	return p;
 }
 
-/* Swaps the policy only once the new scripts loaded and passed. */
+uint64_t
+disp_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Swaps the policy only once the new scripts loaded and passed.  The
+ * outcome of a reload (not of the first load) is kept for the console,
+ * whichever way it was asked (SIGHUP or the console).
+ */
 int
 disp_reload(struct disp *d, char *err)
 {
 	struct policy_limits	 lim = { 0 };
-	struct policy		*np, *old;
+	struct policy		*np = NULL, *old;
+	time_t			 now = time(NULL);
+	int			 rc, first;
 
-	if (policy_load(d->handler_lua, d->canaccept_lua, &lim, &np, err) == -1)
-		return -1;
+	rc = policy_load(d->handler_lua, d->canaccept_lua, &lim, &np, err);
 	pthread_mutex_lock(&d->lock);
 	old = d->policy;
-	d->policy = np;
+	first = old == NULL;
+	if (!first) {
+		d->reload.at = now;
+		d->reload.ok = rc == 0;
+		snprintf(d->reload.error, sizeof(d->reload.error), "%s",
+		    rc == 0 ? "" : err);
+	}
+	if (rc == 0) {
+		d->policy = np;
+		d->reload.loaded = now;
+	} else
+		old = NULL;
 	pthread_mutex_unlock(&d->lock);
 	if (old != NULL)
 		policy_unref(old);
-	return 0;
+	if (!first)
+		console_note_reload(d, rc == 0, rc == 0 ? "" : err);
+	return rc;
 }
 
 /* djb2 of s, in [0, n): the buckets of the dispatcher's small tables. */

@@ -36,17 +36,40 @@ wmon_poll_closed(uv_handle_t *h)
 	wreg_unref(h->loop->data, h->data);
 }
 
+const char *
+wmon_end_name(enum dworker_end why)
+{
+	static const char *const names[DWE_COUNT] = {
+		[DWE_ENDED] = "ended", [DWE_STOPPED] = "stopped",
+		[DWE_REPLACED] = "replaced", [DWE_EXITED] = "exited",
+		[DWE_KILLED] = "killed", [DWE_SECCOMP] = "seccomp",
+		[DWE_BROKE] = "protocol_error", [DWE_LOST] = "lost",
+	};
+
+	return (unsigned)why < DWE_COUNT ? names[why] : "ended";
+}
+
 void
-wmon_ended(struct disp *d, struct dworker *w, const char *reason)
+wmon_ended(struct disp *d, struct dworker *w, enum dworker_end why,
+    const char *reason)
 {
 	struct policy	*p;
 	char		 err[ERR_LEN];
+	uint64_t	 t0;
 
 	if (!wreg_remove(d, w))
 		return;
 	log_info("worker %d (tenant '%s', session %s) ended: %s", (int)w->pid,
 	    w->tenant, w->key, reason);
 	atomic_fetch_add(&d->m.ended, 1);
+	atomic_fetch_add(&d->m.exits[(unsigned)why < DWE_COUNT ? why :
+	    DWE_ENDED], 1);
+	console_note_exit(d, w, why, reason);
+	/* tunneld_bytes_total stays a counter when a tunnel goes. */
+	atomic_fetch_add(&d->m.ended_in, (unsigned long long)__atomic_load_n(
+	    &w->last_in, __ATOMIC_RELAXED));
+	atomic_fetch_add(&d->m.ended_out, (unsigned long long)__atomic_load_n(
+	    &w->last_out, __ATOMIC_RELAXED));
 	/* A crashed worker leaves its socket behind. */
 	unlink(w->sock);
 	if (w->polling) {
@@ -63,8 +86,12 @@ wmon_ended(struct disp *d, struct dworker *w, const char *reason)
 	else
 		p = disp_policy(d);
 	if (p != NULL) {
-		if (policy_end_tunnel(p, &w->info, reason, err) == -1)
+		t0 = disp_now_us();
+		if (policy_end_tunnel(p, &w->info, reason, err) == -1) {
+			atomic_fetch_add(&d->m.policy_errors, 1);
 			log_warnx("onEndTunnel: %s", err);
+		}
+		hist_observe(&d->m.policy[DPC_END_TUNNEL], disp_now_us() - t0);
 		policy_unref(p);
 	}
 	wreg_unref(d, w);	/* the registry's */
@@ -118,7 +145,7 @@ wmon_release_step(struct disp *d, struct dworker *o, struct dworker *w,
 		log_info("tunnel '%s': worker %d replaces worker %d, %d "
 		    "listener%s handed over", w->id, (int)w->pid, (int)o->pid,
 		    *n, *n == 1 ? "" : "s");
-		wmon_ended(d, o, "replaced");
+		wmon_ended(d, o, DWE_REPLACED, "replaced");
 	}
 	return 1;
 }
@@ -247,7 +274,9 @@ wmon_on_end(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 {
 	struct wmon_ctx *x = ctx;
 
-	wmon_ended(x->d, x->w, m->u.end.text);
+	/* A stop the console asked for, or the worker's own reason. */
+	wmon_ended(x->d, x->w, __atomic_load_n(&x->w->stop_asked,
+	    __ATOMIC_RELAXED) ? DWE_STOPPED : DWE_ENDED, m->u.end.text);
 	return CTLMSG_STOP;
 }
 
@@ -278,7 +307,7 @@ wmon_lost(struct disp *d, struct dworker *w, int broke, const char *why)
 	if (broke && wspawn_signal(d, w->pid, w->adopted, SIGKILL, err) == -1)
 		log_warnx("worker %d: %s", (int)w->pid, err);
 	if (broke || w->adopted)
-		wmon_ended(d, w, why);
+		wmon_ended(d, w, broke ? DWE_BROKE : DWE_LOST, why);
 	else if (w->polling)
 		uv_poll_stop(&w->poll);
 }
@@ -352,6 +381,8 @@ wmon_exited(struct disp *d, pid_t pid, int sig, int code)
 {
 	struct dworker	*w;
 	char		 reason[64];
+	enum dworker_end why = sig == SIGSYS ? DWE_SECCOMP : sig > 0 ?
+			    DWE_KILLED : DWE_EXITED;
 
 	if (sig == SIGSYS)
 		/* Its seccomp filter's verdict (SCMP_ACT_KILL_PROCESS). */
@@ -365,7 +396,7 @@ wmon_exited(struct disp *d, pid_t pid, int sig, int code)
 	wuid_reaped(d, pid);
 	if ((w = wreg_find_pid(d, pid)) == NULL)
 		return;
-	wmon_ended(d, w, reason);
+	wmon_ended(d, w, why, reason);
 	wreg_unref(d, w);
 }
 

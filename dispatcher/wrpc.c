@@ -146,6 +146,8 @@ wrpc_stop(struct dworker *w, char *err)
 
 	if ((fd = wrpc_connect(w->sock, w->uid, err)) == -1)
 		return -1;
+	/* Its CTL_END then counts as stopped (tunneld_worker_exits_total). */
+	__atomic_store_n(&w->stop_asked, 1, __ATOMIC_RELAXED);
 	rc = ctlmsg_send_type(fd, CTL_STOP, 1000, err);
 	close(fd);
 	return rc;

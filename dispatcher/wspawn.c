@@ -39,7 +39,7 @@ pid_t
 wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 {
 	posix_spawn_file_actions_t	 fa;
-	char				*argv[6] = { "tunneld", (char *)what };
+	char				*argv[10] = { "tunneld", (char *)what };
 	char				 uid[24];
 	pid_t				 pid;
 	int				 rc, i, a = -1, b = -1;
@@ -53,10 +53,10 @@ wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 	}
 	/* A worker reads its CTL_SPAWN first and confines itself; the
 	 * zygote confines itself unless told not to. */
+	i = 2;
 	if (strcmp(what, "worker") == 0)
-		argv[2] = "-confined";
+		argv[i++] = "-confined";
 	else {
-		i = 2;
 		if (d->no_sandbox)
 			argv[i++] = "-noSandbox";
 		/* Its workers take orders from the uid we will run as. */
@@ -65,6 +65,11 @@ wspawn_exec(struct disp *d, const char *what, int fd3, int fd4, char *err)
 			argv[i++] = "-ctlUid";
 			argv[i++] = uid;
 		}
+	}
+	/* Forked workers keep the zygote's log format. */
+	if (d->log_json) {
+		argv[i++] = "-logFormat";
+		argv[i++] = "json";
 	}
 	posix_spawn_file_actions_init(&fa);
 	/* dup2 clears close-on-exec on the targets; every other fd keeps it. */

@@ -21,6 +21,7 @@
 #include "cli_int.h"
 #include "crypto.h"
 #include "err.h"
+#include "log.h"
 #include "mode.h"
 #include "msg.h"
 #include "opt.h"
@@ -37,7 +38,7 @@ enum cli_opt_id {
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
-	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW
+	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -73,6 +74,7 @@ static const struct opt_def cli_table[] = {
 	{ "acceptServerForwards", OPT_ACCEPTSRVFWD,	1 },
 	{ "noAead",		OPT_NOAEAD,		1 },
 	{ "window",		OPT_WINDOW,		0 },
+	{ "logFormat",		OPT_LOGFORMAT,		0 },
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
@@ -181,6 +183,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		    err);
 	case OPT_INTLOG:
 		return cli_bool(name, val, &ignored, err);
+	case OPT_LOGFORMAT:
+		return log_format_parse(val, &o->log_json, err);
 	default:
 		/* -console, -prof: kptunnel's debug console and Go profiler,
 		 * no equivalent; -help, -version: answered by cli_option. */

@@ -50,6 +50,7 @@ struct cli_opts {
 	char		 ctrl[32];	/* -ctrl: "", "stop", "bench", ... */
 	int		 omit;		/* -omit */
 	int		 verbose;	/* -verbose / -debug */
+	int		 log_json;	/* -logFormat json */
 	int		 handshake_timeout;	/* -handshakeTimeout s, default 10 */
 	int		 open_timeout;	/* -openTimeout s, CTRL_RESP_HEADER, default 30 */
 	int		 session_timeout;	/* -sessionTimeout s, default 600 */

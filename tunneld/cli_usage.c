@@ -98,6 +98,8 @@ static const char cli_usage_text[] =
 "  -sessionTimeout S     servers: seconds a disconnected session is kept\n"
 "                        for the client to resume it [600]\n"
 "  -verbose, -debug      debug logging [false]\n"
+"  -logFormat FORMAT     text: one line per event; json: one JSON object\n"
+"                        per line (time, level, prog, pid, msg) [text]\n"
 "  -intlog               accepted for compatibility; ignored\n"
 "  -console ADDR         accepted for compatibility; ignored\n"
 "  -prof ADDR            accepted for compatibility; ignored\n"

@@ -35,6 +35,7 @@ main(int argc, char **argv)
 	}
 	cli_scrub_argv(&o);
 	log_init("tunneld", o.verbose);
+	log_set_json(o.log_json);
 	signal(SIGPIPE, SIG_IGN);
 	cli_check_secrets(&o);
 

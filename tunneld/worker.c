@@ -209,6 +209,7 @@ worker_main(int argc, char **argv)
 {
 	char	err[ERR_LEN];
 	uid_t	uid = getuid();
+	int	i, json, confined = 0;
 
 	if (fcntl(WORKER_CTL_FD, F_GETFD) == -1) {
 		fprintf(stderr, "tunneld worker: started by the dispatcher "
@@ -217,7 +218,16 @@ worker_main(int argc, char **argv)
 	}
 	log_init("tunneld", 0);
 	log_set_prefix("worker: ");
-	if (argc < 3 || strcmp(argv[2], "-confined") != 0)
+	/* "-confined" (below) and "-logFormat FORMAT", the dispatcher's. */
+	for (i = 2; i < argc; i++)
+		if (strcmp(argv[i], "-confined") == 0)
+			confined = 1;
+		else if (strcmp(argv[i], "-logFormat") == 0 && i + 1 < argc &&
+		    log_format_parse(argv[i + 1], &json, err) == 0) {
+			log_set_json(json);
+			i++;
+		}
+	if (!confined)
 		return worker_run(uid);
 	if (worker_confine_self(err) == -1) {
 		log_err("%s", err);

@@ -193,13 +193,20 @@ zygote_main(int argc, char **argv)
 	struct zygote	 z = { .role = argv[1], .uid = getuid() };
 	char		 err[ERR_LEN], *end;
 	unsigned long	 v;
-	int		 rc, i, sandbox = 1;
+	int		 rc, i, sandbox = 1, json;
 
 	/* -noSandbox; -ctlUid N: the uid the dispatcher will run as once it
-	 * gives up root, the one its workers take orders from. */
+	 * gives up root, the one its workers take orders from; -logFormat:
+	 * the dispatcher's, which forked workers keep. */
 	for (i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "-noSandbox") == 0) {
 			sandbox = 0;
+			continue;
+		}
+		if (strcmp(argv[i], "-logFormat") == 0 && i + 1 < argc &&
+		    log_format_parse(argv[i + 1], &json, err) == 0) {
+			log_set_json(json);
+			i++;
 			continue;
 		}
 		if (strcmp(argv[i], "-ctlUid") == 0 && i + 1 < argc) {

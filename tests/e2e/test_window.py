@@ -9,6 +9,8 @@ reports the largest queue it held each way: with a long added delay, that
 queue is what the sender's window lets out, whatever the machine's speed
 (down to a few MB/s)."""
 
+import hashlib
+import os
 import re
 import socket
 import threading
@@ -16,7 +18,9 @@ import time
 
 import pytest
 
-from conftest import HOST, IO_TIMEOUT, SinkSourceServer, bidir_transfer
+import kpt
+from conftest import (HOST, IO_TIMEOUT, SS_HEADER, SinkSourceServer,
+                      bidir_transfer)
 from test_aead import AEAD_LOG, PASS, MitmRelay
 from test_delay_relay import Relay
 from tunhelp import fwd
@@ -150,11 +154,13 @@ def test_window_changed_on_the_way_fails(tunneld, port, sink_source, mitm):
 
 
 class GatedSink(SinkSourceServer):
-    """A sink/source whose streams are not read until the gate opens."""
+    """A sink/source whose streams are not read until the gate opens, with
+    a small receive buffer so that the kernel holds little of what waits."""
 
     def __init__(self):
         self.gate = threading.Event()
         super().__init__()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
     def handle(self, c):
         self.gate.wait(IO_TIMEOUT)
@@ -162,34 +168,50 @@ class GatedSink(SinkSourceServer):
 
 
 def test_slow_local_sockets_hold_the_transport(tunneld, port):
-    """Two streams fill 64 MiB windows towards a target that does not read:
-    past 64 MiB waiting for local sockets the server stops reading the
-    peer, and once the target reads, every byte arrives."""
+    """A Go-shaped client (kptunnel's window of 59 packets a stream, which
+    is all a Go sender keeps to) fills the windows of 96 streams towards a
+    target that does not read: past 64 MiB waiting for local sockets the
+    server stops reading the peer; once the target reads, every byte
+    arrives.  (The kernel takes about 3 MB of each stream's 3.9 MB window
+    into its socket buffers, hence the many streams.  A tunneld sender
+    never gets there: its own history is bounded at 64 MiB.)"""
+    streams, size = 96, 59 * 65535 - SS_HEADER.size
     target = GatedSink()
+    k = None
     try:
-        sp, lp = port(), port()
-        srv = tunneld.server(sp, "-allowClientForwards", "-window", "64M",
-                             *PASS)
-        tunneld.client(sp, fwd(lp, target.port), *PASS, "-window", "64M")
-        errors = []
+        sp = port()
+        srv = tunneld.server(sp, "-allowClientForwards", *PASS)
+        k = kpt.KptClient(HOST, sp, PASS[1], PASS[3], timeout=IO_TIMEOUT)
+        k.connect()
+        k.handshake([kpt.forward(HOST, port(), HOST, target.port)])
+        for i in range(1, streams + 1):
+            r = k.open_citi(i, HOST, target.port)
+            assert r["Result"] is True, r
+        sums, errors = {}, []
 
-        def stream():
+        def send():
             try:
-                bidir_transfer(lp, target, 80 * MiB, 0)
+                for i in range(1, streams + 1):
+                    data = os.urandom(size)
+                    sums[i] = hashlib.sha256(data).hexdigest()
+                    k.send_data(i, SS_HEADER.pack(10**7 + i, size, 0) + data)
             except BaseException as e:      # noqa: B902 - reported below
                 errors.append(e)
 
-        threads = [threading.Thread(target=stream, daemon=True)
-                   for _ in range(2)]
-        for t in threads:
-            t.start()
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         srv.wait_for(r"bytes wait for slow local sockets: not reading the "
                      r"peer", timeout=IO_TIMEOUT)
         target.gate.set()
-        for t in threads:
-            t.join(IO_TIMEOUT)
-        assert not any(t.is_alive() for t in threads), "a stream hangs"
-        assert not errors, errors
+        sender.join(IO_TIMEOUT)
+        assert not sender.is_alive() and not errors, errors
+        for i in range(1, streams + 1):
+            res = target.result(10**7 + i)
+            assert res["rx_n"] == size, res
+            assert res["rx_sha"] == sums[i], "stream %d: data differ" % i
+            k.close_citi(i)
     finally:
         target.gate.set()
+        if k is not None:
+            k.close()
         target.close()
