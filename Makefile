@@ -13,6 +13,9 @@ FUZZ_TIME ?= 60
 FUZZ_SHORT ?= 10
 FUZZ_BUILD ?= build/fuzz
 
+# The one place the version is written (debian/changelog must agree:
+# tests/e2e/test_package.py checks it).
+VERSION	:= $(shell cat VERSION)
 PKGS	 = libuv openssl jansson libmicrohttpd lua5.4 libseccomp
 WARN	 = -std=c11 -D_GNU_SOURCE \
 	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
@@ -33,6 +36,7 @@ DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # check-release checks the release binary).
 TEST_HOOKS ?= $(if $(findstring -fsanitize=,$(CFLAGS)),1,)
 ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) \
+	    -DTUNNELD_VERSION='"$(VERSION)"' \
 	    $(if $(TEST_HOOKS),-DTUNNELD_TEST_HOOKS) -MMD -MP
 
 COMMON_SRC	= $(wildcard common/*.c)
@@ -65,6 +69,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(ALLCFLAGS) -c $< -o $@
+
+# What prints the version is rebuilt when it changes.
+$(BUILD)/obj/tunneld/cli_usage.o $(BUILD)/obj/dispatcher/cmdline.o \
+$(BUILD)/obj/dispatcher/console.o: VERSION
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@ && ar rcs $@ $^

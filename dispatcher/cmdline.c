@@ -15,6 +15,10 @@
 #include "err.h"
 #include "opt.h"
 
+#ifndef TUNNELD_VERSION
+#error "TUNNELD_VERSION is not defined (the Makefile reads it from VERSION)"
+#endif
+
 #define CMD_STR2(x)	#x
 #define CMD_STR(x)	CMD_STR2(x)
 
@@ -377,7 +381,7 @@ disp_parse(struct disp *d, int argc, char **argv, char *err)
 		exit(0);
 	}
 	if (rc == 1) {
-		puts("dispatcher 0.1.0 (tunneld 0.1.0)");
+		puts("dispatcher " TUNNELD_VERSION);
 		exit(0);
 	}
 	if (c.npos < 2) {

@@ -393,6 +393,9 @@ console_metrics(struct MHD_Connection *c, struct disp *d)
 	size_t			 len = 0;
 
 	console_totals(d, &t);
+	console_metric(&buf, &len, "# HELP tunneld_build_info The running "
+	    "version.\n# TYPE tunneld_build_info gauge\n"
+	    "tunneld_build_info{version=\"%s\"} 1\n", TUNNELD_VERSION);
 	console_metrics_gauges(&buf, &len, d, &t);
 	console_metrics_tenants(&buf, &len, &t);
 	free(t.ten);
@@ -556,6 +559,9 @@ console_access(void *cls, struct MHD_Connection *c, const char *url,
 			return console_unauthorized(c, why);
 		return console_error(c, status, why);
 	}
+	if (get && strcmp(url, "/api") == 0)
+		return console_json(c, 200, json_pack("{ssss}", "program",
+		    "dispatcher", "version", TUNNELD_VERSION));
 	if (get && strcmp(url, "/api/tunnels") == 0)
 		return console_tunnels(c, d);
 	if (get && strcmp(url, "/metrics") == 0)

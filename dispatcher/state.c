@@ -12,6 +12,8 @@
 
 #include "disp.h"
 #include "err.h"
+#include "log.h"
+#include "notify.h"
 
 uint64_t
 disp_now_ms(void)
@@ -35,8 +37,8 @@ disp_policy(struct disp *d)
 }
 
 /* Swaps the policy only once the new scripts loaded and passed. */
-int
-disp_reload(struct disp *d, char *err)
+static int
+disp_reload_policy(struct disp *d, char *err)
 {
 	struct policy_limits	 lim = { 0 };
 	struct policy		*np, *old;
@@ -50,6 +52,26 @@ disp_reload(struct disp *d, char *err)
 	if (old != NULL)
 		policy_unref(old);
 	return 0;
+}
+
+/*
+ * The service manager hears of every reload after the start (SIGHUP and
+ * the console alike), so that systemctl reload waits for its end.
+ */
+int
+disp_reload(struct disp *d, char *err)
+{
+	char	why[ERR_LEN], status[ERR_LEN + 32];
+	int	rc;
+
+	if (notify_reloading(why) == -1)
+		log_warnx("%s", why);
+	rc = disp_reload_policy(d, err);
+	snprintf(status, sizeof(status), rc == 0 ? "policy reloaded" :
+	    "policy reload failed, the old one kept: %s", err);
+	if (notify_reloaded(status, why) == -1)
+		log_warnx("%s", why);
+	return rc;
 }
 
 /* djb2 of s, in [0, n): the buckets of the dispatcher's small tables. */
