@@ -4,6 +4,12 @@ SHELL	:= /bin/bash
 
 PREFIX	?= /usr/local
 BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+DOCDIR	?= $(PREFIX)/share/doc/tunneld
+SYSCONFDIR ?= /etc
+# systemd reads /usr/local/lib/systemd/system too; Debian 12 packages use
+# /lib/systemd/system (debian/rules says so).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD	?= build
 CC	?= cc
 CFLAGS	?= -O2 -g
@@ -50,16 +56,43 @@ TUNLIB_OBJ	= $(TUNLIB_SRC:%.c=$(BUILD)/obj/%.o)
 DISPLIB_OBJ	= $(DISPLIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
+# Man pages: scdoc sources in man/, roff in $(BUILD)/man.
+MAN_SRC		= $(wildcard man/*.scd)
+MANS		= $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
+# systemd units, with the installed paths filled in.
+UNIT_SRC	= $(wildcard systemd/*.in)
+UNITS		= $(UNIT_SRC:systemd/%.in=$(BUILD)/systemd/%)
 
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
 
 .PHONY: all deps check-walls check-release test unit e2e fuzz fuzz-run bench \
-	run run-tunnel install clean
+	run run-tunnel install clean man units deb FORCE
 
 # Builds only: the package installer runs from deps, test, run, run-tunnel,
 # bench and fuzz, not on every build.
-all: $(PROGS)
+all: $(PROGS) $(MANS) $(UNITS)
+
+man: $(MANS)
+
+units: $(UNITS)
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(dir $@)
+	@echo "  SCDOC   $<"
+	@scdoc < $< > $@.tmp && mv $@.tmp $@
+
+# The paths written into the units: remade when PREFIX or the like change.
+$(BUILD)/systemd/paths: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(BINDIR) $(SYSCONFDIR)' | cmp -s - $@ || \
+	    echo '$(BINDIR) $(SYSCONFDIR)' > $@
+
+$(BUILD)/systemd/%: systemd/%.in $(BUILD)/systemd/paths
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	@sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    $< > $@
 
 # Installs missing Debian packages (a no-op once everything is there).
 deps:
@@ -186,11 +219,33 @@ run-tunnel: deps
 	$(MAKE) all
 	scripts/run-tunnel
 
+# Binaries, man pages, systemd units, the documentation and the example
+# policies; the configuration under SYSCONFDIR/tunneld only where it is
+# missing (an operator's files are never overwritten).
 install: all
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)/examples/multitenant \
+	    $(DESTDIR)$(SYSCONFDIR)/tunneld
 	install -m 755 $(PROGS) $(DESTDIR)$(BINDIR)
+	install -m 644 $(filter %.1,$(MANS)) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(filter %.5,$(MANS)) $(DESTDIR)$(MANDIR)/man5
+	install -m 644 $(filter %.8,$(MANS)) $(DESTDIR)$(MANDIR)/man8
+	install -m 644 $(UNITS) $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)
+	install -m 644 lua/multitenant/*.lua \
+	    $(DESTDIR)$(DOCDIR)/examples/multitenant
+	install -m 644 systemd/example.conf $(DESTDIR)$(DOCDIR)/examples
+	@# handler.lua will hold the tenants' passwords: not world-readable.
+	@for f in lua/handler.lua:640 lua/canAccept.lua:644 \
+	    systemd/dispatcher.conf:644; do \
+	    t=$(DESTDIR)$(SYSCONFDIR)/tunneld/$$(basename $${f%:*}); \
+	    if [ -e $$t ]; then echo "  KEEP    $$t"; else echo "  INSTALL $$t"; \
+	    install -m $${f#*:} $${f%:*} $$t; fi; done
 
 clean:
 	rm -rf build
+
+FORCE:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
