@@ -41,7 +41,7 @@ DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # suite's sanitizer builds only, never into a release build (make
 # check-release checks the release binary).
 TEST_HOOKS ?= $(if $(findstring -fsanitize=,$(CFLAGS)),1,)
-ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) \
+ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CPPFLAGS) $(CFLAGS) \
 	    -DTUNNELD_VERSION='"$(VERSION)"' \
 	    $(if $(TEST_HOOKS),-DTUNNELD_TEST_HOOKS) -MMD -MP
 
@@ -121,12 +121,12 @@ LIBS = $(BUILD)/libdisp.a $(BUILD)/libtun.a $(BUILD)/libcommon.a
 
 $(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(BUILD)/libtun.a $(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEPLIBS)
 
 $(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(BUILD)/libdisp.a \
 		$(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
@@ -242,6 +242,18 @@ install: all
 	    t=$(DESTDIR)$(SYSCONFDIR)/tunneld/$$(basename $${f%:*}); \
 	    if [ -e $$t ]; then echo "  KEEP    $$t"; else echo "  INSTALL $$t"; \
 	    install -m $${f#*:} $${f%:*} $$t; fi; done
+
+# The Debian package (debian/), built with dpkg-buildpackage from a copy of
+# the tree in build/deb/src, so that its clean step never touches build/
+# (the test suite's binaries live there); the .deb is left in build/deb.
+DEB_DIR	= build/deb
+deb:
+	rm -rf $(DEB_DIR)/src && mkdir -p $(DEB_DIR)/src
+	tar -cf - --exclude=./build --exclude=./.git --exclude='__pycache__' . | \
+	    tar -C $(DEB_DIR)/src -xf -
+	cd $(DEB_DIR)/src && DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" \
+	    dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf build
