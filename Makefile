@@ -60,8 +60,8 @@ PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
 MAN_SRC		= $(wildcard man/*.scd)
 MANS		= $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 # systemd units, with the installed paths filled in.
-UNIT_SRC	= $(wildcard systemd/*.in)
-UNITS		= $(UNIT_SRC:systemd/%.in=$(BUILD)/systemd/%)
+SDUNIT_SRC	= $(wildcard systemd/*.in)
+SDUNITS		= $(SDUNIT_SRC:systemd/%.in=$(BUILD)/systemd/%)
 
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
@@ -71,11 +71,11 @@ ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 # Builds only: the package installer runs from deps, test, run, run-tunnel,
 # bench and fuzz, not on every build.
-all: $(PROGS) $(MANS) $(UNITS)
+all: $(PROGS) $(MANS) $(SDUNITS)
 
 man: $(MANS)
 
-units: $(UNITS)
+units: $(SDUNITS)
 
 $(BUILD)/man/%: man/%.scd
 	@mkdir -p $(dir $@)
@@ -231,7 +231,7 @@ install: all
 	install -m 644 $(filter %.1,$(MANS)) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 $(filter %.5,$(MANS)) $(DESTDIR)$(MANDIR)/man5
 	install -m 644 $(filter %.8,$(MANS)) $(DESTDIR)$(MANDIR)/man8
-	install -m 644 $(UNITS) $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 644 $(SDUNITS) $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)
 	install -m 644 lua/multitenant/*.lua \
 	    $(DESTDIR)$(DOCDIR)/examples/multitenant

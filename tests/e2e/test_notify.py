@@ -19,6 +19,7 @@ import tempfile
 
 import pytest
 
+import dispatch as D
 from conftest import HOST, ROOT, START_TIMEOUT, wait_until
 from dispatch import dispatch  # noqa: F401  (the fixture)
 
@@ -162,6 +163,12 @@ def test_ready_reload_stopping(dispatch, manager, monkeypatch,  # noqa: F811
         d.signal(signal.SIGTERM)
         m.expect("STOPPING", d)
         assert d.p.wait(timeout=30) == 0, d.describe()
+        # Its idle pooled workers end with it, cleanly (they once aborted
+        # on a libuv assertion: their channel was closed twice).
+        pool = d.children() or kids
+        wait_until(lambda: not any(D.proc_alive(p) for p in pool),
+                   START_TIMEOUT, "the pooled workers to end")
+        assert "Assertion" not in d.stderr(), d.describe()
     finally:
         shutil.rmtree(pdir, ignore_errors=True)
 
