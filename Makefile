@@ -251,7 +251,11 @@ deb:
 	rm -rf $(DEB_DIR)/src && mkdir -p $(DEB_DIR)/src
 	tar -cf - --exclude=./build --exclude=./.git --exclude='__pycache__' . | \
 	    tar -C $(DEB_DIR)/src -xf -
-	cd $(DEB_DIR)/src && DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" \
+	@# Not the variables of a make that runs this one (make test's
+	@# BUILD and sanitizer CFLAGS travel in MAKEFLAGS).
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    -u CFLAGS -u LDFLAGS -u CPPFLAGS \
+	    DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" \
 	    dpkg-buildpackage -us -uc -b
 	@ls $(DEB_DIR)/*.deb
 

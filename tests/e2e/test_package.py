@@ -71,10 +71,13 @@ def deb():
     for tool in ("dpkg-buildpackage", "dh", "scdoc"):
         if shutil.which(tool) is None:
             pytest.skip("no %s (scripts/install-deps installs it)" % tool)
+    # Not make test's own variables (BUILD, the sanitizer CFLAGS).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     r = subprocess.run(["nice", "make", "-C", ROOT, "deb",
                         "DEB_BUILD_OPTIONS=parallel=2"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=900)
+                       timeout=900, env=env)
     out = r.stdout.decode("utf-8", "replace")
     assert r.returncode == 0, "make deb failed:\n" + out[-6000:]
     arch = subprocess.run(["dpkg", "--print-architecture"],
@@ -82,6 +85,12 @@ def deb():
     path = os.path.join(ROOT, "build", "deb",
                         "tunneld_%s_%s.deb" % (VERSION, arch))
     assert os.path.exists(path), out[-3000:]
+    # A release build: no sanitizer, no test hook.
+    data = subprocess.run(["sh", "-c", "dpkg-deb --fsys-tarfile '%s' | "
+                           "tar -xOf - ./usr/bin/tunneld" % path],
+                          capture_output=True).stdout
+    assert data and b"__asan_init" not in data and \
+        b"TUNNELD_TEST_" not in data
     return path
 
 
