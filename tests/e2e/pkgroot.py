@@ -104,6 +104,15 @@ class Root:
     """One throwaway root: root.run([...]) runs a command inside it."""
 
     def __init__(self, deb, files=None, timeout=120):
+        self.p = self.pid1 = self.log = None
+        try:
+            self._start(deb, files, timeout)
+        except BaseException:
+            # The caller gets no root to close: leave nothing running.
+            self.close()
+            raise
+
+    def _start(self, deb, files, timeout):
         self.dir = tempfile.mkdtemp(prefix="tunneld-root-", dir="/tmp")
         self.stage = os.path.join(self.dir, "stage")
         os.makedirs(os.path.join(self.dir, "ov"))
@@ -206,24 +215,30 @@ class Root:
         return "\n".join(out)
 
     def close(self):
+        if self.p is not None and not self.pid1:
+            self.pid1 = self._pid1()
         if self.pid1:
             try:
                 os.kill(self.pid1, signal.SIGKILL)
             except OSError:
                 pass
-        try:
-            self.p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.log.close()
+        if self.p is not None:
+            try:
+                self.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self.log is not None:
+            self.log.close()
         # The cgroups systemd made inside, deepest first, once empty.
         deadline = time.monotonic() + 30
-        while os.path.exists(self.cgroup) and time.monotonic() < deadline:
-            for top, dirs, _ in os.walk(self.cgroup, topdown=False):
+        cg = getattr(self, "cgroup", None)
+        while cg and os.path.exists(cg) and time.monotonic() < deadline:
+            for top, dirs, _ in os.walk(cg, topdown=False):
                 try:
                     os.rmdir(top)
                 except OSError:
                     pass
             time.sleep(0.05)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if getattr(self, "dir", None):
+            shutil.rmtree(self.dir, ignore_errors=True)
