@@ -4,6 +4,12 @@ SHELL	:= /bin/bash
 
 PREFIX	?= /usr/local
 BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+DOCDIR	?= $(PREFIX)/share/doc/tunneld
+SYSCONFDIR ?= /etc
+# systemd reads /usr/local/lib/systemd/system too; Debian 12 packages use
+# /lib/systemd/system (debian/rules says so).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD	?= build
 CC	?= cc
 CFLAGS	?= -O2 -g
@@ -13,6 +19,9 @@ FUZZ_TIME ?= 60
 FUZZ_SHORT ?= 10
 FUZZ_BUILD ?= build/fuzz
 
+# The one place the version is written (debian/changelog must agree:
+# tests/e2e/test_package.py checks it).
+VERSION	:= $(shell cat VERSION)
 PKGS	 = libuv openssl jansson libmicrohttpd lua5.4 libseccomp
 WARN	 = -std=c11 -D_GNU_SOURCE \
 	   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
@@ -32,7 +41,8 @@ DEPLIBS	 = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # suite's sanitizer builds only, never into a release build (make
 # check-release checks the release binary).
 TEST_HOOKS ?= $(if $(findstring -fsanitize=,$(CFLAGS)),1,)
-ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CFLAGS) \
+ALLCFLAGS = $(WARN) $(INC) $(DEPCFLAGS) $(CPPFLAGS) $(CFLAGS) \
+	    -DTUNNELD_VERSION='"$(VERSION)"' \
 	    $(if $(TEST_HOOKS),-DTUNNELD_TEST_HOOKS) -MMD -MP
 
 COMMON_SRC	= $(wildcard common/*.c)
@@ -46,16 +56,43 @@ TUNLIB_OBJ	= $(TUNLIB_SRC:%.c=$(BUILD)/obj/%.o)
 DISPLIB_OBJ	= $(DISPLIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGS		= $(BUILD)/tunneld $(BUILD)/dispatcher
+# Man pages: scdoc sources in man/, roff in $(BUILD)/man.
+MAN_SRC		= $(wildcard man/*.scd)
+MANS		= $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
+# systemd units, with the installed paths filled in.
+SDUNIT_SRC	= $(wildcard systemd/*.in)
+SDUNITS		= $(SDUNIT_SRC:systemd/%.in=$(BUILD)/systemd/%)
 
 ASAN_FLAGS	= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		  -fno-sanitize-recover=undefined
 
 .PHONY: all deps check-walls check-release test unit e2e fuzz fuzz-run bench \
-	run run-tunnel install clean
+	run run-tunnel install clean man units deb FORCE
 
 # Builds only: the package installer runs from deps, test, run, run-tunnel,
 # bench and fuzz, not on every build.
-all: $(PROGS)
+all: $(PROGS) $(MANS) $(SDUNITS)
+
+man: $(MANS)
+
+units: $(SDUNITS)
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(dir $@)
+	@echo "  SCDOC   $<"
+	@scdoc < $< > $@.tmp && mv $@.tmp $@
+
+# The paths written into the units: remade when PREFIX or the like change.
+$(BUILD)/systemd/paths: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(BINDIR) $(SYSCONFDIR)' | cmp -s - $@ || \
+	    echo '$(BINDIR) $(SYSCONFDIR)' > $@
+
+$(BUILD)/systemd/%: systemd/%.in $(BUILD)/systemd/paths
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	@sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    $< > $@
 
 # Installs missing Debian packages (a no-op once everything is there).
 deps:
@@ -73,6 +110,11 @@ $(BUILD)/obj/dispatcher/console_page.o: $(PAGE_FILES)
 $(BUILD)/obj/dispatcher/console_page.o: ALLCFLAGS += \
 	-DCONSOLE_PAGE_DIR='"$(CURDIR)/dispatcher/page"'
 
+# What prints the version is rebuilt when it changes.
+$(BUILD)/obj/tunneld/cli_usage.o $(BUILD)/obj/dispatcher/cmdline.o \
+$(BUILD)/obj/dispatcher/console.o $(BUILD)/obj/dispatcher/console_api.o \
+$(BUILD)/obj/dispatcher/console_metrics.o: VERSION
+
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@ && ar rcs $@ $^
 
@@ -87,12 +129,12 @@ LIBS = $(BUILD)/libdisp.a $(BUILD)/libtun.a $(BUILD)/libcommon.a
 
 $(BUILD)/tunneld: $(BUILD)/obj/tunneld/main.o $(BUILD)/libtun.a $(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS)
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEPLIBS)
 
 $(BUILD)/dispatcher: $(BUILD)/obj/dispatcher/main.o $(BUILD)/libdisp.a \
 		$(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEPLIBS) -lpthread
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
@@ -188,11 +230,49 @@ run-tunnel: deps
 	$(MAKE) all
 	scripts/run-tunnel
 
+# Binaries, man pages, systemd units, the documentation and the example
+# policies; the configuration under SYSCONFDIR/tunneld only where it is
+# missing (an operator's files are never overwritten).
 install: all
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)/examples/multitenant \
+	    $(DESTDIR)$(SYSCONFDIR)/tunneld
 	install -m 755 $(PROGS) $(DESTDIR)$(BINDIR)
+	install -m 644 $(filter %.1,$(MANS)) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(filter %.5,$(MANS)) $(DESTDIR)$(MANDIR)/man5
+	install -m 644 $(filter %.8,$(MANS)) $(DESTDIR)$(MANDIR)/man8
+	install -m 644 $(SDUNITS) $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)
+	install -m 644 lua/multitenant/*.lua \
+	    $(DESTDIR)$(DOCDIR)/examples/multitenant
+	install -m 644 systemd/example.conf $(DESTDIR)$(DOCDIR)/examples
+	@# handler.lua will hold the tenants' passwords: not world-readable.
+	@for f in lua/handler.lua:640 lua/canAccept.lua:644 \
+	    systemd/dispatcher.conf:644; do \
+	    t=$(DESTDIR)$(SYSCONFDIR)/tunneld/$$(basename $${f%:*}); \
+	    if [ -e $$t ]; then echo "  KEEP    $$t"; else echo "  INSTALL $$t"; \
+	    install -m $${f#*:} $${f%:*} $$t; fi; done
+
+# The Debian package (debian/), built with dpkg-buildpackage from a copy of
+# the tree in build/deb/src, so that its clean step never touches build/
+# (the test suite's binaries live there); the .deb is left in build/deb.
+DEB_DIR	= build/deb
+deb:
+	rm -rf $(DEB_DIR)/src && mkdir -p $(DEB_DIR)/src
+	tar -cf - --exclude=./build --exclude=./.git --exclude='__pycache__' . | \
+	    tar -C $(DEB_DIR)/src -xf -
+	@# Not the variables of a make that runs this one (make test's
+	@# BUILD and sanitizer CFLAGS travel in MAKEFLAGS).
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    -u CFLAGS -u LDFLAGS -u CPPFLAGS \
+	    DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" \
+	    dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf build
+
+FORCE:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

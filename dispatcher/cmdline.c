@@ -16,6 +16,10 @@
 #include "log.h"
 #include "opt.h"
 
+#ifndef TUNNELD_VERSION
+#error "TUNNELD_VERSION is not defined (the Makefile reads it from VERSION)"
+#endif
+
 #define CMD_STR2(x)	#x
 #define CMD_STR(x)	CMD_STR2(x)
 
@@ -91,7 +95,8 @@ static const char disp_usage_text[] =
 "  -logFormat FORMAT     text: one line per event; json: one JSON object\n"
 "                        per line (time, level, prog, pid, msg), the\n"
 "                        workers' too [text]\n"
-"  --help, --version\n"
+"  -h, -help, --help     print this text\n"
+"  -version, --version   print the version\n"
 "\n"
 "Signals: SIGHUP reloads the scripts (kept only if they load and pass a\n"
 "dry call); SIGTERM stops the dispatcher and leaves the workers running.\n"
@@ -385,7 +390,7 @@ disp_parse(struct disp *d, int argc, char **argv, char *err)
 		exit(0);
 	}
 	if (rc == 1) {
-		puts("dispatcher 0.1.0 (tunneld 0.1.0)");
+		puts("dispatcher " TUNNELD_VERSION);
 		exit(0);
 	}
 	if (c.npos < 2) {

@@ -240,6 +240,9 @@ console_route(struct MHD_Connection *c, struct disp *d, const char *url,
 
 	if (get && console_is_page(url))
 		return console_page(c, url, &found);
+	if (get && strcmp(url, "/api") == 0)
+		return console_json(c, 200, json_pack("{ssss}", "program",
+		    "dispatcher", "version", TUNNELD_VERSION));
 	if (get && strcmp(url, "/api/tunnels") == 0)
 		return console_tunnels(c, d);
 	if (get && strcmp(url, "/api/status") == 0)

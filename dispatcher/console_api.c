@@ -155,8 +155,8 @@ console_status(struct disp *d)
 	if (p != NULL && r.at != 0)
 		json_object_set_new(p, "lastReload", json_pack("{sI sb ss}",
 		    "at", (json_int_t)r.at, "ok", r.ok, "error", r.error));
-	o = json_pack("{so so sI sI sI so}", "admissions",
-	    console_admissions(d), "exits", console_exits(d),
+	o = json_pack("{ss so so sI sI sI so}", "version", TUNNELD_VERSION,
+	    "admissions", console_admissions(d), "exits", console_exits(d),
 	    "policyErrors", (json_int_t)atomic_load(&d->m.policy_errors),
 	    "workersStarted", (json_int_t)atomic_load(&d->m.spawned),
 	    "workersEnded", (json_int_t)atomic_load(&d->m.ended),

@@ -214,6 +214,10 @@ console_gauges(struct console_text *m, struct disp *d,
 	    "400", "404", "5xx", "other" };
 	size_t i;
 
+	console_family(m, "tunneld_build_info", "gauge",
+	    "The running version.");
+	console_put(m, "tunneld_build_info{version=\"%s\"} 1\n",
+	    TUNNELD_VERSION);
 	console_family(m, "tunneld_tunnels", "gauge",
 	    "Live tunnels (workers).");
 	console_put(m, "tunneld_tunnels %zu\n", t->tunnels);

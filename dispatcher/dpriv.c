@@ -13,6 +13,7 @@
 
 #include <netinet/in.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -171,6 +172,48 @@ dpriv_owner_ok(const struct disp *d, uid_t uid)
 	return uid == geteuid() || (d->run_drop && uid == d->run_uid);
 }
 
+/*
+ * Worker sockets of root in the state directory become -user's.  Whoever
+ * chowned the directory's tree (systemd does, at each start of a service
+ * whose RuntimeDirectory is not root's, with no User=) left the sockets of
+ * running workers root's: once it gave root up, the dispatcher could no
+ * longer reach the workers it just adopted.  Their listeners are checked
+ * by their uid (SO_PEERCRED) all the same.
+ */
+static int
+dpriv_chown_sockets(struct disp *d, char *err)
+{
+	struct dirent	*e;
+	struct stat	 st;
+	DIR		*dir;
+	int		 fd, rc = 0;
+
+	/* Its own open directory: state_fd's offset is left alone. */
+	if ((fd = openat(d->state_fd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1 || (dir = fdopendir(fd)) == NULL) {
+		err_set(err, "-stateDir %s: %s", d->state_dir,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	while ((e = readdir(dir)) != NULL) {
+		if (fstatat(d->state_fd, e->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISSOCK(st.st_mode) ||
+		    st.st_uid != 0)
+			continue;
+		if (fchownat(d->state_fd, e->d_name, d->run_uid, d->run_gid,
+		    AT_SYMLINK_NOFOLLOW) == -1) {
+			err_set(err, "chown %s/%s: %s", d->state_dir,
+			    e->d_name, strerror(errno));
+			rc = -1;
+			break;
+		}
+	}
+	closedir(dir);
+	return rc;
+}
+
 /* The state directory, and the token made in it, become -user's: it
  * binds the workers' sockets there and removes them. */
 static int
@@ -187,7 +230,7 @@ dpriv_chown(struct disp *d, char *err)
 		    strerror(errno));
 		return -1;
 	}
-	return 0;
+	return dpriv_chown_sockets(d, err);
 }
 
 int

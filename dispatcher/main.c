@@ -22,6 +22,7 @@
 #include "err.h"
 #include "cmdline.h"
 #include "log.h"
+#include "notify.h"
 #include "text.h"
 
 static struct disp	*disp_self;
@@ -296,7 +297,8 @@ disp_tick_cb(uv_timer_t *t)
 static void
 disp_signal_cb(uv_signal_t *s, int signum)
 {
-	struct disp *d = s->data;
+	struct disp	*d = s->data;
+	char		 err[ERR_LEN];
 
 	switch (signum) {
 	case SIGCHLD:
@@ -308,6 +310,8 @@ disp_signal_cb(uv_signal_t *s, int signum)
 		break;
 	default:
 		log_info("signal %d: stopping (workers keep running)", signum);
+		if (notify_stopping(err) == -1)
+			log_warnx("%s", err);
 		uv_stop(d->loop);
 		break;
 	}
@@ -407,7 +411,7 @@ disp_loop_init(struct disp *d)
 static void
 disp_serve(struct disp *d)
 {
-	char err[ERR_LEN];
+	char err[ERR_LEN], status[1200];
 
 	if (wspawn_zygote_start(d, err) == -1)
 		log_warnx("no zygote, workers start with exec: %s", err);
@@ -429,6 +433,11 @@ disp_serve(struct disp *d)
 	    d->handler_lua, d->canaccept_lua,
 	    d->console_on ? ", console on " : "",
 	    d->console_on ? d->console.name : "");
+	/* After the line above: a test that reads both sees this one last. */
+	snprintf(status, sizeof(status), "listening on %s:%d%s",
+	    d->listen.name[0] ? d->listen.name : "*", d->listen.port, d->path);
+	if (notify_ready(status, err) == -1)
+		log_warnx("%s", err);
 }
 
 /* Stops serving and frees everything; the workers keep running. */
@@ -455,6 +464,7 @@ disp_shutdown(struct disp *d)
 	pthread_mutex_destroy(&d->zlock);
 	pthread_mutex_destroy(&d->lock);
 	OPENSSL_cleanse(d->console_token, sizeof(d->console_token));
+	notify_close();
 	if (d->state_fd != -1)
 		close(d->state_fd);
 	free(d);
@@ -478,6 +488,9 @@ main(int argc, char **argv)
 	}
 	log_init("dispatcher", d->verbose);
 	log_set_json(d->log_json);
+	/* Before the zygote and the workers could inherit $NOTIFY_SOCKET. */
+	if (notify_init(err) == -1)
+		log_warnx("%s", err);
 	signal(SIGPIPE, SIG_IGN);
 	/* Once, here, rather than lazily in whichever thread hashes first. */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);

@@ -12,6 +12,8 @@
 
 #include "disp.h"
 #include "err.h"
+#include "log.h"
+#include "notify.h"
 
 uint64_t
 disp_now_ms(void)
@@ -48,8 +50,8 @@ disp_now_us(void)
  * outcome of a reload (not of the first load) is kept for the console,
  * whichever way it was asked (SIGHUP or the console).
  */
-int
-disp_reload(struct disp *d, char *err)
+static int
+disp_reload_policy(struct disp *d, char *err)
 {
 	struct policy_limits	 lim = { 0 };
 	struct policy		*np = NULL, *old;
@@ -76,6 +78,26 @@ disp_reload(struct disp *d, char *err)
 		policy_unref(old);
 	if (!first)
 		console_note_reload(d, rc == 0, rc == 0 ? "" : err);
+	return rc;
+}
+
+/*
+ * The service manager hears of every reload after the start (SIGHUP and
+ * the console alike), so that systemctl reload waits for its end.
+ */
+int
+disp_reload(struct disp *d, char *err)
+{
+	char	why[ERR_LEN], status[ERR_LEN + 32];
+	int	rc;
+
+	if (notify_reloading(why) == -1)
+		log_warnx("%s", why);
+	rc = disp_reload_policy(d, err);
+	snprintf(status, sizeof(status), rc == 0 ? "policy reloaded" :
+	    "policy reload failed, the old one kept: %s", err);
+	if (notify_reloaded(status, why) == -1)
+		log_warnx("%s", why);
 	return rc;
 }
 

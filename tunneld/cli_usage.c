@@ -5,7 +5,11 @@
 #include "cli.h"
 #include "cli_int.h"
 
-#define CLI_VERSION	"tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n"
+/* The Makefile passes the VERSION file's text. */
+#ifndef TUNNELD_VERSION
+#error "TUNNELD_VERSION is not defined (the Makefile reads it from VERSION)"
+#endif
+#define CLI_VERSION	"tunneld " TUNNELD_VERSION " (kptunnel 0.2.0 compatible)\n"
 
 static const char cli_usage_text[] =
 "usage: tunneld <mode> <server> [forward ...] [options]\n"

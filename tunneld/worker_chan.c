@@ -24,6 +24,18 @@
 
 static void	worker_channel_cb(uv_poll_t *, int, int);
 
+/* Whether c is still one of w's open channels. */
+static int
+worker_channel_live(const struct worker *w, const struct channel *c)
+{
+	size_t i;
+
+	for (i = 0; i < WORKER_MAX_CHANNELS; i++)
+		if (w->ch[i] == c)
+			return 1;
+	return 0;
+}
+
 /* The dispatcher broke the contract: the caller closes the channel. */
 void
 worker_refused(const char *why)
@@ -110,10 +122,13 @@ worker_channel_cb(uv_poll_t *p, int status, int events)
 			worker_refused(err);
 		if (rc == 0 || rc == CTLMSG_REFUSED) {
 			/* A dispatcher going away does not end the tunnel; an
-			 * idle pooled worker has none and goes too. */
+			 * idle pooled worker has none and goes too.  Stopping
+			 * closes every channel (worker_stop), this one too:
+			 * closing it twice would stop a closing handle. */
 			if (!c->configured && c->fd == WORKER_CTL_FD)
 				tun_stop(&w->tun, 0);
-			worker_channel_close(c);
+			if (worker_channel_live(w, c))
+				worker_channel_close(c);
 			return;
 		}
 		if (rc == CTLMSG_STOP || w->tun.stopping)

@@ -87,6 +87,11 @@ zygote_fork(struct zygote *z, int fd, const struct ctlmsg_spawn *s)
 		log_err("worker: %s", err);
 		_exit(1);
 	}
+	/* As an exec'd worker says (worker.c): a service manager's syscall
+	 * filter that refuses Landlock's calls shows up here. */
+	if (nolandlock)
+		log_warnx("worker: Landlock is not available: the worker's "
+		    "file system view is not restricted");
 	_exit(worker_run(z->uid));
 }
 

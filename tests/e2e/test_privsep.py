@@ -241,3 +241,36 @@ def test_restart_adopts(dispatch, policy_dir, echo_server):
         assert time.monotonic() < deadline, d2.describe()
         time.sleep(0.05)
     k.close()
+
+
+def test_restart_after_tree_chowned_to_root(dispatch, policy_dir,
+                                            echo_server):
+    """systemd gives the tree of a service's RuntimeDirectory back to root
+    at each start (the directory is -user's by then, the unit has no
+    User=).  The restarted dispatcher makes the directory and the workers'
+    sockets -user's again, or once it gave root up it could no longer
+    reach the workers it adopted (figures, hand-overs, stop)."""
+    pw = pwd.getpwnam(USER)
+    e = echo_server()
+    h, c = policy(policy_dir, e.port)
+    d1 = dispatch.start(h, c, "-user", USER, *UIDS)
+    k = kclient(d1)
+    kecho(k, 1, e.port)
+    ts = d1.wait_tunnels(lambda ts: len(ts) == 1, 30 * SLOW, "the tunnel")
+    d1.signal(signal.SIGTERM)
+    assert d1.p.wait(timeout=60) == 0
+    sd = dispatch.state_dir
+    for name in [""] + os.listdir(sd):
+        os.chown(os.path.join(sd, name), 0, 0, follow_symlinks=False)
+    d2 = dispatch.start(h, c, "-user", USER, *UIDS)
+    d2.wait_log(r"gave up root")
+    ts2 = d2.wait_tunnels(lambda ts: len(ts) == 1 and "error" not in ts[0],
+                          30 * SLOW, "the adopted tunnel, reachable")
+    assert ts2[0]["pid"] == ts[0]["pid"] and \
+        ts2[0]["state"] == "connected", (ts, ts2)
+    socks = [n for n in os.listdir(sd) if n.endswith(".sock")]
+    assert socks and all(os.stat(os.path.join(sd, n)).st_uid == pw.pw_uid
+                         for n in socks), socks
+    kecho(k, 2, e.port)
+    d2.stop_tunnel(ts2[0]["id"])
+    k.close()

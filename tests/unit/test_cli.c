@@ -543,9 +543,11 @@ test_help_version(void **state)
 	cli_free(&o);
 
 	assert_int_equal(parse(&o, ARGV("--version")), 1);
-	assert_string_equal(out, "tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n");
+	assert_string_equal(out, "tunneld " TUNNELD_VERSION
+	    " (kptunnel 0.2.0 compatible)\n");
 	assert_int_equal(parse(&o, ARGV("wsserver", "-version")), 1);
-	assert_string_equal(out, "tunneld 0.1.0 (kptunnel 0.2.0 compatible)\n");
+	assert_string_equal(out, "tunneld " TUNNELD_VERSION
+	    " (kptunnel 0.2.0 compatible)\n");
 
 	/* A small or missing output buffer is not overrun. */
 	assert_int_equal(cli_parse(2, ARGV("--version"), &o, out, 8, err), 1);
