@@ -147,6 +147,7 @@ class Flow:
     def __init__(self, conn, name):
         self.conn = conn
         self.name = name
+        self.dst = None                  # the socket it is relayed to
         epw = conn.relay.secrets.epw
         self.dec = G.Cfb(epw, -1, decrypt=True)
         self.enc = G.Cfb(epw, -1)
@@ -262,6 +263,7 @@ class WireRelay:
                 self.connections.append(conn)
                 self.dirs.append((conn.c2s, conn.s2c))
             conn.socks = [c, u]
+            conn.c2s.dst, conn.s2c.dst = u, c
             for src, dst, flow in ((c, u, conn.c2s), (u, c, conn.s2c)):
                 threading.Thread(target=self._pump,
                                  args=(conn, src, dst, flow),
@@ -292,14 +294,21 @@ class WireRelay:
                 if data:
                     dst.sendall(data)
                 if cut:
-                    self._cut(conn)
+                    self._cut(conn, flow)
         except OSError:
             pass
         except Exception as e:          # noqa: B902 - the test reports it
             self.errors.append("%s %d: %s: %s" % (flow.name, conn.index,
                                                   type(e).__name__, e))
         finally:
-            if not conn.cut:
+            if conn.cut:
+                # The end reaches the peer that sent into the cut only
+                # once the other has closed (see _cut).
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            else:
                 for s in (src, dst):
                     try:
                         s.shutdown(socket.SHUT_RDWR)
@@ -313,15 +322,19 @@ class WireRelay:
                     s.close()
 
     @staticmethod
-    def _cut(conn):
-        """Both peers get what was forwarded, then the end of the stream
-        (FIN, not a reset, so that nothing forwarded is lost); what they
-        send from now on is read and dropped until they close."""
+    def _cut(conn, flow=None):
+        """Ends conn: its peers get what was forwarded, then the end of the
+        stream (FIN, not a reset, so that nothing forwarded is lost); what
+        they send from now on is read and dropped until they close.  With
+        flow, its receiver gets the end first and its sender only once
+        the receiver has closed: a sender that reconnects at once would
+        otherwise make the receiver drop the connection before it read
+        the last packets."""
         with conn.lock:
             if conn.cut:
                 return
             conn.cut = True
-        for s in conn.socks:
+        for s in [flow.dst] if flow is not None else conn.socks:
             try:
                 s.shutdown(socket.SHUT_WR)
             except OSError:

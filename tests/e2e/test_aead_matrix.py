@@ -257,21 +257,25 @@ def test_resume_under_faults(tunneld, sink_source, tunnels, pair):
     assert len(re.findall(r"session \d+ established", cerr)) == 1
     assert len(re.findall(r"session \d+ created", serr)) == 1
     assert len(set(re.findall(r"session (\d+) resumed", cerr))) == 1
-    assert len(re.findall(RESUMED, serr)) == resumed
+    # The server may have resumed a connection cut before its answer
+    # reached the client.
+    sresumed = len(re.findall(RESUMED, serr))
+    assert sresumed >= resumed
     # Every connection that reached the session ran the mode.
-    for p, err in ((t.client, cerr), (t.server, serr)):
-        assert len(re.findall(AEAD_LOG, err)) == resumed + 1, p.describe()
+    for p, n in ((t.client, resumed), (t.server, sresumed)):
+        assert len(re.findall(AEAD_LOG, p.stderr())) == n + 1, p.describe()
     conns = t.relay.session_conns()
-    assert len(conns) == resumed + 1, "%d connections on the wire" % len(
-        conns)
+    assert resumed + 1 <= len(conns) <= sresumed + 1, \
+        "%d connections on the wire" % len(conns)
     salts = set()
     for c in conns:
         assert_aead_conn(c)
         salts.add(c.challenge + c.hint)
     assert len(salts) == len(conns), "a connection reused a handshake"
-    # The connections after a cut carried data too (the packets resent
-    # from the history among them), each under its own keys.
-    assert all(c.c2s.opened + c.s2c.opened > 0 for c in conns[1:])
+    # Connections after a cut carried data too (the packets resent from
+    # the history among them), each under its own keys.  (Not each one: a
+    # connection may be cut again before its first packet.)
+    assert any(c.c2s.opened + c.s2c.opened > 0 for c in conns[1:])
 
 
 # --------------------------------------------------------------------------
@@ -437,12 +441,14 @@ class SyncTamper:
 def sync_check(t, tamper):
     """The receiver's ReadNo at the first resume is what was delivered;
     then the transfer's bytes are whole."""
-    # The receiver's ReadNo is in the other side's "resumed" line (or in
-    # its refusal, "peer read N packets").
+    # The receiver's ReadNo is in the other side's "resumed" line, or in
+    # its refusal of the resume ("peer read N packets but...", "packets
+    # from N are needed but...").
     reader = t.client if tamper.direction == "c2s" else t.server
     m = reader.wait_for(r"resumed \((?:client|server) WriteNo \d+ ReadNo "
-                        r"(\d+)\)|peer read (\d+) packets")
-    got = int(m.group(1) or m.group(2))
+                        r"(\d+)\)|peer read (\d+) packets|"
+                        r"packets from (\d+) are needed")
+    got = int([g for g in m.groups() if g is not None][0])
     assert got == tamper.delivered, \
         "%s: the receiver resumed from ReadNo %d, but %d packets reached " \
         "it in order" % (tamper.direction, got, tamper.delivered)
@@ -466,16 +472,22 @@ def sync_run(tunneld, sink_source, tunnels, tamper):
             done.set()
 
     threading.Thread(target=transfer, daemon=True).start()
-    wait_until(lambda: tamper.state == "done" or done.is_set(), 60,
-               "the transfer")
-    if tamper.state != "done":
-        # Not an AssertionError: the xfail does not cover this.
-        pytest.fail("the relay found no SYNC to tamper with (%s)" %
-                    tamper.state)
-    sync_check(t, tamper)
-    assert done.wait(60), "the transfer did not end"
-    assert not errors, "the transfer failed: %r" % errors[0]
-    t.check_relay()
+    try:
+        wait_until(lambda: tamper.state == "done" or done.is_set(), 60,
+                   "the transfer")
+        if tamper.state != "done":
+            # Not an AssertionError: the xfail does not cover this.
+            pytest.fail("the relay found no SYNC to tamper with (%s)" %
+                        tamper.state)
+        sync_check(t, tamper)
+        assert done.wait(60), "the transfer did not end"
+        assert not errors, "the transfer failed: %r" % errors[0]
+        t.check_relay()
+    finally:
+        # After a shifted resume point the session may go on reconnecting,
+        # and a SIGTERM during a reconnect's handshake does not stop a
+        # client (test_client_stopped_in_handshake): no clean stop here.
+        t.client.kill()
 
 
 @SYNC_XFAIL
@@ -619,3 +631,28 @@ def test_client_stopped_in_handshake(tunneld, port, capture_relay):
     finally:
         if cli.running():
             cli.kill()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="an idle pooled worker aborts (libuv assertion) "
+                   "when its dispatcher goes away")
+def test_idle_workers_end_without_dispatcher(dispatch, tmp_path):
+    """The dispatcher keeps idle workers ready (DISP_POOL); killed, it
+    leaves them an EOF on their control socket, on which they must end
+    quietly.  Today each aborts: worker_channel_cb() calls tun_stop(),
+    whose worker_stop() closes every channel, this one included, then
+    closes the channel again (worker_channel_close: uv_poll_stop on a
+    closing handle), and libuv's assertion aborts the process.  Seen
+    here when a dispatcher failed to start (its port taken) under
+    parallel runs; no sanitizer marks it, so the suite did not notice."""
+    h, c = D.tenant_policy(tmp_path, {"alpha": {
+        "mode": "server", "pass": PW, "encPass": EPW,
+        "forwards": [fwd(free_port(), 9, "t,")]}})
+    d = dispatch.start(h, c)
+    wait_until(lambda: len(d.children()) >= 1, 20, "idle workers")
+    pool = d.children()
+    d.kill()
+    wait_until(lambda: not any(D.proc_alive(p) for p in pool), 20,
+               "the idle workers to end")
+    assert not re.search(r"Assertion .* failed|Aborted", d.stderr()), \
+        d.describe()
