@@ -12,7 +12,8 @@ wire and not only in the logs.
  1. All eight modes, in pairs: every pair negotiates the mode (both logs
     say so), the bytes both ways arrive whole (SHA-256), and on the wire
     every payload after the handshake opens under the derived key, counter
-    nonce and header, and opens to exactly the bytes sent.
+    nonce and header, and opens to exactly the bytes sent; -encCount N
+    does not stop the sealing.
  2. Resume under the fault relay (faultrelay.py, cuts at arbitrary bytes
     and holds), websocket and raw TCP clients: several cuts during a
     bidirectional transfer, one session, every reconnect a resume in the
@@ -32,6 +33,10 @@ wire and not only in the logs.
  5. The dispatcher: a tunneld wsclient and the dispatcher's worker
     negotiate the mode, and keep it across a reconnect routed to the
     worker.
+
+At the end, two faults met on the way, each an expected failure (strict:
+fixed, it fails as "XPASS" until its mark goes): a client stopped during
+a handshake, and idle workers whose dispatcher dies.
 """
 
 import hashlib
@@ -182,6 +187,23 @@ def test_modes_negotiate(tunneld, sink_source, tunnels, pair):
         (got,) = f.data.values()
         assert sha(got) == want, "%s: the opened payloads (%d bytes) are " \
             "not the bytes sent" % (f.name, len(got))
+        assert f.opened >= 16, "%s: %d payloads" % (f.name, f.opened)
+
+
+def test_enccount_seals_everything(tunneld, sink_source, tunnels):
+    """-encCount 3 on both sides (kptunnel: plaintext after the 4th
+    payload of each direction) does not stop the mode: every payload
+    after the handshake is sealed (docs/protocol.md)."""
+    target = sink_source()
+    t = tunnels(tunneld, BY_ID["tcp"], target.port,
+                server_opts=["-encCount", "3"],
+                client_opts=["-encCount", "3"])
+    t.client.wait_for(AEAD_LOG)
+    bidir_transfer(t.lport, target, MiB, MiB)
+    t.check_relay()
+    (c,) = t.relay.session_conns()
+    assert_aead_conn(c)
+    for f in (c.c2s, c.s2c):
         assert f.opened >= 16, "%s: %d payloads" % (f.name, f.opened)
 
 
