@@ -30,8 +30,9 @@ bytes it read.  With one it is a man in the middle who knows the secrets:
   * tamper(flow, pkt) is called for every packet of the session phase and
     returns None (forward it) or a list of raw packets to send instead;
     CUT in the list ends the connection there: what came before it is
-    delivered, then both peers see the end of the stream (FIN), and the
-    rest is read and dropped.  Over websocket the packets are framed again
+    delivered, then the end of the stream (FIN) goes to the packet's
+    receiver, and to its sender once the receiver has closed; the rest is
+    read and dropped.  Over websocket the packets are framed again
     (one binary frame per read, masked towards the server);
   * flip_at (a byte offset of the first connection's flip_dir stream,
     transport bytes) flips the lowest bit of that byte and relays the rest
@@ -57,7 +58,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 LABEL = b"tunneld-aead-v1"
-TAG_LEN = 16
 # The log line of either side for a connection that runs the mode.
 AEAD_LOG = r"AEAD mode \(AES-256-GCM\) on this connection"
 # Handshake NORMAL packets per direction: magic, AuthChallenge, AuthResult
@@ -167,9 +167,6 @@ class Flow:
         self.dummies = 0
         self.data = {}                   # citi -> bytearray of plaintext
 
-    def stream(self, citi):
-        return bytes(self.data.get(citi, b""))
-
     def session(self):
         """Whether the handshake of this direction is over."""
         return self.hs_left == 0
@@ -184,15 +181,11 @@ class Conn:
         self.c2s = Flow(self, "c2s")
         self.s2c = Flow(self, "s2c")
         self.challenge = self.hint = None
-        self.response = self.result = None   # the JSON messages
         self.mode = None                 # "aead" or "cfb" once known
         self.cut = False
         self.socks = []
         self.ends = 0
         self.lock = threading.Lock()
-
-    def other(self, flow):
-        return self.s2c if flow is self.c2s else self.c2s
 
 
 class WireRelay:
@@ -420,9 +413,6 @@ class WireRelay:
                 conn.challenge = self.seen["challenge"] = msg["Challenge"]
             if "Hint" in msg:
                 conn.hint = self.seen["hint"] = msg["Hint"]
-                conn.response = msg
-            if "Result" in msg:
-                conn.result = msg
         if flow.name == "c2s" and conn.mode is None and \
                 conn.challenge is not None and conn.hint is not None:
             sec = self.secrets
