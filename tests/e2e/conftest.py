@@ -557,10 +557,13 @@ _sid = itertools.count(1)
 _sid_lock = threading.Lock()
 
 
-def bidir_transfer(port, server, up, down, timeout=IO_TIMEOUT):
+def bidir_transfer(port, server, up, down, timeout=IO_TIMEOUT,
+                   progress=None):
     """Pushes `up` random bytes to a SinkSourceServer through 127.0.0.1:port
     while receiving `down` random bytes from it, concurrently, and asserts
-    that SHA-256 and byte counts match on both ends."""
+    that SHA-256 and byte counts match on both ends.  progress(n), if
+    given, is called by the sending thread after each chunk of n bytes
+    (it may block: sending waits).  Returns the stream's id."""
     with _sid_lock:
         sid = next(_sid)
     s = socket.create_connection((HOST, port), timeout=timeout)
@@ -572,7 +575,7 @@ def bidir_transfer(port, server, up, down, timeout=IO_TIMEOUT):
         def sender():
             try:
                 out["n"], out["sha"] = send_all(
-                    s, RandomData(up, _up_seed(sid)))
+                    s, RandomData(up, _up_seed(sid)), progress)
             except OSError as e:
                 out["error"] = e
 

@@ -42,6 +42,12 @@ from golden import (Cfb, PacketStream, Reader, build_frame,
                     challenge_response, is_b64_of, load_capture, normal,
                     parse_frames, parse_packets, split_http, ws_accept)
 
+try:    # the AEAD offer's marks (docs/protocol.md), checked when possible
+    from aeadwire import Secrets
+    GO_SECRETS = Secrets(G.PASS, G.ENCPASS)
+except ImportError:     # pragma: no cover - no python3-cryptography
+    GO_SECRETS = None
+
 OUR_CITI_BASE = 0x80000000      # our client's n-th CITI id = base + n
 OUR_SERVER_CITI_BASE = 0xc0000000   # our server's
 SETTLE = 0.5                    # quiet period checked at the end of a test
@@ -533,6 +539,14 @@ def client_handshake(peer, rec, port, local, echo_port, result_pairs=()):
     challenge = jfield(rec.s2c.packets[1].payload, "Challenge")
     got = peer.auth_packet("AuthResponse")
     check_auth_response(got.payload, rec.c2s.packets[0], challenge, local, echo_port)
+    if GO_SECRETS is not None:
+        # A Go server's Challenge is 32 random bytes: no AEAD offer, so our
+        # client answers with a plain Hint and stays on CFB (the packets
+        # compared below go through the recorded CFB streams).
+        assert not GO_SECRETS.mark_ok(b"challenge", "", challenge)
+        assert not GO_SECRETS.mark_ok(b"hint", challenge,
+                                      jfield(got.payload, "Hint")), \
+            "our client marked its Hint for a Go server"
     if result_pairs:
         peer.send(normal(0, subst(rec.s2c.packets[2].payload, list(result_pairs),
                                   "AuthResult")))
@@ -559,6 +573,14 @@ def server_handshake(peer, rec, port, local, echo_port, token=None):
     eq(mg.raw, rec.s2c.packets[0].raw, "magic packet on the wire")
     ch = peer.auth_packet("AuthChallenge")
     challenge = check_challenge(ch.payload, rec.s2c.packets[1].payload)
+    if GO_SECRETS is not None:
+        # Our server offers the AEAD mode (unless -encCount 0); the Go
+        # client's recorded Hint does not answer it, so the session stays
+        # on CFB, which the packets compared next go through.
+        assert GO_SECRETS.mark_ok(b"challenge", "", challenge) == \
+            (peer.tx.count != 0), "AEAD offer with encCount %d" % peer.tx.count
+        assert not GO_SECRETS.mark_ok(
+            b"hint", challenge, jfield(rec.c2s.packets[0].payload, "Hint"))
     resp = make_response(rec.c2s.packets[0].payload, challenge, local, echo_port, token)
     peer.send(normal(0, resp))
     res = peer.auth_packet("AuthResult")

@@ -21,7 +21,8 @@ import pytest
 import kpt
 from conftest import (HOST, IO_TIMEOUT, SS_HEADER, SinkSourceServer,
                       bidir_transfer)
-from test_aead import AEAD_LOG, PASS, MitmRelay
+from aeadwire import Secrets, WireRelay
+from test_aead import PASS, PW, EPW
 from test_delay_relay import Relay
 from tunhelp import fwd
 
@@ -101,8 +102,8 @@ def _window_rewriter(new):
 def mitm():
     made = []
 
-    def make(*a, **kw):
-        r = MitmRelay(*a, **kw)
+    def make(upstream, **kw):
+        r = WireRelay(upstream, Secrets(PW, EPW), **kw)
         made.append(r)
         return r
 
