@@ -36,7 +36,7 @@ enum cli_opt_id {
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
-	OPT_MAXHSADDR, OPT_NOAEAD
+	OPT_MAXHSADDR, OPT_NOAEAD, OPT_RENEW
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -71,6 +71,7 @@ static const struct opt_def cli_table[] = {
 	{ "allowClientForwards", OPT_ALLOWCLIFWD,	1 },
 	{ "acceptServerForwards", OPT_ACCEPTSRVFWD,	1 },
 	{ "noAead",		OPT_NOAEAD,		1 },
+	{ "renew",		OPT_RENEW,		1 },
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
@@ -104,6 +105,7 @@ static const struct {
 	{ OPT_ACCEPTSRVFWD, offsetof(struct cli_opts, accept_server_fwds),
 	  CLI_BOOL },
 	{ OPT_NOAEAD,	offsetof(struct cli_opts, no_aead), CLI_BOOL },
+	{ OPT_RENEW,	offsetof(struct cli_opts, renew), CLI_BOOL },
 };
 
 /*
