@@ -46,10 +46,20 @@ client_schedule(struct tun *t)
 	static const unsigned	backoff[] = { 0, 500, 1000, 2000, 5000 };
 	unsigned		delay, jitter = 0;
 
+	uint64_t		now = uv_now(t->loop), left;
+
 	delay = backoff[t->attempts < 5 ? t->attempts : 4];
 	if (delay > 0 && RAND_bytes((unsigned char *)&jitter,
 	    sizeof(jitter)) == 1)
 		delay += jitter % (delay / 4 + 1);
+	/* Not past the end of an "unknown session" grace: the answer then
+	 * decides, rather than one a whole backoff later. */
+	if (t->unknown_since != 0 && now < t->unknown_since +
+	    TUN_GONE_GRACE_MS) {
+		left = t->unknown_since + TUN_GONE_GRACE_MS - now;
+		if (left < delay)
+			delay = left;
+	}
 	t->attempts++;
 	uv_timer_start(&t->retry_timer, client_attempt, delay, 0);
 }
@@ -115,8 +125,8 @@ client_session_started(struct tun *t, struct sess *s)
 	t->busy_since = 0;
 	t->unknown_since = 0;
 	if (t->renewed_from != 0)
-		log_warnx("session %" PRId64 " replaces session %" PRId64
-		    " (-renew)", s->id, t->renewed_from);
+		log_warnx("-renew: new session %" PRId64 " replaces session %"
+		    PRId64 ", which is gone", s->id, t->renewed_from);
 	t->renewed_from = 0;
 }
 
