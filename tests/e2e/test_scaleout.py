@@ -53,7 +53,7 @@ pytestmark = pytest.mark.skipif(
 ASAN = D.is_asan(TUNNELD)
 SLOW = 3.0 if ASAN else 1.0
 MiB = 1 << 20
-N_FWD = 12              # forward tenants f0 .. f11
+N_FWD = 24              # forward tenants f0 .. f23
 RESUMED = r"session \d+ resumed"
 UNKNOWN = r"the dispatcher does not know session "
 GONE = r"session \d+ is gone: "
@@ -80,7 +80,7 @@ def pki(tmp_path_factory):
 
 
 class Cluster:
-    """Targets (an echo server, a sink/source server), tenants (f0..f11
+    """Targets (an echo server, a sink/source server), tenants (f0..f23
     forward to the echo server, "relay" forward to the sink/source,
     "rev" reverse to the echo server), two hosts and a front."""
 
