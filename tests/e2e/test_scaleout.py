@@ -320,6 +320,8 @@ def test_host_failure(haproxy_cluster, tunneld, tmp_path):
         s.wait_flowing(64 * 1024, 30 * SLOW)
 
     mark = c.front.mark()
+    sent_at_kill = {p: streams[p].sent for p in clients}
+    sent_at_kill[rev] = rev_stream.sent
     t0 = time.monotonic()
     dead.kill()
     t_killed = time.monotonic()
@@ -386,10 +388,13 @@ def test_host_failure(haproxy_cluster, tunneld, tmp_path):
                                          for p in survivors),
         "surviving_host_bytes_sent": sum(results[p.tenant]["sent"]
                                          for p in survivors),
-        "dead_host_bytes_lost": results[victim.tenant]["lost"] +
-        rev_result["lost"],
-        "dead_host_bytes_sent": results[victim.tenant]["sent"] +
-        rev_result["sent"],
+        # Of what its two streams had written when it died, what never
+        # came back (what they wrote afterwards is lost too).
+        "dead_host_bytes_lost_in_flight": sum(
+            max(0, sent_at_kill[p] - r["received"]) for p, r in
+            ((victim, results[victim.tenant]), (rev, rev_result))),
+        "dead_host_bytes_written_before_kill": sent_at_kill[victim] +
+        sent_at_kill[rev],
         "asan": ASAN,
     }
     with open(os.path.join(str(tmp_path), "failover.json"), "w") as f:
