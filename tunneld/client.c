@@ -45,7 +45,6 @@ client_schedule(struct tun *t)
 {
 	static const unsigned	backoff[] = { 0, 500, 1000, 2000, 5000 };
 	unsigned		delay, jitter = 0;
-
 	uint64_t		now = uv_now(t->loop), left;
 
 	delay = backoff[t->attempts < 5 ? t->attempts : 4];

@@ -371,9 +371,9 @@ hs_on_open(struct conn *c, void *arg)
 {
 	struct hs *h = arg;
 
-	/* The server speaks first (wire spec 5). */
 	if (hs_role(h) == HS_ROLE_CLIENT)
 		client_upgraded(h->tun);
+	/* The server speaks first (wire spec 5). */
 	else if (hs_send_lack(h) == -1)
 		hs_fail(h, "cannot send");
 }
@@ -397,18 +397,18 @@ hs_on_close(struct conn *c, void *arg, const char *reason)
 {
 	struct hs	*h = arg;
 	struct tun	*t;
-	int		 status, unknown;
+	int		 unknown = 0;
 
 	if (h == NULL || h->phase == HS_DONE)
 		return;
 	t = h->tun;
 	h->x.conn = NULL;
 	log_info("%s: closed during handshake: %s", conn_peer(c), reason);
-	status = hs_role(h) == HS_ROLE_CLIENT ?
-	    conn_upgrade_refusal(c, &unknown) : 0;
+	if (hs_role(h) == HS_ROLE_CLIENT)
+		conn_upgrade_refusal(c, &unknown);
 	hs_fail(h, reason);
 	/* After hs_fail scheduled the retry, which this may replace. */
-	if (status != 0 && unknown)
+	if (unknown)
 		client_session_unknown(t, reason);
 }
 
