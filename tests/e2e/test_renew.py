@@ -16,11 +16,10 @@ is in test_scaleout.py):
 import re
 import socket
 import threading
-import time
 from datetime import datetime
 
-from conftest import (CLIENT_SESSION, HOST, LISTENING, SinkSourceServer,
-                      TcpServer, bidir_transfer, echo_roundtrip, wait_until)
+from conftest import (CLIENT_SESSION, HOST, TcpServer, bidir_transfer,
+                      echo_roundtrip, wait_until)
 from tunhelp import fwd
 
 PASS = ["-pass", "renew-e2e-pass-0123", "-encPass", "renew-e2e-enc-0123"]

@@ -28,11 +28,9 @@ What they show (docs/operations.md, "Scaling out"):
     the test's directory); they are measured, not asserted.
 """
 
-import hashlib
 import json
 import os
 import re
-import threading
 import time
 
 import pytest
