@@ -82,26 +82,33 @@ class Cluster:
     forward to the echo server, "relay" forward to the sink/source,
     "rev" reverse to the echo server), two hosts and a front."""
 
-    def __init__(self, tmp_path, pki, echo, sink, front):
+    def __init__(self, tmp_path, pki, echo, sink):
+        self.tmp_path = tmp_path
         self.pki, self.echo, self.sink = pki, echo, sink
         self.tenants, self.lport = {}, {}
         for i in range(N_FWD):
             self._tenant("f%d" % i, "wsserver", echo.port, "t,")
         self._tenant("relay", "wsserver", sink.port, "t,")
         self._tenant("rev", "r-wsserver", echo.port, "r,")
-        handler, canaccept = D.tenant_policy(tmp_path, self.tenants)
+        self.policy = D.tenant_policy(tmp_path, self.tenants)
         self.hosts = [S.Host("host%d" % (i + 1), str(tmp_path / (
-            "host%d" % (i + 1))), handler, canaccept, ["-reqInfo"])
+            "host%d" % (i + 1))), *self.policy, ["-reqInfo"])
             for i in range(2)]
+        self.front = None
+
+    def start(self, front):
+        """The hosts, then the front (teardown() copes with a part that
+        did not start)."""
         for h in self.hosts:
             h.start()
         fport = free_port()
         if front == "haproxy":
-            self.front = S.Haproxy(str(tmp_path / "haproxy"), fport,
-                                   pki.pem, [h.port for h in self.hosts])
+            self.front = S.Haproxy(str(self.tmp_path / "haproxy"), fport,
+                                   self.pki.pem,
+                                   [h.port for h in self.hosts])
         else:
-            self.front = S.NginxFront(str(tmp_path / "nginx"), fport,
-                                      pki.cert, pki.key,
+            self.front = S.NginxFront(str(self.tmp_path / "nginx"), fport,
+                                      self.pki.cert, self.pki.key,
                                       [h.port for h in self.hosts])
 
     def _tenant(self, name, mode, target, prefix):
@@ -149,20 +156,23 @@ class Cluster:
 
     def teardown(self):
         problems = []
-        self.front.stop()
+        if self.front is not None:
+            self.front.stop()
         for h in self.hosts:
             problems.extend(h.teardown())
         return problems
 
 
 def make_cluster(request, tmp_path, pki, echo_server, sink_source, front):
-    c = Cluster(tmp_path, pki, echo_server(), sink_source(), front)
+    c = Cluster(tmp_path, pki, echo_server(), sink_source())
 
     def fin():
         problems = c.teardown()
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
+    # Before anything runs: a front that fails to start leaves no host.
     request.addfinalizer(fin)
+    c.start(front)
     return c
 
 
