@@ -154,6 +154,39 @@ wsup_client_check_response(const char *buf, size_t len, const char *key,
 	return hlen;
 }
 
+int
+wsup_client_refusal(const char *buf, size_t len, int *session_unknown)
+{
+	struct http_hdrs hs;
+	const char	*line;
+	ssize_t		 hlen, off;
+	size_t		 ll, i;
+	int		 status = 0, k, unused;
+
+	*session_unknown = 0;
+	if ((hlen = http_head_end(buf, len, &unused, NULL)) <= 0 ||
+	    (off = http_start_line(buf, hlen, &line, &ll, NULL)) == -1)
+		return -1;
+	/* "HTTP/1.x DDD", then the end of the line or a reason phrase. */
+	if (ll < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[8] != ' ' ||
+	    (ll > 12 && line[12] != ' '))
+		return -1;
+	for (i = 9; i < 12; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -1;
+		status = status * 10 + (line[i] - '0');
+	}
+	if (status < 100)
+		return -1;
+	if (http_headers(buf, off, hlen, &hs, &unused, NULL) == -1)
+		return -1;
+	for (k = 0; (k = http_hdr_find(&hs, WSUP_SESSION_HDR, k)) != -1; k++)
+		if (http_caseeq(hs.h[k].val, hs.h[k].vlen,
+		    WSUP_SESSION_UNKNOWN))
+			*session_unknown = 1;
+	return status;
+}
+
 static int
 wsup_b64char(int c)
 {

@@ -41,6 +41,24 @@ int	wsup_client_request(char *out, size_t cap, const char *host_port,
 ssize_t	wsup_client_check_response(const char *buf, size_t len,
 	    const char *key, char *err);
 
+/*
+ * A dispatcher answers a Reconnect or Disconnect of a session that no
+ * worker of its holds with 404 and this header, so that a client tells
+ * "this host does not know the session" from any other 404 (a proxy's, a
+ * wrong path's).  Other peers never send it.
+ */
+#define WSUP_SESSION_HDR	"Tunnel-Session"
+#define WSUP_SESSION_UNKNOWN	"unknown"
+
+/*
+ * What a refused answer says, once wsup_client_check_response() refused a
+ * complete head for its status: its status code, and in *session_unknown
+ * 1 when it carries WSUP_SESSION_HDR: WSUP_SESSION_UNKNOWN (0 otherwise).
+ * Returns the status (100..999), or -1 when buf holds no complete head
+ * with an "HTTP/1.x DDD" status line and well-formed header lines.
+ */
+int	wsup_client_refusal(const char *buf, size_t len, int *session_unknown);
+
 /* What the server keeps of an upgrade request. */
 struct wsup_req {
 	char	target[2048];		/* request-target, e.g. /?session=x */

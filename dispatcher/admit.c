@@ -356,8 +356,7 @@ admit_route(struct admit *fr)
 	if (strcmp(fr->mode, "Reconnect") == 0 ||
 	    strcmp(fr->mode, "Disconnect") == 0) {
 		log_info("%s: %s for unknown session", fr->r->remote, fr->mode);
-		return admit_answer(fr, reply_later(fr->c, fr->r,
-		    404, "unknown session"));
+		return admit_answer(fr, reply_unknown_session(fr->c, fr->r));
 	}
 	return 0;
 }

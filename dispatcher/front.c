@@ -61,7 +61,7 @@ front_access(void *cls, struct MHD_Connection *c, const char *url,
 	if (r == NULL)
 		return front_first_call(d, c, req_cls);
 	if (r->status != 0)		/* back from the refusal delay */
-		return reply_now(c, d, r->status, r->body);
+		return reply_delayed(c, r);
 	if (*upload_data_size != 0) {
 		*upload_data_size = 0;	/* a body is not expected: drop it */
 		return MHD_YES;

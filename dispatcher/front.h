@@ -32,6 +32,7 @@ struct freq {
 	int		 counted;	/* holds a -perIp slot */
 	int		 status;	/* != 0: refused, waiting out the delay */
 	char		 body[1024];	/* the refusal's body */
+	int		 unknown;	/* the refusal is reply_unknown_session's */
 	struct dworker	*w;		/* hand-over target (+ref) */
 	enum disp_route	 route;		/* ... a new worker, or its session's */
 	uint64_t	 t0_us;		/* its head complete (disp_now_us) */
@@ -95,6 +96,16 @@ void	 admit_remote(struct MHD_Connection *c, char *out, size_t cap,
  */
 enum MHD_Result reply_now(struct MHD_Connection *c, struct disp *d,
 	    int status, const char *body);
+/*
+ * The answer to a Reconnect or Disconnect of a session no worker here
+ * holds: 404 "unknown session" after -refuseDelay, marked with wsup.h's
+ * WSUP_SESSION_HDR so that a client tells it from another 404 (a
+ * policy's, a proxy's) and, once it lasts, knows its session is gone.
+ */
+enum MHD_Result reply_unknown_session(struct MHD_Connection *c,
+	    struct freq *r);
+/* The answer r kept while its connection waited out the delay. */
+enum MHD_Result reply_delayed(struct MHD_Connection *c, struct freq *r);
 /* Counts status in d->m.admissions (an upgrade counts 101). */
 void	 reply_count(struct disp *d, int status);
 /*

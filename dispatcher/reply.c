@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 
 #include "front.h"
+#include "wsup.h"
 
 enum reply_metric { M_101, M_POLICY, M_400, M_404, M_5XX, M_OTHER };
 
@@ -34,9 +35,10 @@ reply_count(struct disp *d, int status)
 	atomic_fetch_add(&d->m.admissions[i], 1);
 }
 
-enum MHD_Result
-reply_now(struct MHD_Connection *c, struct disp *d, int status,
-    const char *body)
+/* status and body, with hdr ("Name", "value") unless NULL. */
+static enum MHD_Result
+reply_make(struct MHD_Connection *c, struct disp *d, int status,
+    const char *body, const char *const *hdr)
 {
 	struct MHD_Response	*resp;
 	struct sockaddr_storage	 ss;
@@ -57,9 +59,29 @@ reply_now(struct MHD_Connection *c, struct disp *d, int status,
 	/* One request per connection: a second head would escape the
 	 * -headTimeout deadline, which only the first one has. */
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (hdr != NULL)
+		MHD_add_response_header(resp, hdr[0], hdr[1]);
 	rc = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return rc;
+}
+
+static const char *const reply_unknown_hdr[] = {
+	WSUP_SESSION_HDR, WSUP_SESSION_UNKNOWN
+};
+
+enum MHD_Result
+reply_now(struct MHD_Connection *c, struct disp *d, int status,
+    const char *body)
+{
+	return reply_make(c, d, status, body, NULL);
+}
+
+enum MHD_Result
+reply_delayed(struct MHD_Connection *c, struct freq *r)
+{
+	return reply_make(c, r->d, r->status, r->body, r->unknown ?
+	    reply_unknown_hdr : NULL);
 }
 
 enum MHD_Result
@@ -70,7 +92,8 @@ reply_later(struct MHD_Connection *c, struct freq *r, int status,
 	struct delayed	*dl;
 
 	if (d->refuse_delay_ms == 0 || (dl = calloc(1, sizeof(*dl))) == NULL)
-		return reply_now(c, d, status, body);
+		return reply_make(c, d, status, body, r->unknown ?
+		    reply_unknown_hdr : NULL);
 	r->status = status;
 	snprintf(r->body, sizeof(r->body), "%s", body);
 	dl->conn = c;
@@ -80,6 +103,13 @@ reply_later(struct MHD_Connection *c, struct freq *r, int status,
 	MHD_suspend_connection(c);
 	pthread_mutex_unlock(&d->lock);
 	return MHD_YES;
+}
+
+enum MHD_Result
+reply_unknown_session(struct MHD_Connection *c, struct freq *r)
+{
+	r->unknown = 1;
+	return reply_later(c, r, 404, "unknown session");
 }
 
 /* Under d->lock: resumes the first waiting request if it is due at now

@@ -38,7 +38,7 @@ enum cli_opt_id {
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
-	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT
+	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -75,6 +75,7 @@ static const struct opt_def cli_table[] = {
 	{ "noAead",		OPT_NOAEAD,		1 },
 	{ "window",		OPT_WINDOW,		0 },
 	{ "logFormat",		OPT_LOGFORMAT,		0 },
+	{ "renew",		OPT_RENEW,		1 },
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
@@ -108,6 +109,7 @@ static const struct {
 	{ OPT_ACCEPTSRVFWD, offsetof(struct cli_opts, accept_server_fwds),
 	  CLI_BOOL },
 	{ OPT_NOAEAD,	offsetof(struct cli_opts, no_aead), CLI_BOOL },
+	{ OPT_RENEW,	offsetof(struct cli_opts, renew), CLI_BOOL },
 };
 
 /*

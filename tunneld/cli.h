@@ -63,6 +63,7 @@ struct cli_opts {
 	int		 accept_server_fwds;	/* -acceptServerForwards (clients) */
 	int		 no_aead;	/* -noAead: never offer the AEAD mode */
 	int		 window;	/* -window, in packets (TUN_WINDOW_*) */
+	int		 renew;		/* -renew: a gone session is replaced */
 	/* Per-tenant limits (worker: the policy's; 0: none); its
 	 * session_timeout is unused, session_timeout above is the one. */
 	struct ctlmsg_limits lim;

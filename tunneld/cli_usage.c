@@ -93,6 +93,14 @@ static const char cli_usage_text[] =
 "                        given here (kptunnel's behaviour).  DANGEROUS: the\n"
 "                        server may then make this host dial any address\n"
 "                        it reaches and listen on any of its ports [false]\n"
+"  -renew                clients: when the session is gone, start a new\n"
+"                        one (same forwards, same -session; a reverse\n"
+"                        tunnel comes back) instead of exiting with\n"
+"                        status 3; renewals back off from 1 s to 60 s.\n"
+"                        Gone: the server answered \"ng: not found\n"
+"                        session\", or dispatchers answered 404 with\n"
+"                        \"Tunnel-Session: unknown\" to every resume for\n"
+"                        10 s.  The old session's streams are lost [false]\n"
 "  -handshakeTimeout S   seconds for the connection handshake [10]\n"
 "  -maxHandshakesPerAddr N  servers: connections one address (an IPv6 /64)\n"
 "                        may have in their handshake at once; more are\n"
@@ -144,7 +152,7 @@ static const char cli_usage_text[] =
 "    tunneld wsserver :8080 -passFile ~/.tunnel.pass\n"
 "\n"
 "Exit status: 0 success (or stopped on request), 1 runtime error,\n"
-"2 usage error.\n";
+"2 usage error, 3 a client's session is gone (without -renew).\n";
 
 const char *
 cli_usage(void)

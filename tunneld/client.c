@@ -48,11 +48,20 @@ client_schedule(struct tun *t)
 {
 	static const unsigned	backoff[] = { 0, 500, 1000, 2000, 5000 };
 	unsigned		delay, jitter = 0;
+	uint64_t		now = uv_now(t->loop), left;
 
 	delay = backoff[t->attempts < 5 ? t->attempts : 4];
 	if (delay > 0 && RAND_bytes((unsigned char *)&jitter,
 	    sizeof(jitter)) == 1)
 		delay += jitter % (delay / 4 + 1);
+	/* Not past the end of an "unknown session" grace: the answer then
+	 * decides, rather than one a whole backoff later. */
+	if (t->unknown_since != 0 && now < t->unknown_since +
+	    TUN_GONE_GRACE_MS) {
+		left = t->unknown_since + TUN_GONE_GRACE_MS - now;
+		if (left < delay)
+			delay = left;
+	}
 	t->attempts++;
 	uv_timer_start(&t->retry_timer, client_attempt, delay, 0);
 }
@@ -111,10 +120,110 @@ client_refused_busy(struct tun *t, const char *result)
 void
 client_session_ended(struct tun *t, struct sess *s)
 {
-	if (t->csess == s)
-		t->csess = NULL;
+	/* client_renew gave s up first: a new session follows. */
+	if (t->csess != s)
+		return;
+	t->csess = NULL;
 	if (!t->stopping)
 		tun_stop(t, 1);
+}
+
+void
+client_session_started(struct tun *t, struct sess *s)
+{
+	t->attempts = 0;
+	t->busy_since = 0;
+	t->unknown_since = 0;
+	if (t->renewed_from != 0)
+		log_warnx("-renew: new session %" PRId64 " replaces session %"
+		    PRId64 ", which is gone", s->id, t->renewed_from);
+	t->renewed_from = 0;
+}
+
+void
+client_upgraded(struct tun *t)
+{
+	t->unknown_since = 0;
+}
+
+/*
+ * -renew: gives the gone session up (its streams end, its listeners
+ * close) and dials for a new one, with the same -session value so that
+ * the balancer and the policy see the same client.  Renewals back off,
+ * TUN_RENEW_FIRST_MS doubled each time up to TUN_RENEW_MAX_MS, so that a
+ * server whose sessions keep vanishing is not hammered.
+ */
+static void
+client_renew(struct tun *t, const char *why)
+{
+	struct sess	*s = t->csess;
+	uint64_t	 now = uv_now(t->loop), delay;
+	int		 shift;
+
+	if (t->renewed_at != 0 && now - t->renewed_at > TUN_RENEW_QUIET_MS)
+		t->renewals = 0;
+	shift = t->renewals < 6 ? t->renewals : 6;
+	delay = (uint64_t)TUN_RENEW_FIRST_MS << shift;
+	if (delay > TUN_RENEW_MAX_MS)
+		delay = TUN_RENEW_MAX_MS;
+	t->renewals++;
+	t->renewed_at = now;
+	t->renewed_from = s->id;
+	log_warnx("session %" PRId64 " is gone: %s; -renew: starting a new "
+	    "session in %" PRIu64 " ms (renewal %d)", s->id, why, delay,
+	    t->renewals);
+	t->csess = NULL;
+	sess_free(s, "gone (renewing)");
+	t->unknown_since = 0;
+	t->attempts = 0;
+	uv_timer_start(&t->retry_timer, client_attempt, delay, 0);
+}
+
+void
+client_session_gone(struct tun *t, const char *why)
+{
+	struct cli_opts *o = t->o;
+
+	if (t->stopping)
+		return;
+	if (strcmp(o->ctrl, "stop") == 0) {
+		log_err("nothing to stop: session %s is gone: %s", o->session,
+		    why);
+		tun_stop(t, TUN_EXIT_GONE);
+		return;
+	}
+	if (t->csess == NULL)
+		return;
+	if (o->renew) {
+		client_renew(t, why);
+		return;
+	}
+	log_err("session %" PRId64 " is gone: %s; exiting (-renew would "
+	    "start a new session)", t->csess->id, why);
+	tun_stop(t, TUN_EXIT_GONE);
+}
+
+void
+client_session_unknown(struct tun *t, const char *why)
+{
+	uint64_t	now = uv_now(t->loop);
+	char		gone[ERR_LEN];
+
+	/* Only a resume (or a stop) names a session the server must know. */
+	if (t->stopping || (t->csess == NULL && strcmp(t->o->ctrl,
+	    "stop") != 0))
+		return;
+	if (t->unknown_since == 0)
+		t->unknown_since = now;
+	if (now - t->unknown_since < TUN_GONE_GRACE_MS) {
+		log_warnx("the dispatcher does not know session %s (%s); "
+		    "retrying: it is gone if that lasts %d s", t->o->session,
+		    why, TUN_GONE_GRACE_MS / 1000);
+		return;
+	}
+	snprintf(gone, sizeof(gone), "the dispatcher has not known it for "
+	    "%" PRIu64 " s (%s)", (now - t->unknown_since) / 1000, why);
+	client_session_gone(t, gone);
 }
 
 static void

@@ -170,6 +170,15 @@ int		 conn_is_ws(const struct conn *c);
 int		 conn_peer_addr(const struct conn *c,
 		    struct sockaddr_storage *ss);
 
+/*
+ * A ws client whose upgrade the server answered with another status than
+ * 101: that status, and in *session_unknown whether the answer said the
+ * session is unknown there (wsup.h, WSUP_SESSION_HDR).  0 when the
+ * upgrade was not refused by an HTTP answer.
+ */
+int		 conn_upgrade_refusal(const struct conn *c,
+		    int *session_unknown);
+
 /* Refuses a server-side ws request with an HTTP status and closes. */
 void		 conn_http_refuse(struct conn *c, int status, const char *body);
 

@@ -34,6 +34,8 @@ struct conn {
 	char			 key[32];	/* ws client: our key */
 	char			*request;	/* ws client: upgrade request */
 	struct conn_http	 http;
+	int			 refused_status;	/* ws client: see conn.h */
+	int			 session_unknown;
 	char			 peer[64];
 	struct sockaddr_storage	 peer_ss;
 	int			 peer_ss_ok;

@@ -183,6 +183,11 @@ conn_ws_upgrade(struct conn *c)
 		if (n == 0)
 			return 0;
 		if (n < 0) {
+			status = wsup_client_refusal((char *)c->rbuf,
+			    c->rlen, &c->session_unknown);
+			/* A 101 refused for its headers is no refusal. */
+			c->refused_status = status > 0 && status != 101 ?
+			    status : 0;
 			conn_end(c, CONN_WHY_PROTOCOL, err);
 			return -1;
 		}
@@ -193,6 +198,13 @@ conn_ws_upgrade(struct conn *c)
 	if (c->cbs != NULL && c->cbs->on_open != NULL)
 		c->cbs->on_open(c, c->arg);
 	return c->state == CONN_CLOSING ? -1 : 0;
+}
+
+int
+conn_upgrade_refusal(const struct conn *c, int *session_unknown)
+{
+	*session_unknown = c->refused_status != 0 && c->session_unknown;
+	return c->refused_status;
 }
 
 /* Whether a close frame's reason may go into a log line as it is. */

@@ -403,8 +403,10 @@ hs_on_open(struct conn *c, void *arg)
 {
 	struct hs *h = arg;
 
+	if (hs_role(h) == HS_ROLE_CLIENT)
+		client_upgraded(h->tun);
 	/* The server speaks first (wire spec 5). */
-	if (hs_role(h) == HS_ROLE_SERVER && hs_send_lack(h) == -1)
+	else if (hs_send_lack(h) == -1)
 		hs_fail(h, "cannot send");
 }
 
@@ -425,13 +427,21 @@ hs_on_data(struct conn *c, void *arg, uint8_t *p, size_t n)
 static void
 hs_on_close(struct conn *c, void *arg, const char *reason)
 {
-	struct hs *h = arg;
+	struct hs	*h = arg;
+	struct tun	*t;
+	int		 unknown = 0;
 
 	if (h == NULL || h->phase == HS_DONE)
 		return;
+	t = h->tun;
 	h->x.conn = NULL;
 	log_info("%s: closed during handshake: %s", conn_peer(c), reason);
+	if (hs_role(h) == HS_ROLE_CLIENT)
+		conn_upgrade_refusal(c, &unknown);
 	hs_fail(h, reason);
+	/* After hs_fail scheduled the retry, which this may replace. */
+	if (unknown)
+		client_session_unknown(t, reason);
 }
 
 static const struct conn_cbs hs_cbs = {

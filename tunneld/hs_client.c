@@ -162,12 +162,14 @@ hs_client_refuses_fwds(struct tun *t, const struct msg_fwdlist *l,
 	return 0;
 }
 
-/* A result other than "ok": retried later (busy) or the end of the client. */
+/*
+ * A result other than "ok": retried later (busy), a session gone (the end
+ * of the client, or a new session with -renew), or the end of the client.
+ */
 static void
 hs_client_refused(struct hs *h, const struct msg_result *r)
 {
 	struct tun	*t = h->tun;
-	struct sess	*s = t->csess;
 
 	if (strncmp(r->result, TUN_RESULT_BUSY, strlen(TUN_RESULT_BUSY)) == 0) {
 		/* Transient: retried with backoff, or fatal in time. */
@@ -175,10 +177,14 @@ hs_client_refused(struct hs *h, const struct msg_result *r)
 		hs_fail(h, "refused for now");
 		return;
 	}
-	if (strncmp(r->result, "ng: not found session", 21) == 0)
-		client_fatal(t, "the server no longer knows session %s (it "
-		    "restarted or timed the session out)", s ? s->token : "?");
-	else if (strcmp(r->result, HS_NG_FWDS) == 0)
+	if (strncmp(r->result, "ng: not found session", 21) == 0) {
+		/* The server that ran our handshake is the one to know. */
+		hs_fail(h, "session not found");
+		client_session_gone(t, "the server no longer knows it (it "
+		    "restarted or timed the session out)");
+		return;
+	}
+	if (strcmp(r->result, HS_NG_FWDS) == 0)
 		client_fatal(t, "the server names no forwards and refused ours "
 		    "(%s)", r->result);
 	else
@@ -296,8 +302,7 @@ hs_client_result(struct hs *h, const uint8_t *p, size_t n, char *err)
 	}
 	if ((s = hs_client_new_session(h, &r)) == NULL)
 		return HS_HELD;
-	t->attempts = 0;
-	t->busy_since = 0;
+	client_session_started(t, s);
 	hs_attach(h, s, r.read_no);
 	return HS_HELD;
 }

@@ -66,6 +66,23 @@
  */
 #define TUN_RESULT_BUSY		"ng: busy: "
 #define TUN_BUSY_RETRY_INTERVALS 4
+/*
+ * A client's session is gone when the server that ran its handshake
+ * answers "ng: not found session", or when dispatchers answer its resumes
+ * "unknown session" (404, wsup.h's WSUP_SESSION_HDR) for this long: one
+ * such answer may come from another host a balancer sent us to while the
+ * host holding the session restarts (docs/operations.md, "Scaling out").
+ */
+#define TUN_GONE_GRACE_MS	10000
+/* Without -renew, a client whose session is gone exits with this status. */
+#define TUN_EXIT_GONE		3
+/*
+ * -renew: the delay before the first new session, doubled for each
+ * renewal up to the cap; the count starts over after a quiet period.
+ */
+#define TUN_RENEW_FIRST_MS	1000
+#define TUN_RENEW_MAX_MS	60000
+#define TUN_RENEW_QUIET_MS	(10 * 60 * 1000)
 #define TUN_MAX_CITIS		8192	/* open streams per session */
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)
 /*
@@ -135,6 +152,10 @@ struct tun {
 	int			 attempts;
 	uint64_t		 proven_at;	/* ms: attempts last reset */
 	uint64_t		 busy_since;	/* first busy refusal, ms; 0 */
+	uint64_t		 unknown_since;	/* first "unknown session", ms; 0 */
+	int			 renewals;	/* -renew: recent new sessions */
+	uint64_t		 renewed_at;	/* the last one, ms */
+	int64_t			 renewed_from;	/* id of the session it replaced */
 	uv_signal_t		 sigint, sigterm;
 };
 
@@ -419,8 +440,19 @@ void	 client_free(struct tun *t);
 void	 client_connection_lost(struct tun *t, const char *why);
 /* The server sent a packet: the backoff starts over. */
 void	 client_transport_proven(struct tun *t);
-/* s was freed: the client ends with its session. */
+/* s was freed: the client ends with its session (not one -renew gave
+ * up: a new one follows). */
 void	 client_session_ended(struct tun *t, struct sess *s);
+/* A new session s was established: the backoffs start over. */
+void	 client_session_started(struct tun *t, struct sess *s);
+/* The websocket upgrade succeeded: a dispatcher routed us to a worker. */
+void	 client_upgraded(struct tun *t);
+/* A dispatcher answered "unknown session" (the retry is scheduled): the
+ * session is gone once that lasted TUN_GONE_GRACE_MS. */
+void	 client_session_unknown(struct tun *t, const char *why);
+/* The session is gone (why says how we know): the client ends with
+ * TUN_EXIT_GONE, or with -renew starts a new session after a backoff. */
+void	 client_session_gone(struct tun *t, const char *why);
 /* Logs a definitive failure and stops the process with code 1. */
 void	 client_fatal(struct tun *t, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

@@ -871,14 +871,22 @@ def test_session_routing(dispatch, tunneld, tmp_path, echo_server):
         r = D.upgrade(p, D.session_path(s1), keep=True)
         return r
 
-    disc, reco, kn = parallel(
+    disc, reco, kn, pol = parallel(
         lambda: D.upgrade(p, D.session_path(D.new_session("alpha"),
                                             "Disconnect")),
         lambda: D.upgrade(p, D.session_path(D.new_session("alpha"),
                                             "Reconnect")),
-        known)
+        known,
+        lambda: D.upgrade(p, D.session_path(D.new_session("alpha"),
+                                            "Reconnect"),
+                          {"X-Refuse": "404"}))
     assert_refused(disc, 404, "unknown session")
     assert_refused(reco, 404, "unknown session")
+    # Marked, so that a client tells it from another 404 (a policy's).
+    assert disc.header("tunnel-session") == "unknown", disc
+    assert reco.header("tunnel-session") == "unknown", reco
+    assert_refused(pol, 404, "refused by the test policy v1")
+    assert pol.header("tunnel-session") is None, pol
     try:
         assert kn.status == 101 and kn.elapsed < 2.5, kn
         d.wait_log(r"session %s \(no mode\) to worker %d" % (key1, pid1))

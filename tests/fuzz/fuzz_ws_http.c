@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the websocket handshake parsers:
- * wsup_server_parse_request() and wsup_client_check_response() on the same
- * input.  The input is copied into a buffer of its exact size, without NUL,
+ * wsup_server_parse_request(), wsup_client_check_response() and
+ * wsup_client_refusal() on the same input.  The input is copied into a buffer of its exact size, without NUL,
  * so that ASan catches any read past len.  Invariants are checked with
  * abort(): a failure is a parser bug, never a property of the input.
  */
@@ -64,14 +64,21 @@ check_client(const char *buf, size_t len)
 {
 	char	err[ERR_LEN];
 	ssize_t	n;
+	int	status, unknown;
 
 	err[0] = '\0';
 	n = wsup_client_check_response(buf, len, KEY, err);
 	CHECK(n >= -1 && n <= (ssize_t)len && n <= WSUP_HEAD_MAX);
+	status = wsup_client_refusal(buf, len, &unknown);
+	CHECK(status == -1 || (status >= 100 && status <= 999));
+	CHECK(unknown == 0 || (unknown == 1 && status != -1));
 	if (n == -1) {
 		CHECK(err_ok(err));
 		return;
 	}
+	/* A head the client takes has a status line the refusal reads. */
+	if (n > 0)
+		CHECK(status == 101);
 	if (n == 0) {
 		CHECK(len < WSUP_HEAD_MAX);
 		return;

@@ -107,6 +107,7 @@ test_defaults(void **state)
 	assert_int_equal(o.tls, 0);
 	assert_string_equal(o.cafile, "");
 	assert_int_equal(o.insecure, 0);
+	assert_int_equal(o.renew, 0);
 
 	/* A fresh session id per run. */
 	expect_ok(&p, ARGV("wsserver", ":8000"));
@@ -161,6 +162,9 @@ test_spellings(void **state)
 	assert_int_equal(o.verbose, 0);
 	assert_int_equal(o.tls, 0);
 	assert_int_equal(o.insecure, 0);
+	cli_free(&o);
+	expect_ok(&o, ARGV("wsclient", "h:1", ":2,h:3", "-renew"));
+	assert_int_equal(o.renew, 1);
 	cli_free(&o);
 	/* -debug is -verbose. */
 	expect_ok(&o, ARGV("wsserver", ":1", "-debug"));
@@ -520,6 +524,7 @@ test_help_version(void **state)
 		"TUNNELD_ENCPASS", "TUNNELD_PROXY", "chmod 600",
 		"[10]", "[30]", "[600]", "[20]", "[-1]", "[/]",
 		"0 success", "1 runtime error", "2 usage error",
+		"-renew", "3 a client's session is gone",
 	};
 	size_t	 i;
 

@@ -486,6 +486,172 @@ fx_client_hello(struct fx *f, const char *mode, struct msg_challenge *ch)
 	free(json);
 }
 
+/* The peer answers the client's response with result r (its text). */
+static void
+fx_client_result(struct fx *f, const char *result, int64_t id,
+    const char *token)
+{
+	struct msg_result	 r;
+	char			*json;
+	size_t			 len;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.result, sizeof(r.result), "%s", result);
+	r.session_id = id;
+	snprintf(r.token, sizeof(r.token), "%s", token);
+	r.fwds.null = 1;
+	assert_non_null(json = msg_result_encode(&r, &len));
+	fx_send(f, json, len);
+	free(json);
+}
+
+/*
+ * A second connection of f's client, as its redial makes one: the peer's
+ * end of it replaces f->peer; the first one's stays open in *old.
+ */
+static void
+fx_client_redial(struct fx *f, int *old)
+{
+	struct conn_client_params	 cp;
+	struct conn			*c;
+	uv_tcp_t			*tcp;
+	char				 err[ERR_LEN];
+	int				 fd;
+
+	*old = f->peer;
+	fd = fx_pair(f);
+	assert_non_null(tcp = malloc(sizeof(*tcp)));
+	uv_tcp_init(&f->loop, tcp);
+	assert_int_equal(uv_tcp_open(tcp, fd), 0);
+	memset(&cp, 0, sizeof(cp));
+	assert_non_null(c = conn_new(&f->loop, tcp, CONN_RAW_CLIENT, &cp,
+	    NULL, NULL, err));
+	hs_client(&f->t, c);
+	enc_free(f->enc);
+	enc_free(f->dec);
+	assert_non_null(f->enc = enc_new(f->o.encpass, f->o.enc_count, 0,
+	    err));
+	assert_non_null(f->dec = enc_new(f->o.encpass, f->o.enc_count, 1,
+	    err));
+	f->nin = 0;
+}
+
+/*
+ * Client: a resume answered "ng: not found session" (a restarted server)
+ * ends the client with status 3 at once; with -renew the session is
+ * given up and a new one dialed after the first renewal's delay.
+ */
+static void
+client_not_found(int renew)
+{
+	struct fx		 f;
+	struct msg_challenge	 ch;
+	struct msg_response	 m;
+	uint8_t			 b[4096];
+	char			 err[ERR_LEN];
+	size_t			 n;
+	int			 i, old;
+
+	if (renew)
+		fx_start(&f, ARGV("r-client", "127.0.0.1:1",
+		    "127.0.0.1:40000,127.0.0.1:22", "-pass", PASS, "-renew"));
+	else
+		fx_start(&f, ARGV("r-client", "127.0.0.1:1",
+		    "127.0.0.1:40000,127.0.0.1:22", "-pass", PASS));
+	fx_client_hello(&f, "r-server", &ch);
+	fx_recv(&f, b, sizeof(b));
+	fx_client_result(&f, "ok", 7, "tok7");
+	for (i = 0; i < 100 && f.t.csess == NULL; i++)
+		uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
+	assert_non_null(f.t.csess);
+
+	fx_client_redial(&f, &old);
+	fx_client_hello(&f, "r-server", &ch);
+	n = fx_recv(&f, b, sizeof(b));
+	if (msg_response_decode(b, n, &m, err) == -1)
+		fail_msg("response: %s", err);
+	assert_string_equal(m.token, "tok7");
+	fx_client_result(&f, "ng: not found session -- %!d(string=tok7)", 0,
+	    "");
+	for (i = 0; i < 200 && f.t.csess != NULL && !f.t.stopping; i++)
+		uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
+	if (!renew) {
+		assert_true(f.t.stopping);
+		assert_int_equal(f.t.exit_code, TUN_EXIT_GONE);
+	} else {
+		assert_false(f.t.stopping);
+		assert_null(f.t.csess);
+		assert_int_equal(f.t.renewals, 1);
+		assert_int_equal(f.t.renewed_from, 7);
+		assert_true(uv_is_active((uv_handle_t *)&f.t.retry_timer));
+		assert_true(uv_timer_get_due_in(&f.t.retry_timer) <=
+		    TUN_RENEW_FIRST_MS);
+		assert_true(uv_timer_get_due_in(&f.t.retry_timer) >
+		    TUN_RENEW_FIRST_MS - 500);
+	}
+	close(old);
+	fx_end(&f);
+}
+
+static void
+test_client_not_found(void **state)
+{
+	client_not_found(0);
+}
+
+static void
+test_client_not_found_renew(void **state)
+{
+	client_not_found(1);
+}
+
+/*
+ * Client: the dispatcher's "unknown session" is the end of the session
+ * only once it has lasted TUN_GONE_GRACE_MS; an upgrade in between (a
+ * dispatcher that knows the session) starts the count over.  The
+ * retries meanwhile are not scheduled past the grace's end.
+ */
+static void
+test_client_unknown_grace(void **state)
+{
+	struct fx		 f;
+	struct msg_challenge	 ch;
+	uint8_t			 b[4096];
+	uint64_t		 now;
+	int			 i;
+
+	fx_start(&f, ARGV("r-client", "127.0.0.1:1",
+	    "127.0.0.1:40000,127.0.0.1:22", "-pass", PASS));
+	fx_client_hello(&f, "r-server", &ch);
+	fx_recv(&f, b, sizeof(b));
+	fx_client_result(&f, "ok", 9, "tok9");
+	for (i = 0; i < 100 && f.t.csess == NULL; i++)
+		uv_run(&f.loop, UV_RUN_NOWAIT), usleep(5000);
+	assert_non_null(f.t.csess);
+
+	uv_update_time(&f.loop);
+	now = uv_now(&f.loop);
+	client_session_unknown(&f.t, "HTTP/1.1 404 Not Found");
+	assert_false(f.t.stopping);
+	assert_int_equal(f.t.unknown_since, now);
+	/* An upgrade went through: the count starts over. */
+	client_upgraded(&f.t);
+	assert_int_equal(f.t.unknown_since, 0);
+	client_session_unknown(&f.t, "HTTP/1.1 404 Not Found");
+	assert_false(f.t.stopping);
+	/* A retry is not put off past the end of the grace. */
+	f.t.unknown_since = now - (TUN_GONE_GRACE_MS - 200);
+	f.t.attempts = 4;
+	client_connection_lost(&f.t, "404");
+	assert_true(uv_timer_get_due_in(&f.t.retry_timer) <= 200);
+	/* Lasted the grace: gone. */
+	f.t.unknown_since = now - TUN_GONE_GRACE_MS;
+	client_session_unknown(&f.t, "HTTP/1.1 404 Not Found");
+	assert_true(f.t.stopping);
+	assert_int_equal(f.t.exit_code, TUN_EXIT_GONE);
+	fx_end(&f);
+}
+
 /* Client: lack -> magic -> challenge -> response -> result "ok". */
 static void
 test_client_new(void **state)
@@ -574,6 +740,9 @@ main(void)
 		cmocka_unit_test(test_server_timeout),
 		cmocka_unit_test(test_client_new),
 		cmocka_unit_test(test_client_mode_mismatch),
+		cmocka_unit_test(test_client_not_found),
+		cmocka_unit_test(test_client_not_found_renew),
+		cmocka_unit_test(test_client_unknown_grace),
 		cmocka_unit_test(test_client_bad_magic),
 	};
 

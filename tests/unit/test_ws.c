@@ -1107,6 +1107,57 @@ test_client_check_response(void **state)
 	    WIRE_KEY, err), -1);
 }
 
+static int
+refusal(const char *s, int *unknown)
+{
+	*unknown = -1;
+	return wsup_client_refusal(s, strlen(s), unknown);
+}
+
+/* The status of a refused upgrade, and the dispatcher's session mark. */
+static void
+test_client_refusal(void **state)
+{
+	static const char dispatcher404[] = "HTTP/1.1 404 Not Found\r\n"
+	    "Connection: close\r\nContent-Length: 15\r\n"
+	    "Tunnel-Session: unknown\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n\r\nunknown session";
+	int unknown;
+
+	assert_int_equal(refusal(dispatcher404, &unknown), 404);
+	assert_int_equal(unknown, 1);
+	/* Case does not matter in the name or the value; HTTP/1.0 too. */
+	assert_int_equal(refusal("HTTP/1.0 404 Not Found\r\n"
+	    "tunnel-session:  UNKNOWN \r\n\r\n", &unknown), 404);
+	assert_int_equal(unknown, 1);
+	/* A 404 of someone else (a proxy, a policy) is not the mark. */
+	assert_int_equal(refusal("HTTP/1.1 404 Not Found\r\n"
+	    "Content-Length: 0\r\n\r\n", &unknown), 404);
+	assert_int_equal(unknown, 0);
+	assert_int_equal(refusal("HTTP/1.1 404 Not Found\r\n"
+	    "Tunnel-Session: known\r\n\r\n", &unknown), 404);
+	assert_int_equal(unknown, 0);
+	/* Another status, the mark read all the same; no reason phrase. */
+	assert_int_equal(refusal("HTTP/1.1 503\r\n"
+	    "Tunnel-Session: unknown\r\n\r\n", &unknown), 503);
+	assert_int_equal(unknown, 1);
+	assert_int_equal(refusal(WIRE_RESPONSE, &unknown), 101);
+	assert_int_equal(unknown, 0);
+	/* No complete head, or no status line to read. */
+	assert_int_equal(refusal("HTTP/1.1 404 Not Found\r\n", &unknown), -1);
+	assert_int_equal(unknown, 0);
+	assert_int_equal(refusal("HTTP/1.1 4x4 Odd\r\n\r\n", &unknown), -1);
+	assert_int_equal(refusal("HTTP/1.1 099 Low\r\n\r\n", &unknown), -1);
+	assert_int_equal(refusal("HTTP/1.1 4044 Long\r\n\r\n", &unknown),
+	    -1);
+	assert_int_equal(refusal("HTTP/2 404 Not Found\r\n\r\n", &unknown),
+	    -1);
+	assert_int_equal(refusal("ICY 404 Not Found\r\n\r\n", &unknown), -1);
+	assert_int_equal(refusal("HTTP/1.1 404 Not Found\r\n"
+	    "bad header line\r\n\r\n", &unknown), -1);
+	assert_int_equal(unknown, 0);
+}
+
 static ssize_t
 parse_req(const char *s, struct wsup_req *req, int *status, char *err)
 {
@@ -1375,6 +1426,7 @@ main(void)
 		cmocka_unit_test(test_client_request),
 		cmocka_unit_test(test_server_response),
 		cmocka_unit_test(test_client_check_response),
+		cmocka_unit_test(test_client_refusal),
 		cmocka_unit_test(test_server_parse_request),
 		cmocka_unit_test(test_server_limits),
 		cmocka_unit_test(test_server_lws_request),
