@@ -6,7 +6,8 @@
  * handshake chose: kptunnel's CFB (enc.c: in place, no overhead, never
  * fails) or the AEAD mode between tunneld peers (aead.c: a tag follows
  * the payload, and a forged payload is refused).  Callers seal or open
- * every NORMAL payload through it, so the mode is decided in one place.
+ * every NORMAL payload through it (and, when it has an overhead, every
+ * SYNC: an empty payload), so the mode is decided in one place.
  */
 
 #include <stddef.h>

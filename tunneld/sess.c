@@ -399,10 +399,16 @@ sess_flush(struct sess *s)
 		}
 		while ((p = s->cursor) != NULL) {
 			if (p->kind == PKT_SYNC) {
-				if (len + PKT_SYNC_LEN > TUN_COALESCE)
+				if (len + PKT_SYNC_LEN + ov > TUN_COALESCE)
 					break;
 				pkt_put_sync(w + len, p->citi, p->packno);
-				len += PKT_SYNC_LEN;
+				/* The AEAD mode seals it too: a tag, no text. */
+				if (ov > 0 && xc_seal(x->enc, w + len,
+				    PKT_SYNC_LEN, w + len + PKT_SYNC_LEN, 0) == -1) {
+					broken = 1;
+					break;
+				}
+				len += PKT_SYNC_LEN + ov;
 			} else {
 				if (len + PKT_NORMAL_HDR + p->len + ov >
 				    TUN_COALESCE)
@@ -448,6 +454,17 @@ sess_packet(struct sess *s, struct xport *x, struct pkt *p, char *err)
 
 	switch (p->kind) {
 	case PKT_SYNC:
+		/*
+		 * It counts in ReadNo as a NORMAL packet does, so in the AEAD
+		 * mode a dropped or forged one must fail here, not shift the
+		 * resume point.
+		 */
+		if (p->len > 0 && xc_open(x->dec, p->payload - PKT_SYNC_LEN,
+		    PKT_SYNC_LEN, p->payload, p->len, &len) == -1) {
+			err_set(err, "a SYNC failed authentication (citi %08"
+			    PRIx32 "): closing the connection", p->citi);
+			return -1;
+		}
 		s->read_no++;
 		return mux_sync(s, p->citi, p->packno, err);
 	case PKT_NORMAL:
@@ -487,7 +504,8 @@ sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
 	ssize_t		used;
 
 	while (off < n && s->x == x && !s->closing) {
-		used = pkt_parse(in + off, n - off, &p, err);
+		used = pkt_parse_tagged(in + off, n - off,
+		    xc_overhead(x->dec), &p, err);
 		if (used == 0)
 			break;
 		if (used < 0)
@@ -507,10 +525,10 @@ sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
 
 /* How many more bytes the packet split across reads needs. */
 static size_t
-sess_need(const struct buf *in)
+sess_need(const struct xport *x)
 {
-	const uint8_t	*h = buf_head(in);
-	size_t		 have = buf_unread(in);
+	const uint8_t	*h = buf_head(&x->in);
+	size_t		 have = buf_unread(&x->in);
 
 	switch (h[0]) {
 	case PKT_NORMAL:
@@ -518,7 +536,7 @@ sess_need(const struct buf *in)
 			return PKT_NORMAL_HDR - have;
 		return PKT_NORMAL_HDR + ((size_t)h[5] << 8 | h[6]) - have;
 	case PKT_SYNC:
-		return PKT_SYNC_LEN - have;
+		return PKT_SYNC_LEN + xc_overhead(x->dec) - have;
 	}
 	return 1;		/* pkt_parse judges the kind */
 }
@@ -543,7 +561,7 @@ sess_on_data(struct sess *s, uint8_t *in, size_t n)
 	sess_lim_in(s, n);
 	while (n > 0 && s->x == x && !s->closing) {
 		if (buf_unread(&x->in) > 0) {
-			take = sess_need(&x->in);
+			take = sess_need(x);
 			if (take > n)
 				take = n;
 			if (buf_append(&x->in, in, take, TUN_INBUF_MAX) == -1) {

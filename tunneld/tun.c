@@ -92,6 +92,8 @@ tun_stop(struct tun *t, int code)
 		while ((s = TAILQ_FIRST(&t->sessions)) != NULL)
 			sess_free(s, "shutting down");
 	} else {
+		/* Not one in progress either: it would start a session. */
+		hs_close_all(t);
 		uv_timer_stop(&t->retry_timer);
 		uv_close((uv_handle_t *)&t->retry_timer, NULL);
 		if (t->csess != NULL)

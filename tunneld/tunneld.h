@@ -138,10 +138,10 @@ struct tun {
 	int			 stopping;
 	int			 worker;	/* hooks set: run by the dispatcher */
 	char			 stop_reason[64];	/* "signal 15", or "" */
+	TAILQ_HEAD(, hs)	 handshakes;	/* in progress, either role */
 	/* server */
 	uv_tcp_t		 listener;
 	TAILQ_HEAD(, sess)	 sessions;
-	TAILQ_HEAD(, hs)	 handshakes;
 	int64_t			 next_session_id;
 	/* client */
 	struct sess		*csess;		/* the one session */
@@ -293,7 +293,7 @@ void	 hs_start(struct tun *t, struct conn *c);
 /* Client side (t->csess, if any, is resumed); a failure calls
  * client_connection_lost, a definitive refusal client_fatal. */
 void	 hs_client(struct tun *t, struct conn *c);
-/* Server: fails every handshake in progress (tun_stop). */
+/* Fails every handshake in progress, a client's too (tun_stop). */
 void	 hs_close_all(struct tun *t);
 
 /*
