@@ -24,6 +24,7 @@
 #include "pkt.h"
 #include "proxy.h"
 #include "ratelog.h"
+#include "sealq.h"
 #include "tbucket.h"
 #include "ctlmsg.h"
 
@@ -129,6 +130,7 @@ struct xport {
 	struct conn	*conn;
 	struct xcipher	*enc;		/* what we send */
 	struct xcipher	*dec;		/* what we receive */
+	struct sealq	*sq;		/* sealing off the loop, or NULL */
 	struct buf	 in;		/* de-framed bytes not yet parsed */
 	int		 proven;	/* the peer sent a packet on it */
 };
