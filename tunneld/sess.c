@@ -33,8 +33,13 @@ static void	sess_take_leftover(struct sess *, struct xport *);
 void
 xport_free(struct xport *x)
 {
-	xc_free(x->enc);
+	/* A seal queue owns the sending cipher: it goes with the queue. */
+	if (x->sq != NULL)
+		sealq_close(x->sq);
+	else
+		xc_free(x->enc);
 	xc_free(x->dec);
+	x->sq = NULL;
 	x->enc = x->dec = NULL;
 	buf_free(&x->in);
 }
@@ -362,7 +367,8 @@ sess_send_sync(struct sess *s, uint32_t citi, int64_t packno)
 static void
 sess_update_congestion(struct sess *s)
 {
-	size_t	pending = s->x ? conn_pending(s->x->conn) : 0;
+	size_t	pending = s->x ? conn_pending(s->x->conn) +
+		    sealq_bytes(s->x->sq) : 0;
 	int	was = s->congested;
 
 	if (s->unsent_bytes + pending > TUN_CONGEST_HIGH ||
@@ -375,6 +381,50 @@ sess_update_congestion(struct sess *s)
 		mux_congestion(s, s->congested);
 }
 
+/* A buffer back from the transport's seal queue (sealq_cb). */
+static void
+sess_sealed(void *arg, struct obuf *b, int rc)
+{
+	struct sess	*s = arg;
+	struct xport	*x = s->x;
+
+	if (rc == -1) {
+		free(b);
+		sess_detach(s, "cannot seal a packet");
+		return;
+	}
+	if (b == NULL) {
+		sess_flush(s);
+		return;
+	}
+	if (x == NULL || x->conn == NULL)
+		free(b);
+	else
+		(void)conn_send(x->conn, b);	/* a failure closes the conn */
+}
+
+/*
+ * Seals and writes a filled buffer of a slow cipher holding payload bytes
+ * to seal: on the loop when they are few and nothing waits before them,
+ * else through the transport's seal queue, whose callback writes it.
+ * Returns 0, 1 when the conn is no longer open (b is freed), or -1 when
+ * sealing failed (the transport must end).
+ */
+static int
+sess_xmit(struct sess *s, struct xport *x, struct obuf *b, size_t payload)
+{
+	if (x->sq == NULL && payload > SEALQ_INLINE_MAX)
+		x->sq = sealq_new(s->tun->loop, x->enc, sess_sealed, s);
+	if (x->sq != NULL && sealq_wants(x->sq, payload))
+		return sealq_push(x->sq, b);
+	/* Nothing queued: no job uses the cipher now. */
+	if (sealq_seal(x->enc, b->mem + CONN_HEADROOM, b->len) == -1) {
+		free(b);
+		return -1;
+	}
+	return conn_send(x->conn, b) == -1 ? 1 : 0;
+}
+
 /* Writes queued packets while the kernel takes them, coalesced. */
 void
 sess_flush(struct sess *s)
@@ -383,16 +433,23 @@ sess_flush(struct sess *s)
 	struct obuf	*b;
 	struct opkt	*p;
 	uint8_t		*w;
-	size_t		 len, ov;
-	int		 broken = 0;
+	size_t		 len, ov, payload;
+	int		 rc = 0, direct;
 
 	ov = x != NULL ? xc_overhead(x->enc) : 0;
 	while (x != NULL && !s->closing && (s->cursor != NULL ||
-	    s->dummy_due) && conn_pending(x->conn) < TUN_COALESCE) {
+	    s->dummy_due) && conn_pending(x->conn) < TUN_COALESCE &&
+	    !sealq_full(x->sq)) {
 		if ((b = conn_obuf(TUN_COALESCE)) == NULL)
 			break;
 		w = b->mem + CONN_HEADROOM;
-		len = 0;
+		len = payload = 0;
+		/*
+		 * A slow cipher seals the whole buffer, off the loop when it
+		 * is large (sess_xmit); the others seal each packet straight
+		 * from the history into the buffer.
+		 */
+		direct = x->sq == NULL && !xc_slow(x->enc);
 		if (s->dummy_due) {
 			w[len++] = PKT_DUMMY;
 			s->dummy_due = 0;
@@ -405,7 +462,7 @@ sess_flush(struct sess *s)
 				/* The AEAD mode seals it too: a tag, no text. */
 				if (ov > 0 && xc_seal(x->enc, w + len,
 				    PKT_SYNC_LEN, w + len + PKT_SYNC_LEN, 0) == -1) {
-					broken = 1;
+					rc = -1;
 					break;
 				}
 				len += PKT_SYNC_LEN + ov;
@@ -417,29 +474,37 @@ sess_flush(struct sess *s)
 				pkt_put_normal_hdr(w + len, p->citi,
 				    (uint16_t)(p->len + ov));
 				len += PKT_NORMAL_HDR;
-				memcpy(w + len, p->data, p->len);
-				if (xc_seal(x->enc, w + len - PKT_NORMAL_HDR,
-				    PKT_NORMAL_HDR, w + len, p->len) == -1) {
-					broken = 1;
-					break;
-				}
+				/* Sealed in the buffer: history keeps plain. */
+				if (direct) {
+					if (xc_seal_to(x->enc, w + len -
+					    PKT_NORMAL_HDR, PKT_NORMAL_HDR,
+					    p->data, w + len, p->len) == -1) {
+						rc = -1;
+						break;
+					}
+				} else
+					memcpy(w + len, p->data, p->len);
 				len += p->len + ov;
+				payload += p->len;
 			}
 			s->unsent_bytes -= p->len;
 			s->write_no++;
 			s->cursor = TAILQ_NEXT(p, link);
 		}
-		if (broken) {
-			/* Unsent packets stay queued for the next transport. */
+		if (rc == -1) {
 			free(b);
 			break;
 		}
 		b->len = len;
 		s->bytes_out += len;
-		if (conn_send(x->conn, b) == -1)
+		if (direct) {
+			if (conn_send(x->conn, b) == -1)
+				break;
+		} else if ((rc = sess_xmit(s, x, b, payload)) != 0)
 			break;
 	}
-	if (broken) {
+	if (rc == -1) {
+		/* Unsent packets stay in the history for the next transport. */
 		sess_detach(s, "cannot seal a packet (nonce counter spent)");
 		return;
 	}

@@ -24,6 +24,7 @@
 #include "pkt.h"
 #include "proxy.h"
 #include "ratelog.h"
+#include "sealq.h"
 #include "tbucket.h"
 #include "ctlmsg.h"
 
@@ -50,6 +51,10 @@
 #define TUN_CONGEST_HIGH	(1024 * 1024)	/* unsent bytes: stop reading */
 #define TUN_CONGEST_LOW		(256 * 1024)
 #define TUN_HISTORY_MAX		(64u * 1024 * 1024)
+/* malloc: buffers below this come from the heap (tun_malloc_tune) */
+#define TUN_MMAP_MIN		(512 * 1024)
+/* malloc: free heap kept while traffic flows (tun_malloc_tune) */
+#define TUN_TRIM_KEEP		(16 * 1024 * 1024)
 /*
  * Our CITI ids: clear of Go's (which count from 1 on both sides) and of
  * each other's when both ends are tunneld and both listen.
@@ -164,6 +169,7 @@ struct xport {
 	struct conn	*conn;
 	struct xcipher	*enc;		/* what we send */
 	struct xcipher	*dec;		/* what we receive */
+	struct sealq	*sq;		/* sealing off the loop, or NULL */
 	struct buf	 in;		/* de-framed bytes not yet parsed */
 	int		 proven;	/* the peer sent a packet on it */
 };
