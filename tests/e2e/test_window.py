@@ -21,8 +21,7 @@ import pytest
 import kpt
 from conftest import (HOST, IO_TIMEOUT, SS_HEADER, SinkSourceServer,
                       bidir_transfer)
-from aeadwire import Secrets, WireRelay
-from test_aead import PASS, PW, EPW
+from test_aead import PASS, relays  # noqa: F401 (a fixture)
 from test_delay_relay import Relay
 from tunhelp import fwd
 
@@ -98,26 +97,12 @@ def _window_rewriter(new):
     return rewrite
 
 
-@pytest.fixture
-def mitm():
-    made = []
-
-    def make(upstream, **kw):
-        r = WireRelay(upstream, Secrets(PW, EPW), **kw)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
-
-def test_window_out_of_range_refused(tunneld, port, mitm):
+def test_window_out_of_range_refused(tunneld, port, relays):
     """An announced window beyond the largest one is refused ("ng"): the
     receiver of such a window would be asked to send without bound."""
     sp, lp = port(), port()
     srv = tunneld.server(sp, "-allowClientForwards", *PASS, mode="server")
-    r = mitm(sp, rewrite=_window_rewriter("9999"))
+    r = relays(sp, rewrite=_window_rewriter("9999"))
     cli = tunneld.start("client", "%s:%d" % (HOST, r.port),
                         fwd(lp, port()), *PASS, "-window", "64M",
                         name="client")
@@ -126,14 +111,15 @@ def test_window_out_of_range_refused(tunneld, port, mitm):
     assert not re.search(r"session \d+ established", cli.stderr())
 
 
-def test_window_changed_on_the_way_fails(tunneld, port, sink_source, mitm):
+def test_window_changed_on_the_way_fails(tunneld, port, sink_source,
+                                         relays):
     """A window changed by a man in the middle (who knows -encPass, so the
     handshake's CFB is no obstacle) changes the server's keys: the first
     sealed packet fails, no byte of the session is accepted."""
     target = sink_source()
     sp, lp = port(), port()
     srv = tunneld.server(sp, "-allowClientForwards", *PASS, mode="server")
-    r = mitm(sp, rewrite=_window_rewriter("1000"))
+    r = relays(sp, rewrite=_window_rewriter("1000"))
     tunneld.start("client", "%s:%d" % (HOST, r.port),
                   fwd(lp, target.port), *PASS, "-window", "64M",
                   name="client", ready=r"forward: listening on ")
