@@ -44,6 +44,7 @@
 #define DISP_RATE_SLOTS		4096	/* addresses -spawnRate tracks */
 #define DISP_MAX_WORKER_UIDS	1000000	/* -workerUids range, at most */
 #define DISP_JOIN_RATE		2000	/* CTL_JOIN a worker, a second */
+#define DISP_CTL_BATCH		64	/* messages of a worker a loop turn */
 
 /*
  * A worker's lifecycle as the dispatcher counts it: pending until its

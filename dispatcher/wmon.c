@@ -414,10 +414,13 @@ wmon_ctl_cb(uv_poll_t *p, int status, int events)
 {
 	struct wmon_ctx	 x = { p->loop->data, p->data };
 	char		 who[64], err[ERR_LEN];
-	int		 rc;
+	int		 rc, n;
 
 	snprintf(who, sizeof(who), "worker %d", (int)x.w->pid);
-	for (;;) {
+	/* A worker that keeps writing (CTL_JOIN is one a stream) gets a
+	 * batch a turn: the poll is level-triggered, the rest waits for the
+	 * next one, and the other workers' channels are served meanwhile. */
+	for (n = 0; n < DISP_CTL_BATCH; n++) {
 		rc = ctlmsg_serve(x.w->ctl_fd, wmon_rules, wmon_nrules,
 		    1u << __atomic_load_n(&x.w->state, __ATOMIC_RELAXED), &x,
 		    err);

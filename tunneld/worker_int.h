@@ -22,7 +22,14 @@
 #define WORKER_TAKEOVER_MS	3000	/* the dispatcher's takeover answer */
 #define WORKER_NRULES		8
 #define WORKER_SPAWN_MS		5000	/* an exec'd worker's CTL_SPAWN */
-#define WORKER_JOIN_MAX		64	/* join dials waiting for an answer */
+/*
+ * Join dials: at most WORKER_JOIN_WINDOW asked and not answered, which the
+ * control socket's buffers hold both ways (so that neither side ever has
+ * to drop one); the others wait their turn, up to WORKER_JOIN_MAX (a
+ * browser opens dozens of streams at once).
+ */
+#define WORKER_JOIN_WINDOW	64
+#define WORKER_JOIN_MAX		8192
 #define WORKER_JOIN_MS		5000	/* the dispatcher's answer to one */
 
 /* One control channel: fd 3, or a connection to the worker's socket. */
@@ -39,7 +46,9 @@ struct worker_join {
 	int64_t		 ref;
 	int64_t		 sid;		/* the session, by id */
 	uint32_t	 citi;
+	int		 asked;		/* CTL_JOIN sent */
 	uint64_t	 deadline;	/* ms, loop time */
+	char		 name[CTLMSG_JOIN_NAME_LEN];
 };
 
 struct worker {
@@ -68,9 +77,11 @@ struct worker {
 	int		 lst_fd[MSG_MAX_FWDS];
 	char		 lst_src[MSG_MAX_FWDS][ADDR_NAME_MAX + 16];
 	int		 nlst;
-	/* join dials waiting for the dispatcher */
-	struct worker_join joins[WORKER_JOIN_MAX];
-	size_t		 njoins;
+	/* join dials waiting for the dispatcher, oldest first (grown as
+	 * needed: most workers never dial one) */
+	struct worker_join *joins;
+	size_t		 njoins, joins_cap;
+	size_t		 joins_asked;	/* of them, CTL_JOIN sent */
 	int64_t		 join_next;	/* the last ref given */
 	uv_timer_t	 join_timer;
 };
