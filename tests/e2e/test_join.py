@@ -21,12 +21,14 @@ import errno
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -563,14 +565,15 @@ class Netns:
             self.up = False
 
 
-def example_policy(tmp_path):
+def example_policy(tmp_path, pdir):
     """lua/multitenant as shipped, with random secrets for its tenants
-    appended (as scripts/run-dispatcher does), the secrets also in files
-    of mode 0600: (handler, canAccept, {tenant: (pass file, encPass
+    appended (as scripts/run-dispatcher does) in pdir, which the
+    dispatcher's -user can read, the secrets also in files of mode 0600
+    for the clients: (handler, canAccept, {tenant: (pass file, encPass
     file)})."""
     src = os.path.join(ROOT, "lua", "multitenant")
-    h = os.path.join(str(tmp_path), "mt-handler.lua")
-    c = os.path.join(str(tmp_path), "mt-canAccept.lua")
+    h = os.path.join(pdir, "mt-handler.lua")
+    c = os.path.join(pdir, "mt-canAccept.lua")
     shutil.copy(os.path.join(src, "canAccept.lua"), c)
     files = {}
     with open(h, "w") as f:
@@ -605,16 +608,22 @@ def netns_usable():
 @pytest.mark.skipif(not netns_usable(),
                     reason="network namespaces and iptables: needs root")
 def test_example_behind_firewalls(dispatch, tmp_path):
-    """lua/multitenant's tenant gamma, as shipped: its expose client runs
-    in namespace A beside an echo service on A's 127.0.0.1:8080, its reach
-    client in namespace B; each namespace's firewall lets it dial the
-    dispatcher only, and nothing in.  B's 127.0.0.1:18080 reaches A's
+    """lua/multitenant's tenant gamma, as shipped, with the dispatcher as
+    a deployment runs it (root giving itself up with -user, a uid per
+    worker): its expose client runs in namespace A beside an echo service
+    on A's 127.0.0.1:8080, its reach client in namespace B; each
+    namespace's firewall lets it dial the dispatcher only, and nothing
+    in.  B's 127.0.0.1:18080 reaches A's
     service (SHA-256 of 1 MiB each way).  Then the attacker: tenant alpha,
     with its valid credentials, asks its worker for join:web (refused,
     logged); a process with alpha's worker uid tries the join point's
     socket and its directory (EACCES); the expose worker listens on no
     TCP port at all, so no forward to a local port can reach it."""
-    h, c, files = example_policy(tmp_path)
+    pdir = tempfile.mkdtemp(prefix="join-policy-", dir="/tmp")
+    os.chmod(pdir, 0o755)
+    h, c, files = example_policy(tmp_path, pdir)
+    for f in (h, c):
+        os.chmod(f, 0o644)
     port = free_port()
     ka, kb = 1 + os.getpid() % 100, 101 + os.getpid() % 100
     addr = "10.231.%d.1" % ka        # the host's end of A's link
@@ -626,10 +635,12 @@ def test_example_behind_firewalls(dispatch, tmp_path):
         console = free_port()
         argv = [D.DISPATCHER, "wsserver", "%s:%d" % (addr, port), "-u",
                 "%s,%s" % (h, c), "-stateDir", dispatch.state_dir,
-                "-console", "%s:%d" % (HOST, console), *UIDS]
+                "-console", "%s:%d" % (HOST, console), "-user", "nobody",
+                *UIDS]
         d = D.Dispatcher(dispatch, "dispatcher-ns", argv, port, console)
         dispatch.dispatchers.append(d)
         d.wait_log(D.READY)
+        d.wait_log(r"gave up root: running as nobody")
 
         echo = Proc("echo-a", na.argv(sys.executable, "-c", ECHO, 8080),
                     str(tmp_path))
@@ -679,6 +690,11 @@ def test_example_behind_firewalls(dispatch, tmp_path):
             dispatch.state_dir, "join",
             hashlib.sha256(b"gamma").hexdigest()[:32])
         assert os.path.exists(os.path.join(gamma_dir, "web"))
+        # The dispatcher's, after it gave root up; closed to others.
+        for p in (os.path.dirname(gamma_dir), gamma_dir):
+            st = os.stat(p)
+            assert st.st_uid == pwd.getpwnam("nobody").pw_uid, p
+            assert st.st_mode & 0o077 == 0, (p, oct(st.st_mode))
         with open("/proc/%d/status" % alpha["pid"]) as f:
             auid = int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1))
         p = subprocess.run([sys.executable, "-c", ATTACK, str(auid),
@@ -698,4 +714,5 @@ def test_example_behind_firewalls(dispatch, tmp_path):
         for n in (na, nb):
             if n is not None:
                 n.close()
+        shutil.rmtree(pdir, ignore_errors=True)
     assert not problems, problems
