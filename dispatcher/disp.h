@@ -43,7 +43,9 @@
 #define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
 #define DISP_RATE_SLOTS		4096	/* addresses -spawnRate tracks */
 #define DISP_MAX_WORKER_UIDS	1000000	/* -workerUids range, at most */
-#define DISP_JOIN_RATE		2000	/* CTL_JOIN a worker, a second */
+/* CTL_JOINs of a worker a second (burst as many): twice its tunnel's
+ * maxConnectRate, which the worker applies first, else this. */
+#define DISP_JOIN_RATE		20000
 #define DISP_CTL_BATCH		64	/* messages of a worker a loop turn */
 
 /*
@@ -529,14 +531,15 @@ void	 join_close(struct disp *d);
 /* With -user, before the drop: the join tree becomes -user's.  0, or -1
  * with err. */
 int	 join_chown(struct disp *d, char *err);
-/* A new worker whose policy names a join point: its tenant, mode and
- * forwards recorded under its key, for a dispatcher that adopts it after
- * a restart.  0 (nothing to record, or recorded), or -1 with err. */
+/* A new worker whose policy names a join point: its tenant, mode,
+ * maxConnectRate and forwards recorded under its key, for a dispatcher
+ * that adopts it after a restart.  0 (nothing to record, or recorded),
+ * or -1 with err. */
 int	 join_record(struct disp *d, const struct dworker *w, char *err);
 /* w ended: its record goes. */
 void	 join_forget(struct disp *d, const struct dworker *w);
-/* An adopted w: its tenant, mode and forwards from its record, whatever
- * it says itself (a mismatch is logged).  1 if it had one, 0 if not (no
+/* An adopted w: its tenant, mode, maxConnectRate and forwards from its
+ * record, whatever it says itself (a mismatch is logged).  1 if it had one, 0 if not (no
  * join point then), -1 with err (a record that is not ours). */
 int	 join_adopted(struct disp *d, struct dworker *w, char *err);
 /* After adoption: the records of workers that are gone go. */

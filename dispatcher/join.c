@@ -266,8 +266,9 @@ join_record(struct disp *d, const struct dworker *w, char *err)
 		err_set(err, "out of memory");
 		return -1;
 	}
-	n = (size_t)snprintf(buf, JOIN_RECORD_MAX, "%s\n%s\n", w->tenant,
-	    w->mode);
+	/* The tenant, the mode, maxConnectRate, then the forwards. */
+	n = (size_t)snprintf(buf, JOIN_RECORD_MAX, "%s\n%s\n%d\n", w->tenant,
+	    w->mode, w->info.limits.max_connect_rate);
 	for (i = 0; i < w->info.nfwd && n < JOIN_RECORD_MAX; i++)
 		n += (size_t)snprintf(buf + n, JOIN_RECORD_MAX - n, "%s\n",
 		    w->info.forwards[i]);
@@ -300,8 +301,9 @@ join_tenant_ok(const char *s)
 int
 join_adopted(struct disp *d, struct dworker *w, char *err)
 {
-	char	*buf, *line, *next, tenant[POLICY_ID_LEN], mode[16];
+	char	*buf, *line, *next, *end, tenant[POLICY_ID_LEN], mode[16];
 	size_t	 k;
+	long	 rate = -1;
 	int	 rc = -1;
 
 	if ((buf = malloc(JOIN_RECORD_MAX + 1)) == NULL) {
@@ -320,12 +322,17 @@ join_adopted(struct disp *d, struct dworker *w, char *err)
 			snprintf(tenant, sizeof(tenant), "%s", line);
 		else if (k == 1)
 			snprintf(mode, sizeof(mode), "%s", line);
-		else if (w->info.nfwd < POLICY_MAX_FWDS &&
+		else if (k == 2) {
+			rate = strtol(line, &end, 10);
+			if (*end != '\0' || end == line)
+				rate = -1;
+		} else if (w->info.nfwd < POLICY_MAX_FWDS &&
 		    strlen(line) < POLICY_FWD_LEN)
 			snprintf(w->info.forwards[w->info.nfwd++],
 			    POLICY_FWD_LEN, "%s", line);
 	}
-	if (k < 2 || !join_tenant_ok(tenant) || !mode_name_is_server(mode)) {
+	if (k < 3 || !join_tenant_ok(tenant) || !mode_name_is_server(mode) ||
+	    rate < 0 || rate > CTLMSG_CONNRATE_MAX) {
 		w->info.nfwd = 0;
 		err_set(err, "record %s/%s/%s/%s is not one of ours",
 		    d->state_dir, JOIN_DIR, JOIN_WORKERS, w->key);
@@ -338,6 +345,7 @@ join_adopted(struct disp *d, struct dworker *w, char *err)
 	snprintf(w->tenant, sizeof(w->tenant), "%s", tenant);
 	snprintf(w->info.tenant, sizeof(w->info.tenant), "%s", tenant);
 	snprintf(w->mode, sizeof(w->mode), "%s", mode);
+	w->info.limits.max_connect_rate = (int)rate;
 	rc = 1;
 done:
 	free(buf);
@@ -528,11 +536,18 @@ join_answer(struct disp *d, struct dworker *w, const struct ctlmsg_join *req)
 	struct ctlmsg		 m;
 	unsigned long		 more = 0;
 	uint64_t		 now = disp_now_ms();
+	int64_t			 rate;
 	char			 why[ERR_LEN], e[ERR_LEN];
 	int			 fd = -1;
 
+	/* The worker limits its streams first; a compromised one would
+	 * not, so we hold it to the same rate (with room for the two
+	 * buckets' jitter), or to a ceiling for a tunnel without one. */
 	if (!w->join_tb_set) {
-		tbucket_init(&w->join_tb, DISP_JOIN_RATE, DISP_JOIN_RATE, now);
+		rate = w->info.limits.max_connect_rate > 0 ?
+		    2 * (int64_t)w->info.limits.max_connect_rate :
+		    DISP_JOIN_RATE;
+		tbucket_init(&w->join_tb, rate, rate, now);
 		w->join_tb_set = 1;
 	}
 	if (rl.burst == 0)
@@ -540,8 +555,8 @@ join_answer(struct disp *d, struct dworker *w, const struct ctlmsg_join *req)
 	ctlmsg_init(&m, CTL_JOINED);
 	m.u.joined.ref = req->ref;
 	if (!tbucket_take(&w->join_tb, now, 1))
-		err_set(why, "more than %d join requests a second",
-		    DISP_JOIN_RATE);
+		err_set(why, "more than %lld join requests a second",
+		    (long long)w->join_tb.rate);
 	else if (!join_granted(w, req->name, 0))
 		err_set(why, "join:%s is not a forward of its policy",
 		    req->name);

@@ -24,6 +24,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -59,7 +60,8 @@ function getTunnelInfo(req)
 	end
 	serial = serial + 1
 	return { id = name .. "-" .. serial, tenant = c.tenant, mode = c.mode,
-	         pass = c.pass, encPass = c.encPass, forwards = c.forwards }
+	         pass = c.pass, encPass = c.encPass, forwards = c.forwards,
+	         maxConnectRate = c.maxConnectRate }
 end
 """
 
@@ -85,11 +87,11 @@ class Tenants:
                 os.close(fd)
         self.clients = {}
 
-    def add(self, name, tenant, mode, *forwards):
+    def add(self, name, tenant, mode, *forwards, **extra):
         self.clients[name] = dict(tenant=tenant, mode=mode,
                                   forwards=list(forwards),
                                   **{"pass": self.secret[tenant][0]},
-                                  encPass=self.secret[tenant][1])
+                                  encPass=self.secret[tenant][1], **extra)
 
     def policy(self):
         return D.write_policy(self.dir, HANDLER.replace(
@@ -422,6 +424,110 @@ def test_restart_keeps_joins(dispatch, tunneld, tmp_path):
     d2.wait_log(r"worker \d+ \(tenant 'tb'\): join:svc refused: tenant "
                 r"'tb' offers no join point")
     assert server.accepted == 2
+    server.close()
+
+
+# A compromised worker of tb after a dispatcher restart: it is adopted on
+# the socket of tb's worker, says it serves ta, and asks for join points
+# as fast as it can (argv: its socket, the name, how many).
+LIAR = r"""
+import json, os, socket, sys, threading, time
+path, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+stats = {"type": 7, "tenant": "ta", "id": "a-offer-1", "session": "liar",
+         "mode": "server", "pid": os.getpid(), "authed": True,
+         "started": int(time.time())}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(path)
+s.listen(16)
+print("ready", flush=True)
+ctl = None
+while True:
+    c, _ = s.accept()
+    if ctl is None:
+        ctl = c                 # the adopting dispatcher's channel
+        continue
+    m = json.loads(c.recv(65536))
+    if m["type"] == 6:
+        c.send(json.dumps(stats).encode())
+        break
+ctl.send(json.dumps({"type": 24, "name": "other", "ref": n + 1}).encode())
+def ask():
+    for i in range(1, n + 1):
+        ctl.send(json.dumps({"type": 24, "name": name, "ref": i}).encode())
+threading.Thread(target=ask, daemon=True).start()
+why, fds = {}, 0
+ctl.settimeout(60)
+for _ in range(n + 1):
+    data, got, _flags, _addr = socket.recv_fds(ctl, 65536, 1)
+    m = json.loads(data)
+    fds += len(got)
+    for f in got:
+        os.close(f)
+    e = m.get("error", "")
+    why[e] = why.get(e, 0) + 1
+print(json.dumps({"why": why, "fds": fds}), flush=True)
+"""
+
+
+def test_lying_worker_keeps_its_tenant(dispatch, tunneld, tmp_path):
+    """tb's worker is replaced, across a dispatcher restart, by a process
+    that says it serves ta (as a compromised worker could): the new
+    dispatcher adopts it with tb, the tenant its record says, and logs the
+    lie.  Its 3000 requests for join:svc get no socket: tb offers no such
+    point, and past twice tb's maxConnectRate a second they are refused
+    before any connect; a point its policy does not name is refused too.
+    ta's service sees nothing; ta's own streams go on."""
+    server = SinkSourceServer()
+    lport, bport = free_port(), free_port()
+    ten = Tenants(tmp_path)
+    ten.add("a-offer", "ta", "r-server", "r,join:svc,%s:%d" % (HOST,
+                                                              server.port))
+    ten.add("a-reach", "ta", "server", "t,%s:%d,join:svc" % (HOST, lport))
+    ten.add("b-reach", "tb", "server", "t,%s:%d,join:svc" % (HOST, bport),
+            maxConnectRate=10)
+    h, c = ten.policy()
+    d = dispatch.start(h, c, *UIDS)
+    client(tunneld, ten, d, "a-offer", "r-wsclient",
+           "r,join:svc,%s:%d" % (HOST, server.port))
+    d.wait_log(OFFERS % ("ta", "svc"), timeout=20 * SLOW)
+    client(tunneld, ten, d, "a-reach", "wsclient",
+           "t,%s:%d,join:svc" % (HOST, lport), listens=True)
+    b = client(tunneld, ten, d, "b-reach", "wsclient",
+               "t,%s:%d,join:svc" % (HOST, bport), listens=True)
+    tb = d.wait_tunnels(lambda ts: any(t["tenant"] == "tb" for t in ts),
+                        20 * SLOW, "tb's tunnel")
+    tb = [t for t in tb if t["tenant"] == "tb"][0]
+    d.kill()
+    tunneld.check(b)
+    os.kill(tb["pid"], signal.SIGKILL)
+    sock = os.path.join(dispatch.state_dir, tb["id"] + ".sock")
+    wait_until(lambda: not D.proc_alive(tb["pid"]), 20 * SLOW,
+               "tb's worker gone")
+    os.unlink(sock)
+    n = 3000
+    liar = subprocess.Popen([sys.executable, "-c", LIAR, sock, "svc",
+                             str(n)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert liar.stdout.readline().strip() == "ready"
+        d2 = dispatch.start(h, c, *UIDS, port=d.port,
+                            console_port=d.console_port)
+        d2.wait_log(r"adopted 3 running workers")
+        d2.wait_log(r"says it serves tenant 'ta'; it was started for "
+                    r"tenant 'tb', which it stays")
+        out = json.loads(liar.stdout.readline())
+    finally:
+        liar.kill()
+        liar.wait()
+    assert out["fds"] == 0, out
+    why = {re.sub(r"\d+", "N", k): v for k, v in out["why"].items()}
+    assert why.pop("join:other is not a forward of its policy") == 1, why
+    assert set(why) <= {"tenant 'tb' offers no join point",
+                        "more than N join requests a second"}, why
+    # twice maxConnectRate: a burst of 20, then 20 a second
+    assert why.get("more than N join requests a second", 0) > n // 2, why
+    assert d2.count(r"join:\w+ refused") <= 20
+    assert server.accepted == 0
+    bidir_transfer(lport, server, 1 << 20, 1 << 20)
     server.close()
 
 
