@@ -16,6 +16,7 @@
 
 #include "addr.h"
 #include "err.h"
+#include "joinpt.h"
 
 /* Longest text inside brackets: an IPv6 address plus a zone. */
 #define ADDR_V6_MAX	(INET6_ADDRSTRLEN + 64)
@@ -299,7 +300,9 @@ addr_format(const struct hostinfo *h, char *out, size_t cap)
 {
 	if (out == NULL || cap == 0)
 		return;
-	if (strchr(h->name, ':') != NULL)
+	if (joinpt_name(h) != NULL)
+		snprintf(out, cap, "%s", h->name);
+	else if (strchr(h->name, ':') != NULL)
 		snprintf(out, cap, "[%s]:%d", h->name, h->port);
 	else
 		snprintf(out, cap, "%s:%d", h->name, h->port);
@@ -331,6 +334,15 @@ fwd_split(const char *s, const char *part[3], size_t len[3])
 	return np;
 }
 
+/* One end of a forward: an address, or a join point (joinpt.h). */
+static int
+fwd_parse_end(const char *s, size_t n, struct hostinfo *h, char *err)
+{
+	if (joinpt_is(s, n))
+		return joinpt_parse(s, n, h, err);
+	return addr_parsen(s, n, h, err);
+}
+
 int
 fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
 {
@@ -360,12 +372,19 @@ fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
 		err_set(err, "illegal forward. need ','");
 		return -1;
 	}
-	if (addr_parsen(part[i], len[i], &f->src, why) == -1) {
+	if (fwd_parse_end(part[i], len[i], &f->src, why) == -1) {
 		err_set(err, "src: %s", why);
 		return -1;
 	}
-	if (addr_parsen(part[i + 1], len[i + 1], &f->dst, why) == -1) {
+	if (fwd_parse_end(part[i + 1], len[i + 1], &f->dst, why) == -1) {
 		err_set(err, "dst: %s", why);
+		return -1;
+	}
+	/* Only the worker (the server's end) meets a join point. */
+	if ((!f->reverse && joinpt_name(&f->src) != NULL) ||
+	    (f->reverse && joinpt_name(&f->dst) != NULL)) {
+		err_set(err, "a join point can only be the Src of an r forward "
+		    "or the Dst of a t forward");
 		return -1;
 	}
 	return 0;

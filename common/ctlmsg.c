@@ -19,6 +19,10 @@
 #include "crypto.h"
 #include "ctl.h"
 #include "ctlmsg.h"
+#include "joinpt.h"
+
+_Static_assert(CTLMSG_JOIN_NAME_LEN == JOINPT_NAME_MAX + 1,
+    "a join point's name fits CTL_JOIN");
 
 /* A JSON writer over a fixed buffer; ok drops to 0 once it overflows. */
 struct jw {
@@ -639,6 +643,51 @@ listener_dec(const json_t *o, struct ctlmsg *m, char *err)
 	return 0;
 }
 
+static void
+join_enc(struct jw *w, const struct ctlmsg *m)
+{
+	jw_str(w, "name", m->u.join.name);
+	jw_int(w, "ref", m->u.join.ref);
+}
+
+static int
+join_dec(const json_t *o, struct ctlmsg *m, char *err)
+{
+	struct ctlmsg_join *j = &m->u.join;
+
+	if (jr_str(o, "name", j->name, sizeof(j->name), 1, err) == -1 ||
+	    jr_int(o, "ref", &j->ref, 1, INT64_MAX, 1, err) == -1)
+		return -1;
+	if (!joinpt_name_ok(j->name, strlen(j->name))) {
+		err_set(err, "name is not a join point's");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+joined_enc(struct jw *w, const struct ctlmsg *m)
+{
+	jw_int(w, "ref", m->u.joined.ref);
+	if (m->u.joined.error[0] != '\0')
+		jw_str(w, "error", m->u.joined.error);
+}
+
+static int
+joined_dec(const json_t *o, struct ctlmsg *m, char *err)
+{
+	struct ctlmsg_joined *j = &m->u.joined;
+
+	if (jr_int(o, "ref", &j->ref, 1, INT64_MAX, 1, err) == -1 ||
+	    jr_str(o, "error", j->error, sizeof(j->error), 0, err) == -1)
+		return -1;
+	if (json_object_get(o, "error") != NULL && j->error[0] == '\0') {
+		err_set(err, "error must say why");
+		return -1;
+	}
+	return 0;
+}
+
 static const struct ctlmsg_kind {
 	int		 type;
 	const char	*name;
@@ -663,6 +712,8 @@ static const struct ctlmsg_kind {
 	{ CTL_LISTENER,		"listener",	 listener_enc,	listener_dec },
 	{ CTL_AUTHED,		"authed",	 NULL,		NULL },
 	{ CTL_KILL,		"kill",		 kill_enc,	kill_dec },
+	{ CTL_JOIN,		"join",		 join_enc,	join_dec },
+	{ CTL_JOINED,		"joined",	 joined_enc,	joined_dec },
 };
 #define CTLMSG_NKINDS	(sizeof(ctlmsg_kinds) / sizeof(ctlmsg_kinds[0]))
 

@@ -41,7 +41,10 @@ enum ctl_type {
 	CTL_RELEASED	= 17,	/* w->d: after them; "ended" or "busy" */
 	CTL_LISTENER	= 19,	/* both ways: a listening socket, its "src" */
 	CTL_AUTHED	= 21,	/* w->d: a client authenticated (once) */
-	CTL_KILL	= 22	/* d->zygote: signal a worker it forked */
+	CTL_KILL	= 22,	/* d->zygote: signal a worker it forked */
+	/* A stream to a join point of the worker's tenant (joinpt.h): */
+	CTL_JOIN	= 24,	/* w->d: connect me to "name"; "ref" */
+	CTL_JOINED	= 25	/* d->w: the connected socket, or "error" */
 };
 
 /* Bounds: a longer string or a value out of range fails the decoding. */
@@ -203,6 +206,24 @@ struct ctlmsg_listener {		/* CTL_LISTENER, with its fd */
 	char	 src[CTLMSG_SRC_LEN];	/* required */
 };
 
+/*
+ * CTL_JOIN asks the dispatcher for a stream to a join point of the
+ * worker's own tenant: the tenant is the dispatcher's record of the
+ * worker, never a field.  CTL_JOINED answers with the same ref: the
+ * connected socket, or no descriptor and the reason.
+ */
+#define CTLMSG_JOIN_NAME_LEN	33	/* JOINPT_NAME_MAX + 1 */
+
+struct ctlmsg_join {			/* CTL_JOIN */
+	char	 name[CTLMSG_JOIN_NAME_LEN];	/* required, joinpt rule */
+	int64_t	 ref;			/* required, >= 1 */
+};
+
+struct ctlmsg_joined {			/* CTL_JOINED, with its fd or not */
+	int64_t	 ref;			/* required, >= 1 */
+	char	 error[CTLMSG_REASON_LEN];	/* "" when connected */
+};
+
 /* One message; u holds the body of type (none for the empty ones). */
 struct ctlmsg {
 	int	 type;
@@ -221,6 +242,8 @@ struct ctlmsg {
 		struct ctlmsg_released	released;
 		struct ctlmsg_listener	listener;
 		struct ctlmsg_kill	kill;
+		struct ctlmsg_join	join;
+		struct ctlmsg_joined	joined;
 	} u;
 };
 

@@ -412,6 +412,7 @@ disp_defaults(struct disp *d, const char *argv0)
 	snprintf(d->canaccept_lua, sizeof(d->canaccept_lua),
 	    "lua/canAccept.lua");
 	d->state_fd = -1;	/* -stateDir or disp_state_default() */
+	d->join_fd = d->join_wfd = -1;	/* join_setup() */
 	d->max_session = DISP_DEF_MAX_SESSION;
 	d->per_ip = DISP_DEF_PER_IP;
 	d->max_pending = DISP_DEF_MAX_PENDING;

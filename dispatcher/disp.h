@@ -28,6 +28,7 @@
 
 #include "addr.h"
 #include "ctlmsg.h"
+#include "tbucket.h"
 #include "hist.h"
 #include "policy.h"
 
@@ -42,6 +43,10 @@
 #define DISP_TOKEN_NAME		"console.token"	/* in the state directory */
 #define DISP_RATE_SLOTS		4096	/* addresses -spawnRate tracks */
 #define DISP_MAX_WORKER_UIDS	1000000	/* -workerUids range, at most */
+/* CTL_JOINs of a worker a second (burst as many): twice its tunnel's
+ * maxConnectRate, which the worker applies first, else this. */
+#define DISP_JOIN_RATE		20000
+#define DISP_CTL_BATCH		64	/* messages of a worker a loop turn */
 
 /*
  * A worker's lifecycle as the dispatcher counts it: pending until its
@@ -105,6 +110,8 @@ struct dworker {
 	unsigned	 handovers;
 	struct policy_tunnel info;	/* secrets cleansed after spawn */
 	struct policy	*policy;	/* the one that started it (+ref) */
+	struct tbucket	 join_tb;	/* its CTL_JOINs (loop thread) */
+	int		 join_tb_set;
 };
 LIST_HEAD(dworker_list, dworker);
 
@@ -165,6 +172,8 @@ struct disp {
 	char		 canaccept_lua[1024];
 	char		 state_dir[1024];
 	int		 state_fd;	/* O_DIRECTORY|O_NOFOLLOW, checked */
+	int		 join_fd;	/* STATE/join (join.c), -1: none */
+	int		 join_wfd;	/* STATE/join/workers */
 	char		 tunneld[1024];
 	struct hostinfo	 console;
 	int		 console_on;
@@ -507,6 +516,49 @@ int	 wuid_is_worker(const struct disp *d, uid_t uid);
 void	 wuid_adopted(struct disp *d, uid_t uid, pid_t pid);
 /* At exit, no other thread left. */
 void	 wuid_free(struct disp *d);
+
+/*
+ * join.c: the tenants' join points (common/joinpt.h), unix sockets in
+ * STATE/join that we bind, workers listen on and we connect to.  Loop
+ * thread, but join_setup, join_chown, join_adopted and join_sweep (main
+ * thread, at start) and join_record (any thread).
+ */
+/* STATE/join and STATE/join/workers, made 0700 if missing, ours: 0, or
+ * -1 with err. */
+int	 join_setup(struct disp *d, char *err);
+/* Closes what join_setup opened. */
+void	 join_close(struct disp *d);
+/* With -user, before the drop: the join tree becomes -user's.  0, or -1
+ * with err. */
+int	 join_chown(struct disp *d, char *err);
+/* A new worker whose policy names a join point: its tenant, mode,
+ * maxConnectRate and forwards recorded under its key, for a dispatcher
+ * that adopts it after a restart.  0 (nothing to record, or recorded),
+ * or -1 with err. */
+int	 join_record(struct disp *d, const struct dworker *w, char *err);
+/* w ended: its record goes. */
+void	 join_forget(struct disp *d, const struct dworker *w);
+/* An adopted w: its tenant, mode, maxConnectRate and forwards from its
+ * record, whatever it says itself (a mismatch is logged).  1 if it had one, 0 if not (no
+ * join point then), -1 with err (a record that is not ours). */
+int	 join_adopted(struct disp *d, struct dworker *w, char *err);
+/* After adoption: the records of workers that are gone go. */
+void	 join_sweep(struct disp *d);
+/*
+ * A takeover of w asks for src ("join:NAME"), which no replaced worker
+ * handed over: a new socket for it in w's tenant's directory, for w to
+ * listen on, in *fd.  0 with *fd, or with busy set when another live
+ * worker offers the point; -1 with err (not one w's policy offers, or a
+ * system error).
+ */
+int	 join_offer(struct disp *d, struct dworker *w, const char *src,
+	    int *fd, char *busy, char *err);
+/* The socket of src came to w from the worker it replaces. */
+void	 join_moved(struct disp *d, struct dworker *w, const char *src);
+/* CTL_JOIN of w: answers CTL_JOINED, with the connected socket when the
+ * point is one of w's policy, of its tenant, and offered. */
+void	 join_answer(struct disp *d, struct dworker *w,
+	    const struct ctlmsg_join *req);
 
 /* state.c: state shared by the threads. */
 /* djb2 of s, in [0, n): the buckets of the dispatcher's small tables. */

@@ -230,6 +230,8 @@ dpriv_chown(struct disp *d, char *err)
 		    strerror(errno));
 		return -1;
 	}
+	if (join_chown(d, err) == -1)
+		return -1;
 	return dpriv_chown_sockets(d, err);
 }
 

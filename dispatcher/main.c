@@ -376,7 +376,8 @@ disp_load(struct disp *d)
 	if (d->no_sandbox)
 		log_warnx("-noSandbox: workers run without rlimits, seccomp "
 		    "and Landlock (for debugging only)");
-	if (disp_state_default(d, err) == -1 || disp_state_open(d, err) == -1)
+	if (disp_state_default(d, err) == -1 || disp_state_open(d, err) == -1 ||
+	    join_setup(d, err) == -1)
 		fatalx("%s", err);
 	if (d->console_on && disp_token_load(d, err) == -1)
 		fatalx("%s", err);
@@ -417,6 +418,7 @@ disp_serve(struct disp *d)
 		log_warnx("no zygote, workers start with exec: %s", err);
 	if (wmon_adopt(d, err) == -1)
 		fatalx("%s", err);
+	join_sweep(d);
 	wmon_watch_pending(d);
 	wspawn_pool_refill(d);
 	/* With -user: the ports bound as root, then everything that needs
@@ -465,6 +467,7 @@ disp_shutdown(struct disp *d)
 	pthread_mutex_destroy(&d->lock);
 	OPENSSL_cleanse(d->console_token, sizeof(d->console_token));
 	notify_close();
+	join_close(d);
 	if (d->state_fd != -1)
 		close(d->state_fd);
 	free(d);

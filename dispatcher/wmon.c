@@ -21,6 +21,7 @@
 #include "ctlmsg.h"
 #include "disp.h"
 #include "err.h"
+#include "joinpt.h"
 #include "log.h"
 #include "ratelog.h"
 
@@ -72,6 +73,7 @@ wmon_ended(struct disp *d, struct dworker *w, enum dworker_end why,
 	    &w->last_out, __ATOMIC_RELAXED));
 	/* A crashed worker leaves its socket behind. */
 	unlink(w->sock);
+	join_forget(d, w);
 	if (w->polling) {
 		uv_poll_stop(&w->poll);
 		uv_close((uv_handle_t *)&w->poll, wmon_poll_closed);
@@ -109,16 +111,31 @@ wmon_src_asked(const struct ctlmsg_srcs *srcs, const char *src)
 	return 0;
 }
 
+/* A listener of src reached w: marked in handed; a join point's
+ * socket is w's from now on. */
+static void
+wmon_handed(struct disp *d, struct dworker *w, const struct ctlmsg_srcs *srcs,
+    const char *src, char *handed)
+{
+	size_t i;
+
+	for (i = 0; i < srcs->n; i++)
+		if (strcmp(src, srcs->src[i]) == 0)
+			handed[i] = 1;
+	if (strncmp(src, JOINPT_PREFIX, JOINPT_PREFIX_LEN) == 0)
+		join_moved(d, w, src);
+}
+
 /*
  * One message of o's answer to CTL_RELEASE: a listener goes on to w as it
- * comes (only of srcs, no more than srcs has), CTL_RELEASED ends the
- * exchange (returns 1), anything else is ignored.  -1 with err: o sent a
- * listener not asked for.
+ * comes (only of srcs, no more than srcs has; marked in handed),
+ * CTL_RELEASED ends the exchange (returns 1), anything else is ignored.
+ * -1 with err: o sent a listener not asked for.
  */
 static int
 wmon_release_step(struct disp *d, struct dworker *o, struct dworker *w,
     const struct ctlmsg_srcs *srcs, struct ctlmsg *m, int lfd, int *n,
-    char *busy, char *err)
+    char *handed, char *busy, char *err)
 {
 	char e2[ERR_LEN];
 
@@ -133,8 +150,10 @@ wmon_release_step(struct disp *d, struct dworker *o, struct dworker *w,
 			log_warnx("worker %d: listener lost in the takeover: "
 			    "%s", (int)w->pid, w->ctl_fd == -1 ? "it ended" :
 			    e2);
-		else
+		else {
 			(*n)++;
+			wmon_handed(d, w, srcs, m->u.listener.src, handed);
+		}
 		return 0;
 	}
 	if (m->type != CTL_RELEASED)
@@ -159,7 +178,7 @@ wmon_release_step(struct disp *d, struct dworker *o, struct dworker *w,
  */
 static void
 wmon_release(struct disp *d, struct dworker *o, struct dworker *w,
-    const struct ctlmsg *req, uint64_t deadline, char *busy)
+    const struct ctlmsg *req, uint64_t deadline, char *handed, char *busy)
 {
 	struct ctlmsg	*m;
 	char		 err[ERR_LEN];
@@ -190,7 +209,7 @@ wmon_release(struct disp *d, struct dworker *o, struct dworker *w,
 			break;
 		}
 		rc = wmon_release_step(d, o, w, &req->u.release, m, lfd, &n,
-		    busy, err);
+		    handed, busy, err);
 		ctlmsg_clear(m);
 		if (lfd != -1)
 			close(lfd);
@@ -202,6 +221,45 @@ done:
 	if (fd != -1)
 		close(fd);
 	free(m);
+}
+
+/*
+ * The join points of srcs that no replaced worker handed over: a new
+ * socket each (join_offer), sent to w as a listener; busy says why not
+ * when another tunnel of the tenant offers one.
+ */
+static void
+wmon_join_offers(struct disp *d, struct dworker *w,
+    const struct ctlmsg_srcs *srcs, const char *handed, char *busy)
+{
+	struct ctlmsg	m;
+	char		err[ERR_LEN];
+	size_t		i;
+	int		fd;
+
+	for (i = 0; i < srcs->n && busy[0] == '\0'; i++) {
+		if (handed[i] || strncmp(srcs->src[i], JOINPT_PREFIX,
+		    JOINPT_PREFIX_LEN) != 0)
+			continue;
+		if (join_offer(d, w, srcs->src[i], &fd, busy, err) == -1) {
+			log_warnx("worker %d (tenant '%s'): %s", (int)w->pid,
+			    w->tenant, err);
+			continue;
+		}
+		if (fd == -1)
+			continue;
+		ctlmsg_init(&m, CTL_LISTENER);
+		snprintf(m.u.listener.src, sizeof(m.u.listener.src), "%s",
+		    srcs->src[i]);
+		if (w->ctl_fd == -1 ||
+		    ctlmsg_send(w->ctl_fd, &m, fd, 1000, err) == -1)
+			log_warnx("worker %d: %s lost: %s", (int)w->pid,
+			    srcs->src[i], w->ctl_fd == -1 ? "it ended" : err);
+		else
+			log_info("worker %d (tenant '%s'): offers %s",
+			    (int)w->pid, w->tenant, srcs->src[i]);
+		close(fd);
+	}
 }
 
 /*
@@ -218,6 +276,7 @@ wmon_on_takeover(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 	struct ctlmsg	 done;
 	uint64_t	 deadline;
 	char		 err[ERR_LEN], busy[ERR_LEN] = "";
+	char		 handed[CTLMSG_MAX_SRCS] = { 0 };
 	size_t		 i, n;
 
 	n = wreg_same_tunnel(x->d, w, old, DISP_REPLACE_MAX);
@@ -227,9 +286,13 @@ wmon_on_takeover(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 	deadline = disp_now_ms() + DISP_RELEASE_MS;
 	for (i = 0; i < n; i++) {
 		if (busy[0] == '\0' && !old[i]->ended)
-			wmon_release(x->d, old[i], w, m, deadline, busy);
+			wmon_release(x->d, old[i], w, m, deadline, handed,
+			    busy);
 		wreg_unref(x->d, old[i]);
 	}
+	/* Join points nobody handed over: new sockets, ours to bind. */
+	if (busy[0] == '\0' && !w->ended)
+		wmon_join_offers(x->d, w, &m->u.release, handed, busy);
 	if (busy[0] != '\0')
 		log_info("tunnel '%s': worker %d refused for now: %s", w->id,
 		    (int)w->pid, busy);
@@ -269,6 +332,16 @@ wmon_on_authed(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 	return CTLMSG_OK;
 }
 
+/* A stream to a join point of w's tenant (join.c decides). */
+static int
+wmon_on_join(void *ctx, struct ctlmsg *m, int *fdp, char *e)
+{
+	struct wmon_ctx *x = ctx;
+
+	join_answer(x->d, x->w, &m->u.join);
+	return CTLMSG_OK;
+}
+
 static int
 wmon_on_end(void *ctx, struct ctlmsg *m, int *fdp, char *e)
 {
@@ -287,6 +360,8 @@ const struct ctlmsg_rule wmon_rules[] = {
 	/* A takeover comes before CTL_AUTHED: the worker asks for the
 	 * listeners before it answers its client's challenge. */
 	{ CTL_TAKEOVER,	WMON_PENDING | WMON_AUTHED,	wmon_on_takeover },
+	/* Streams come only once a client authenticated. */
+	{ CTL_JOIN,	WMON_AUTHED,			wmon_on_join },
 };
 const size_t wmon_nrules = sizeof(wmon_rules) / sizeof(wmon_rules[0]);
 
@@ -339,10 +414,13 @@ wmon_ctl_cb(uv_poll_t *p, int status, int events)
 {
 	struct wmon_ctx	 x = { p->loop->data, p->data };
 	char		 who[64], err[ERR_LEN];
-	int		 rc;
+	int		 rc, n;
 
 	snprintf(who, sizeof(who), "worker %d", (int)x.w->pid);
-	for (;;) {
+	/* A worker that keeps writing (CTL_JOIN is one a stream) gets a
+	 * batch a turn: the poll is level-triggered, the rest waits for the
+	 * next one, and the other workers' channels are served meanwhile. */
+	for (n = 0; n < DISP_CTL_BATCH; n++) {
 		rc = ctlmsg_serve(x.w->ctl_fd, wmon_rules, wmon_nrules,
 		    1u << __atomic_load_n(&x.w->state, __ATOMIC_RELAXED), &x,
 		    err);
@@ -463,6 +541,10 @@ wmon_adoptee(struct disp *d, const char *name, char *err)
 	snprintf(w->info.mode, sizeof(w->info.mode), "%s", w->mode);
 	w->started = (time_t)st.started;
 	w->adopted = 1;
+	/* Its tenant is our record's, if it has join points. */
+	if (join_adopted(d, w, err) == -1)
+		log_warnx("worker %d: %s: no join point for it", (int)w->pid,
+		    err);
 	/* Workers older than CTL_AUTHED do not say: tunnels. */
 	w->state = st.authed ? DW_AUTHED : DW_PENDING;
 	return w;

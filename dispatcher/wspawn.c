@@ -453,6 +453,9 @@ wspawn_start(struct disp *d, struct policy *p, const struct policy_tunnel *ti,
 	w->pid = pid;
 	w->uid = uid;
 	policy_tunnel_cleanse(&w->info);
+	/* Only a dispatcher restarted meanwhile needs it: not fatal. */
+	if (join_record(d, w, err) == -1)
+		log_warnx("worker %d: join points: %s", (int)pid, err);
 	policy_ref(p);
 	w->policy = p;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);

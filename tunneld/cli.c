@@ -21,6 +21,7 @@
 #include "cli_int.h"
 #include "crypto.h"
 #include "err.h"
+#include "joinpt.h"
 #include "log.h"
 #include "mode.h"
 #include "msg.h"
@@ -329,6 +330,15 @@ cli_positionals(struct cli_opts *o, const char **pos, size_t npos,
 		if (fwd_parse(pos[i], cli_mode_is_reverse(o->mode),
 		    &o->fwds.fwds[o->fwds.n], why) == -1) {
 			err_set(err, "forward '%s': %s", pos[i], why);
+			return -1;
+		}
+		/* A standalone server has no dispatcher to resolve one. */
+		if ((mode_flags(o->mode) & MODE_F_SERVER) &&
+		    (joinpt_name(&o->fwds.fwds[o->fwds.n].src) != NULL ||
+		    joinpt_name(&o->fwds.fwds[o->fwds.n].dst) != NULL)) {
+			err_set(err, "forward '%s': join points are offered "
+			    "and reached by a dispatcher's workers only (the "
+			    "policy's forwards)", pos[i]);
 			return -1;
 		}
 		o->fwds.n++;

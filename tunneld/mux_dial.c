@@ -10,12 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "joinpt.h"
 #include "log.h"
 #include "mux_int.h"
 #include "tunneld.h"
 
-/* Queues our CTRL_RESP_HEADER for CITI id.  Returns 0 or -1. */
-static int
+int
 mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
 {
 	struct msg_resp_header	 r;
@@ -34,8 +34,7 @@ mux_send_resp(struct sess *s, uint32_t id, int ok, const char *mess)
 	return rc;
 }
 
-/* Tells the peer (unless it gave up) and ends the CITI. */
-static void
+void
 mux_dial_failed(struct citi *ci, const char *why)
 {
 	char host[ADDR_NAME_MAX + 16], mess[ADDR_NAME_MAX + MSG_STR_MAX];
@@ -52,7 +51,6 @@ static void
 mux_connect_cb(uv_connect_t *req, int status)
 {
 	struct citi	*ci = req->data;
-	struct sess	*s = ci->s;
 
 	if (citi_is_gone(ci->state))
 		return;		/* cancelled by the close */
@@ -60,6 +58,15 @@ mux_connect_cb(uv_connect_t *req, int status)
 		mux_dial_failed(ci, uv_strerror(status));
 		return;
 	}
+	mux_dial_connected(ci);
+}
+
+void
+mux_dial_connected(struct citi *ci)
+{
+	struct sess *s = ci->s;
+
+	/* A join point's socket is a unix one: TCP_NODELAY fails, harmless. */
 	uv_tcp_nodelay(&ci->tcp, 1);
 	log_debug("session %" PRId64 ": citi %08" PRIx32 " connected",
 	    s->id, ci->id);
@@ -141,7 +148,9 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		mux_send_resp(s, m->citi, 0, "too many streams");
 		return;
 	}
-	if (!mux_dial_allowed(s, &m->host)) {
+	/* A join point's name is matched exactly, never as a host name. */
+	if (joinpt_is(m->host.name, strlen(m->host.name)) ?
+	    !mux_join_allowed(s, &m->host) : !mux_dial_allowed(s, &m->host)) {
 		mux_peer_warn(s, "refused to dial %s: not a target of the "
 		    "forward list", host);
 		mux_send_resp(s, m->citi, 0,
@@ -159,6 +168,10 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		return;
 	}
 	ci->dst = m->host;
+	if (joinpt_name(&m->host) != NULL) {
+		mux_join_dial(ci);
+		return;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;

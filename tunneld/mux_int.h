@@ -54,6 +54,8 @@ struct citi {
 	/* not lifecycle: see above */
 	int		 reading;
 	int		 gai_pending;
+	/* CITI_DIALING to a join point: the answer it waits for, else 0 */
+	int64_t		 join_ref;
 };
 
 /* mux.c */
@@ -85,6 +87,21 @@ void		 mux_peer_warn(struct sess *s, const char *fmt, ...)
 
 /* The peer asks for a stream: check, dial, answer (CTRL_RESP_HEADER). */
 void		 mux_on_header(struct sess *s, const struct msg_header *m);
+/* Queues our CTRL_RESP_HEADER for CITI id: 0 or -1. */
+int		 mux_send_resp(struct sess *s, uint32_t id, int ok,
+		    const char *mess);
+/* A dial failed: tells the peer (unless it gave up) and ends the CITI. */
+void		 mux_dial_failed(struct citi *ci, const char *why);
+/* ci's socket is connected: answers the peer, the CITI opens. */
+void		 mux_dial_connected(struct citi *ci);
+
+/* mux_join.c */
+
+/* Whether the forward list lets this side reach join point h. */
+int		 mux_join_allowed(const struct sess *s,
+		    const struct hostinfo *h);
+/* Dials ci (CITI_DIALING, its dst a join point) through the embedder. */
+void		 mux_join_dial(struct citi *ci);
 
 /* mux_lsn.c */
 

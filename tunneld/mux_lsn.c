@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "joinpt.h"
 #include "log.h"
 #include "mux_int.h"
 #include "tunneld.h"
@@ -143,6 +144,46 @@ mux_lsn_move(struct lsn *l, struct sess *to)
 	sess_unref(from);	/* its tick handle keeps it alive */
 }
 
+/*
+ * f's Src is a join point: the worker was handed its socket (a unix one,
+ * bound by the dispatcher in its own directory) with its listeners.  It
+ * is listened on as a TCP listener would be: libuv's handle takes any
+ * stream socket.  0, or -1 (logged).
+ */
+static int
+mux_listen_join(struct sess *s, const struct fwd *f, const char *host)
+{
+	struct lsn	*l;
+	int		 fd, rc;
+
+	if ((fd = tun_listener_take(s->tun, host)) == -1) {
+		log_err("forward listener %s: no socket for this join point "
+		    "(only a dispatcher's worker offers one)", host);
+		return -1;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		close(fd);
+		return -1;
+	}
+	l->s = s;
+	l->fwd = *f;
+	uv_tcp_init(s->tun->loop, &l->tcp);
+	l->tcp.data = l;
+	s->handles++;
+	SLIST_INSERT_HEAD(&s->lsns, l, link);
+	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0)
+		close(fd);
+	else
+		rc = uv_listen((uv_stream_t *)&l->tcp, 128, mux_accept_cb);
+	if (rc < 0) {
+		log_err("forward listener %s: %s", host, uv_strerror(rc));
+		return -1;
+	}
+	log_info("forward: offering %s for %s:%d", host,
+	    f->dst.name[0] ? f->dst.name : "localhost", f->dst.port);
+	return 0;
+}
+
 /* The address to bind f's Src to (freed by the caller), or NULL. */
 static struct addrinfo *
 mux_listen_addr(struct sess *s, const struct fwd *f, const char *host)
@@ -178,6 +219,9 @@ mux_listen(struct sess *s, const struct fwd *f)
 	int		 rc, fd;
 
 	addr_format(&f->src, host, sizeof(host));
+	/* A join point's socket comes from the dispatcher, or nowhere. */
+	if (joinpt_name(&f->src) != NULL)
+		return mux_listen_join(s, f, host);
 	if ((res = mux_listen_addr(s, f, host)) == NULL)
 		return -1;
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
@@ -206,8 +250,11 @@ mux_listen(struct sess *s, const struct fwd *f)
 		log_err("forward listener %s: %s", host, uv_strerror(rc));
 		return -1;
 	}
-	log_info("forward: listening on %s for %s:%d", host,
-	    f->dst.name[0] ? f->dst.name : "localhost", f->dst.port);
+	if (joinpt_name(&f->dst) != NULL)
+		log_info("forward: listening on %s for %s", host, f->dst.name);
+	else
+		log_info("forward: listening on %s for %s:%d", host,
+		    f->dst.name[0] ? f->dst.name : "localhost", f->dst.port);
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 #endif
 
 #include "crypto.h"
+#include "err.h"
 #include "log.h"
 #include "tunneld.h"
 
@@ -166,4 +167,16 @@ tun_listeners_drop(struct tun *t)
 {
 	if (t->hooks != NULL && t->hooks->listeners_drop != NULL)
 		t->hooks->listeners_drop(t);
+}
+
+int64_t
+tun_join_dial(struct tun *t, int64_t sid, uint32_t citi, const char *name,
+    char *err)
+{
+	if (t->hooks == NULL || t->hooks->join_dial == NULL) {
+		err_set(err, "join points exist only in a dispatcher's "
+		    "workers");
+		return -1;
+	}
+	return t->hooks->join_dial(t, sid, citi, name, err);
 }

@@ -130,6 +130,13 @@ struct tun_hooks {
 	int	(*listener_take)(struct tun *t, const char *src);
 	/* Closes the handed-over listening fds nobody took. */
 	void	(*listeners_drop)(struct tun *t);
+	/*
+	 * CITI citi of session sid is to join point name (joinpt.h): the
+	 * embedder asks for it and answers later with mux_join_done.
+	 * Returns the request's ref (>= 1), or -1 with err.
+	 */
+	int64_t	(*join_dial)(struct tun *t, int64_t sid, uint32_t citi,
+		    const char *name, char *err);
 	void	*arg;
 };
 
@@ -392,6 +399,14 @@ struct lsn *mux_lsn_find(struct sess *s, const struct fwd *f);
 void	 mux_lsn_move(struct lsn *l, struct sess *to);
 /* Open CITIs of s. */
 size_t	 mux_count(const struct sess *s);
+/*
+ * The answer to the join dial ref of CITI citi of session sid
+ * (tun_hooks.join_dial): fd, a connected stream socket now ours, or -1
+ * and why.  An answer for a CITI that is gone, or that waits for another
+ * ref, is dropped (fd closed).
+ */
+void	 mux_join_done(struct tun *t, int64_t sid, uint32_t citi,
+	    int64_t ref, int fd, const char *why);
 
 /*
  * sess_lim.c: the per-tenant limits of a session (cli_opts.lim): rates
@@ -487,7 +502,7 @@ void	 tun_free(struct tun *t);
  * Idempotent (the first code wins). */
 void	 tun_stop(struct tun *t, int code);
 /* The hooks' callers, with a standalone tunneld's answer when unset:
- * nothing, nothing, 0, 0 (free to bind), -1 (no fd: bind), nothing. */
+ * nothing, nothing, 0, 0 (free to bind), -1 (no fd: bind), nothing, -1. */
 void	 tun_session_ended(struct tun *t, const char *why);
 void	 tun_authed(struct tun *t);
 int	 tun_is_oneshot(const struct tun *t);
@@ -495,6 +510,9 @@ int	 tun_takeover(struct tun *t, const struct msg_fwdlist *eff,
 	    char *err);
 int	 tun_listener_take(struct tun *t, const char *src);
 void	 tun_listeners_drop(struct tun *t);
+/* -1 with err standalone: join points are a dispatcher's. */
+int64_t	 tun_join_dial(struct tun *t, int64_t sid, uint32_t citi,
+	    const char *name, char *err);
 
 /* worker*.c (worker_int.h is theirs alone) */
 struct worker_config {			/* what CTL_CONFIG names */

@@ -102,6 +102,7 @@ worker_stop(struct tun *t)
 		uv_close((uv_handle_t *)&w->lpoll, NULL);
 	}
 	uv_close((uv_handle_t *)&w->idle, NULL);
+	worker_join_close(w);
 }
 
 /* A worker before its CONFIG: the options of a command line without
@@ -121,6 +122,7 @@ worker_new(void)
 		.takeover = worker_takeover,
 		.listener_take = worker_listener_take,
 		.listeners_drop = worker_listeners_drop,
+		.join_dial = worker_join_dial,
 		.arg = w,
 	};
 	w->lfd = -1;
@@ -159,6 +161,7 @@ worker_run(uid_t ctl_uid)
 	tun_init(t, uv_default_loop(), &w->opts, &w->hooks);
 	uv_timer_init(t->loop, &w->idle);
 	w->idle.data = w;
+	worker_join_init(w);
 	worker_channel_add(w, WORKER_CTL_FD, 0);
 	rc = tun_run(t);
 	tun_free(t);

@@ -80,6 +80,7 @@ worker_channel_add(struct worker *w, int fd, int configured)
 	c->fd = fd;
 	c->w = w;
 	c->configured = configured;
+	c->seq = ++w->chan_seq;
 	uv_poll_init(w->tun.loop, &c->poll, fd);
 	c->poll.data = c;
 	uv_poll_start(&c->poll, UV_READABLE, worker_channel_cb);

@@ -233,5 +233,7 @@ const struct ctlmsg_rule worker_rules[WORKER_NRULES] = {
 	{ CTL_TAKEOVER_DONE,	WS_READY | WS_TAKEOVER,
 	    worker_on_takeover_done },
 	{ CTL_STOP,		WS_READY,	worker_on_stop },
+	/* A join's answer may come while a takeover waits. */
+	{ CTL_JOINED,		WS_READY | WS_TAKEOVER,	worker_on_joined },
 };
 const size_t worker_nrules = WORKER_NRULES;

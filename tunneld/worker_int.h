@@ -20,15 +20,35 @@
 #define WORKER_MAX_CHANNELS	16
 #define WORKER_IDLE_MS		30000	/* without any client at all */
 #define WORKER_TAKEOVER_MS	3000	/* the dispatcher's takeover answer */
-#define WORKER_NRULES		7
+#define WORKER_NRULES		8
 #define WORKER_SPAWN_MS		5000	/* an exec'd worker's CTL_SPAWN */
+/*
+ * Join dials: at most WORKER_JOIN_WINDOW asked and not answered, which the
+ * control socket's buffers hold both ways (so that neither side ever has
+ * to drop one); the others wait their turn, up to WORKER_JOIN_MAX (a
+ * browser opens dozens of streams at once).
+ */
+#define WORKER_JOIN_WINDOW	64
+#define WORKER_JOIN_MAX		8192
+#define WORKER_JOIN_MS		5000	/* the dispatcher's answer to one */
 
 /* One control channel: fd 3, or a connection to the worker's socket. */
 struct channel {
 	uv_poll_t	 poll;
 	int		 fd;
 	int		 configured;	/* fd 3 only: CONFIG accepted once */
+	uint64_t	 seq;		/* opened after those of lower seq */
 	struct worker	*w;
+};
+
+/* A join dial waiting for the dispatcher's CTL_JOINED (worker_join.c). */
+struct worker_join {
+	int64_t		 ref;
+	int64_t		 sid;		/* the session, by id */
+	uint32_t	 citi;
+	int		 asked;		/* CTL_JOIN sent */
+	uint64_t	 deadline;	/* ms, loop time */
+	char		 name[CTLMSG_JOIN_NAME_LEN];
 };
 
 struct worker {
@@ -40,6 +60,7 @@ struct worker {
 	uid_t		 ctl_uid;	/* the dispatcher's: its connections */
 	uv_poll_t	 lpoll;
 	struct channel	*ch[WORKER_MAX_CHANNELS];
+	uint64_t	 chan_seq;	/* the last channel's seq */
 	time_t		 started;
 	int		 had_session;
 	int		 authed;	/* a client authenticated once */
@@ -56,6 +77,13 @@ struct worker {
 	int		 lst_fd[MSG_MAX_FWDS];
 	char		 lst_src[MSG_MAX_FWDS][ADDR_NAME_MAX + 16];
 	int		 nlst;
+	/* join dials waiting for the dispatcher, oldest first (grown as
+	 * needed: most workers never dial one) */
+	struct worker_join *joins;
+	size_t		 njoins, joins_cap;
+	size_t		 joins_asked;	/* of them, CTL_JOIN sent */
+	int64_t		 join_next;	/* the last ref given */
+	uv_timer_t	 join_timer;
 };
 
 /* worker.c */
@@ -94,6 +122,14 @@ int	 worker_on_release(void *ctx, struct ctlmsg *m, int *fdp, char *err);
 int	 worker_on_listener(void *ctx, struct ctlmsg *m, int *fdp, char *err);
 int	 worker_on_takeover_done(void *ctx, struct ctlmsg *m, int *fdp,
 	    char *err);
+
+/* worker_join.c: the tun_hooks of join dials, the handler of their
+ * answers (worker_rules), the timer worker_main sets up. */
+int64_t	 worker_join_dial(struct tun *t, int64_t sid, uint32_t citi,
+	    const char *name, char *err);
+int	 worker_on_joined(void *ctx, struct ctlmsg *m, int *fdp, char *err);
+void	 worker_join_init(struct worker *w);
+void	 worker_join_close(struct worker *w);
 
 /* worker_idle.c */
 /* Starts the idle timer (w->idle, initialised by worker_main) afresh. */

@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "ctlmsg.h"
 #include "err.h"
+#include "joinpt.h"
 #include "log.h"
 #include "worker_int.h"
 
@@ -66,14 +67,33 @@ worker_ctl_channel(struct worker *w)
 	return NULL;
 }
 
-/* The reverse sources of eff into m (CTL_TAKEOVER); their number. */
+/* Whether one of our sessions listens for f already. */
+static int
+worker_listens(struct worker *w, const struct fwd *f)
+{
+	struct sess *s;
+
+	TAILQ_FOREACH(s, &w->tun.sessions, link)
+		if (!s->closing && mux_lsn_find(s, f) != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * The reverse sources of eff into m (CTL_TAKEOVER); their number.  A join
+ * point one of our sessions offers already moves to the new one here: the
+ * dispatcher, which would make a new socket for it, is not asked.
+ */
 static size_t
-worker_takeover_srcs(const struct msg_fwdlist *eff, struct ctlmsg_srcs *m)
+worker_takeover_srcs(struct worker *w, const struct msg_fwdlist *eff,
+    struct ctlmsg_srcs *m)
 {
 	size_t i;
 
 	for (i = 0; i < eff->n && m->n < CTLMSG_MAX_SRCS; i++)
-		if (eff->fwds[i].reverse)
+		if (eff->fwds[i].reverse &&
+		    (joinpt_name(&eff->fwds[i].src) == NULL ||
+		    !worker_listens(w, &eff->fwds[i])))
 			addr_format(&eff->fwds[i].src, m->src[m->n++],
 			    sizeof(m->src[0]));
 	return m->n;
@@ -85,7 +105,8 @@ worker_takeover_srcs(const struct msg_fwdlist *eff, struct ctlmsg_srcs *m)
  * source) or the question could not go (logged: the caller binds).
  */
 static int
-worker_takeover_ask(const struct msg_fwdlist *eff, char *err)
+worker_takeover_ask(struct worker *w, const struct msg_fwdlist *eff,
+    char *err)
 {
 	struct ctlmsg	*m;
 	int		 rc;
@@ -93,7 +114,7 @@ worker_takeover_ask(const struct msg_fwdlist *eff, char *err)
 	if ((m = malloc(sizeof(*m))) == NULL)
 		return 0;
 	ctlmsg_init(m, CTL_TAKEOVER);
-	if (worker_takeover_srcs(eff, &m->u.takeover) == 0) {
+	if (worker_takeover_srcs(w, eff, &m->u.takeover) == 0) {
 		free(m);
 		return 0;
 	}
@@ -160,7 +181,7 @@ worker_takeover(struct tun *t, const struct msg_fwdlist *eff, char *err)
 
 	if ((c = worker_ctl_channel(w)) == NULL)
 		return 0;	/* a dispatcher restarted since: bind */
-	if (!worker_takeover_ask(eff, err))
+	if (!worker_takeover_ask(w, eff, err))
 		return 0;
 	if (worker_takeover_wait(w, c, err) == -1)
 		return -1;

@@ -10,6 +10,7 @@
 local tenants = {
 	alpha = {},				-- from anywhere
 	beta = { from = { "127.", "::1", "10." } }, -- remote_addr prefixes
+	gamma = {},				-- its roles: handler.lua
 }
 
 -- Same rule as handler.lua: "x-tenant" header or "<tenant>." session

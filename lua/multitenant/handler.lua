@@ -8,6 +8,9 @@
 --     option -header "X-Tenant: alpha"), or
 --   * the prefix of its session id, up to the first dot:
 --     "session=alpha.<anything>" (client option -session alpha.<uuid>).
+-- A tenant whose clients play different parts (gamma below) has roles;
+-- a client names its role the same two ways: the header "x-role: expose"
+-- or the session's second label, "session=gamma.expose.<uuid>".
 --
 -- This file runs once, in the one state the dispatcher keeps for
 -- handler.lua: the tables below persist across calls, until a reload
@@ -71,6 +74,36 @@ local tenants = {
 		rateDown = 2 * 1000 * 1000,
 		sessionTimeout = 120,
 	},
+	-- gamma: two clients behind firewalls, joined through this host
+	-- (docs/operations.md, "Joining two clients").  Its "expose" client
+	-- runs beside a web service on a network it can only dial out of,
+	-- and offers that service (its 127.0.0.1:8080) as the join point
+	-- "web": the worker listens for it on a unix socket in the
+	-- dispatcher's state directory, never on a TCP port of this host.
+	-- Its "reach" clients, behind other firewalls, reach it as their
+	-- own port 18080.  Both only dial this host's public port.  Join
+	-- points are per tenant: a forward of another tenant to join:web
+	-- reaches that tenant's own web, never gamma's.  The fields of a
+	-- role replace the tenant's.
+	gamma = {
+		roles = {
+			expose = {
+				mode = "r-server",
+				forwards = { "r,join:web,127.0.0.1:8080" },
+			},
+			reach = {
+				mode = "server",
+				forwards = { "t,127.0.0.1:18080,join:web" },
+			},
+		},
+		maxTunnels = 8,			-- both roles together
+		idleTimeout = 3600,
+		maxStreams = 64,
+		maxConnectRate = 50,
+		rateUp = 10 * 1000 * 1000,
+		rateDown = 10 * 1000 * 1000,
+		sessionTimeout = 300,
+	},
 }
 
 local serial = 0	-- with the load time, makes every tunnel id unique
@@ -92,6 +125,21 @@ local function tenantOf(req)
 	return name
 end
 
+-- The role a request names (tenants with roles only), or nil and why.
+-- "gamma.expose.3f2c..." -> "expose".
+local function roleOf(req, t)
+	local header = req.headers["x-role"]
+	local label = req.session:match("^[%w_-]+%.([%w_-]+)%.")
+	if header and label and header ~= label then
+		return nil, "x-role and session disagree"
+	end
+	local role = t.roles[header or label or ""]
+	if not role then
+		return nil, "name a role (x-role or the session's second label)"
+	end
+	return role, header or label
+end
+
 -- A new session: pick the tenant, check its quota, hand out its worker.
 function getTunnelInfo(req)
 	local name, why = tenantOf(req)
@@ -102,6 +150,13 @@ function getTunnelInfo(req)
 	if not t then
 		-- Do not echo the name: it is the client's text.
 		return nil, "unknown tenant"
+	end
+	local role, rname = {}, nil
+	if t.roles then
+		role, rname = roleOf(req, t)
+		if not role then
+			return nil, rname
+		end
 	end
 	local s = (TENANT_SECRETS or {})[name] or {}
 	local pass, encPass = t.pass or s.pass, t.encPass or s.encPass
@@ -117,12 +172,14 @@ function getTunnelInfo(req)
 	serial = serial + 1
 	return {
 		-- [A-Za-z0-9._:@+-], unique (also across reloads)
-		id = name .. "-" .. loaded .. "-" .. serial,
+		id = name .. "-" .. (rname and rname .. "-" or "") .. loaded ..
+		    "-" .. serial,
+		-- The tenant, whatever the role: join points are its own.
 		tenant = name,
-		mode = t.mode,
+		mode = role.mode or t.mode,
 		pass = pass,
 		encPass = encPass,
-		forwards = t.forwards,	-- copied by the dispatcher
+		forwards = role.forwards or t.forwards,	-- copied
 		idleTimeout = t.idleTimeout,
 		-- Limits: read when the worker starts; a reload changes them
 		-- for tunnels started after it only.

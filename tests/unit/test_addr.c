@@ -19,6 +19,7 @@
 
 #include "addr.h"
 #include "err.h"
+#include "joinpt.h"
 
 static void
 expect_addr(const char *s, const char *name, int port, const char *path,
@@ -209,6 +210,50 @@ test_fwd_parse(void **state)
 	assert_true(fwd_equal(&f, &g));
 }
 
+/* Join points: the server's end of a forward only, kptunnel's texts
+ * unchanged. */
+static void
+test_fwd_join(void **state)
+{
+	struct fwd	 f, g;
+	char		 err[ERR_LEN], buf[64];
+
+	assert_int_equal(fwd_parse("t,127.0.0.1:18080,join:web", 0, &f, err),
+	    0);
+	assert_int_equal(f.reverse, 0);
+	assert_string_equal(f.dst.name, "join:web");
+	assert_int_equal(f.dst.port, 0);
+	assert_string_equal(joinpt_name(&f.dst), "web");
+	assert_null(joinpt_name(&f.src));
+	addr_format(&f.dst, buf, sizeof(buf));
+	assert_string_equal(buf, "join:web");
+	/* An r forward offers it; r-* modes need no prefix. */
+	assert_int_equal(fwd_parse("join:_a-1,127.0.0.1:8080", 1, &g, err), 0);
+	assert_int_equal(g.reverse, 1);
+	assert_string_equal(joinpt_name(&g.src), "_a-1");
+	assert_false(fwd_equal(&f, &g));
+	assert_int_equal(fwd_parse("r,join:_a-1,127.0.0.1:8080", 0, &f, err),
+	    0);
+	assert_true(fwd_equal(&f, &g));
+	/* A host named "join" and a port stay kptunnel's. */
+	assert_int_equal(fwd_parse("t,:1,join:80", 0, &f, err), 0);
+	assert_string_equal(f.dst.name, "join");
+	assert_int_equal(f.dst.port, 80);
+	assert_null(joinpt_name(&f.dst));
+	/* The name is 32 characters at most. */
+	assert_int_equal(fwd_parse("t,:1,join:"
+	    "abcdefghijklmnopqrstuvwxyz012345", 0, &f, err), 0);
+	/* Only the exact form is one: port 0, the lower-case prefix. */
+	strcpy(f.dst.name, "join:web");
+	f.dst.port = 1;
+	assert_null(joinpt_name(&f.dst));
+	f.dst.port = 0;
+	strcpy(f.dst.name, "JOIN:web");
+	assert_null(joinpt_name(&f.dst));
+	strcpy(f.dst.name, "join:../x");
+	assert_null(joinpt_name(&f.dst));
+}
+
 static void
 expect_fwd_fails(const char *s, const char *why)
 {
@@ -239,6 +284,19 @@ test_fwd_errors(void **state)
 	expect_fwd_fails(":1,h", "dst: ");
 	expect_fwd_fails("t,:1,h:99999", "dst: port out of range");
 	expect_fwd_fails("t,::1:80,h:1", "src: illegal pattern");
+	/* A join point is the worker's end, with a name a file can have. */
+	expect_fwd_fails("t,join:web,h:1", "only be the Src of an r");
+	expect_fwd_fails("r,:1,join:web", "only be the Src of an r");
+	expect_fwd_fails("t,:1,join:", "dst: join point NAME");
+	expect_fwd_fails("t,:1,join:a.b", "dst: join point NAME");
+	expect_fwd_fails("t,:1,join:a/b", "dst: join point NAME");
+	expect_fwd_fails("t,:1,join:-a", "dst: join point NAME");
+	expect_fwd_fails("t,:1,join:..", "dst: join point NAME");
+	expect_fwd_fails("t,:1,join:abcdefghijklmnopqrstuvwxyz0123456",
+	    "dst: join point NAME");
+	expect_fwd_fails("t,:1,JOIN:web", "dst: a join point is written");
+	expect_fwd_fails("t,:1,join:web:1", "dst: join point NAME");
+	expect_fwd_fails("t,:1,join:1x", "dst: port is not a number");
 	assert_int_equal(fwd_parse(NULL, 0, &(struct fwd){ 0 }, NULL), -1);
 }
 
@@ -393,6 +451,7 @@ main(void)
 		cmocka_unit_test(test_addr_errors),
 		cmocka_unit_test(test_addr_format),
 		cmocka_unit_test(test_fwd_parse),
+		cmocka_unit_test(test_fwd_join),
 		cmocka_unit_test(test_fwd_errors),
 		cmocka_unit_test(test_cidr_parse),
 		cmocka_unit_test(test_cidr_match),

@@ -29,7 +29,7 @@ static const int all_types[] = {
 	CTL_CONFIG, CTL_READY, CTL_CONN, CTL_CONN_OK, CTL_STATS_REQ,
 	CTL_STATS, CTL_STOP, CTL_END, CTL_SPAWN, CTL_SPAWNED, CTL_EXITED,
 	CTL_TAKEOVER, CTL_TAKEOVER_DONE, CTL_RELEASE, CTL_RELEASED,
-	CTL_LISTENER, CTL_AUTHED, CTL_KILL
+	CTL_LISTENER, CTL_AUTHED, CTL_KILL, CTL_JOIN, CTL_JOINED
 };
 #define NTYPES	(sizeof(all_types) / sizeof(all_types[0]))
 
@@ -144,6 +144,14 @@ fill(struct ctlmsg *m, int type)
 		break;
 	case CTL_LISTENER:
 		strcpy(m->u.listener.src, "0.0.0.0:80");
+		break;
+	case CTL_JOIN:
+		strcpy(m->u.join.name, "_abcdefghijklmnopqrstuvwxyz-0123");
+		m->u.join.ref = INT64_MAX;
+		break;
+	case CTL_JOINED:
+		m->u.joined.ref = 1;
+		strcpy(m->u.joined.error, "tenant 'x' offers no join point");
 		break;
 	}
 }
@@ -339,6 +347,22 @@ test_refusals(void **state)
 	snprintf(list + i, len - i, "]}");
 	refused(list, "srcs must be a list of at most");
 	free(list);
+	/* A join names a point by a name a file can have, nothing more. */
+	refused("{\"type\":24,\"ref\":1}", "name is required");
+	refused("{\"type\":24,\"name\":\"web\"}", "ref is required");
+	refused("{\"type\":24,\"name\":\"web\",\"ref\":0}", "ref 0");
+	refused("{\"type\":24,\"name\":\"..\",\"ref\":1}",
+	    "not a join point's");
+	refused("{\"type\":24,\"name\":\"a/b\",\"ref\":1}",
+	    "not a join point's");
+	refused("{\"type\":24,\"name\":\"\",\"ref\":1}",
+	    "not a join point's");
+	refused("{\"type\":24,\"name\":\"1a\",\"ref\":1}",
+	    "not a join point's");
+	refused("{\"type\":24,\"name\":\"abcdefghijklmnopqrstuvwxyz0123456\","
+	    "\"ref\":1}", "name is too long");
+	refused("{\"type\":25}", "ref is required");
+	refused("{\"type\":25,\"ref\":2,\"error\":\"\"}", "must say why");
 }
 
 /* Encoding refuses what it cannot carry. */
@@ -441,6 +465,9 @@ test_worker_table(void **state)
 	/* The replies a worker sends are never taken from the dispatcher. */
 	expect_refused(worker_rules, worker_nrules, WS_READY, CTL_STATS);
 	expect_refused(worker_rules, worker_nrules, WS_READY, CTL_AUTHED);
+	expect_refused(worker_rules, worker_nrules, WS_READY, CTL_JOIN);
+	/* A join's answer comes to a configured worker only. */
+	expect_refused(worker_rules, worker_nrules, WS_IDLE, CTL_JOINED);
 }
 
 static void
@@ -452,6 +479,9 @@ test_dispatcher_table(void **state)
 	expect_refused(wmon_rules, wmon_nrules, WMON_AUTHED, CTL_CONFIG);
 	expect_refused(wmon_rules, wmon_nrules, WMON_PENDING, CTL_STATS);
 	expect_refused(wmon_rules, wmon_nrules, WMON_PENDING, CTL_LISTENER);
+	/* Streams, and so joins, come after a client authenticated. */
+	expect_refused(wmon_rules, wmon_nrules, WMON_PENDING, CTL_JOIN);
+	expect_refused(wmon_rules, wmon_nrules, WMON_AUTHED, CTL_JOINED);
 }
 
 static void

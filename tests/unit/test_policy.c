@@ -1541,6 +1541,7 @@ test_example_multitenant(void **state)
 	struct policy_verdict	 v;
 	struct policy_tunnel	 a, b, t;
 	struct policy_kv	 h[1] = { { "x-tenant", "alpha" } };
+	struct policy_kv	 hr[1] = { { "x-role", "reach" } };
 	char			 err[ERR_LEN], path[512], hp[256], cp[512];
 	int			 nbeta = 0;
 	struct policy_counter	 pc = { test_count, &nbeta };
@@ -1559,7 +1560,8 @@ test_example_multitenant(void **state)
 	snprintf(path, sizeof(path), "%s/lua/multitenant/handler.lua", top());
 	example_edit(hp, path, "\nfunction onEndTunnel(", "\nTENANT_SECRETS = "
 	    "{ alpha = { pass = \"ap\", encPass = \"ae\" },"
-	    " beta = { pass = \"bp\", encPass = \"be\" } }\n"
+	    " beta = { pass = \"bp\", encPass = \"be\" },"
+	    " gamma = { pass = \"gp\", encPass = \"ge\" } }\n"
 	    "function onEndTunnel(");
 	snprintf(cp, sizeof(cp), "%s/lua/multitenant/canAccept.lua", top());
 	if (policy_load(hp, cp, NULL, &p, err) != 0)
@@ -1622,12 +1624,43 @@ test_example_multitenant(void **state)
 	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
 	assert_int_equal(v.status, 400);
 	assert_string_equal(v.body, "no tenant named");
-	r.session = "gamma.1";
+	r.session = "delta.1";
 	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
 	assert_int_equal(v.status, 403);
 	assert_string_equal(v.body, "unknown tenant");
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
 	assert_string_equal(err, "unknown tenant");
+
+	/* gamma: two roles of one tenant, which meet at join:web. */
+	r.session = "gamma.expose.3f2c";
+	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
+	assert_int_equal(v.accept, 1);
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_true(strncmp(t.id, "gamma-expose-", 13) == 0);
+	assert_string_equal(t.tenant, "gamma");
+	assert_string_equal(t.mode, "r-server");
+	assert_int_equal(t.nfwd, 1);
+	assert_string_equal(t.forwards[0], "r,join:web,127.0.0.1:8080");
+	assert_int_equal(t.limits.max_streams, 64);
+	r.session = "gamma.reach.3f2c";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_true(strncmp(t.id, "gamma-reach-", 12) == 0);
+	assert_string_equal(t.tenant, "gamma");
+	assert_string_equal(t.mode, "server");
+	assert_string_equal(t.forwards[0], "t,127.0.0.1:18080,join:web");
+	/* A role must be named, one way or both in agreement. */
+	r.session = "gamma.3f2c";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_true(strncmp(err, "name a role", 11) == 0);
+	r.headers = hr;
+	r.nheaders = 1;
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
+	assert_string_equal(t.mode, "server");
+	r.session = "gamma.expose.3f2c";
+	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
+	assert_string_equal(err, "x-role and session disagree");
+	r.headers = NULL;
+	r.nheaders = 0;
 	r.method = "POST";
 	r.session = "alpha.1";
 	assert_int_equal(policy_can_accept(p, &r, &v, err), 0);
