@@ -106,6 +106,7 @@ hs_client_response(struct hs *h, const uint8_t *p, size_t n, char *err)
 		client_fatal(t, "UDP forwards need a tunneld server in the AEAD "
 		    "mode: this one did not offer it (a kptunnel server, or "
 		    "-noAead or -encCount 0 there, or another -encPass)");
+		hs_fail(h, "UDP forwards not carried");
 		return HS_HELD;
 	}
 	m.udp = h->aead;

@@ -40,6 +40,23 @@ mux_udp_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)mux_udp_rbuf, sizeof(mux_udp_rbuf));
 }
 
+void
+mux_udp_name(const struct sockaddr *sa, char *out, size_t cap)
+{
+	char	 ip[INET6_ADDRSTRLEN];
+	int	 port;
+
+	if (uv_ip_name(sa, ip, sizeof(ip)) != 0) {
+		snprintf(out, cap, "?");
+		return;
+	}
+	port = ntohs(sa->sa_family == AF_INET6 ?
+	    ((const struct sockaddr_in6 *)sa)->sin6_port :
+	    ((const struct sockaddr_in *)sa)->sin_port);
+	snprintf(out, cap, sa->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+	    ip, port);
+}
+
 static size_t
 mux_udp_salen(const struct sockaddr *sa)
 {
@@ -285,9 +302,9 @@ mux_udp_report(const struct uflow *uf, const struct citi *ci)
 
 	if (uf->dial)
 		addr_format(&ci->dst, who, sizeof(who));
-	else if (uv_ip_name((const struct sockaddr *)&uf->src, who,
-	    sizeof(who)) != 0)
-		snprintf(who, sizeof(who), "?");
+	else
+		mux_udp_name((const struct sockaddr *)&uf->src, who,
+		    sizeof(who));
 	if (!lost && !log_verbose())
 		return;
 	log_msg(lost ? LOG_LVL_INFO : LOG_LVL_DEBUG, "session %" PRId64

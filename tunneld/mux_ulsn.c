@@ -127,8 +127,7 @@ ulsn_refuse(struct lsn *l, const struct sockaddr *sa, const char *why)
 	char	 who[64], host[ADDR_NAME_MAX + 16];
 
 	l->u->refused++;
-	if (uv_ip_name(sa, who, sizeof(who)) != 0)
-		snprintf(who, sizeof(who), "?");
+	mux_udp_name(sa, who, sizeof(who));
 	addr_format(&l->fwd.src, host, sizeof(host));
 	mux_peer_warn(l->s, "udp listener %s: %s, datagram of %s dropped "
 	    "(%" PRIu64 " so far)", host, why, who, l->u->refused);
