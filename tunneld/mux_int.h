@@ -188,6 +188,8 @@ void		 mux_udp_peer_eof(struct citi *ci);
 void		 mux_udp_close(struct citi *ci);
 /* Once a second: idle flows end (-udpTimeout). */
 void		 mux_udp_tick(struct sess *s, uint64_t now);
+/* Asks for TUN_UDP_SOCKBUF of receive buffer on an open UDP socket. */
+void		 mux_udp_sockbuf(uv_handle_t *h);
 /* "addr:port" ("[v6]:port") of sa, for logs. */
 void		 mux_udp_name(const struct sockaddr *sa, char *out, size_t cap);
 /* libuv's buffer for a datagram (one receive at a time: shared). */

@@ -57,6 +57,15 @@ mux_udp_name(const struct sockaddr *sa, char *out, size_t cap)
 	    ip, port);
 }
 
+void
+mux_udp_sockbuf(uv_handle_t *h)
+{
+	int v = TUN_UDP_SOCKBUF;
+
+	/* Best effort: a smaller buffer only drops sooner. */
+	(void)uv_recv_buffer_size(h, &v);
+}
+
 static size_t
 mux_udp_salen(const struct sockaddr *sa)
 {
@@ -111,7 +120,9 @@ mux_udp_connect(struct citi *ci, const struct sockaddr *sa)
 	uf->udp.data = uf;
 	uf->sock = 1;
 	ci->s->handles++;
-	return uv_udp_connect(&uf->udp, sa);
+	if ((rc = uv_udp_connect(&uf->udp, sa)) == 0)
+		mux_udp_sockbuf((uv_handle_t *)&uf->udp);
+	return rc;
 }
 
 /* The most stream bytes one packet carries (the AEAD tag rides in it). */

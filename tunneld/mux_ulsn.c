@@ -271,8 +271,10 @@ mux_ulsn_listen(struct sess *s, const struct fwd *f)
 	} else
 		rc = uv_udp_bind(&l->udp, res->ai_addr, 0);
 	uv_freeaddrinfo(res);
-	if (rc == 0)
+	if (rc == 0) {
+		mux_udp_sockbuf((uv_handle_t *)&l->udp);
 		rc = uv_udp_recv_start(&l->udp, mux_udp_alloc_cb, ulsn_recv_cb);
+	}
 	if (rc < 0) {
 		log_err("forward listener %s: %s", label, uv_strerror(rc));
 		return -1;

@@ -90,6 +90,12 @@
  * and counted, never queued without bound.
  */
 #define TUN_UDP_QUEUE		(256 * 1024)
+/*
+ * The receive buffer asked for each UDP socket (the kernel caps it at
+ * net.core.rmem_max): what arrives while the loop is busy elsewhere waits
+ * there instead of being dropped.  It costs memory only while full.
+ */
+#define TUN_UDP_SOCKBUF		(2 * 1024 * 1024)
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)
 /*
  * Answers to the peer's stream requests (CTRL_RESP_HEADER) kept for resend

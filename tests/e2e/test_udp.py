@@ -18,7 +18,9 @@ stream per sender, each datagram framed with its length.
 * kptunnel peers never see UDP: a Go-shaped client gets the TCP forwards
   only and cannot open a UDP stream; a client whose server cannot carry
   UDP exits;
-* a dispatcher worker runs the policy's UDP forwards.
+* a dispatcher worker runs the policy's UDP forwards;
+* a restarted reverse client takes the UDP listener over, standalone and
+  from the replaced worker, beside a TCP listener on the same port number.
 """
 
 import os
@@ -36,6 +38,9 @@ import kpt
 from conftest import HOST, LISTENING, free_port, wait_until
 from dispatch import dispatch  # noqa: F401  (the fixture)
 from test_aead import PASS, PW, EPW
+from test_takeover import (CANACCEPT as T_CANACCEPT, ENCPASS as T_ENC,
+                           HANDLER as T_HANDLER, PASS as T_PASS,
+                           echo_within, rclient)
 from udppeer import (AeadPeer, CheckedEcho, DnsServer, Echo, dns_query, frame,
                      free_udp_port, parse_a, run_flows, udp_counters,
                      udp_socket)
@@ -498,4 +503,69 @@ def test_worker_runs_policy_udp_forwards(dispatch, tunneld, tmp_path):
                timeout=20 * SLOW)
     assert dig(lp, "udp.test") == ["192.0.2.53"]
     assert dig(rp, "www.udp.test") == ["198.51.100.7"]
+    dns.close()
+
+
+# --------------------------------------------------------------------------
+# A restarted reverse client takes the UDP listener over
+
+
+def takeover_fwds(dns_port, echo_port, lport):
+    """A ur forward and an r forward on the same port number: two
+    listeners, told apart by their kind."""
+    return [ufwd(lport, dns_port, "ur,"),
+            "r,%s:%d,%s:%d" % (HOST, lport, HOST, echo_port)]
+
+
+def test_udp_listener_takeover_standalone(tunneld, echo_server):
+    """r-wsserver with a ur and an r forward on one port number: a killed
+    client's session hands both listeners to the restarted client's,
+    which answers DNS and echoes bytes through them."""
+    dns, e = DnsServer(ZONE), echo_server()
+    sp, lp = free_port(), free_udp_port()
+    srv = tunneld.server(sp, *takeover_fwds(dns.port, e.port, lp),
+                         "-pass", T_PASS, "-encPass", T_ENC,
+                         mode="r-wsserver")
+    c1 = rclient(tunneld, sp)
+    srv.wait_for(LISTENING + re.escape("udp/%s:%d" % (HOST, lp)))
+    srv.wait_for(LISTENING + re.escape("%s:%d " % (HOST, lp)))
+    assert ask(lp, "udp.test", 1) == (0, ["192.0.2.53"])
+    echo_within(lp, 10 * SLOW, "first client")
+    c1.kill()
+    srv.wait_for(r"session 1: transport lost", timeout=20 * SLOW)
+    rclient(tunneld, sp)
+    srv.wait_for(r"session 1: 2 forward listeners taken over by session 2",
+                 timeout=20 * SLOW)
+    assert ask(lp, "www.udp.test", 2) == (0, ["198.51.100.7"])
+    echo_within(lp, 10 * SLOW, "restarted client")
+    dns.close()
+
+
+def test_udp_listener_takeover_dispatcher(dispatch, tunneld, tmp_path,
+                                          echo_server):
+    """The same through the dispatcher: the new worker of the tunnel gets
+    the replaced worker's UDP listening socket ("udp/host:port") and its
+    TCP one on the same port number."""
+    dns, e = DnsServer(ZONE), echo_server()
+    lp = free_udp_port()
+    fwds = takeover_fwds(dns.port, e.port, lp)
+    h = (T_HANDLER.replace("@PASS@", D.lua(T_PASS))
+         .replace("@ENC@", D.lua(T_ENC))
+         .replace("@FWD@", ", ".join(D.lua(f) for f in fwds)))
+    h, c = D.write_policy(tmp_path, h, T_CANACCEPT, name="utakeover")
+    d = dispatch.start(h, c)
+    c1 = rclient(tunneld, d.port, session=D.new_session("rev"))
+    d.wait_log(r"worker: forward: listening on udp/%s:%d" % (
+        re.escape(HOST), lp), timeout=20 * SLOW)
+    assert ask(lp, "udp.test", 1) == (0, ["192.0.2.53"])
+    c1.kill()
+    d.wait_log(r"worker: session \d+: transport lost", timeout=20 * SLOW)
+    rclient(tunneld, d.port, session=D.new_session("rev"))
+    d.wait_log(r"END id=rev reason=replaced", timeout=20 * SLOW)
+    d.wait_log(r"worker: forward listener udp/%s:%d: taken over" % (
+        re.escape(HOST), lp), timeout=20 * SLOW)
+    d.wait_log(r"worker: forward listener %s:%d: taken over" % (
+        re.escape(HOST), lp), timeout=20 * SLOW)
+    assert ask(lp, "www.udp.test", 2) == (0, ["198.51.100.7"])
+    echo_within(lp, 10 * SLOW, "restarted client")
     dns.close()
