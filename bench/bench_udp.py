@@ -54,7 +54,7 @@ VARIANTS = [
     ("ws", "tunneld ws (AEAD)", ("wsserver", "wsclient")),
     ("tcp", "tunneld tcp (AEAD)", ("server", "client")),
 ]
-FLOW_END = re.compile(r"dropped: (\d+) \(queue full\), (\d+) \(local socket "
+FLOW_END = re.compile(r"dropped: (\d+) \(not sent\), (\d+) \(local socket "
                       r"refused\), (\d+) \(cut by the peer\)")
 
 

@@ -128,6 +128,7 @@ dgram_q_push(struct dgram_q *q, const uint8_t *p, size_t n)
 	STAILQ_INSERT_TAIL(&q->h, e, link);
 	q->bytes += e->len;
 	q->cost += cost;
+	q->count++;
 	return 0;
 }
 
@@ -148,6 +149,7 @@ dgram_q_take(struct dgram_q *q, uint8_t *out, size_t cap)
 		if (q->off == e->len) {
 			STAILQ_REMOVE_HEAD(&q->h, link);
 			q->cost -= e->len + DGRAM_QE_COST;
+			q->count--;
 			q->off = 0;
 			free(e);
 		}
@@ -161,6 +163,12 @@ dgram_q_bytes(const struct dgram_q *q)
 	return q->bytes;
 }
 
+size_t
+dgram_q_count(const struct dgram_q *q)
+{
+	return q->count;
+}
+
 void
 dgram_q_free(struct dgram_q *q)
 {
@@ -170,5 +178,5 @@ dgram_q_free(struct dgram_q *q)
 		STAILQ_REMOVE_HEAD(&q->h, link);
 		free(e);
 	}
-	q->bytes = q->cost = q->off = 0;
+	q->bytes = q->cost = q->off = q->count = 0;
 }

@@ -61,6 +61,7 @@ struct dgram_qe {
 struct dgram_q {
 	STAILQ_HEAD(, dgram_qe) h;
 	size_t	 bytes;		/* framed bytes not yet taken */
+	size_t	 count;		/* datagrams not yet wholly taken */
 	size_t	 cost;		/* what the bound counts */
 	size_t	 off;		/* bytes of the first entry already taken */
 	size_t	 max;
@@ -81,6 +82,8 @@ int	 dgram_q_push(struct dgram_q *q, const uint8_t *p, size_t n);
 size_t	 dgram_q_take(struct dgram_q *q, uint8_t *out, size_t cap);
 /* Framed bytes waiting. */
 size_t	 dgram_q_bytes(const struct dgram_q *q);
+/* Datagrams waiting (one taken in part counts). */
+size_t	 dgram_q_count(const struct dgram_q *q);
 /* Frees every entry; q stays usable (empty). */
 void	 dgram_q_free(struct dgram_q *q);
 

@@ -396,6 +396,8 @@ mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 	if (!m->result)
 		mux_peer_warn(s, "citi %08" PRIx32 " to port %d refused by "
 		    "the peer: %s", ci->id, ci->dst.port, m->mess);
+	if (!m->result && ci->udp)
+		mux_udp_refused(ci);
 	mux_citi_event(ci, m->result ? CITI_EV_ANSWER_OK : CITI_EV_ANSWER_NG);
 }
 

@@ -88,7 +88,9 @@ struct uflow {
 	struct dgram_rx	 rx;		/* the peer's stream */
 	uint64_t	 last;		/* ms: the last datagram either way */
 	uint64_t	 n_up, n_down;	/* datagrams to the peer, from it */
-	uint64_t	 dropped;	/* local ones past TUN_UDP_QUEUE */
+	uint64_t	 dropped;	/* local ones not sent: past
+					 * TUN_UDP_QUEUE, or queued when the
+					 * flow ended */
 	uint64_t	 undelivered;	/* the peer's the local socket refused */
 	uint64_t	 truncated;	/* the peer's stream ended in one */
 };
@@ -182,6 +184,9 @@ void		 mux_udp_reading(struct citi *ci, int may_send);
 /* The peer's stream bytes: its datagrams go out at once (or are
  * dropped and counted); a malformed stream ends the CITI. */
 void		 mux_udp_data(struct citi *ci, const uint8_t *p, size_t n);
+/* The peer refused the flow's stream: its listener opens no flow for a
+ * while (each datagram of a refused sender would ask again). */
+void		 mux_udp_refused(struct citi *ci);
 /* The peer closed its stream: a datagram it cut is dropped, counted. */
 void		 mux_udp_peer_eof(struct citi *ci);
 /* ci enters CITI_CLOSING: its flow ends (counters logged). */
@@ -208,5 +213,8 @@ void		 mux_ulsn_free(struct lsn *l);
 void		 mux_ulsn_unhash(struct uflow *uf);
 /* The flow ended: off its listener. */
 void		 mux_ulsn_forget(struct uflow *uf);
+/* The peer refused a flow of l: new senders wait MUX_ULSN_HOLD_MS. */
+void		 mux_ulsn_hold(struct lsn *l);
+#define MUX_ULSN_HOLD_MS	1000
 
 #endif

@@ -281,6 +281,13 @@ mux_udp_data(struct citi *ci, const uint8_t *p, size_t n)
 }
 
 void
+mux_udp_refused(struct citi *ci)
+{
+	if (ci->uf != NULL && ci->uf->l != NULL)
+		mux_ulsn_hold(ci->uf->l);
+}
+
+void
 mux_udp_peer_eof(struct citi *ci)
 {
 	struct uflow	*uf = ci->uf;
@@ -321,7 +328,7 @@ mux_udp_report(const struct uflow *uf, const struct citi *ci)
 	log_msg(lost ? LOG_LVL_INFO : LOG_LVL_DEBUG, "session %" PRId64
 	    ": udp flow citi %08"
 	    PRIx32 " (%s %s) ended: %" PRIu64 " datagrams to the peer, %"
-	    PRIu64 " from it; dropped: %" PRIu64 " (queue full), %" PRIu64
+	    PRIu64 " from it; dropped: %" PRIu64 " (not sent), %" PRIu64
 	    " (local socket refused), %" PRIu64 " (cut by the peer)",
 	    uf->s->id, ci->id, uf->dial ? "to" : "from", who, uf->n_up,
 	    uf->n_down, uf->dropped, uf->undelivered, uf->truncated);
@@ -334,6 +341,8 @@ mux_udp_close(struct citi *ci)
 
 	if (uf == NULL)
 		return;
+	/* What never reached the stream is lost with the flow. */
+	uf->dropped += dgram_q_count(&uf->q);
 	mux_udp_report(uf, ci);
 	ci->uf = NULL;
 	uf->ci = NULL;

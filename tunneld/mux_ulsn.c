@@ -27,6 +27,8 @@ struct ulsn {
 	int		 batch;		/* datagrams read since a flush */
 	size_t		 nflows;	/* counted against -udpFlows */
 	uint64_t	 refused;	/* datagrams of senders refused */
+	uint64_t	 hold_until;	/* ms: no new flow before (the peer
+					 * refused one) */
 	uint64_t	 cut;		/* datagrams longer than DGRAM_MAX */
 };
 
@@ -143,6 +145,10 @@ ulsn_open(struct lsn *l, const struct sockaddr *sa)
 	size_t		 b;
 	char		 why[96];
 
+	if (uv_now(s->tun->loop) < l->u->hold_until) {
+		ulsn_refuse(l, sa, "the peer refused a flow just now");
+		return NULL;
+	}
 	if (l->u->nflows >= (size_t)s->tun->o->udp_flows) {
 		snprintf(why, sizeof(why), "%zu flows (-udpFlows)",
 		    l->u->nflows);
@@ -282,6 +288,12 @@ mux_ulsn_listen(struct sess *s, const struct fwd *f)
 	log_info("forward: listening on %s for udp %s:%d", label,
 	    f->dst.name[0] ? f->dst.name : "localhost", f->dst.port);
 	return 0;
+}
+
+void
+mux_ulsn_hold(struct lsn *l)
+{
+	l->u->hold_until = uv_now(l->s->tun->loop) + MUX_ULSN_HOLD_MS;
 }
 
 void

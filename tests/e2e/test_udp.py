@@ -156,11 +156,11 @@ SIZES = [0, 1, 17, 100, 300, 512, 700, 1000, 1200, 1400, 1472, 2000, 4000,
 
 def tunneld_losses(*procs):
     """The flows' own counts of lost datagrams, from their end lines
-    (-debug logs every flow's end): queue full, local socket refused,
-    cut by the peer."""
+    (-debug logs every flow's end): not sent (queue full, or queued when
+    the flow ended), local socket refused, cut by the peer."""
     q = r = c = n = 0
     for p in procs:
-        for m in re.finditer(r"dropped: (\d+) \(queue full\), (\d+) \(local "
+        for m in re.finditer(r"dropped: (\d+) \(not sent\), (\d+) \(local "
                              r"socket refused\), (\d+) \(cut by the peer\)",
                              p.stderr()):
             q, r, c, n = (q + int(m.group(1)), r + int(m.group(2)),
@@ -294,6 +294,49 @@ def test_listener_flow_limit(tunneld):
     tunneld.check(cli)
     assert re.search(r"udp listener 127\.0\.0\.1:%d: [1-9]\d* datagrams of "
                      r"senders refused" % lp, cli.stderr())
+
+
+def test_refused_flow_holds_listener(tunneld):
+    """The server takes one flow (-udpFlows 1): a second sender's flow is
+    refused by it, and the client's listener then opens no flow for a
+    moment (each datagram of a refused sender would ask again), dropping
+    and counting what comes; the first flow goes on."""
+    echo = Echo()
+    lp = free_udp_port()
+    srv, cli = udp_pair(tunneld, [ufwd(lp, echo.port)],
+                        srv_opts=["-udpFlows", "1"])
+    first = udp_socket()
+    first.settimeout(10 * SLOW)
+    first.connect((HOST, lp))
+    first.send(b"first")
+    assert first.recv(100) == b"first"
+    second = udp_socket()
+    second.connect((HOST, lp))
+    sport = second.getsockname()[1]
+    for i in range(20):
+        second.send(b"second %d" % i)
+    cli.wait_for(r"refused by the peer: too many UDP flows",
+                 timeout=20 * SLOW)
+    # Each refusal holds the listener a second; a datagram every 20 ms
+    # meets one.
+    deadline = time.monotonic() + 30 * SLOW
+    rx = re.compile(r"the peer refused a flow just now, datagram of "
+                    r"127\.0\.0\.1:%d dropped" % sport)
+    while not rx.search(cli.stderr()):
+        assert time.monotonic() < deadline, cli.describe()
+        second.send(b"again")
+        time.sleep(0.02)
+    first.send(b"still")
+    assert first.recv(100) == b"still"
+    first.close()
+    second.close()
+    echo.close()
+    tunneld.check(cli)
+    # The refused flows' queued datagrams are counted as not sent.
+    assert re.search(r"udp flow citi [0-9a-f]{8} \(from 127\.0\.0\.1:%d\) "
+                     r"ended: \d+ datagrams to the peer, 0 from it; dropped: "
+                     r"[1-9]\d* \(not sent\)" % sport,
+                     cli.stderr()), cli.stderr()[-3000:]
 
 
 # --------------------------------------------------------------------------

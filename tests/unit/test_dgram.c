@@ -196,12 +196,14 @@ test_queue(void **state)
 			assert_int_equal(dgram_q_push(&q, d, n), 0);
 		}
 		assert_int_equal(dgram_q_bytes(&q), len);
+		assert_int_equal(dgram_q_count(&q), 12);
 		got = 0;
 		while (dgram_q_bytes(&q) > 0)
 			got += dgram_q_take(&q, out + got, cap);
 		assert_int_equal(got, len);
 		assert_memory_equal(out, want, len);
 		assert_int_equal(q.cost, 0);
+		assert_int_equal(dgram_q_count(&q), 0);
 		dgram_q_free(&q);
 	}
 	/* The bound: framed bytes plus the cost of each entry. */
@@ -213,6 +215,7 @@ test_queue(void **state)
 	/* Taken in part: the entry still counts until it is whole. */
 	assert_int_equal(dgram_q_take(&q, out, 50), 50);
 	assert_int_equal(dgram_q_push(&q, d, 0), -1);
+	assert_int_equal(dgram_q_count(&q), 3);
 	assert_int_equal(dgram_q_take(&q, out, 52), 52);
 	assert_int_equal(dgram_q_push(&q, d, 100), 0);
 	dgram_q_free(&q);
