@@ -219,9 +219,9 @@ hs_client_new_session(struct hs *h, const struct msg_result *r)
 		hs_fail(h, "forward list refused");
 		return NULL;
 	}
-	/* A server that does not write the member does not carry UDP. */
-	if (!r->udp && msg_fwdlist_udp(!r->fwds.null && r->fwds.n > 0 ?
-	    &r->fwds : &o->fwds) > 0) {
+	/* A server that does not write the member does not carry UDP (its
+	 * list, if any, has none: only the member brings them). */
+	if (!r->udp && msg_fwdlist_udp(&o->fwds) > 0) {
 		client_fatal(t, "the server does not carry UDP forwards (a "
 		    "tunneld without them?)");
 		hs_fail(h, "UDP forwards not carried");

@@ -37,6 +37,7 @@ import dispatch as D
 import kpt
 from conftest import HOST, LISTENING, free_port, wait_until
 from dispatch import dispatch  # noqa: F401  (the fixture)
+from aeadwire import Secrets, WireRelay
 from test_aead import PASS, PW, EPW
 from test_takeover import (CANACCEPT as T_CANACCEPT, ENCPASS as T_ENC,
                            HANDLER as T_HANDLER, PASS as T_PASS,
@@ -508,6 +509,28 @@ def test_client_needs_udp_capable_server(tunneld):
         c.stderr()
     s = udp_socket(lp)      # still free
     s.close()
+
+
+def test_client_needs_the_member(tunneld):
+    """A marked server whose AuthResult lacks TunneldUdp (a tunneld
+    without UDP forwards; here a relay that knows the secrets renames the
+    member): the client with a UDP forward exits with status 1."""
+    sp, lp = free_port(), free_udp_port()
+    tunneld.server(sp, *PASS, "-allowClientForwards")
+
+    def rename(flow, index, plain):
+        if flow == "s2c":
+            return plain.replace(b'"TunneldUdp":', b'"TunneldXyz":')
+        return plain
+    relay = WireRelay(sp, Secrets(PW, EPW), ws=True, rewrite=rename)
+    try:
+        c = tunneld.start("wsclient", "%s:%d" % (HOST, relay.port),
+                          ufwd(lp, 9), *PASS, name="client")
+        assert c.wait_exit(30 * SLOW) == 1
+    finally:
+        relay.close()
+    assert "the server does not carry UDP forwards" in c.stderr(), \
+        c.stderr()
 
 
 def test_options_need_aead(tunneld):
