@@ -32,7 +32,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import struct
 import sys
 import time
@@ -207,7 +206,7 @@ def start_tunnel(ctx, modes):
 
 
 def flow_drops(ps):
-    """The flows' own drop counts, from their end lines: (queue full,
+    """The flows' own drop counts, from their end lines: (not sent,
     local socket refused)."""
     q = r = 0
     for p in ps:
@@ -280,7 +279,7 @@ def report(res, ctx):
          "the sender and the receiver are Python processes, each datagram "
          "its sequence number and send time.  `kernel drops`: the host's "
          "UDP RcvbufErrors + SndbufErrors during the run; `tunnel drops`: "
-         "what the flows counted as dropped (queue full + local socket "
+         "what the flows counted as dropped (not sent + local socket "
          "refused).  A loss above both would be the tunnel's own." % (
              ctx["git"], os.path.basename(ctx["tunneld"]), ctx["load0"],
              ctx["load1"], RUN_TIME), "",

@@ -202,8 +202,8 @@ def test_checked_datagrams(tunneld, prefix, record_property):
               k1["SndbufErrors"] - k0["SndbufErrors"])
     report = ("udp %s: %d datagrams sent by %d senders; lost to the target "
               "%d, lost back %d; kernel buffer drops on the host %d; "
-              "tunneld flows: %d refused by a local socket, %d queue "
-              "drops, %d cut" % (prefix.rstrip(","), sent, flows, sent - up,
+              "tunneld flows: %d refused by a local socket, %d not "
+              "sent, %d cut" % (prefix.rstrip(","), sent, flows, sent - up,
                                  up - down, kernel, refused, queue, cut))
     print(report)
     record_property("udp_loss", report)
