@@ -343,6 +343,29 @@ fwd_parse_end(const char *s, size_t n, struct hostinfo *h, char *err)
 	return addr_parsen(s, n, h, err);
 }
 
+/*
+ * The type before the first comma: "r", "t", or UDP's "u" (the mode's
+ * direction, as no prefix), "ut", "ur".  0, or -1 if it is none of them.
+ */
+static int
+fwd_type(const char *p, size_t n, struct fwd *f)
+{
+	if (n > 0 && p[0] == 'u') {
+		f->udp = 1;
+		p++;
+		n--;
+		if (n == 0)
+			return 0;
+	}
+	if (n == 1 && p[0] == 'r')
+		f->reverse = 1;
+	else if (n == 1 && p[0] == 't')
+		f->reverse = 0;
+	else
+		return -1;
+	return 0;
+}
+
 int
 fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
 {
@@ -358,11 +381,7 @@ fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
 	np = fwd_split(s, part, len);
 	f->reverse = default_reverse ? 1 : 0;
 	if (np == 3) {
-		if (len[0] == 1 && part[0][0] == 'r')
-			f->reverse = 1;
-		else if (len[0] == 1 && part[0][0] == 't')
-			f->reverse = 0;
-		else {
+		if (fwd_type(part[0], len[0], f) == -1) {
 			err_set(err, "illegal forward type");
 			return -1;
 		}
@@ -387,6 +406,11 @@ fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err)
 		    "or the Dst of a t forward");
 		return -1;
 	}
+	if (f->udp && (joinpt_name(&f->src) != NULL ||
+	    joinpt_name(&f->dst) != NULL)) {
+		err_set(err, "a join point carries TCP streams only");
+		return -1;
+	}
 	return 0;
 }
 
@@ -401,6 +425,7 @@ int
 fwd_equal(const struct fwd *a, const struct fwd *b)
 {
 	return (a->reverse != 0) == (b->reverse != 0) &&
+	    (a->udp != 0) == (b->udp != 0) &&
 	    addr_host_equal(&a->src, &b->src) &&
 	    addr_host_equal(&a->dst, &b->dst);
 }

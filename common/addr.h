@@ -22,6 +22,11 @@ struct hostinfo {
 
 struct fwd {
 	int		reverse;	/* IsReverseTunnel: "r" */
+	/*
+	 * Datagrams ("u", "ut", "ur"): a tunneld extension that a Go peer
+	 * never sees (tunneld's docs/protocol.md, "UDP extension").
+	 */
+	int		udp;
 	struct hostinfo	src;		/* where the listening side listens */
 	struct hostinfo	dst;		/* what the dialing side dials */
 };
@@ -65,8 +70,9 @@ int	addr_split(const char *s, size_t n, struct addr_span *host,
 void	addr_format(const struct hostinfo *h, char *out, size_t cap);
 
 /*
- * "[r|t,]src,dst".  Without a prefix the forward is reverse when
- * default_reverse is set (the r-* modes).  Returns 0, or -1 with err.
+ * "[r|t|u|ut|ur,]src,dst".  Without a prefix, and with "u", the forward is
+ * reverse when default_reverse is set (the r-* modes); "u", "ut" and "ur"
+ * forward UDP datagrams.  Returns 0, or -1 with err.
  */
 int	fwd_parse(const char *s, int default_reverse, struct fwd *f, char *err);
 

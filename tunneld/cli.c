@@ -39,7 +39,8 @@ enum cli_opt_id {
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
-	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW
+	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW,
+	OPT_UDPTIMEOUT, OPT_UDPFLOWS
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -80,6 +81,8 @@ static const struct opt_def cli_table[] = {
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
+	{ "udpTimeout",		OPT_UDPTIMEOUT,		0 },
+	{ "udpFlows",		OPT_UDPFLOWS,		0 },
 };
 
 #define CLI_NOPTS	(sizeof(cli_table) / sizeof(cli_table[0]))
@@ -111,6 +114,10 @@ static const struct {
 	  CLI_BOOL },
 	{ OPT_NOAEAD,	offsetof(struct cli_opts, no_aead), CLI_BOOL },
 	{ OPT_RENEW,	offsetof(struct cli_opts, renew), CLI_BOOL },
+	{ OPT_UDPTIMEOUT, offsetof(struct cli_opts, udp_timeout), 1,
+	  CLI_MAX_SECONDS },
+	{ OPT_UDPFLOWS,	offsetof(struct cli_opts, udp_flows), 1,
+	  CLI_UDP_FLOWS_MAX },
 };
 
 /*
@@ -237,6 +244,8 @@ cli_defaults(struct cli_opts *o)
 	o->session_timeout = 600;
 	o->max_hs_per_addr = CLI_MAX_HS_PER_ADDR;
 	o->window = TUN_WINDOW_DEF;
+	o->udp_timeout = CLI_UDP_TIMEOUT;
+	o->udp_flows = CLI_UDP_FLOWS;
 }
 
 static void
@@ -399,7 +408,7 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 		return 1;
 	}
 	if (rc == -1 || cli_positionals(o, c.pos, c.npos, err) == -1 ||
-	    cli_environment(o, err) == -1) {
+	    cli_udp_check(o, err) == -1 || cli_environment(o, err) == -1) {
 		cli_free(o);
 		return -1;
 	}

@@ -16,6 +16,12 @@
 /* Secret-bearing arguments (-pass, -encPass, -proxy) cli_scrub_argv wipes. */
 #define CLI_MAX_SCRUB	16
 
+/* -udpTimeout and -udpFlows: defaults, and the most flows one forward
+ * may have. */
+#define CLI_UDP_TIMEOUT		60
+#define CLI_UDP_FLOWS		256
+#define CLI_UDP_FLOWS_MAX	8192
+
 /* cli_opts.argv_secrets: which secrets came from the command line. */
 #define CLI_ARGV_PASS		0x1
 #define CLI_ARGV_ENCPASS	0x2
@@ -73,6 +79,8 @@ struct cli_opts {
 	}		 scrub[CLI_MAX_SCRUB];	/* secrets in argv */
 	size_t		 nscrub;
 	int		 argv_secrets;	/* CLI_ARGV_* */
+	int		 udp_timeout;	/* -udpTimeout s: an idle UDP flow ends */
+	int		 udp_flows;	/* -udpFlows: flows per UDP forward */
 };
 
 /* Mode helpers. */

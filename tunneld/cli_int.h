@@ -59,4 +59,7 @@ int	 cli_note_secret(struct cli_opts *o, int kind, const char *val,
 /* cli_usage.c: --version's text. */
 const char *cli_version(void);
 
+/* cli_udp.c: UDP forwards need what carries them: 0, or -1 with err. */
+int	 cli_udp_check(const struct cli_opts *o, char *err);
+
 #endif

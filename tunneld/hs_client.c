@@ -101,6 +101,15 @@ hs_client_response(struct hs *h, const uint8_t *p, size_t n, char *err)
 		m.window = o->window;	/* the window extension rides along */
 	} else if (crypto_nonce(m.hint, err) == -1)
 		return HS_FAIL;
+	/* UDP forwards travel only in the AEAD mode (docs/protocol.md). */
+	if (!h->aead && msg_fwdlist_udp(&o->fwds) > 0) {
+		client_fatal(t, "UDP forwards need a tunneld server in the AEAD "
+		    "mode: this one did not offer it (a kptunnel server, or "
+		    "-noAead or -encCount 0 there, or another -encPass)");
+		hs_fail(h, "UDP forwards not carried");
+		return HS_HELD;
+	}
+	m.udp = h->aead;
 	snprintf(h->hint, sizeof(h->hint), "%s", m.hint);
 	crypto_auth_response(ch.challenge, o->pass, m.hint, m.response);
 	if (s != NULL) {
@@ -153,10 +162,11 @@ hs_client_refuses_fwds(struct tun *t, const struct msg_fwdlist *l,
 			continue;
 		addr_format(&f->src, src, sizeof(src));
 		addr_format(&f->dst, dst, sizeof(dst));
-		err_set(err, "the server's forward list names %s,%s,%s, which "
-		    "was not given here: refused (give the forwards on the "
-		    "command line, or -acceptServerForwards to obey the "
-		    "server)", f->reverse ? "r" : "t", src, dst);
+		err_set(err, "the server's forward list names %s%s,%s,%s, "
+		    "which was not given here: refused (give the forwards on "
+		    "the command line, or -acceptServerForwards to obey the "
+		    "server)", f->udp ? "u" : "", f->reverse ? "r" : "t", src,
+		    dst);
 		return -1;
 	}
 	return 0;
@@ -207,6 +217,14 @@ hs_client_new_session(struct hs *h, const struct msg_result *r)
 	if (hs_client_refuses_fwds(t, &r->fwds, err) == -1) {
 		client_fatal(t, "%s", err);
 		hs_fail(h, "forward list refused");
+		return NULL;
+	}
+	/* A server that does not write the member does not carry UDP (its
+	 * list, if any, has none: only the member brings them). */
+	if (!r->udp && msg_fwdlist_udp(&o->fwds) > 0) {
+		client_fatal(t, "the server does not carry UDP forwards (a "
+		    "tunneld without them?)");
+		hs_fail(h, "UDP forwards not carried");
 		return NULL;
 	}
 	if ((s = sess_new(t, 0)) == NULL) {

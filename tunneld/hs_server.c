@@ -66,8 +66,10 @@ hs_server_send_result(struct hs *h, struct sess *s)
 	r.read_no = s->read_no;
 	r.fwds = h->tun->o->fwds;	/* our own list, [] if empty */
 	r.fwds.null = 0;
-	if (h->aead)
+	if (h->aead) {
 		r.window = h->win[1];
+		r.udp = 1;	/* UDP forwards carried, if any */
+	}
 	if ((json = msg_result_encode(&r, &len)) == NULL)
 		return -1;
 	rc = hs_send(h, json, len);
@@ -124,7 +126,8 @@ hs_server_new_session(struct hs *h, const struct msg_response *m)
 	struct tun			*t = h->tun;
 	struct cli_opts			*o = t->o;
 	const struct msg_fwdlist	*eff;
-	struct sess			*s;
+	struct msg_fwdlist		*tcp = NULL;
+	struct sess			*s = NULL;
 	char				 err[ERR_LEN], ng[MSG_STR_MAX + 64];
 
 	if (hs_server_refuses_fwds(h, m))
@@ -136,20 +139,36 @@ hs_server_new_session(struct hs *h, const struct msg_response *m)
 	 */
 	eff = o->fwds.n > 0 || t->worker || !o->allow_client_fwds ?
 	    &o->fwds : &m->fwds;
+	/* UDP forwards go only to a client that carries them. */
+	if (msg_fwdlist_udp(eff) > 0 && !(h->aead && m->udp)) {
+		if ((tcp = malloc(sizeof(*tcp))) == NULL) {
+			hs_refuse(h, "ng", "out of memory");
+			return NULL;
+		}
+		*tcp = *eff;
+		log_warnx("%s: %zu UDP forwards left out: the client %s",
+		    conn_peer(h->x.conn), msg_fwdlist_strip_udp(tcp),
+		    h->aead ? "does not carry them (an older tunneld?)" :
+		    "runs kptunnel's protocol (kptunnel, -noAead or "
+		    "-encCount 0)");
+		eff = tcp;
+	}
 	if (server_claim_listeners(t, eff, err) == -1) {
 		snprintf(ng, sizeof(ng), "%s%s", TUN_RESULT_BUSY, err);
 		hs_refuse(h, ng, err);
-		return NULL;
+		goto done;
 	}
 	if ((s = sess_new(t, 1)) == NULL) {
 		hs_refuse(h, "ng", "out of memory");
-		return NULL;
+		goto done;
 	}
 	s->eff = *eff;
 	s->eff.null = 0;
 	server_take_listeners(t, s);
 	log_info("%s: session %" PRId64 " created", conn_peer(h->x.conn),
 	    s->id);
+done:
+	free(tcp);
 	return s;
 }
 

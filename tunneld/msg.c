@@ -129,18 +129,21 @@ msg_hostinfo_json(const struct hostinfo *h)
 	return o;
 }
 
+/* The forwards of l whose kind is udp (0: TCP, "ForwardList"). */
 static json_t *
-msg_fwdlist_json(const struct msg_fwdlist *l)
+msg_fwdlist_json(const struct msg_fwdlist *l, int udp)
 {
 	json_t	*a, *o;
 	size_t	 i;
 	int	 ok = 1;
 
-	if (l->null)
+	if (l->null && !udp)
 		return json_null();
 	if (l->n > MSG_MAX_FWDS || (a = json_array()) == NULL)
 		return NULL;
 	for (i = 0; i < l->n && ok; i++) {
+		if ((l->fwds[i].udp != 0) != udp)
+			continue;
 		if ((o = json_object()) == NULL) {
 			ok = 0;
 			break;
@@ -221,9 +224,11 @@ msg_response_encode(const struct msg_response *m, size_t *len)
 	msg_set(o, "WriteNo", json_integer(m->write_no), &ok);
 	msg_set(o, "ReadNo", json_integer(m->read_no), &ok);
 	msg_set(o, "Ctrl", json_integer(m->ctrl), &ok);
-	msg_set(o, "ForwardList", msg_fwdlist_json(&m->fwds), &ok);
+	msg_set(o, "ForwardList", msg_fwdlist_json(&m->fwds, 0), &ok);
 	if (m->window > 0)
 		msg_set(o, MSG_WINDOW_KEY, json_integer(m->window), &ok);
+	if (m->udp)
+		msg_set(o, MSG_UDP_KEY, msg_fwdlist_json(&m->fwds, 1), &ok);
 	return msg_finish(o, ok, -1, len);
 }
 
@@ -240,9 +245,11 @@ msg_result_encode(const struct msg_result *m, size_t *len)
 	msg_set(o, "SessionToken", msg_jstr(m->token), &ok);
 	msg_set(o, "WriteNo", json_integer(m->write_no), &ok);
 	msg_set(o, "ReadNo", json_integer(m->read_no), &ok);
-	msg_set(o, "ForwardList", msg_fwdlist_json(&m->fwds), &ok);
+	msg_set(o, "ForwardList", msg_fwdlist_json(&m->fwds, 0), &ok);
 	if (m->window > 0)
 		msg_set(o, MSG_WINDOW_KEY, json_integer(m->window), &ok);
+	if (m->udp)
+		msg_set(o, MSG_UDP_KEY, msg_fwdlist_json(&m->fwds, 1), &ok);
 	return msg_finish(o, ok, -1, len);
 }
 
@@ -256,7 +263,8 @@ msg_header_encode(const struct msg_header *m, size_t *len)
 		return NULL;
 	msg_set(o, "HostInfo", msg_hostinfo_json(&m->host), &ok);
 	msg_set(o, "CitiId", json_integer(m->citi), &ok);
-	return msg_finish(o, ok, MSG_CTRL_HEADER, len);
+	return msg_finish(o, ok, m->udp ? MSG_CTRL_UDP_HEADER :
+	    MSG_CTRL_HEADER, len);
 }
 
 char *
@@ -271,6 +279,30 @@ msg_resp_header_encode(const struct msg_resp_header *m, size_t *len)
 	msg_set(o, "Mess", msg_jstr(m->mess), &ok);
 	msg_set(o, "CitiId", json_integer(m->citi), &ok);
 	return msg_finish(o, ok, MSG_CTRL_RESP_HEADER, len);
+}
+
+size_t
+msg_fwdlist_udp(const struct msg_fwdlist *l)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < l->n; i++)
+		if (l->fwds[i].udp)
+			n++;
+	return n;
+}
+
+size_t
+msg_fwdlist_strip_udp(struct msg_fwdlist *l)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < l->n; i++)
+		if (!l->fwds[i].udp)
+			l->fwds[k++] = l->fwds[i];
+	i = l->n - k;
+	l->n = k;
+	return i;
 }
 
 /* Decoding. */
@@ -437,6 +469,46 @@ msg_fwdlist_parse(const json_t *o, struct msg_fwdlist *l, char *err)
 	return 0;
 }
 
+/*
+ * "TunneldUdp": UDP forwards appended to l (at most MSG_MAX_FWDS in all);
+ * *present says whether the member was there (absent and null: not).
+ */
+static int
+msg_udplist_parse(const json_t *o, struct msg_fwdlist *l, int *present,
+    char *err)
+{
+	json_t	*a, *e;
+	char	 ctx[MSG_ERR_CTX];
+	size_t	 i;
+
+	*present = 0;
+	a = gojson_get(o, MSG_UDP_KEY);
+	if (a == NULL || json_is_null(a))
+		return 0;
+	if (!json_is_array(a)) {
+		err_set(err, "%s: not an array", MSG_UDP_KEY);
+		return -1;
+	}
+	if (json_array_size(a) > MSG_MAX_FWDS - l->n) {
+		err_set(err, "%s: too many forwards (%zu with %zu TCP > %d)",
+		    MSG_UDP_KEY, json_array_size(a), l->n, MSG_MAX_FWDS);
+		return -1;
+	}
+	json_array_foreach(a, i, e) {
+		snprintf(ctx, sizeof(ctx), "%s[%zu]", MSG_UDP_KEY, i);
+		if (!json_is_object(e))
+			return msg_fail(err, ctx, "not an object");
+		if (msg_fwd_parse(e, ctx, &l->fwds[l->n + i], err) == -1)
+			return -1;
+		l->fwds[l->n + i].udp = 1;
+	}
+	l->n += json_array_size(a);
+	if (l->n > 0)
+		l->null = 0;
+	*present = 1;
+	return 0;
+}
+
 /* Parses p[0..n) and requires the first value to be an object. */
 static json_t *
 msg_load(const uint8_t *p, size_t n, char *err)
@@ -499,6 +571,7 @@ msg_response_decode(const uint8_t *p, size_t n, struct msg_response *m,
 	    err) == -1 ||
 	    msg_get_int(o, NULL, "Ctrl", INT_MIN, INT_MAX, &ctrl, err) == -1 ||
 	    msg_fwdlist_parse(o, &m->fwds, err) == -1 ||
+	    msg_udplist_parse(o, &m->fwds, &m->udp, err) == -1 ||
 	    msg_get_int(o, NULL, MSG_WINDOW_KEY, 0, UINT32_MAX, &win,
 	    err) == -1)
 		goto done;
@@ -536,6 +609,7 @@ msg_result_decode(const uint8_t *p, size_t n, struct msg_result *m,
 	    msg_get_int(o, NULL, "ReadNo", INT64_MIN, INT64_MAX, &rn,
 	    err) == -1 ||
 	    msg_fwdlist_parse(o, &m->fwds, err) == -1 ||
+	    msg_udplist_parse(o, &m->fwds, &m->udp, err) == -1 ||
 	    msg_get_int(o, NULL, MSG_WINDOW_KEY, 0, UINT32_MAX, &win,
 	    err) == -1)
 		goto done;
@@ -583,8 +657,8 @@ msg_resp_header_parse(const json_t *o, struct msg_resp_header *r,
 }
 
 /*
- * p[0] is the message type.  MSG_CTRL_HEADER fills h, MSG_CTRL_RESP_HEADER
- * fills r (either may be NULL when the caller does not want that type; the
+ * p[0] is the message type.  MSG_CTRL_HEADER and MSG_CTRL_UDP_HEADER fill
+ * h, MSG_CTRL_RESP_HEADER fills r (either may be NULL when the caller does not want that type; the
  * JSON is still checked).  Any other type byte is returned as is without
  * looking at the rest, because Go ignores unknown control messages; the
  * caller drops them.  An empty payload has no type and is an error.
@@ -603,14 +677,16 @@ msg_ctrl_decode(const uint8_t *p, size_t n, struct msg_header *h,
 		return -1;
 	}
 	type = p[0];
-	if (type != MSG_CTRL_HEADER && type != MSG_CTRL_RESP_HEADER)
+	if (type != MSG_CTRL_HEADER && type != MSG_CTRL_RESP_HEADER &&
+	    type != MSG_CTRL_UDP_HEADER)
 		return type;
 	if ((o = msg_load(p + 1, n - 1, err)) == NULL)
 		return -1;
 	memset(&hh, 0, sizeof(hh));
 	memset(&rr, 0, sizeof(rr));
-	if (type == MSG_CTRL_HEADER) {
+	if (type != MSG_CTRL_RESP_HEADER) {
 		rv = msg_header_parse(o, &hh, err);
+		hh.udp = type == MSG_CTRL_UDP_HEADER;
 		if (rv == 0 && h != NULL)
 			*h = hh;
 	} else {

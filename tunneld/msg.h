@@ -18,6 +18,8 @@
 #define MSG_MAX_FWDS		64
 /* The window extension's member (a Go peer never gets one). */
 #define MSG_WINDOW_KEY		"TunneldWindow"
+/* The UDP extension's member: the UDP forwards (docs/protocol.md). */
+#define MSG_UDP_KEY		"TunneldUdp"
 
 #define MSG_CTRL_NONE		0
 #define MSG_CTRL_BENCH		1
@@ -25,6 +27,9 @@
 
 #define MSG_CTRL_HEADER		0x00	/* first payload byte on CITI 0 */
 #define MSG_CTRL_RESP_HEADER	0x01
+/* A UDP stream's CTRL_HEADER, only between tunneld peers that agreed
+ * on UDP forwards (docs/protocol.md, "UDP extension"). */
+#define MSG_CTRL_UDP_HEADER	0x80
 
 struct msg_challenge {
 	char	ver[MSG_STR_MAX];
@@ -32,6 +37,11 @@ struct msg_challenge {
 	char	mode[MSG_STR_MAX];
 };
 
+/*
+ * A forward list in memory holds both kinds: TCP forwards travel in
+ * "ForwardList" (null encodes as null), UDP ones (fwd.udp) in
+ * "TunneldUdp", which only tunneld peers write.
+ */
 struct msg_fwdlist {
 	int		null;		/* encoded as null rather than [] */
 	size_t		n;
@@ -49,6 +59,10 @@ struct msg_response {
 	/* "TunneldWindow", only between tunneld peers (docs/protocol.md,
 	 * "Window extension"): 0 when absent, and then not written. */
 	int64_t			window;
+	/* "TunneldUdp": written with fwds' UDP forwards when set (UDP
+	 * forwards are never written without it); decoded, the member was
+	 * there. */
+	int			udp;
 };
 
 struct msg_result {
@@ -59,11 +73,13 @@ struct msg_result {
 	int64_t			read_no;
 	struct msg_fwdlist	fwds;
 	int64_t			window;		/* as msg_response's */
+	int			udp;		/* as msg_response's */
 };
 
 struct msg_header {
 	struct hostinfo	host;
 	uint32_t	citi;
+	int		udp;		/* MSG_CTRL_UDP_HEADER */
 };
 
 struct msg_resp_header {
@@ -82,10 +98,16 @@ char	*msg_result_encode(const struct msg_result *m, size_t *len);
 int	 msg_result_decode(const uint8_t *p, size_t n, struct msg_result *m,
 	    char *err);
 
+/* The UDP forwards of l. */
+size_t	 msg_fwdlist_udp(const struct msg_fwdlist *l);
+/* Removes l's UDP forwards, keeping the order of the others; how many. */
+size_t	 msg_fwdlist_strip_udp(struct msg_fwdlist *l);
+
 /* Control messages include their leading type byte. */
 char	*msg_header_encode(const struct msg_header *m, size_t *len);
 char	*msg_resp_header_encode(const struct msg_resp_header *m, size_t *len);
-/* Returns the type byte (MSG_CTRL_*) and fills the matching struct. */
+/* Returns the type byte (MSG_CTRL_*) and fills the matching struct
+ * (MSG_CTRL_UDP_HEADER fills h, with udp set). */
 int	 msg_ctrl_decode(const uint8_t *p, size_t n, struct msg_header *h,
 	    struct msg_resp_header *r, char *err);
 

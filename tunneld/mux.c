@@ -52,6 +52,7 @@ mux_init(struct sess *s)
 	s->next_citi = s->server ? TUN_CITI_SERVER : TUN_CITI_CLIENT;
 	TAILQ_INIT(&s->opening);
 	SLIST_INIT(&s->lsns);
+	TAILQ_INIT(&s->uflows);
 	ratelog_init(&s->peer_log, 0, 0);
 }
 
@@ -163,12 +164,22 @@ mux_can_send(const struct citi *ci)
 	return ci->sent < TUN_SYNC_GROUP * ci->syncs_rcvd + ci->s->win_peer;
 }
 
+int
+mux_citi_may_send(const struct citi *ci)
+{
+	return citi_reads(ci->state) && !ci->s->congested &&
+	    mux_can_send(ci) && sess_lim_out_ok(ci->s);
+}
+
 static void
 mux_update_reading(struct citi *ci)
 {
-	int want = citi_reads(ci->state) && !ci->s->congested &&
-	    mux_can_send(ci) && sess_lim_out_ok(ci->s);
+	int want = mux_citi_may_send(ci);
 
+	if (ci->udp) {
+		mux_udp_reading(ci, want);
+		return;
+	}
 	if (want && !ci->reading) {
 		if (uv_read_start((uv_stream_t *)&ci->tcp, mux_alloc_cb,
 		    mux_read_cb) == 0)
@@ -197,6 +208,17 @@ mux_enqueue(struct citi *ci, struct opkt *p)
 		ci->mark[(idx / TUN_SYNC_GROUP) % TUN_MARKS] = p->seq;
 }
 
+void
+mux_citi_send(struct citi *ci, struct opkt *p)
+{
+	struct sess	*s = ci->s;
+	size_t		 n = p->len;
+
+	mux_enqueue(ci, p);
+	sess_lim_out(s, n);
+	sess_lim_bytes(s, n);
+}
+
 /* Our zero-length packet: this side sends nothing more (wire spec 6.6). */
 static void
 mux_send_close(struct citi *ci)
@@ -211,6 +233,12 @@ mux_send_close(struct citi *ci)
 static void
 mux_shutdown(struct citi *ci)
 {
+	/* A UDP flow has no half-close: the peer's end is the flow's. */
+	if (ci->udp) {
+		if (mux_citi_event(ci, CITI_EV_SHUT_DONE) == CITI_PEER_EOF_SHUT)
+			mux_citi_event(ci, CITI_EV_LOCAL_EOF);
+		return;
+	}
 	if (uv_shutdown(&ci->shutdown, (uv_stream_t *)&ci->tcp,
 	    mux_shutdown_cb) != 0)
 		mux_citi_event(ci, CITI_EV_SHUT_DONE);
@@ -220,6 +248,8 @@ mux_shutdown(struct citi *ci)
 static void
 mux_close_handle(struct citi *ci)
 {
+	if (ci->udp)
+		mux_udp_close(ci);
 	if (ci->reading) {
 		uv_read_stop((uv_stream_t *)&ci->tcp);
 		ci->reading = 0;
@@ -366,6 +396,8 @@ mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 	if (!m->result)
 		mux_peer_warn(s, "citi %08" PRIx32 " to port %d refused by "
 		    "the peer: %s", ci->id, ci->dst.port, m->mess);
+	if (!m->result && ci->udp)
+		mux_udp_refused(ci);
 	mux_citi_event(ci, m->result ? CITI_EV_ANSWER_OK : CITI_EV_ANSWER_NG);
 }
 
@@ -379,7 +411,7 @@ mux_ctrl(struct sess *s, uint8_t *p, size_t n, char *err)
 	type = msg_ctrl_decode(p, n, &h, &r, err);
 	if (type < 0)
 		return -1;
-	if (type == MSG_CTRL_HEADER)
+	if (type == MSG_CTRL_HEADER || type == MSG_CTRL_UDP_HEADER)
 		mux_on_header(s, &h);
 	else if (type == MSG_CTRL_RESP_HEADER)
 		mux_on_resp(s, &r);
@@ -486,6 +518,8 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 	}
 	sync = idx % TUN_SYNC_GROUP == TUN_SYNC_GROUP - 1 ? (int64_t)idx : -1;
 	if (n == 0) {
+		if (ci->udp)
+			mux_udp_peer_eof(ci);
 		mux_sync_out(ci, sync);
 		mux_citi_event(ci, CITI_EV_PEER_EOF);
 		return 0;
@@ -497,6 +531,13 @@ mux_data(struct sess *s, uint32_t id, uint8_t *p, size_t n, char *err)
 		return -1;
 	}
 	sess_lim_bytes(s, n);
+	if (ci->udp) {
+		/* Sent or dropped at once: nothing waits, the window opens. */
+		mux_udp_data(ci, p, n);
+		if (citi_in_table(ci->state))
+			mux_sync_out(ci, sync);
+		return 0;
+	}
 	return mux_write_local(ci, p, n, sync, err);
 }
 
@@ -542,6 +583,7 @@ mux_tick(struct sess *s, uint64_t now)
 		    s->tun->o->open_timeout);
 		mux_citi_event(ci, CITI_EV_OPEN_TIMEOUT);
 	}
+	mux_udp_tick(s, now);
 }
 
 void

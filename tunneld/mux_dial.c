@@ -40,34 +40,20 @@ mux_dial_failed(struct citi *ci, const char *why)
 	char host[ADDR_NAME_MAX + 16], mess[ADDR_NAME_MAX + MSG_STR_MAX];
 
 	addr_format(&ci->dst, host, sizeof(host));
-	snprintf(mess, sizeof(mess), "dial tcp %s: %s", host, why);
+	snprintf(mess, sizeof(mess), "dial %s %s: %s", ci->udp ? "udp" : "tcp",
+	    host, why);
 	mux_peer_warn(ci->s, "citi %08" PRIx32 ": %s", ci->id, mess);
 	if (ci->state == CITI_DIALING)	/* else the peer gave up on it */
 		mux_send_resp(ci->s, ci->id, 0, mess);
 	mux_citi_event(ci, CITI_EV_DIAL_FAILED);
 }
 
-static void
-mux_connect_cb(uv_connect_t *req, int status)
-{
-	struct citi	*ci = req->data;
-
-	if (citi_is_gone(ci->state))
-		return;		/* cancelled by the close */
-	if (status < 0) {
-		mux_dial_failed(ci, uv_strerror(status));
-		return;
-	}
-	mux_dial_connected(ci);
-}
-
+/* The dial succeeded: the answer, and the CITI opens. */
 void
 mux_dial_connected(struct citi *ci)
 {
 	struct sess *s = ci->s;
 
-	/* A join point's socket is a unix one: TCP_NODELAY fails, harmless. */
-	uv_tcp_nodelay(&ci->tcp, 1);
 	log_debug("session %" PRId64 ": citi %08" PRIx32 " connected",
 	    s->id, ci->id);
 	if (mux_send_resp(s, ci->id, 1, "<nil>") == -1) {
@@ -78,6 +64,21 @@ mux_dial_connected(struct citi *ci)
 	ci->hdr_unacked = 1;
 	/* Open, or closed at once if the peer gave up waiting. */
 	mux_citi_event(ci, CITI_EV_CONNECTED);
+}
+
+static void
+mux_connect_cb(uv_connect_t *req, int status)
+{
+	struct citi *ci = req->data;
+
+	if (citi_is_gone(ci->state))
+		return;		/* cancelled by the close */
+	if (status < 0) {
+		mux_dial_failed(ci, uv_strerror(status));
+		return;
+	}
+	uv_tcp_nodelay(&ci->tcp, 1);
+	mux_dial_connected(ci);
 }
 
 static void
@@ -100,6 +101,16 @@ mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		mux_dial_failed(ci, uv_strerror(status));
 		return;
 	}
+	if (ci->udp) {
+		/* A connected UDP socket: no answer to wait for. */
+		rc = mux_udp_connect(ci, res->ai_addr);
+		uv_freeaddrinfo(res);
+		if (rc < 0)
+			mux_dial_failed(ci, uv_strerror(rc));
+		else
+			mux_dial_connected(ci);
+		return;
+	}
 	rc = uv_tcp_connect(&ci->connect, &ci->tcp, res->ai_addr,
 	    mux_connect_cb);
 	uv_freeaddrinfo(res);
@@ -109,22 +120,27 @@ mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 }
 
-/* May this side dial h?  Only a Dst of a forward the peer listens for. */
+/*
+ * May this side dial h (over UDP when udp)?  Only a Dst of a forward of
+ * that kind the peer listens for.  Returns its index in s->eff, or -1.
+ */
 static int
-mux_dial_allowed(const struct sess *s, const struct hostinfo *h)
+mux_dial_allowed(const struct sess *s, const struct hostinfo *h, int udp)
 {
 	size_t			 i;
 	const struct fwd	*f;
 
 	for (i = 0; i < s->eff.n; i++) {
 		f = &s->eff.fwds[i];
-		if (f->reverse != !s->server)
+		/* A join point is dialled by mux_join_dial, by its name. */
+		if (f->reverse != !s->server || !f->udp != !udp ||
+		    joinpt_name(&f->dst) != NULL)
 			continue;
 		if (f->dst.port == h->port &&
 		    strcasecmp(f->dst.name, h->name) == 0)
-			return 1;
+			return (int)i;
 	}
-	return 0;
+	return -1;
 }
 
 void
@@ -133,7 +149,7 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 	struct citi	*ci;
 	struct addrinfo	 hints;
 	char		 host[ADDR_NAME_MAX + 16], port[16], why[96];
-	int		 rc;
+	int		 rc, fidx;
 
 	addr_format(&m->host, host, sizeof(host));
 	if (m->citi == PKT_CITI_CTRL || mux_find(s, m->citi) != NULL) {
@@ -149,12 +165,22 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		return;
 	}
 	/* A join point's name is matched exactly, never as a host name. */
-	if (joinpt_is(m->host.name, strlen(m->host.name)) ?
-	    !mux_join_allowed(s, &m->host) : !mux_dial_allowed(s, &m->host)) {
-		mux_peer_warn(s, "refused to dial %s: not a target of the "
-		    "forward list", host);
+	if (joinpt_is(m->host.name, strlen(m->host.name)))
+		fidx = !m->udp && mux_join_allowed(s, &m->host) ? 0 : -1;
+	else
+		fidx = mux_dial_allowed(s, &m->host, m->udp);
+	if (fidx == -1) {
+		mux_peer_warn(s, "refused to dial %s%s: not a target of the "
+		    "forward list", m->udp ? "udp " : "", host);
 		mux_send_resp(s, m->citi, 0,
 		    "refused: not in the forward list");
+		return;
+	}
+	if (m->udp && mux_udp_dial_full(s, fidx)) {
+		mux_peer_warn(s, "citi %08" PRIx32 " for udp %s: %d flows "
+		    "already (-udpFlows), refused", m->citi, host,
+		    s->tun->o->udp_flows);
+		mux_send_resp(s, m->citi, 0, "too many UDP flows");
 		return;
 	}
 	if (sess_lim_open(s, why, sizeof(why)) == -1) {
@@ -172,9 +198,13 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		mux_join_dial(ci);
 		return;
 	}
+	if (m->udp && mux_udp_flow_new(ci, NULL, NULL, fidx) == NULL) {
+		mux_dial_failed(ci, "out of memory");
+		return;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_socktype = m->udp ? SOCK_DGRAM : SOCK_STREAM;
 	snprintf(port, sizeof(port), "%d", m->host.port);
 	rc = uv_getaddrinfo(s->tun->loop, &ci->gai, mux_gai_cb,
 	    m->host.name[0] ? m->host.name : "localhost", port, &hints);

@@ -31,7 +31,7 @@ mux_accept_refuse(struct sess *s, uv_stream_t *server, const char *why)
 }
 
 /* The next free CITI id of our range. */
-static uint32_t
+uint32_t
 mux_next_id(struct sess *s)
 {
 	uint32_t id;
@@ -45,15 +45,36 @@ mux_next_id(struct sess *s)
 	return id;
 }
 
+int
+mux_lsn_open(struct sess *s, struct citi *ci, const struct fwd *f)
+{
+	struct msg_header	 m;
+	char			*json;
+	size_t			 len;
+
+	ci->dst = f->dst;
+	ci->deadline = uv_now(s->tun->loop) +
+	    (uint64_t)s->tun->o->open_timeout * 1000;
+	memset(&m, 0, sizeof(m));
+	m.host = f->dst;
+	m.citi = ci->id;
+	m.udp = f->udp;
+	if ((json = msg_header_encode(&m, &len)) == NULL ||
+	    sess_send_ctrl(s, json, len) == -1) {
+		free(json);
+		return -1;
+	}
+	free(json);
+	ci->hdr_seq = s->next_seq - 1;
+	return 0;
+}
+
 static void
 mux_accept_cb(uv_stream_t *server, int status)
 {
 	struct lsn		*l = server->data;
 	struct sess		*s = l->s;
 	struct citi		*ci;
-	struct msg_header	 m;
-	char			*json;
-	size_t			 len;
 	uint32_t		 id;
 	char			 why[96];
 
@@ -75,20 +96,10 @@ mux_accept_cb(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&ci->tcp, 1);
-	ci->dst = l->fwd.dst;
-	ci->deadline = uv_now(s->tun->loop) +
-	    (uint64_t)s->tun->o->open_timeout * 1000;
-	memset(&m, 0, sizeof(m));
-	m.host = l->fwd.dst;
-	m.citi = id;
-	if ((json = msg_header_encode(&m, &len)) == NULL ||
-	    sess_send_ctrl(s, json, len) == -1) {
-		free(json);
+	if (mux_lsn_open(s, ci, &l->fwd) == -1) {
 		mux_citi_event(ci, CITI_EV_ABORT);
 		return;
 	}
-	free(json);
-	ci->hdr_seq = s->next_seq - 1;
 	log_debug("session %" PRId64 ": citi %08" PRIx32 ": new local "
 	    "connection for port %d", s->id, id, l->fwd.dst.port);
 }
@@ -99,6 +110,8 @@ mux_lsn_closed(uv_handle_t *h)
 	struct lsn	*l = h->data;
 	struct sess	*s = l->s;
 
+	if (l->fwd.udp)
+		mux_ulsn_free(l);
 	free(l);
 	sess_unref(s);
 }
@@ -111,6 +124,8 @@ mux_lsn_close_all(struct sess *s)
 
 	while ((l = SLIST_FIRST(&s->lsns)) != NULL) {
 		SLIST_REMOVE_HEAD(&s->lsns, link);
+		if (l->fwd.udp)
+			mux_ulsn_close(l);
 		uv_close((uv_handle_t *)&l->tcp, mux_lsn_closed);
 	}
 }
@@ -123,9 +138,19 @@ mux_lsn_find(struct sess *s, const struct fwd *f)
 
 	SLIST_FOREACH(l, &s->lsns, link)
 		if (l->fwd.src.port == f->src.port &&
+		    !l->fwd.udp == !f->udp &&
 		    strcmp(l->fwd.src.name, f->src.name) == 0)
 			return l;
 	return NULL;
+}
+
+void
+mux_lsn_label(const struct fwd *f, char *out, size_t cap)
+{
+	char host[ADDR_NAME_MAX + 16];
+
+	addr_format(&f->src, host, sizeof(host));
+	snprintf(out, cap, "%s%s", f->udp ? "udp/" : "", host);
 }
 
 /*
@@ -184,9 +209,9 @@ mux_listen_join(struct sess *s, const struct fwd *f, const char *host)
 	return 0;
 }
 
-/* The address to bind f's Src to (freed by the caller), or NULL. */
-static struct addrinfo *
-mux_listen_addr(struct sess *s, const struct fwd *f, const char *host)
+struct addrinfo *
+mux_listen_addr(struct sess *s, const struct fwd *f, const char *host,
+    int socktype)
 {
 	struct addrinfo	 hints;
 	uv_getaddrinfo_t req;
@@ -198,7 +223,7 @@ mux_listen_addr(struct sess *s, const struct fwd *f, const char *host)
 		    "interfaces (write 127.0.0.1%s for local only)", host, host);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_socktype = socktype;
 	hints.ai_flags = AI_PASSIVE;
 	snprintf(port, sizeof(port), "%d", f->src.port);
 	rc = uv_getaddrinfo(s->tun->loop, &req, NULL,
@@ -218,11 +243,13 @@ mux_listen(struct sess *s, const struct fwd *f)
 	char		 host[ADDR_NAME_MAX + 16];
 	int		 rc, fd;
 
+	if (f->udp)
+		return mux_ulsn_listen(s, f);
 	addr_format(&f->src, host, sizeof(host));
 	/* A join point's socket comes from the dispatcher, or nowhere. */
 	if (joinpt_name(&f->src) != NULL)
 		return mux_listen_join(s, f, host);
-	if ((res = mux_listen_addr(s, f, host)) == NULL)
+	if ((res = mux_listen_addr(s, f, host, SOCK_STREAM)) == NULL)
 		return -1;
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		uv_freeaddrinfo(res);

@@ -89,6 +89,18 @@
 #define TUN_RENEW_MAX_MS	60000
 #define TUN_RENEW_QUIET_MS	(10 * 60 * 1000)
 #define TUN_MAX_CITIS		8192	/* open streams per session */
+/*
+ * A UDP flow's datagrams waiting for its stream (its window, the
+ * session's congestion, a rate): past this many bytes they are dropped
+ * and counted, never queued without bound.
+ */
+#define TUN_UDP_QUEUE		(256 * 1024)
+/*
+ * The receive buffer asked for each UDP socket (the kernel caps it at
+ * net.core.rmem_max): what arrives while the loop is busy elsewhere waits
+ * there instead of being dropped.  It costs memory only while full.
+ */
+#define TUN_UDP_SOCKBUF		(2 * 1024 * 1024)
 #define TUN_INBUF_MAX		(PKT_NORMAL_HDR + PKT_MAX_PAYLOAD + 65536)
 /*
  * Answers to the peer's stream requests (CTRL_RESP_HEADER) kept for resend
@@ -102,6 +114,8 @@
 struct sess;
 struct citi;
 struct tun;
+struct uflow;
+struct ulsn;
 
 /*
  * What the process that embeds a tunnel (worker mode) learns from it and
@@ -210,11 +224,20 @@ struct opkt {
 };
 TAILQ_HEAD(opkt_list, opkt);
 
+/*
+ * A forward's listening socket: TCP, or UDP for a UDP forward (fwd.udp),
+ * whose flows (one per sender) it keeps in u.  Both handles start the
+ * same, so that closing and handing over need not tell them apart.
+ */
 struct lsn {
 	SLIST_ENTRY(lsn) link;
-	uv_tcp_t	 tcp;
+	union {
+		uv_tcp_t tcp;
+		uv_udp_t udp;
+	};
 	struct sess	*s;
 	struct fwd	 fwd;
+	struct ulsn	*u;		/* UDP: the flow table (mux_ulsn.c) */
 };
 
 /*
@@ -278,6 +301,7 @@ struct sess {
 	uint32_t	 next_citi;
 	TAILQ_HEAD(, citi) opening;	/* waiting for CTRL_RESP_HEADER */
 	SLIST_HEAD(, lsn) lsns;
+	TAILQ_HEAD(, uflow) uflows;	/* UDP CITIs' flows (idle timer) */
 	/* timing */
 	uv_timer_t	 tick;
 	uint64_t	 last_rx;	/* ms, loop time */
@@ -397,6 +421,11 @@ void	 mux_tick(struct sess *s, uint64_t now);
 struct lsn *mux_lsn_find(struct sess *s, const struct fwd *f);
 /* Moves a listener to another session; the port never closes. */
 void	 mux_lsn_move(struct lsn *l, struct sess *to);
+/*
+ * The name a listener of f goes by when handed over between workers:
+ * "host:port", or "udp/host:port" for a UDP forward.
+ */
+void	 mux_lsn_label(const struct fwd *f, char *out, size_t cap);
 /* Open CITIs of s. */
 size_t	 mux_count(const struct sess *s);
 /*

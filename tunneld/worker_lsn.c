@@ -94,7 +94,7 @@ worker_takeover_srcs(struct worker *w, const struct msg_fwdlist *eff,
 		if (eff->fwds[i].reverse &&
 		    (joinpt_name(&eff->fwds[i].src) == NULL ||
 		    !worker_listens(w, &eff->fwds[i])))
-			addr_format(&eff->fwds[i].src, m->src[m->n++],
+			mux_lsn_label(&eff->fwds[i], m->src[m->n++],
 			    sizeof(m->src[0]));
 	return m->n;
 }
@@ -203,7 +203,7 @@ worker_holds(struct worker *w, const struct ctlmsg_srcs *srcs)
 
 	TAILQ_FOREACH(s, &w->tun.sessions, link)
 		SLIST_FOREACH(l, &s->lsns, link) {
-			addr_format(&l->fwd.src, host, sizeof(host));
+			mux_lsn_label(&l->fwd, host, sizeof(host));
 			for (i = 0; i < srcs->n; i++)
 				if (strcmp(srcs->src[i], host) == 0)
 					return 1;
@@ -227,7 +227,7 @@ worker_send_listeners(struct worker *w, struct channel *c)
 			    uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
 				continue;
 			ctlmsg_init(&m, CTL_LISTENER);
-			addr_format(&l->fwd.src, m.u.listener.src,
+			mux_lsn_label(&l->fwd, m.u.listener.src,
 			    sizeof(m.u.listener.src));
 			if (ctlmsg_send(c->fd, &m, fd, 1000, err) == -1)
 				log_warnx("takeover: %s", err);

@@ -54,12 +54,13 @@ fuzz_ctrl(const uint8_t *data, size_t size)
 	if (type == -1)
 		return;
 	CHECK(size > 0 && type == data[0]);
-	if (type == MSG_CTRL_HEADER) {
+	if (type == MSG_CTRL_HEADER || type == MSG_CTRL_UDP_HEADER) {
+		CHECK(h.udp == (type == MSG_CTRL_UDP_HEADER));
 		s = msg_header_encode(&h, &n);
-		CHECK(s != NULL && (uint8_t)s[0] == MSG_CTRL_HEADER);
+		CHECK(s != NULL && (uint8_t)s[0] == type);
 		if (n <= FUZZ_JSON_MAX + 1) {
 			CHECK(msg_ctrl_decode((const uint8_t *)s, n, &h2, NULL,
-			    err) == MSG_CTRL_HEADER);
+			    err) == type);
 			CHECK(memcmp(&h, &h2, sizeof(h)) == 0);
 		}
 		free(s);

@@ -252,6 +252,40 @@ test_fwd_join(void **state)
 	assert_null(joinpt_name(&f.dst));
 	strcpy(f.dst.name, "join:../x");
 	assert_null(joinpt_name(&f.dst));
+	/* A join point carries TCP streams only. */
+	assert_int_equal(fwd_parse("ur,join:web,127.0.0.1:53", 0, &f, err),
+	    -1);
+	assert_int_equal(fwd_parse("ut,:1,join:web", 0, &f, err), -1);
+}
+
+/* UDP forwards: "u" takes the mode's direction, "ut" and "ur" say it. */
+static void
+test_fwd_udp(void **state)
+{
+	struct fwd	 f, g;
+	char		 err[ERR_LEN];
+
+	assert_int_equal(fwd_parse("u,127.0.0.1:5353,ns:53", 0, &f, err), 0);
+	assert_int_equal(f.udp, 1);
+	assert_int_equal(f.reverse, 0);
+	assert_string_equal(f.src.name, "127.0.0.1");
+	assert_int_equal(f.dst.port, 53);
+	assert_int_equal(fwd_parse("u,:1,h:2", 1, &f, err), 0);
+	assert_true(f.udp && f.reverse);
+	assert_int_equal(fwd_parse("ut,:1,h:2", 1, &f, err), 0);
+	assert_true(f.udp && !f.reverse);
+	assert_int_equal(fwd_parse("ur,:1,h:2", 0, &f, err), 0);
+	assert_true(f.udp && f.reverse);
+	/* TCP forwards stay TCP. */
+	assert_int_equal(fwd_parse("r,:1,h:2", 0, &g, err), 0);
+	assert_int_equal(g.udp, 0);
+	assert_int_equal(fwd_parse(":1,h:2", 0, &g, err), 0);
+	assert_int_equal(g.udp, 0);
+	/* The same addresses over UDP and TCP are different forwards. */
+	assert_int_equal(fwd_parse("r,:1,h:2", 0, &g, err), 0);
+	assert_false(fwd_equal(&f, &g));
+	g.udp = 1;
+	assert_true(fwd_equal(&f, &g));
 }
 
 static void
@@ -274,6 +308,10 @@ test_fwd_errors(void **state)
 	expect_fwd_fails("R,:1,h:2", "illegal forward type");
 	expect_fwd_fails("rr,:1,h:2", "illegal forward type");
 	expect_fwd_fails(",:1,h:2", "illegal forward type");
+	expect_fwd_fails("uu,:1,h:2", "illegal forward type");
+	expect_fwd_fails("tu,:1,h:2", "illegal forward type");
+	expect_fwd_fails("U,:1,h:2", "illegal forward type");
+	expect_fwd_fails("utr,:1,h:2", "illegal forward type");
 	expect_fwd_fails(":1", "illegal forward. need ','");
 	expect_fwd_fails("", "illegal forward. need ','");
 	/* Two parts are src and dst even when the first looks like "r". */
@@ -453,6 +491,7 @@ main(void)
 		cmocka_unit_test(test_fwd_parse),
 		cmocka_unit_test(test_fwd_join),
 		cmocka_unit_test(test_fwd_errors),
+		cmocka_unit_test(test_fwd_udp),
 		cmocka_unit_test(test_cidr_parse),
 		cmocka_unit_test(test_cidr_match),
 	};

@@ -21,7 +21,7 @@
 
 #define ARGV(...)	((char *[]){ "tunneld", __VA_ARGS__, NULL })
 
-static char	out[8192];
+static char	out[16384];	/* as main.c's */
 static char	err[ERR_LEN];
 
 static int
@@ -672,6 +672,45 @@ test_window(void **state)
 	    "not a size");
 }
 
+/* UDP forwards, -udpTimeout and -udpFlows; no UDP without the AEAD mode. */
+static void
+test_udp(void **state)
+{
+	struct cli_opts	 o;
+
+	(void)state;
+	expect_ok(&o, ARGV("wsclient", "h:1", "u,127.0.0.1:5353,ns:53"));
+	assert_int_equal(o.udp_timeout, 60);
+	assert_int_equal(o.udp_flows, 256);
+	assert_int_equal(o.fwds.n, 1);
+	assert_true(o.fwds.fwds[0].udp && !o.fwds.fwds[0].reverse);
+	cli_free(&o);
+	expect_ok(&o, ARGV("r-wsclient", "h:1", "u,:1,h:2", "ut,:3,h:4",
+	    ":5,h:6", "-udpTimeout", "5", "-udpFlows=8192"));
+	assert_int_equal(o.udp_timeout, 5);
+	assert_int_equal(o.udp_flows, 8192);
+	assert_true(o.fwds.fwds[0].udp && o.fwds.fwds[0].reverse);
+	assert_true(o.fwds.fwds[1].udp && !o.fwds.fwds[1].reverse);
+	assert_true(!o.fwds.fwds[2].udp && o.fwds.fwds[2].reverse);
+	cli_free(&o);
+	/* Forwards only: a UDP one satisfies a mode that needs one. */
+	expect_ok(&o, ARGV("wsclient", "h:1", "ur,:1,h:2", "-encCount", "3"));
+	cli_free(&o);
+	expect_usage_error(ARGV("wsclient", "h:1", "u,:1,h:2", "-noAead"),
+	    "not with -noAead");
+	expect_usage_error(ARGV("wsserver", ":1", "ur,:1,h:2", "-encCount",
+	    "0"), "not with -encCount 0");
+	expect_usage_error(ARGV("wsserver", ":1", "-udpTimeout", "0"),
+	    "udpTimeout");
+	expect_usage_error(ARGV("wsserver", ":1", "-udpFlows", "8193"),
+	    "udpFlows");
+	expect_usage_error(ARGV("wsserver", ":1", "uu,:1,h:2"),
+	    "illegal forward type");
+	/* Without UDP forwards, -noAead is as before. */
+	expect_ok(&o, ARGV("wsclient", "h:1", ":1,h:2", "-noAead"));
+	cli_free(&o);
+}
+
 int
 main(void)
 {
@@ -688,6 +727,7 @@ main(void)
 		cmocka_unit_test(test_help_version),
 		cmocka_unit_test(test_secrets),
 		cmocka_unit_test(test_window),
+		cmocka_unit_test(test_udp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

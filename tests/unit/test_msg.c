@@ -646,6 +646,109 @@ test_ctrl_decode(void **state)
 	assert_string_equal(h.host.name, "");
 }
 
+/*
+ * The UDP extension: UDP forwards travel only in "TunneldUdp", written
+ * when asked for; ForwardList keeps the TCP ones, as a Go peer sees them.
+ */
+static void
+test_udp_members(void **state)
+{
+	struct msg_response	 m, d;
+	struct msg_result	 r, rd;
+	struct msg_header	 h, hd;
+	char			 err[ERR_LEN], *s, *big;
+	size_t			 n, i, off;
+
+	fill_resp_54(&m);
+	m.fwds.n = 3;
+	m.fwds.fwds[1].udp = 1;
+	host_set(&m.fwds.fwds[1].src, "127.0.0.1", 5353);
+	host_set(&m.fwds.fwds[1].dst, "ns", 53);
+	m.fwds.fwds[2].udp = 1;
+	m.fwds.fwds[2].reverse = 1;
+	host_set(&m.fwds.fwds[2].src, "", 9000);
+	host_set(&m.fwds.fwds[2].dst, "::1", 9001);
+	/* Not asked for: exactly kptunnel's message, UDP left out. */
+	s = msg_response_encode(&m, &n);
+	assert_non_null(s);
+	assert_int_equal(n, sizeof(resp_54) - 1);
+	assert_memory_equal(s, resp_54, n);
+	free(s);
+	m.window = 256;
+	m.udp = 1;
+	s = msg_response_encode(&m, &n);
+	assert_non_null(s);
+	assert_non_null(strstr(s, "}}],\"TunneldWindow\":256,\"TunneldUdp\":"
+	    "[{\"IsReverseTunnel\":false,\"Src\":{\"Scheme\":\"\",\"Name\":"
+	    "\"127.0.0.1\",\"Port\":5353,"));
+	assert_int_equal(msg_response_decode(S(s), n, &d, err), 0);
+	free(s);
+	assert_memory_equal(&m, &d, sizeof(m));
+	/* An empty member still says "UDP understood". */
+	memset(&r, 0, sizeof(r));
+	strcpy(r.result, "ok");
+	r.udp = 1;
+	s = msg_result_encode(&r, &n);
+	assert_non_null(s);
+	assert_non_null(strstr(s, "\"ForwardList\":[],\"TunneldUdp\":[]}"));
+	assert_int_equal(msg_result_decode(S(s), n, &rd, err), 0);
+	free(s);
+	assert_int_equal(rd.udp, 1);
+	assert_int_equal(rd.fwds.n, 0);
+	assert_int_equal(msg_result_decode(L("{\"Result\":\"ok\"}"), &rd,
+	    err), 0);
+	assert_int_equal(rd.udp, 0);
+	assert_int_equal(msg_result_decode(L("{\"TunneldUdp\":null}"), &rd,
+	    err), 0);
+	assert_int_equal(rd.udp, 0);
+	/* A null ForwardList with UDP forwards is a list. */
+	assert_int_equal(msg_result_decode(L("{\"ForwardList\":null,"
+	    "\"TunneldUdp\":[{\"Src\":{\"Port\":1}}]}"), &rd, err), 0);
+	assert_true(rd.udp && rd.fwds.n == 1 && !rd.fwds.null &&
+	    rd.fwds.fwds[0].udp && rd.fwds.fwds[0].src.port == 1);
+	/* Refusals. */
+	assert_int_equal(msg_result_decode(L("{\"TunneldUdp\":{}}"), &rd,
+	    err), -1);
+	assert_non_null(strstr(err, "TunneldUdp: not an array"));
+	assert_int_equal(msg_result_decode(L("{\"TunneldUdp\":[1]}"), &rd,
+	    err), -1);
+	assert_non_null(strstr(err, "TunneldUdp[0]"));
+	assert_int_equal(msg_response_decode(L("{\"TunneldUdp\":[{\"Dst\":"
+	    "{\"Port\":65536}}]}"), &d, err), -1);
+	assert_non_null(strstr(err, "TunneldUdp[0].Dst"));
+	/* At most MSG_MAX_FWDS of both kinds together. */
+	big = malloc(64 * 1024);
+	assert_non_null(big);
+	off = (size_t)sprintf(big, "{\"ForwardList\":[{}],\"TunneldUdp\":[");
+	for (i = 0; i < MSG_MAX_FWDS; i++)
+		off += (size_t)sprintf(big + off, "%s{}", i ? "," : "");
+	off += (size_t)sprintf(big + off, "]}");
+	assert_int_equal(msg_result_decode(S(big), off, &rd, err), -1);
+	assert_non_null(strstr(err, "too many forwards"));
+	free(big);
+
+	/* The UDP stream's header: its own type byte, the same body. */
+	memset(&h, 0, sizeof(h));
+	host_set(&h.host, "ns", 53);
+	h.citi = 0x80000002;
+	h.udp = 1;
+	s = msg_header_encode(&h, &n);
+	assert_non_null(s);
+	assert_int_equal((uint8_t)s[0], MSG_CTRL_UDP_HEADER);
+	assert_int_equal(msg_ctrl_decode(S(s), n, &hd, NULL, err),
+	    MSG_CTRL_UDP_HEADER);
+	free(s);
+	assert_memory_equal(&h, &hd, sizeof(h));
+	h.udp = 0;
+	s = msg_header_encode(&h, &n);
+	assert_int_equal(msg_ctrl_decode(S(s), n, &hd, NULL, err),
+	    MSG_CTRL_HEADER);
+	free(s);
+	assert_int_equal(hd.udp, 0);
+	assert_int_equal(msg_ctrl_decode(L("\x80{\"CitiId\":-1}"), &hd, NULL,
+	    err), -1);
+}
+
 static void
 test_roundtrip_many(void **state)
 {
@@ -763,6 +866,7 @@ main(void)
 		cmocka_unit_test(test_string_limits),
 		cmocka_unit_test(test_ctrl_decode),
 		cmocka_unit_test(test_roundtrip_many),
+		cmocka_unit_test(test_udp_members),
 		cmocka_unit_test(test_go_bytes_identity),
 	};
 
