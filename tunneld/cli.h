@@ -9,12 +9,16 @@
 
 #include "addr.h"
 #include "ctlmsg.h"
+#include "destpat.h"
 #include "msg.h"
 
 #define CLI_MAX_HS_PER_ADDR	8	/* default of -maxHandshakesPerAddr */
 #define CLI_MAX_CIDRS	32
 /* Secret-bearing arguments (-pass, -encPass, -proxy) cli_scrub_argv wipes. */
 #define CLI_MAX_SCRUB	16
+
+/* -socks and -transparent listeners, together. */
+#define CLI_MAX_DYN	8
 
 /* cli_opts.argv_secrets: which secrets came from the command line. */
 #define CLI_ARGV_PASS		0x1
@@ -73,7 +77,23 @@ struct cli_opts {
 	}		 scrub[CLI_MAX_SCRUB];	/* secrets in argv */
 	size_t		 nscrub;
 	int		 argv_secrets;	/* CLI_ARGV_* */
+	/*
+	 * Dynamic forwards (cli_socks.c): a client's listeners whose
+	 * connections each name their own destination, and the rules a
+	 * server dials such destinations by.
+	 */
+	struct cli_dyn {
+		int		 kind;	/* CLI_DYN_* */
+		struct hostinfo	 addr;
+	}		 dyn[CLI_MAX_DYN];
+	size_t		 ndyn;
+	char		*socks_auth;	/* "user:password" or NULL; cleansed */
+	struct destpat_list dests;	/* -destinations, or the policy's */
 };
+
+/* cli_dyn.kind */
+#define CLI_DYN_SOCKS		1	/* -socks: SOCKS5 CONNECT */
+#define CLI_DYN_TRANSPARENT	2	/* -transparent: SO_ORIGINAL_DST */
 
 /* Mode helpers. */
 int		 cli_mode_is_server(enum cli_mode m);

@@ -1,7 +1,9 @@
 /*
  * The dialing side of a CITI (wire spec 6.4): the peer's CTRL_HEADER names
- * a target; it is checked against the agreed forward list, resolved and
- * dialed, and answered with CTRL_RESP_HEADER.  See mux.c.
+ * a target; it is checked against the agreed forward list (or, on a
+ * server, its destination patterns: the target of a client's dynamic
+ * forward), resolved and dialed, and answered with CTRL_RESP_HEADER.
+ * See mux.c.
  */
 
 #include <inttypes.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "destpat.h"
 #include "log.h"
 #include "mux_int.h"
 #include "tunneld.h"
@@ -73,10 +76,34 @@ mux_connect_cb(uv_connect_t *req, int status)
 	mux_citi_event(ci, CITI_EV_CONNECTED);
 }
 
+/* What a server answers for a target outside its forwards and patterns
+ * (a client maps "refused..." to SOCKS5's "not allowed"). */
+#define MUX_NOT_ALLOWED	"refused: destination not allowed"
+
+/*
+ * The first of res a dynamic target may be dialed at (every address a
+ * name resolves to is checked against the patterns), or NULL.
+ */
+static struct addrinfo *
+mux_allowed_addr(struct citi *ci, struct addrinfo *res)
+{
+	const struct destpat_list	*l = &ci->s->tun->o->dests;
+
+	if (!ci->by_pattern)
+		return res;
+	for (; res != NULL; res = res->ai_next)
+		if (destpat_check_addr(l, ci->dst.name, res->ai_addr,
+		    ci->dst.port) == DESTPAT_ALLOW)
+			return res;
+	return NULL;
+}
+
 static void
 mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct citi	*ci = req->data;
+	struct addrinfo	*ai;
+	char		 host[ADDR_NAME_MAX + 16];
 	int		 rc;
 
 	ci->gai_pending = 0;
@@ -93,7 +120,16 @@ mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		mux_dial_failed(ci, uv_strerror(status));
 		return;
 	}
-	rc = uv_tcp_connect(&ci->connect, &ci->tcp, res->ai_addr,
+	if ((ai = mux_allowed_addr(ci, res)) == NULL) {
+		uv_freeaddrinfo(res);
+		addr_format(&ci->dst, host, sizeof(host));
+		mux_peer_warn(ci->s, "refused to dial %s: it resolves to "
+		    "addresses the destination patterns refuse", host);
+		mux_send_resp(ci->s, ci->id, 0, MUX_NOT_ALLOWED);
+		mux_citi_event(ci, CITI_EV_DIAL_FAILED);
+		return;
+	}
+	rc = uv_tcp_connect(&ci->connect, &ci->tcp, ai->ai_addr,
 	    mux_connect_cb);
 	uv_freeaddrinfo(res);
 	if (rc < 0) {
@@ -126,7 +162,7 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 	struct citi	*ci;
 	struct addrinfo	 hints;
 	char		 host[ADDR_NAME_MAX + 16], port[16], why[96];
-	int		 rc;
+	int		 rc, dyn;
 
 	addr_format(&m->host, host, sizeof(host));
 	if (m->citi == PKT_CITI_CTRL || mux_find(s, m->citi) != NULL) {
@@ -141,11 +177,20 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		mux_send_resp(s, m->citi, 0, "too many streams");
 		return;
 	}
-	if (!mux_dial_allowed(s, &m->host)) {
+	dyn = !mux_dial_allowed(s, &m->host);
+	if (dyn && (!s->server || s->tun->o->dests.n == 0)) {
 		mux_peer_warn(s, "refused to dial %s: not a target of the "
 		    "forward list", host);
 		mux_send_resp(s, m->citi, 0,
 		    "refused: not in the forward list");
+		return;
+	}
+	if (dyn && destpat_check_name(&s->tun->o->dests, m->host.name,
+	    m->host.port) == DESTPAT_REFUSE) {
+		mux_peer_warn(s, "refused to dial %s: not a target of the "
+		    "forward list nor allowed by the destination patterns",
+		    host);
+		mux_send_resp(s, m->citi, 0, MUX_NOT_ALLOWED);
 		return;
 	}
 	if (sess_lim_open(s, why, sizeof(why)) == -1) {
@@ -159,6 +204,7 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		return;
 	}
 	ci->dst = m->host;
+	ci->by_pattern = dyn;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;

@@ -16,7 +16,7 @@
 #include "tunneld.h"
 
 /* Takes a connection off the backlog and closes it: a limit says so. */
-static void
+void
 mux_accept_refuse(struct sess *s, uv_stream_t *server, const char *why)
 {
 	uv_tcp_t *tmp;
@@ -30,7 +30,7 @@ mux_accept_refuse(struct sess *s, uv_stream_t *server, const char *why)
 }
 
 /* The next free CITI id of our range. */
-static uint32_t
+uint32_t
 mux_next_id(struct sess *s)
 {
 	uint32_t id;
@@ -44,15 +44,36 @@ mux_next_id(struct sess *s)
 	return id;
 }
 
+int
+mux_announce(struct citi *ci, const struct hostinfo *dst)
+{
+	struct sess		*s = ci->s;
+	struct msg_header	 m;
+	char			*json;
+	size_t			 len;
+
+	ci->dst = *dst;
+	ci->deadline = uv_now(s->tun->loop) +
+	    (uint64_t)s->tun->o->open_timeout * 1000;
+	memset(&m, 0, sizeof(m));
+	m.host = *dst;
+	m.citi = ci->id;
+	if ((json = msg_header_encode(&m, &len)) == NULL ||
+	    sess_send_ctrl(s, json, len) == -1) {
+		free(json);
+		return -1;
+	}
+	free(json);
+	ci->hdr_seq = s->next_seq - 1;
+	return 0;
+}
+
 static void
 mux_accept_cb(uv_stream_t *server, int status)
 {
 	struct lsn		*l = server->data;
 	struct sess		*s = l->s;
 	struct citi		*ci;
-	struct msg_header	 m;
-	char			*json;
-	size_t			 len;
 	uint32_t		 id;
 	char			 why[96];
 
@@ -74,20 +95,10 @@ mux_accept_cb(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&ci->tcp, 1);
-	ci->dst = l->fwd.dst;
-	ci->deadline = uv_now(s->tun->loop) +
-	    (uint64_t)s->tun->o->open_timeout * 1000;
-	memset(&m, 0, sizeof(m));
-	m.host = l->fwd.dst;
-	m.citi = id;
-	if ((json = msg_header_encode(&m, &len)) == NULL ||
-	    sess_send_ctrl(s, json, len) == -1) {
-		free(json);
+	if (mux_announce(ci, &l->fwd.dst) == -1) {
 		mux_citi_event(ci, CITI_EV_ABORT);
 		return;
 	}
-	free(json);
-	ci->hdr_seq = s->next_seq - 1;
 	log_debug("session %" PRId64 ": citi %08" PRIx32 ": new local "
 	    "connection for port %d", s->id, id, l->fwd.dst.port);
 }
@@ -227,5 +238,5 @@ mux_start(struct sess *s)
 			return -1;
 	}
 	tun_listeners_drop(s->tun);
-	return 0;
+	return s->server ? 0 : mux_dyn_start(s);
 }

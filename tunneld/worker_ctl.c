@@ -11,6 +11,7 @@
 
 #include "crypto.h"
 #include "ctlmsg.h"
+#include "destpat.h"
 #include "err.h"
 #include "log.h"
 #include "mode.h"
@@ -88,6 +89,12 @@ worker_apply_config(const struct ctlmsg_config *c, struct cli_opts *o,
 		    &o->fwds.fwds[o->fwds.n], err) == -1)
 			return -1;
 		o->fwds.n++;
+	}
+	o->dests.n = 0;
+	for (i = 0; i < c->ndest && i < DESTPAT_MAX; i++) {
+		if (destpat_parse(c->dests[i], &o->dests.p[i], err) == -1)
+			return -1;
+		o->dests.n++;
 	}
 	return 0;
 }
