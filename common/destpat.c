@@ -244,6 +244,7 @@ destpat_parse1(const char *s, struct destpat *p, char *err)
 		host[n] = '\0';
 		if (destpat_ports(rb + 2, p, err) == -1)
 			return -1;
+		p->kind = DESTPAT_CIDR;
 		return destpat_cidr(host, AF_INET6, p, err);
 	}
 	if ((ports = strrchr(s, ':')) == NULL) {
