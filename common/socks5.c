@@ -109,7 +109,8 @@ int
 socks5_request(const uint8_t *p, size_t n, struct hostinfo *dst, int *rep,
     char *err)
 {
-	size_t	alen, need;
+	struct in6_addr	a6;
+	size_t		alen, need;
 
 	memset(dst, 0, sizeof(*dst));
 	*rep = SOCKS5_REP_FAILURE;
@@ -155,15 +156,23 @@ socks5_request(const uint8_t *p, size_t n, struct hostinfo *dst, int *rep,
 	else if (p[3] == SOCKS5_ATYP_IPV6)
 		inet_ntop(AF_INET6, p + 4, dst->name, sizeof(dst->name));
 	else {
-		/* Never resolved here: the tunnel's server does it. */
+		/*
+		 * Never resolved here: the tunnel's server does it.  Some
+		 * clients send an IPv6 literal as a name: taken as one.
+		 */
+		memcpy(dst->name, p + 5, alen);
+		dst->name[alen] = '\0';
+		if (memchr(p + 5, ':', alen) != NULL && memchr(p + 5, '\0',
+		    alen) == NULL && inet_pton(AF_INET6, dst->name, &a6) == 1)
+			goto port;
 		if (!socks5_name_ok(p + 5, alen)) {
 			*rep = SOCKS5_REP_HOST_UNREACH;
+			memset(dst, 0, sizeof(*dst));
 			err_set(err, "a host name that is not a DNS name");
 			return -1;
 		}
-		memcpy(dst->name, p + 5, alen);
-		dst->name[alen] = '\0';
 	}
+ port:
 	dst->port = (p[need - 2] << 8) | p[need - 1];
 	return (int)need;
 }

@@ -138,6 +138,11 @@ test_request(void **state)
 	m[261] = 1;
 	assert_int_equal(socks5_request(m, 262, &h, &rep, err), 262);
 	assert_int_equal(strlen(h.name), 255);
+	/* An IPv6 literal sent as a name is one; other colons are not. */
+	memcpy(m, "\x05\x01\x00\x03\x03::1\x00\x50", 10);
+	assert_int_equal(socks5_request(m, 10, &h, &rep, err), 10);
+	assert_string_equal(h.name, "::1");
+	assert_int_equal(h.port, 80);
 	/* BIND and UDP ASSOCIATE: "command not supported". */
 	assert_int_equal(socks5_request((const uint8_t *)"\x05\x02", 2, &h,
 	    &rep, err), -1);
