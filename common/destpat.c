@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
@@ -286,6 +287,34 @@ destpat_parse(const char *s, struct destpat *p, char *err)
 	return 0;
 }
 
+/* Room for one more pattern: 0, or -1 with err. */
+static int
+destpat_list_grow(struct destpat_list *l, char *err)
+{
+	struct destpat *np;
+
+	if (l->n == DESTPAT_MAX) {
+		err_set(err, "more than %d destination patterns", DESTPAT_MAX);
+		return -1;
+	}
+	if ((np = realloc(l->p, (l->n + 1) * sizeof(*np))) == NULL) {
+		err_set(err, "out of memory");
+		return -1;
+	}
+	l->p = np;
+	return 0;
+}
+
+int
+destpat_list_add1(struct destpat_list *l, const char *s, char *err)
+{
+	if (destpat_list_grow(l, err) == -1 ||
+	    destpat_parse(s, &l->p[l->n], err) == -1)
+		return -1;
+	l->n++;
+	return 0;
+}
+
 int
 destpat_list_add(struct destpat_list *l, const char *s, char *err)
 {
@@ -296,11 +325,6 @@ destpat_list_add(struct destpat_list *l, const char *s, char *err)
 	for (;;) {
 		comma = strchr(p, ',');
 		n = comma != NULL ? (size_t)(comma - p) : strlen(p);
-		if (l->n == DESTPAT_MAX) {
-			err_set(err, "more than %d destination patterns",
-			    DESTPAT_MAX);
-			goto fail;
-		}
 		if (n >= sizeof(one)) {
 			err_set(err, "destination pattern '%.64s...': longer "
 			    "than %d bytes", p, DESTPAT_LEN - 1);
@@ -308,9 +332,8 @@ destpat_list_add(struct destpat_list *l, const char *s, char *err)
 		}
 		memcpy(one, p, n);
 		one[n] = '\0';
-		if (destpat_parse(one, &l->p[l->n], err) == -1)
+		if (destpat_list_add1(l, one, err) == -1)
 			goto fail;
-		l->n++;
 		if (comma == NULL)
 			return 0;
 		p = comma + 1;
@@ -318,6 +341,14 @@ destpat_list_add(struct destpat_list *l, const char *s, char *err)
  fail:
 	l->n = start;
 	return -1;
+}
+
+void
+destpat_list_free(struct destpat_list *l)
+{
+	free(l->p);
+	l->p = NULL;
+	l->n = 0;
 }
 
 static int

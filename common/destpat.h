@@ -45,9 +45,10 @@ struct destpat {
 	int		 port_lo, port_hi;
 };
 
+/* Allocated as it grows: a worker's options hold one, mostly empty. */
 struct destpat_list {
 	size_t		 n;
-	struct destpat	 p[DESTPAT_MAX];
+	struct destpat	*p;		/* n of them; NULL when n is 0 */
 };
 
 /* What a list says of a destination. */
@@ -61,10 +62,17 @@ enum destpat_verdict {
 int	destpat_parse(const char *s, struct destpat *p, char *err);
 
 /*
- * Appends the comma-separated patterns of s to l.  Returns 0, or -1 with
- * err (a bad pattern, more than DESTPAT_MAX); l keeps what came before.
+ * Appends the comma-separated patterns of s to l (a zeroed list to start
+ * with).  Returns 0, or -1 with err (a bad pattern, more than DESTPAT_MAX
+ * in all, out of memory); l keeps what came before.
  */
 int	destpat_list_add(struct destpat_list *l, const char *s, char *err);
+
+/* Appends the one pattern s (commas are no separators), as above. */
+int	destpat_list_add1(struct destpat_list *l, const char *s, char *err);
+
+/* Frees what l holds; l is then an empty list. */
+void	destpat_list_free(struct destpat_list *l);
 
 /*
  * The verdict on host:port before any resolving: host is a name or an

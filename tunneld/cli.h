@@ -83,8 +83,9 @@ struct cli_opts {
 	 * server dials such destinations by.
 	 */
 	struct cli_dyn {
-		int		 kind;	/* CLI_DYN_* */
-		struct hostinfo	 addr;
+		int	 kind;		/* CLI_DYN_* */
+		char	 host[ADDR_NAME_MAX];	/* where it listens */
+		int	 port;
 	}		 dyn[CLI_MAX_DYN];
 	size_t		 ndyn;
 	char		*socks_auth;	/* "user:password" or NULL; cleansed */

@@ -68,7 +68,7 @@ int	 cli_destinations(struct cli_opts *o, const char *val, char *err);
 /* Once the mode is known: each option is one of its role's, and
  * TUNNELD_SOCKS_AUTH is read when no file gave the credentials. */
 int	 cli_socks_finish(struct cli_opts *o, char *err);
-/* Cleanses and frees the credentials. */
+/* Cleanses and frees the credentials; frees the patterns. */
 void	 cli_socks_free(struct cli_opts *o);
 
 /* cli_usage.c: --version's text. */

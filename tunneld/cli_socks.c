@@ -5,6 +5,7 @@
  * and a server's -destinations.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ cli_dyn(struct cli_opts *o, int kind, const char *opt, const char *val,
     char *err)
 {
 	struct cli_dyn	*d;
+	struct hostinfo	 h;
 	char		 why[ERR_LEN];
 
 	if (o->ndyn == CLI_MAX_DYN) {
@@ -30,24 +32,24 @@ cli_dyn(struct cli_opts *o, int kind, const char *opt, const char *val,
 		    "listeners", opt, CLI_MAX_DYN);
 		return -1;
 	}
-	d = &o->dyn[o->ndyn];
-	if (addr_parse(val, &d->addr, why) == -1) {
+	if (addr_parse(val, &h, why) == -1) {
 		err_set(err, "-%s: '%s': %s", opt, val, why);
 		return -1;
 	}
-	if (d->addr.path[0] != '\0' || d->addr.query[0] != '\0') {
+	if (h.path[0] != '\0' || h.query[0] != '\0') {
 		err_set(err, "-%s: '%s': a listening address has no path",
 		    opt, val);
 		return -1;
 	}
+	d = &o->dyn[o->ndyn++];
+	d->kind = kind;
+	d->port = h.port;
 	/*
 	 * Whoever reaches the port may use the tunnel (and through it what
 	 * the server's patterns allow): other hosts only when asked for.
 	 */
-	if (d->addr.name[0] == '\0')
-		strcpy(d->addr.name, "127.0.0.1");
-	d->kind = kind;
-	o->ndyn++;
+	snprintf(d->host, sizeof(d->host), "%s", h.name[0] != '\0' ?
+	    h.name : "127.0.0.1");
 	return 0;
 }
 
@@ -144,4 +146,5 @@ void
 cli_socks_free(struct cli_opts *o)
 {
 	cli_secret_free(&o->socks_auth);
+	destpat_list_free(&o->dests);
 }

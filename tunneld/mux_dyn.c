@@ -57,18 +57,21 @@ mux_dyn_listen(struct sess *s, const struct cli_dyn *d)
 {
 	struct dlsn	*l;
 	struct addrinfo	 hints;
+	struct hostinfo	 h;
 	uv_getaddrinfo_t req;
 	char		 host[ADDR_NAME_MAX + 16], port[16];
 	int		 rc;
 
-	addr_format(&d->addr, host, sizeof(host));
+	memset(&h, 0, sizeof(h));
+	snprintf(h.name, sizeof(h.name), "%s", d->host);
+	h.port = d->port;
+	addr_format(&h, host, sizeof(host));
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	snprintf(port, sizeof(port), "%d", d->addr.port);
-	rc = uv_getaddrinfo(s->tun->loop, &req, NULL, d->addr.name, port,
-	    &hints);
+	snprintf(port, sizeof(port), "%d", d->port);
+	rc = uv_getaddrinfo(s->tun->loop, &req, NULL, d->host, port, &hints);
 	if (rc < 0) {
 		log_err("%s listener %s: %s", mux_dyn_name(d->kind), host,
 		    uv_strerror(rc));
@@ -94,9 +97,8 @@ mux_dyn_listen(struct sess *s, const struct cli_dyn *d)
 		return -1;
 	}
 	if (d->kind == CLI_DYN_SOCKS && s->tun->o->socks_auth == NULL &&
-	    strcmp(d->addr.name, "127.0.0.1") != 0 &&
-	    strcmp(d->addr.name, "::1") != 0 &&
-	    strcmp(d->addr.name, "localhost") != 0)
+	    strcmp(d->host, "127.0.0.1") != 0 && strcmp(d->host, "::1") != 0 &&
+	    strcmp(d->host, "localhost") != 0)
 		log_warnx("SOCKS5 listener %s takes clients without a "
 		    "password: whoever reaches it uses the tunnel (see "
 		    "-socksAuthFile)", host);

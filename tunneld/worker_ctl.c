@@ -90,12 +90,10 @@ worker_apply_config(const struct ctlmsg_config *c, struct cli_opts *o,
 			return -1;
 		o->fwds.n++;
 	}
-	o->dests.n = 0;
-	for (i = 0; i < c->ndest && i < DESTPAT_MAX; i++) {
-		if (destpat_parse(c->dests[i], &o->dests.p[i], err) == -1)
+	destpat_list_free(&o->dests);
+	for (i = 0; i < c->ndest; i++)
+		if (destpat_list_add1(&o->dests, c->dests[i], err) == -1)
 			return -1;
-		o->dests.n++;
-	}
 	return 0;
 }
 

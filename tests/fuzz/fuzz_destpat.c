@@ -39,7 +39,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		*host++ = '\0';
 	else
 		host = s;
-	l.n = 0;
+	destpat_list_free(&l);
 	if (destpat_list_add(&l, s, err) == 0) {
 		CHECK(l.n >= 1 && l.n <= DESTPAT_MAX);
 		for (i = 0; i < l.n; i++) {

@@ -21,7 +21,7 @@
 
 #define ARGV(...)	((char *[]){ "tunneld", __VA_ARGS__, NULL })
 
-static char	out[8192];
+static char	out[16384];
 static char	err[ERR_LEN];
 
 static int
@@ -700,11 +700,11 @@ test_dynamic(void **state)
 	    "-transparent", "[::1]:1081", "-socks", "0.0.0.0:1082"));
 	assert_int_equal(o.ndyn, 3);
 	assert_int_equal(o.dyn[0].kind, CLI_DYN_SOCKS);
-	assert_string_equal(o.dyn[0].addr.name, "127.0.0.1");
-	assert_int_equal(o.dyn[0].addr.port, 1080);
+	assert_string_equal(o.dyn[0].host, "127.0.0.1");
+	assert_int_equal(o.dyn[0].port, 1080);
 	assert_int_equal(o.dyn[1].kind, CLI_DYN_TRANSPARENT);
-	assert_string_equal(o.dyn[1].addr.name, "::1");
-	assert_string_equal(o.dyn[2].addr.name, "0.0.0.0");
+	assert_string_equal(o.dyn[1].host, "::1");
+	assert_string_equal(o.dyn[2].host, "0.0.0.0");
 	assert_null(o.socks_auth);
 	cli_free(&o);
 
@@ -732,6 +732,8 @@ test_dynamic(void **state)
 	assert_int_equal(o.dests.p[0].deny, 1);
 	assert_int_equal(o.dests.p[2].port_hi, 90);
 	cli_free(&o);
+	assert_int_equal(o.dests.n, 0);
+	assert_null(o.dests.p);
 
 	expect_usage_error(ARGV("wsclient", "h:1"), "needs at least one");
 	expect_usage_error(ARGV("wsserver", ":1", "-socks", ":1"),

@@ -28,7 +28,7 @@ list(const char *s)
 {
 	char err[ERR_LEN];
 
-	memset(&l, 0, sizeof(l));
+	destpat_list_free(&l);
 	if (destpat_list_add(&l, s, err) == -1)
 		fail_msg("%s: %s", s, err);
 }
@@ -135,6 +135,11 @@ test_parse_errors(void **state)
 	assert_int_equal(destpat_list_add(&big, s, err), -1);
 	assert_non_null(strstr(err, "more than"));
 	assert_int_equal(big.n, 0);
+	/* One pattern: a comma is no separator, so no pattern at all. */
+	assert_int_equal(destpat_list_add1(&big, "*:1,*:2", err), -1);
+	assert_int_equal(destpat_list_add1(&big, "*:1", err), 0);
+	assert_int_equal(big.n, 1);
+	destpat_list_free(&big);
 }
 
 static void
@@ -184,7 +189,7 @@ test_names(void **state)
 	assert_int_equal(destpat_check_name(&l, "ok.example", 80),
 	    DESTPAT_ALLOW);
 	/* An empty list refuses everything. */
-	memset(&l, 0, sizeof(l));
+	destpat_list_free(&l);
 	assert_int_equal(destpat_check_name(&l, "ok.example", 80),
 	    DESTPAT_REFUSE);
 	assert_int_equal(destpat_check_addr(&l, "10.0.0.1", sa("10.0.0.1"),
@@ -247,6 +252,7 @@ test_addresses(void **state)
 	assert_int_equal(destpat_check_name(&l, "::1", 80), DESTPAT_REFUSE);
 	list("[::/0]:80");
 	assert_int_equal(destpat_check_name(&l, "::1", 80), DESTPAT_ALLOW);
+	destpat_list_free(&l);
 }
 
 int
