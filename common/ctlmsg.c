@@ -294,6 +294,8 @@ config_enc(struct jw *w, const struct ctlmsg *m)
 	if (!limits_ok(&c->limits))
 		w->ok = 0;
 	limits_enc(w, &c->limits);
+	jw_list(w, "destinations", c->dests[0], CTLMSG_DEST_LEN,
+	    c->ndest > CTLMSG_MAX_DESTS ? (w->ok = 0) : c->ndest);
 }
 
 static int
@@ -323,7 +325,9 @@ config_dec(const json_t *o, struct ctlmsg *m, char *err)
 	    jr_bool(o, "verbose", &c->verbose, err) == -1 ||
 	    jr_int32(o, "handshakeTimeout", &c->handshake_timeout,
 	    CTLMSG_HS_MIN, CTLMSG_HS_MAX, err) == -1 ||
-	    limits_dec(o, &c->limits, err) == -1)
+	    limits_dec(o, &c->limits, err) == -1 ||
+	    jr_list(o, "destinations", c->dests[0], CTLMSG_DEST_LEN,
+	    CTLMSG_MAX_DESTS, &c->ndest, err) == -1)
 		return -1;
 	if (strcmp(cm, "OneShot") != 0 && strcmp(cm, "CanReconnect") != 0) {
 		err_set(err, "connectMode '%s' is not OneShot or CanReconnect",

@@ -59,6 +59,8 @@ enum ctl_type {
 #define CTLMSG_MAX_SRCS		64
 #define CTLMSG_REASON_LEN	ERR_LEN
 #define CTLMSG_EXTRA_MAX	48000	/* base64 of it fits in CTL_MSG_MAX */
+#define CTLMSG_MAX_DESTS	64	/* destination patterns (destpat.h) */
+#define CTLMSG_DEST_LEN		272
 
 /* CONFIG's numbers: range and the default when the field is absent. */
 #define CTLMSG_IDLE_MIN		0	/* idleTimeout, s; 0: never */
@@ -115,6 +117,10 @@ struct ctlmsg_config {
 	int	 verbose;
 	int	 handshake_timeout;
 	struct ctlmsg_limits limits;
+	/* What the worker dials for a client's dynamic forwards (SOCKS5,
+	 * transparent): destination patterns, checked by the worker. */
+	char	 dests[CTLMSG_MAX_DESTS][CTLMSG_DEST_LEN];
+	size_t	 ndest;
 };
 
 struct ctlmsg_ready {			/* CTL_READY */

@@ -36,6 +36,8 @@
 #define POLICY_BODY_LEN		1024
 #define POLICY_ID_LEN		128
 #define POLICY_SECRET_LEN	256
+#define POLICY_MAX_DESTS	64	/* destinations (destpat.h) */
+#define POLICY_DEST_LEN		272
 
 /* Per-call defaults when struct policy_limits is NULL or a field 0. */
 #define POLICY_DEF_INSTRUCTIONS	1000000UL
@@ -136,6 +138,10 @@ struct policy_tunnel {
 	 * default: none) and sessionTimeout (default 600), in the bounds
 	 * of ctlmsg.h */
 	struct ctlmsg_limits limits;
+	/* destination patterns for clients' dynamic forwards, each one
+	 * destpat_parse accepts; none: such streams are refused */
+	char	dests[POLICY_MAX_DESTS][POLICY_DEST_LEN];
+	size_t	ndest;
 };
 
 /*

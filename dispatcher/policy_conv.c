@@ -13,6 +13,8 @@
 #include <lauxlib.h>
 
 #include "ctlmsg.h"
+#include "destpat.h"
+#include "err.h"
 #include "mode.h"
 #include "policy.h"
 #include "policy_conv.h"
@@ -32,8 +34,12 @@ static const char *const conv_connect_modes[] = {
 static const char *const conv_fields[] = {
 	"id", "tenant", "mode", "pass", "encPass", "encCount", "forwards",
 	"connectMode", "idleTimeout", "keepalive", "maxStreams", "rateUp",
-	"rateDown", "maxBytes", "maxConnectRate", "sessionTimeout", NULL
+	"rateDown", "maxBytes", "maxConnectRate", "sessionTimeout",
+	"destinations", NULL
 };
+
+_Static_assert(POLICY_MAX_DESTS <= DESTPAT_MAX &&
+    POLICY_DEST_LEN <= DESTPAT_LEN, "a policy's patterns fit a worker's");
 
 static int
 conv_in(const char *s, const char *const *set)
@@ -483,6 +489,62 @@ conv_forwards(lua_State *L, int t, struct policy_tunnel *tun)
 	lua_pop(L, 1);
 }
 
+/*
+ * destinations: a list of destination patterns, each checked here so
+ * that a typo fails getTunnelInfo rather than the worker.
+ */
+static void
+conv_destinations(lua_State *L, int t, struct policy_tunnel *tun)
+{
+	struct destpat	 p;
+	const char	*s;
+	char		 why[ERR_LEN];
+	size_t		 len, i, n, count = 0;
+	int		 f, type = conv_field(L, t, "destinations");
+
+	if (type == LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (type != LUA_TTABLE)
+		luaL_error(L, "getTunnelInfo: destinations must be a list of "
+		    "strings, got a %s", luaL_typename(L, -1));
+	f = lua_gettop(L);
+	n = (size_t)lua_rawlen(L, f);
+	if (n > POLICY_MAX_DESTS)
+		luaL_error(L, "getTunnelInfo: %d destinations, at most %d",
+		    n > INT_MAX ? INT_MAX : (int)n, POLICY_MAX_DESTS);
+	for (i = 0; i < n; i++) {
+		if (lua_rawgeti(L, f, (lua_Integer)i + 1) != LUA_TSTRING)
+			luaL_error(L, "getTunnelInfo: destinations[%d] must be "
+			    "a string, got a %s", (int)i + 1,
+			    luaL_typename(L, -1));
+		s = lua_tolstring(L, -1, &len);
+		if (len >= POLICY_DEST_LEN || strlen(s) != len)
+			luaL_error(L, "getTunnelInfo: destinations[%d] must be "
+			    "shorter than %d bytes, without NUL", (int)i + 1,
+			    POLICY_DEST_LEN);
+		if (destpat_parse(s, &p, why) == -1)
+			luaL_error(L, "getTunnelInfo: destinations[%d]: %s",
+			    (int)i + 1, why);
+		memcpy(tun->dests[i], s, len + 1);
+		lua_pop(L, 1);
+	}
+	tun->ndest = n;
+	lua_pushnil(L);
+	while (lua_next(L, f) != 0) {
+		lua_pop(L, 1);
+		if (++count > n) {
+			lua_pop(L, 1);
+			break;
+		}
+	}
+	if (count != n)
+		luaL_error(L, "getTunnelInfo: destinations must be a list, "
+		    "without holes or named keys");
+	lua_pop(L, 1);
+}
+
 /* pass, encPass and encCount of the table at t; raises a Lua error on
  * a value kptunnel would not take safely. */
 static void
@@ -526,6 +588,7 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 	 * nfwd are never read.  Every other field is set below.
 	 */
 	tun->nfwd = 0;
+	tun->ndest = 0;
 	tun->pass[0] = tun->encpass[0] = '\0';
 	conv_unknown(L, t);
 
@@ -560,6 +623,7 @@ conv_tunnel(lua_State *L, int t, struct policy_tunnel *tun)
 	tun->keepalive = (int)conv_int(L, t, "keepalive",
 	    CTLMSG_KEEPALIVE_DEF, CONV_KA_MIN, CONV_KA_MAX);
 	conv_limits(L, t, &tun->limits);
+	conv_destinations(L, t, tun);
 }
 
 int
@@ -606,7 +670,7 @@ conv_push_info(lua_State *L, const struct policy_tunnel *t)
 	int	 i_t;
 
 	luaL_checkstack(L, 4, NULL);
-	lua_createtable(L, 0, 14);
+	lua_createtable(L, 0, 15);
 	i_t = lua_gettop(L);
 	conv_setbuf(L, i_t, "id", t->id, sizeof(t->id));
 	conv_setbuf(L, i_t, "tenant", t->tenant, sizeof(t->tenant));
@@ -638,4 +702,12 @@ conv_push_info(lua_State *L, const struct policy_tunnel *t)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, i_t, "forwards");
+	n = t->ndest < POLICY_MAX_DESTS ? t->ndest : POLICY_MAX_DESTS;
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		lua_pushlstring(L, t->dests[i],
+		    strnlen(t->dests[i], sizeof(t->dests[i])));
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, i_t, "destinations");
 }

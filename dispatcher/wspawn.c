@@ -32,6 +32,8 @@ extern char **environ;
 _Static_assert(sizeof(((struct policy_tunnel *)0)->pass) <= CTLMSG_SECRET_LEN,
     "pass fits CONFIG");
 _Static_assert(POLICY_MAX_FWDS <= CTLMSG_MAX_FWDS, "forwards fit CONFIG");
+_Static_assert(POLICY_MAX_DESTS <= CTLMSG_MAX_DESTS &&
+    POLICY_DEST_LEN <= CTLMSG_DEST_LEN, "destinations fit CONFIG");
 _Static_assert(POLICY_FWD_LEN <= CTLMSG_FWD_LEN, "a forward fits CONFIG");
 _Static_assert(POLICY_ID_LEN <= CTLMSG_ID_LEN, "ids fit CONFIG");
 
@@ -213,6 +215,9 @@ wspawn_config(struct disp *d, const struct policy_tunnel *ti,
 	c->idle_timeout = ti->idle_timeout;
 	c->keepalive = ti->keepalive;
 	c->limits = ti->limits;
+	for (i = 0; i < ti->ndest && i < CTLMSG_MAX_DESTS; i++)
+		snprintf(c->dests[i], sizeof(c->dests[i]), "%s", ti->dests[i]);
+	c->ndest = i;
 	snprintf(c->tenant, sizeof(c->tenant), "%s", ti->tenant);
 	snprintf(c->id, sizeof(c->id), "%s", ti->id);
 	snprintf(c->session, sizeof(c->session), "%s", session);

@@ -40,7 +40,8 @@ enum cli_opt_id {
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
 	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW,
-	OPT_UDPTIMEOUT, OPT_UDPFLOWS
+	OPT_UDPTIMEOUT, OPT_UDPFLOWS,
+	OPT_SOCKS, OPT_SOCKSAUTHFILE, OPT_TRANSPARENT, OPT_DESTINATIONS
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -83,6 +84,10 @@ static const struct opt_def cli_table[] = {
 	{ "version",		OPT_VERSION,		1 },
 	{ "udpTimeout",		OPT_UDPTIMEOUT,		0 },
 	{ "udpFlows",		OPT_UDPFLOWS,		0 },
+	{ "socks",		OPT_SOCKS,		0 },
+	{ "socksAuthFile",	OPT_SOCKSAUTHFILE,	0 },
+	{ "transparent",	OPT_TRANSPARENT,	0 },
+	{ "destinations",	OPT_DESTINATIONS,	0 },
 };
 
 #define CLI_NOPTS	(sizeof(cli_table) / sizeof(cli_table[0]))
@@ -195,6 +200,14 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_bool(name, val, &ignored, err);
 	case OPT_LOGFORMAT:
 		return log_format_parse(val, &o->log_json, err);
+	case OPT_SOCKS:
+		return cli_dyn(o, CLI_DYN_SOCKS, name, val, err);
+	case OPT_TRANSPARENT:
+		return cli_dyn(o, CLI_DYN_TRANSPARENT, name, val, err);
+	case OPT_SOCKSAUTHFILE:
+		return cli_socks_auth_file(o, val, err);
+	case OPT_DESTINATIONS:
+		return cli_destinations(o, val, err);
 	default:
 		/* -console, -prof: kptunnel's debug console and Go profiler,
 		 * no equivalent; -help, -version: answered by cli_option. */
@@ -354,7 +367,8 @@ cli_positionals(struct cli_opts *o, const char **pos, size_t npos,
 	}
 	need_fwd = o->mode == MODE_WSCLIENT || o->mode == MODE_CLIENT ||
 	    o->mode == MODE_R_WSSERVER || o->mode == MODE_R_SERVER;
-	if (need_fwd && o->fwds.n == 0 && !o->omit && o->ctrl[0] == '\0') {
+	if (need_fwd && o->fwds.n == 0 && !o->omit && o->ctrl[0] == '\0' &&
+	    o->ndyn == 0) {
 		err_set(err, "mode %s needs at least one forward",
 		    cli_mode_name(o->mode));
 		return -1;
@@ -408,7 +422,8 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 		return 1;
 	}
 	if (rc == -1 || cli_positionals(o, c.pos, c.npos, err) == -1 ||
-	    cli_udp_check(o, err) == -1 || cli_environment(o, err) == -1) {
+	    cli_udp_check(o, err) == -1 || cli_socks_finish(o, err) == -1 ||
+	    cli_environment(o, err) == -1) {
 		cli_free(o);
 		return -1;
 	}
@@ -422,6 +437,7 @@ cli_free(struct cli_opts *o)
 		return;
 	cli_secret_free(&o->pass);
 	cli_secret_free(&o->encpass);
+	cli_socks_free(o);
 	/* The proxy URL may carry user:password. */
 	OPENSSL_cleanse(o->proxy, sizeof(o->proxy));
 }

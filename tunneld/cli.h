@@ -9,6 +9,7 @@
 
 #include "addr.h"
 #include "ctlmsg.h"
+#include "destpat.h"
 #include "msg.h"
 
 #define CLI_MAX_HS_PER_ADDR	8	/* default of -maxHandshakesPerAddr */
@@ -21,6 +22,8 @@
 #define CLI_UDP_TIMEOUT		60
 #define CLI_UDP_FLOWS		256
 #define CLI_UDP_FLOWS_MAX	8192
+/* -socks and -transparent listeners, together. */
+#define CLI_MAX_DYN	8
 
 /* cli_opts.argv_secrets: which secrets came from the command line. */
 #define CLI_ARGV_PASS		0x1
@@ -81,7 +84,24 @@ struct cli_opts {
 	int		 argv_secrets;	/* CLI_ARGV_* */
 	int		 udp_timeout;	/* -udpTimeout s: an idle UDP flow ends */
 	int		 udp_flows;	/* -udpFlows: flows per UDP forward */
+	/*
+	 * Dynamic forwards (cli_socks.c): a client's listeners whose
+	 * connections each name their own destination, and the rules a
+	 * server dials such destinations by.
+	 */
+	struct cli_dyn {
+		int	 kind;		/* CLI_DYN_* */
+		char	 host[ADDR_NAME_MAX];	/* where it listens */
+		int	 port;
+	}		 dyn[CLI_MAX_DYN];
+	size_t		 ndyn;
+	char		*socks_auth;	/* "user:password" or NULL; cleansed */
+	struct destpat_list dests;	/* -destinations, or the policy's */
 };
+
+/* cli_dyn.kind */
+#define CLI_DYN_SOCKS		1	/* -socks: SOCKS5 CONNECT */
+#define CLI_DYN_TRANSPARENT	2	/* -transparent: SO_ORIGINAL_DST */
 
 /* Mode helpers. */
 int		 cli_mode_is_server(enum cli_mode m);

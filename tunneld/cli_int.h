@@ -56,6 +56,21 @@ int	 cli_secret_env(const char *var, char **out, char *err);
 int	 cli_note_secret(struct cli_opts *o, int kind, const char *val,
 	    char *err);
 
+/* cli_socks.c: the dynamic forwards' options.  Each returns 0, or -1
+ * with err. */
+/* -socks, -transparent: a listening address (empty host: 127.0.0.1). */
+int	 cli_dyn(struct cli_opts *o, int kind, const char *opt,
+	    const char *val, char *err);
+/* -socksAuthFile: the SOCKS5 listeners' "user:password". */
+int	 cli_socks_auth_file(struct cli_opts *o, const char *val, char *err);
+/* -destinations: comma-separated patterns (destpat.h). */
+int	 cli_destinations(struct cli_opts *o, const char *val, char *err);
+/* Once the mode is known: each option is one of its role's, and
+ * TUNNELD_SOCKS_AUTH is read when no file gave the credentials. */
+int	 cli_socks_finish(struct cli_opts *o, char *err);
+/* Cleanses and frees the credentials; frees the patterns. */
+void	 cli_socks_free(struct cli_opts *o);
+
 /* cli_usage.c: --version's text. */
 const char *cli_version(void);
 

@@ -53,6 +53,8 @@ mux_init(struct sess *s)
 	TAILQ_INIT(&s->opening);
 	SLIST_INIT(&s->lsns);
 	TAILQ_INIT(&s->uflows);
+	SLIST_INIT(&s->dlsns);
+	TAILQ_INIT(&s->socks_hs);
 	ratelog_init(&s->peer_log, 0, 0);
 }
 
@@ -265,6 +267,7 @@ mux_citi_free(struct citi *ci)
 	struct sess *s = ci->s;
 
 	free(ci->rx);
+	free(ci->early);
 	free(ci);
 	sess_unref(s);
 }
@@ -385,7 +388,8 @@ mux_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 static void
 mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 {
-	struct citi *ci = mux_find(s, m->citi);
+	struct citi	*ci = mux_find(s, m->citi);
+	enum citi_state	 st;
 
 	if (ci == NULL || !citi_is_opening(ci->state)) {
 		log_debug("session %" PRId64 ": answer for unknown citi %08"
@@ -398,7 +402,16 @@ mux_on_resp(struct sess *s, const struct msg_resp_header *m)
 		    "the peer: %s", ci->id, ci->dst.port, m->mess);
 	if (!m->result && ci->udp)
 		mux_udp_refused(ci);
-	mux_citi_event(ci, m->result ? CITI_EV_ANSWER_OK : CITI_EV_ANSWER_NG);
+	if (ci->socks_reply)
+		socks_answered(ci, m->result, m->mess);
+	st = mux_citi_event(ci, m->result ? CITI_EV_ANSWER_OK :
+	    CITI_EV_ANSWER_NG);
+	/* What a dynamic forward's client sent past its request. */
+	if (st != CITI_FREED && citi_reads(st) && ci->early != NULL) {
+		sess_lim_bytes(s, ci->early->len);
+		mux_enqueue(ci, ci->early);
+		ci->early = NULL;
+	}
 }
 
 int
@@ -581,9 +594,12 @@ mux_tick(struct sess *s, uint64_t now)
 		log_warnx("session %" PRId64 ": citi %08" PRIx32 ": no answer "
 		    "from the peer in %d s", s->id, ci->id,
 		    s->tun->o->open_timeout);
+		if (ci->socks_reply)
+			socks_answered(ci, 0, "timed out");
 		mux_citi_event(ci, CITI_EV_OPEN_TIMEOUT);
 	}
 	mux_udp_tick(s, now);
+	mux_dyn_tick(s, now);
 }
 
 void
@@ -597,6 +613,7 @@ mux_stop(struct sess *s)
 		log_warnx("session %" PRId64 ": %lu more warnings about the "
 		    "peer's requests suppressed", s->id, dropped);
 	mux_lsn_close_all(s);
+	mux_dyn_stop(s);
 	for (i = 0; s->tab != NULL && i < s->tabsz; i++)
 		while ((ci = s->tab[i]) != NULL)
 			mux_citi_event(ci, CITI_EV_SESSION_STOP);

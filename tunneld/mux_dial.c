@@ -1,7 +1,9 @@
 /*
  * The dialing side of a CITI (wire spec 6.4): the peer's CTRL_HEADER names
- * a target; it is checked against the agreed forward list, resolved and
- * dialed, and answered with CTRL_RESP_HEADER.  See mux.c.
+ * a target; it is checked against the agreed forward list (or, on a
+ * server, its destination patterns: the target of a client's dynamic
+ * forward), resolved and dialed, and answered with CTRL_RESP_HEADER.
+ * See mux.c.
  */
 
 #include <inttypes.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "destpat.h"
 #include "joinpt.h"
 #include "log.h"
 #include "mux_int.h"
@@ -66,6 +69,28 @@ mux_dial_connected(struct citi *ci)
 	mux_citi_event(ci, CITI_EV_CONNECTED);
 }
 
+/* What a server answers for a target outside its forwards and patterns
+ * (a client maps "refused..." to SOCKS5's "not allowed"). */
+#define MUX_NOT_ALLOWED	"refused: destination not allowed"
+
+/*
+ * The first of res a dynamic target may be dialed at (every address a
+ * name resolves to is checked against the patterns), or NULL.
+ */
+static struct addrinfo *
+mux_allowed_addr(struct citi *ci, struct addrinfo *res)
+{
+	const struct destpat_list	*l = &ci->s->tun->o->dests;
+
+	if (!ci->by_pattern)
+		return res;
+	for (; res != NULL; res = res->ai_next)
+		if (destpat_check_addr(l, ci->dst.name, res->ai_addr,
+		    ci->dst.port) == DESTPAT_ALLOW)
+			return res;
+	return NULL;
+}
+
 static void
 mux_connect_cb(uv_connect_t *req, int status)
 {
@@ -85,6 +110,8 @@ static void
 mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct citi	*ci = req->data;
+	struct addrinfo	*ai;
+	char		 host[ADDR_NAME_MAX + 16];
 	int		 rc;
 
 	ci->gai_pending = 0;
@@ -111,7 +138,16 @@ mux_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 			mux_dial_connected(ci);
 		return;
 	}
-	rc = uv_tcp_connect(&ci->connect, &ci->tcp, res->ai_addr,
+	if ((ai = mux_allowed_addr(ci, res)) == NULL) {
+		uv_freeaddrinfo(res);
+		addr_format(&ci->dst, host, sizeof(host));
+		mux_peer_warn(ci->s, "refused to dial %s: it resolves to "
+		    "addresses the destination patterns refuse", host);
+		mux_send_resp(ci->s, ci->id, 0, MUX_NOT_ALLOWED);
+		mux_citi_event(ci, CITI_EV_DIAL_FAILED);
+		return;
+	}
+	rc = uv_tcp_connect(&ci->connect, &ci->tcp, ai->ai_addr,
 	    mux_connect_cb);
 	uv_freeaddrinfo(res);
 	if (rc < 0) {
@@ -149,7 +185,7 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 	struct citi	*ci;
 	struct addrinfo	 hints;
 	char		 host[ADDR_NAME_MAX + 16], port[16], why[96];
-	int		 rc, fidx;
+	int		 rc, fidx, dyn, join;
 
 	addr_format(&m->host, host, sizeof(host));
 	if (m->citi == PKT_CITI_CTRL || mux_find(s, m->citi) != NULL) {
@@ -165,11 +201,14 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		return;
 	}
 	/* A join point's name is matched exactly, never as a host name. */
-	if (joinpt_is(m->host.name, strlen(m->host.name)))
+	join = joinpt_is(m->host.name, strlen(m->host.name));
+	if (join)
 		fidx = !m->udp && mux_join_allowed(s, &m->host) ? 0 : -1;
 	else
 		fidx = mux_dial_allowed(s, &m->host, m->udp);
-	if (fidx == -1) {
+	/* Else a TCP stream may go where the destination patterns allow. */
+	dyn = fidx == -1 && !join && !m->udp;
+	if (fidx == -1 && (!dyn || !s->server || s->tun->o->dests.n == 0)) {
 		mux_peer_warn(s, "refused to dial %s%s: not a target of the "
 		    "forward list", m->udp ? "udp " : "", host);
 		mux_send_resp(s, m->citi, 0,
@@ -183,6 +222,14 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		mux_send_resp(s, m->citi, 0, "too many UDP flows");
 		return;
 	}
+	if (dyn && destpat_check_name(&s->tun->o->dests, m->host.name,
+	    m->host.port) == DESTPAT_REFUSE) {
+		mux_peer_warn(s, "refused to dial %s: not a target of the "
+		    "forward list nor allowed by the destination patterns",
+		    host);
+		mux_send_resp(s, m->citi, 0, MUX_NOT_ALLOWED);
+		return;
+	}
 	if (sess_lim_open(s, why, sizeof(why)) == -1) {
 		mux_peer_warn(s, "citi %08" PRIx32 " for %s: %s, refused",
 		    m->citi, host, why);
@@ -194,6 +241,7 @@ mux_on_header(struct sess *s, const struct msg_header *m)
 		return;
 	}
 	ci->dst = m->host;
+	ci->by_pattern = dyn;
 	if (joinpt_name(&m->host) != NULL) {
 		mux_join_dial(ci);
 		return;

@@ -5,7 +5,11 @@
  * What the files of the mux module share, and nobody else sees: mux.c
  * (the CITI table and lifecycle, data, windows), mux_dial.c (the side that
  * dials: the peer's CTRL_HEADER to our answer) and mux_lsn.c (the side
- * that listens: forward listeners, accepted connections).
+ * that listens: forward listeners, accepted connections); and those of
+ * dynamic forwards, whose connections name their own destination:
+ * mux_dyn.c (a client's -socks and -transparent listeners), socks.c (the
+ * SOCKS5 handshake) and tproxy.c (the original destination of a
+ * redirected connection).
  */
 
 #include <sys/queue.h>
@@ -61,6 +65,16 @@ struct citi {
 	 * Its tcp handle is then never opened: it only closes. */
 	int		 udp;
 	struct uflow	*uf;
+	/*
+	 * Dynamic forwards: a SOCKS5 reply is owed to the local client
+	 * once the peer answers (socks_answered); bytes it sent past its
+	 * request, queued once the stream is open; and, on the dialing
+	 * side, a target allowed by the destination patterns, whose
+	 * addresses are checked once resolved.
+	 */
+	int		 socks_reply;
+	struct opkt	*early;
+	int		 by_pattern;
 };
 
 /*
@@ -158,14 +172,6 @@ void		 mux_lsn_close_all(struct sess *s);
 /* The next free CITI id of our range. */
 uint32_t	 mux_next_id(struct sess *s);
 
-/*
- * Announces ci, a new CITI of the listening side for forward f, to the
- * peer (CTRL_HEADER, or MSG_CTRL_UDP_HEADER for a UDP forward), with its
- * open deadline.  0, or -1 when it could not be queued.
- */
-int		 mux_lsn_open(struct sess *s, struct citi *ci,
-		    const struct fwd *f);
-
 /* The address to bind f's Src to, of socktype (freed by the caller);
  * NULL when it does not resolve (logged). */
 struct addrinfo	*mux_listen_addr(struct sess *s, const struct fwd *f,
@@ -233,5 +239,45 @@ void		 mux_ulsn_forget(struct uflow *uf);
 /* The peer refused a flow of l: new senders wait MUX_ULSN_HOLD_MS. */
 void		 mux_ulsn_hold(struct lsn *l);
 #define MUX_ULSN_HOLD_MS	1000
+/* Takes a connection off server's backlog and closes it (why: a limit). */
+void		 mux_accept_refuse(struct sess *s, uv_stream_t *server,
+		    const char *why);
+
+/*
+ * Asks the peer to open ci (CITI_OPENING, its local socket connected, or
+ * a UDP flow's) to dst: CTRL_HEADER, or MSG_CTRL_UDP_HEADER for udp, and
+ * the -openTimeout deadline.  Returns 0, or -1 if out of memory (the
+ * caller aborts ci).
+ */
+int		 mux_announce(struct citi *ci, const struct hostinfo *dst,
+		    int udp);
+
+/* mux_dyn.c */
+
+/* A client's -socks and -transparent listeners: 0, or -1 (logged). */
+int		 mux_dyn_start(struct sess *s);
+/* Closes them and the SOCKS5 handshakes in progress (mux_stop). */
+void		 mux_dyn_stop(struct sess *s);
+/* Once a second: ends SOCKS5 handshakes past -handshakeTimeout. */
+void		 mux_dyn_tick(struct sess *s, uint64_t now);
+
+/* socks.c */
+
+/* A connection on a -socks listener: its handshake starts. */
+void		 socks_accept(struct sess *s, uv_stream_t *server);
+/* Ends the handshakes past their deadline. */
+void		 socks_tick(struct sess *s, uint64_t now);
+/* Ends every handshake in progress. */
+void		 socks_stop(struct sess *s);
+/*
+ * The peer answered ci's CTRL_HEADER (ok, or its refusal's text in
+ * mess), or did not in time: the local client's reply, once.
+ */
+void		 socks_answered(struct citi *ci, int ok, const char *mess);
+
+/* tproxy.c */
+
+/* A connection on a -transparent listener: to its original destination. */
+void		 tproxy_accept(struct sess *s, uv_stream_t *server);
 
 #endif

@@ -17,7 +17,7 @@
 #include "tunneld.h"
 
 /* Takes a connection off the backlog and closes it: a limit says so. */
-static void
+void
 mux_accept_refuse(struct sess *s, uv_stream_t *server, const char *why)
 {
 	uv_tcp_t *tmp;
@@ -46,19 +46,20 @@ mux_next_id(struct sess *s)
 }
 
 int
-mux_lsn_open(struct sess *s, struct citi *ci, const struct fwd *f)
+mux_announce(struct citi *ci, const struct hostinfo *dst, int udp)
 {
+	struct sess		*s = ci->s;
 	struct msg_header	 m;
 	char			*json;
 	size_t			 len;
 
-	ci->dst = f->dst;
+	ci->dst = *dst;
 	ci->deadline = uv_now(s->tun->loop) +
 	    (uint64_t)s->tun->o->open_timeout * 1000;
 	memset(&m, 0, sizeof(m));
-	m.host = f->dst;
+	m.host = *dst;
 	m.citi = ci->id;
-	m.udp = f->udp;
+	m.udp = udp;
 	if ((json = msg_header_encode(&m, &len)) == NULL ||
 	    sess_send_ctrl(s, json, len) == -1) {
 		free(json);
@@ -96,7 +97,7 @@ mux_accept_cb(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&ci->tcp, 1);
-	if (mux_lsn_open(s, ci, &l->fwd) == -1) {
+	if (mux_announce(ci, &l->fwd.dst, 0) == -1) {
 		mux_citi_event(ci, CITI_EV_ABORT);
 		return;
 	}
@@ -301,5 +302,5 @@ mux_start(struct sess *s)
 			return -1;
 	}
 	tun_listeners_drop(s->tun);
-	return 0;
+	return s->server ? 0 : mux_dyn_start(s);
 }

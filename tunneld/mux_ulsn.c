@@ -175,7 +175,7 @@ ulsn_open(struct lsn *l, const struct sockaddr *sa)
 	uf->hashed = 1;
 	TAILQ_INSERT_TAIL(&l->u->flows, uf, llink);
 	l->u->nflows++;
-	if (mux_lsn_open(s, ci, &l->fwd) == -1) {
+	if (mux_announce(ci, &l->fwd.dst, 1) == -1) {
 		mux_citi_event(ci, CITI_EV_ABORT);	/* frees uf */
 		return NULL;
 	}

@@ -302,6 +302,11 @@ struct sess {
 	TAILQ_HEAD(, citi) opening;	/* waiting for CTRL_RESP_HEADER */
 	SLIST_HEAD(, lsn) lsns;
 	TAILQ_HEAD(, uflow) uflows;	/* UDP CITIs' flows (idle timer) */
+	/* A client's -socks and -transparent listeners (mux_dyn.c) and its
+	 * SOCKS5 handshakes in progress (socks.c). */
+	SLIST_HEAD(, dlsn) dlsns;
+	TAILQ_HEAD(, socks_hs) socks_hs;
+	size_t		 nsocks_hs;
 	/* timing */
 	uv_timer_t	 tick;
 	uint64_t	 last_rx;	/* ms, loop time */

@@ -11,6 +11,7 @@
 
 #include "crypto.h"
 #include "ctlmsg.h"
+#include "destpat.h"
 #include "err.h"
 #include "log.h"
 #include "mode.h"
@@ -89,6 +90,10 @@ worker_apply_config(const struct ctlmsg_config *c, struct cli_opts *o,
 			return -1;
 		o->fwds.n++;
 	}
+	destpat_list_free(&o->dests);
+	for (i = 0; i < c->ndest; i++)
+		if (destpat_list_add1(&o->dests, c->dests[i], err) == -1)
+			return -1;
 	return 0;
 }
 

@@ -81,7 +81,7 @@ def lua(v):
 
 # Fields of a tenant copied into getTunnelInfo's answer (when set).
 TENANT_FIELDS = ("mode", "pass", "encPass", "encCount", "forwards",
-                 "connectMode", "idleTimeout", "keepalive")
+                 "connectMode", "idleTimeout", "keepalive", "destinations")
 
 HANDLER = r"""
 -- handler.lua written by tests/e2e/dispatch.py, after lua/multitenant.

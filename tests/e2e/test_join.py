@@ -154,14 +154,15 @@ def tcp_sockets(pid):
 
 
 def only_dials(pid, dispatcher_port, local_ports):
-    """Every TCP socket of pid is its connection to the dispatcher, or a
-    local one (a listener of its forward, a connection to its service):
-    the client dialed nothing else."""
+    """Every TCP socket of pid is a connection to the dispatcher (one, or
+    more while a reconnect's old connection is closing on a loaded
+    machine), or a local one (a listener of its forward, a connection to
+    its service): the client dialed nothing else."""
     socks = tcp_sockets(pid)
     to_disp = [s for s in socks if s[2] == dispatcher_port]
     others = [s for s in socks if s[2] != dispatcher_port and
               s[0] not in local_ports and s[2] not in local_ports]
-    return len(to_disp) == 1 and not others, socks
+    return len(to_disp) >= 1 and not others, socks
 
 
 # --------------------------------------------------------------------------

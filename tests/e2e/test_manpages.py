@@ -119,7 +119,7 @@ def test_policy_fields():
                            "};"))
     paged = set(re.findall(r"^\*([A-Za-z]+)\*$", text["GETTUNNELINFO"],
                            re.M))
-    assert len(fields) == 16 and paged == fields, (paged ^ fields)
+    assert len(fields) == 17 and paged == fields, (paged ^ fields)
 
 
 @pytest.mark.parametrize("name", ["tunneld.1", "dispatcher.8",

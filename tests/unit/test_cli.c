@@ -711,6 +711,95 @@ test_udp(void **state)
 	cli_free(&o);
 }
 
+/*
+ * Dynamic forwards: -socks and -transparent on clients (an empty host is
+ * loopback; forwards become optional), credentials from a file or
+ * TUNNELD_SOCKS_AUTH only, -destinations on servers.
+ */
+static void
+test_dynamic(void **state)
+{
+	struct cli_opts	 o;
+	char		 dir[] = "/tmp/test_cli.XXXXXX", af[64], bf[64];
+	FILE		*f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(af, sizeof(af), "%s/a", dir);
+	snprintf(bf, sizeof(bf), "%s/b", dir);
+	assert_non_null(f = fopen(af, "w"));
+	fputs("alice:pa:ss\n", f);
+	fclose(f);
+	assert_non_null(f = fopen(bf, "w"));
+	fputs("no-colon\n", f);
+	fclose(f);
+	assert_int_equal(chmod(af, 0600), 0);
+	assert_int_equal(chmod(bf, 0600), 0);
+
+	expect_ok(&o, ARGV("wsclient", "h:1", "-socks", ":1080",
+	    "-transparent", "[::1]:1081", "-socks", "0.0.0.0:1082"));
+	assert_int_equal(o.ndyn, 3);
+	assert_int_equal(o.dyn[0].kind, CLI_DYN_SOCKS);
+	assert_string_equal(o.dyn[0].host, "127.0.0.1");
+	assert_int_equal(o.dyn[0].port, 1080);
+	assert_int_equal(o.dyn[1].kind, CLI_DYN_TRANSPARENT);
+	assert_string_equal(o.dyn[1].host, "::1");
+	assert_string_equal(o.dyn[2].host, "0.0.0.0");
+	assert_null(o.socks_auth);
+	cli_free(&o);
+
+	expect_ok(&o, ARGV("client", "h:1", "-socks", ":1",
+	    "-socksAuthFile", af));
+	assert_string_equal(o.socks_auth, "alice:pa:ss");
+	cli_free(&o);
+	assert_null(o.socks_auth);
+	assert_int_equal(setenv("TUNNELD_SOCKS_AUTH", "bob:pw", 1), 0);
+	expect_ok(&o, ARGV("wsclient", "h:1", "-socks", ":1"));
+	assert_string_equal(o.socks_auth, "bob:pw");
+	assert_null(getenv("TUNNELD_SOCKS_AUTH"));	/* wiped */
+	cli_free(&o);
+	/* Without a -socks listener the variable is wiped and unused. */
+	assert_int_equal(setenv("TUNNELD_SOCKS_AUTH", "bob:pw", 1), 0);
+	expect_ok(&o, ARGV("wsclient", "h:1", ":2,h:3"));
+	assert_null(o.socks_auth);
+	assert_null(getenv("TUNNELD_SOCKS_AUTH"));
+	cli_free(&o);
+
+	expect_ok(&o, ARGV("wsserver", ":1", "-destinations",
+	    "!127.0.0.0/8:*,*.example.com:443", "-destinations",
+	    "[2001:db8::/32]:80-90"));
+	assert_int_equal(o.dests.n, 3);
+	assert_int_equal(o.dests.p[0].deny, 1);
+	assert_int_equal(o.dests.p[2].port_hi, 90);
+	cli_free(&o);
+	assert_int_equal(o.dests.n, 0);
+	assert_null(o.dests.p);
+
+	expect_usage_error(ARGV("wsclient", "h:1"), "needs at least one");
+	expect_usage_error(ARGV("wsserver", ":1", "-socks", ":1"),
+	    "client options");
+	expect_usage_error(ARGV("wsclient", "h:1", "-socks", ":1",
+	    "-destinations", "*:*"), "server option");
+	expect_usage_error(ARGV("wsclient", "h:1", ":2,h:3",
+	    "-socksAuthFile", af), "without a -socks");
+	expect_usage_error(ARGV("wsclient", "h:1", "-socks", ":1",
+	    "-socksAuthFile", bf), "not user:password");
+	expect_usage_error(ARGV("wsclient", "h:1", "-socks", "h"),
+	    "need host:port");
+	expect_usage_error(ARGV("wsclient", "h:1", "-socks", "h:1/x"),
+	    "no path");
+	expect_usage_error(ARGV("wsserver", ":1", "-destinations", "*:0"),
+	    "ports must be");
+	expect_usage_error(ARGV("wsclient", "h:1", "-socks", ":1", "-socks",
+	    ":2", "-socks", ":3", "-socks", ":4", "-socks", ":5", "-socks",
+	    ":6", "-socks", ":7", "-socks", ":8", "-socks", ":9"), "at most 8");
+	assert_int_equal(chmod(af, 0644), 0);
+	expect_usage_error(ARGV("wsclient", "h:1", "-socks", ":1",
+	    "-socksAuthFile", af), "chmod 600");
+	unlink(af);
+	unlink(bf);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -728,6 +817,7 @@ main(void)
 		cmocka_unit_test(test_secrets),
 		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_udp),
+		cmocka_unit_test(test_dynamic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

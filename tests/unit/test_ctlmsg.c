@@ -69,6 +69,11 @@ fill(struct ctlmsg *m, int type)
 		m->u.config.limits.max_bytes = CTLMSG_BYTES_MAX;
 		m->u.config.limits.max_connect_rate = CTLMSG_CONNRATE_MAX;
 		m->u.config.limits.session_timeout = CTLMSG_SESSTO_MAX;
+		for (i = 0; i < CTLMSG_MAX_DESTS; i++)
+			snprintf(m->u.config.dests[i],
+			    sizeof(m->u.config.dests[i]), "%s*.example:%zu",
+			    i % 2 ? "!" : "", 1 + i);
+		m->u.config.ndest = CTLMSG_MAX_DESTS;
 		break;
 	case CTL_READY:
 		m->u.ready.pid = 42;
@@ -233,6 +238,8 @@ test_defaults(void **state)
 	assert_int_equal(b.u.config.limits.max_bytes, 0);
 	assert_int_equal(b.u.config.limits.max_connect_rate, 0);
 	assert_int_equal(b.u.config.limits.session_timeout, CTLMSG_SESSTO_DEF);
+	/* No destination patterns: dynamic forwards are refused. */
+	assert_int_equal(b.u.config.ndest, 0);
 	ctlmsg_clear(&b);
 	assert_int_equal(ctlmsg_decode("{\"type\":9}", 10, &b, err), 0);
 	assert_string_equal(b.u.end.text, "ended");
@@ -326,6 +333,9 @@ test_refusals(void **state)
 	refused(CFG ",\"verbose\":1}", "must be true or false");
 	refused(CFG ",\"forwards\":\"t,1,2\"}", "forwards must be a list");
 	refused(CFG ",\"forwards\":[1]}", "forwards[0]");
+	refused(CFG ",\"destinations\":\"*:*\"}", "destinations must be a "
+	    "list");
+	refused(CFG ",\"destinations\":[\"*:*\",2]}", "destinations[1]");
 	refused("{\"type\":2,\"mode\":1,\"pass\":\"p\",\"encPass\":\"e\","
 	    "\"sock\":\"s\"}", "mode must be a string");
 	refused(CFG ",\"connectMode\":\"Sometimes\"}", "connectMode");
@@ -402,7 +412,10 @@ test_maximal_fit(void **state)
 	memset(a.u.config.encpass, '"', CTLMSG_SECRET_LEN - 1);
 	for (i = 0; i < CTLMSG_MAX_FWDS; i++)
 		memset(a.u.config.forwards[i], 'f', CTLMSG_FWD_LEN - 1);
-	/* forwards alone: 64 * 511 bytes; with the rest, under 64 KiB */
+	for (i = 0; i < CTLMSG_MAX_DESTS; i++)
+		memset(a.u.config.dests[i], 'd', CTLMSG_DEST_LEN - 1);
+	/* forwards alone: 64 * 511 bytes, destinations 64 * 271; with the
+	 * rest, under 64 KiB */
 	assert_true(ctlmsg_encode(&a, buf, CTL_MSG_MAX, err) > 0);
 	ctlmsg_clear(&a);
 	ctlmsg_init(&a, CTL_CONN);

@@ -260,7 +260,8 @@ test_req_nulls(void **state)
 	"    forwards = { 'r,:8001,localhost:22', ':8002,localhost:80' },\n" \
 	"    connectMode = 'OneShot', idleTimeout = 0, keepalive = 30,\n" \
 	"    maxStreams = 4, rateUp = 10000000, rateDown = 1 << 40,\n" \
-	"    maxBytes = 5 << 30, maxConnectRate = 7, sessionTimeout = 30 }\n" \
+	"    maxBytes = 5 << 30, maxConnectRate = 7, sessionTimeout = 30,\n" \
+	"    destinations = { '!127.0.0.0/8:*', '*.example.com:443' } }\n" \
 	"end\n"
 
 static void
@@ -290,6 +291,9 @@ test_get_tunnel(void **state)
 	assert_int_equal(t.limits.max_bytes, 5LL << 30);
 	assert_int_equal(t.limits.max_connect_rate, 7);
 	assert_int_equal(t.limits.session_timeout, 30);
+	assert_int_equal(t.ndest, 2);
+	assert_string_equal(t.dests[0], "!127.0.0.0/8:*");
+	assert_string_equal(t.dests[1], "*.example.com:443");
 	policy_tunnel_cleanse(&t);
 	assert_string_equal(t.pass, "");
 	assert_string_equal(t.encpass, "");
@@ -458,6 +462,22 @@ test_get_tunnel_types(void **state)
 	gt_bad(p, GT_OK_FIELDS ", forwards = (function() local t = {} "
 	    "for i = 1, 65 do t[i] = 'f' end return t end)()",
 	    "65 forwards, at most 64");
+	gt_bad(p, GT_OK_FIELDS ", destinations = '*:*'",
+	    "destinations must be a list of strings, got a string");
+	gt_bad(p, GT_OK_FIELDS ", destinations = { '*:*', 443 }",
+	    "destinations[2] must be a string, got a number");
+	gt_bad(p, GT_OK_FIELDS ", destinations = { '*.example.com' }",
+	    "destinations[1]: destination pattern '*.example.com': need "
+	    "HOST:PORTS");
+	gt_bad(p, GT_OK_FIELDS ", destinations = { 'a:1,b:2' }",
+	    "destinations[1]: destination pattern 'a:1,b:2'");
+	gt_bad(p, GT_OK_FIELDS ", destinations = { string.rep('d', 272) }",
+	    "destinations[1] must be shorter than 272 bytes");
+	gt_bad(p, GT_OK_FIELDS ", destinations = { '*:1', x = '*:2' }",
+	    "destinations must be a list");
+	gt_bad(p, GT_OK_FIELDS ", destinations = (function() local t = {} "
+	    "for i = 1, 65 do t[i] = '*:' .. i end return t end)()",
+	    "65 destinations, at most 64");
 	gt_bad(p, GT_OK_FIELDS ", connectMode = 'Client'",
 	    "connectMode must be CanReconnect or OneShot");
 	gt_bad(p, GT_OK_FIELDS ", idleTimeout = -1",
@@ -1370,12 +1390,14 @@ test_end_tunnel(void **state)
 	    "  return { id = 'a-1', tenant = 'a', mode = 'r-server',\n"
 	    "    pass = 'p', encPass = 'e', encCount = 3,\n"
 	    "    forwards = { 'r,:1,h:2', 't,:3,h:4' }, keepalive = 9,\n"
-	    "    maxStreams = 2, rateDown = 1000 }\n"
+	    "    maxStreams = 2, rateDown = 1000,\n"
+	    "    destinations = { '10.0.0.0/8:80' } }\n"
 	    "end\n"
 	    "function onEndTunnel(info, reason)\n"
 	    "  if reason == 'boom' then error('end failed') end\n"
 	    "  last = table.concat({ info.id, info.tenant, info.mode,\n"
 	    "    info.encCount, #info.forwards, info.forwards[2],\n"
+	    "    info.destinations[1],\n"
 	    "    info.connectMode, info.idleTimeout, info.keepalive,\n"
 	    "    info.maxStreams, info.rateUp, info.rateDown, info.maxBytes,\n"
 	    "    info.maxConnectRate, info.sessionTimeout,\n"
@@ -1385,17 +1407,17 @@ test_end_tunnel(void **state)
 	assert_int_equal(policy_end_tunnel(p, &t, "idle", err), 0);
 	r.mode = "last";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
-	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|CanReconnect|"
-	    "600|9|2|0|1000|0|0|600|nil|nil|idle");
+	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|10.0.0.0/8:80|"
+	    "CanReconnect|600|9|2|0|1000|0|0|600|nil|nil|idle");
 	r.mode = "";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 0);
 	assert_int_equal(policy_end_tunnel(p, &t, NULL, err), 0);
 	assert_int_equal(policy_end_tunnel(p, &t, "boom", err), -1);
-	assert_non_null(strstr(err, ".lua:10: end failed; traceback"));
+	assert_non_null(strstr(err, ".lua:11: end failed; traceback"));
 	r.mode = "last";
 	assert_int_equal(policy_get_tunnel(p, &r, &t, err), 1);
-	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|CanReconnect|"
-	    "600|9|2|0|1000|0|0|600|nil|nil|");
+	assert_string_equal(err, "a-1|a|r-server|3|2|t,:3,h:4|10.0.0.0/8:80|"
+	    "CanReconnect|600|9|2|0|1000|0|0|600|nil|nil|");
 	policy_unref(p);
 
 	/* Undefined: nothing to do.  Not a function: an error. */
