@@ -421,8 +421,7 @@ def test_cfb_accepts_tampering(tunneld, sink_source, tunnels):
 
 class SyncTamper:
     """drop: drops the first SYNC of the first connection, in whichever
-    direction comes first, then cuts after that direction's next data
-    packet.  forge: sends a SYNC for an unknown CITI before the `at`-th
+    direction comes first.  forge: sends a SYNC for an unknown CITI before the `at`-th
     data packet of `direction` and cuts after that packet.  `delivered`
     is the number of packets of that direction that reached the receiver
     in order (what its ReadNo must be at the resume)."""
@@ -437,15 +436,14 @@ class SyncTamper:
         if flow.conn.index != 0 or self.state == "done":
             return None
         if self.kind == "drop":
+            # Sealed, the next packet of that direction fails (its counter
+            # is one ahead) and closes the connection: no cut needed, and
+            # none could wait for a data packet that may never follow.
             if self.state == "wait" and pkt.kind == G.KIND_SYNC:
                 self.direction = flow.name
                 self.delivered = pkt.seq    # packets before it
-                self.state = "dropped"
-                return []
-            if self.state == "dropped" and flow.name == self.direction \
-                    and pkt.is_data():
                 self.state = "done"
-                return [pkt.raw, CUT]
+                return []
             return None
         if flow.name != self.direction or not pkt.is_data():
             return None
