@@ -38,7 +38,8 @@ enum cli_opt_id {
 	OPT_INTLOG, OPT_CONSOLE, OPT_PROF, OPT_HSTIMEOUT, OPT_OPENTIMEOUT,
 	OPT_SESSTIMEOUT, OPT_PROXY, OPT_TLS, OPT_CAFILE, OPT_INSECURE,
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
-	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW
+	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW,
+	OPT_TRANSPORT
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -79,6 +80,7 @@ static const struct opt_def cli_table[] = {
 	{ "h",			OPT_HELP,		1 },
 	{ "help",		OPT_HELP,		1 },
 	{ "version",		OPT_VERSION,		1 },
+	{ "transport",		OPT_TRANSPORT,		0 },
 };
 
 #define CLI_NOPTS	(sizeof(cli_table) / sizeof(cli_table[0]))
@@ -187,6 +189,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_bool(name, val, &ignored, err);
 	case OPT_LOGFORMAT:
 		return log_format_parse(val, &o->log_json, err);
+	case OPT_TRANSPORT:
+		return cli_transport(o, val, err);
 	default:
 		/* -console, -prof: kptunnel's debug console and Go profiler,
 		 * no equivalent; -help, -version: answered by cli_option. */
@@ -389,7 +393,8 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 		return 1;
 	}
 	if (rc == -1 || cli_positionals(o, c.pos, c.npos, err) == -1 ||
-	    cli_environment(o, err) == -1) {
+	    cli_environment(o, err) == -1 ||
+	    cli_transport_check(o, err) == -1) {
 		cli_free(o);
 		return -1;
 	}

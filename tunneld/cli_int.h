@@ -59,4 +59,9 @@ int	 cli_note_secret(struct cli_opts *o, int kind, const char *val,
 /* cli_usage.c: --version's text. */
 const char *cli_version(void);
 
+/* cli_transport.c: -transport auto|ws|http into o->transport; and,
+ * once the mode is known, whether it has a choice.  0, or -1 with err. */
+int	 cli_transport(struct cli_opts *o, const char *val, char *err);
+int	 cli_transport_check(const struct cli_opts *o, char *err);
+
 #endif
