@@ -139,6 +139,18 @@ httpt_number(const char *s, size_t n, uint64_t *out)
 	return 0;
 }
 
+const char *
+httpt_method(enum httpt_kind kind)
+{
+	/*
+	 * The open is a GET as a websocket upgrade is, so that a policy
+	 * that admits only GETs admits it too; a poll is a GET (no body);
+	 * what carries bytes or ends the transport is a POST, which no cache
+	 * answers and no proxy repeats on its own.
+	 */
+	return kind == HTTPT_OPEN || kind == HTTPT_POLL ? "GET" : "POST";
+}
+
 enum httpt_kind
 httpt_kind_of(const char *target, size_t n)
 {
@@ -202,9 +214,7 @@ httpt_request_line(const char *line, size_t ll, struct httpt_req *r,
 		err_set(err, "not a request of the HTTP transport");
 		return httpt_refuse(status, 400);
 	}
-	/* Polls are GETs (no body, nothing a proxy would not retry);
-	 * what carries or changes state is a POST, never cached. */
-	want = r->kind == HTTPT_POLL ? "GET" : "POST";
+	want = httpt_method(r->kind);
 	if ((size_t)(sp1 - line) != strlen(want) ||
 	    memcmp(line, want, sp1 - line) != 0) {
 		err_set(err, "ht=%s wants %s", httpt_kind_name(r->kind), want);
@@ -314,7 +324,7 @@ httpt_has_crlf(const char *s)
 int
 httpt_request(char *out, size_t cap, const struct httpt_spec *s)
 {
-	char	params[96], hdrs[1536], clen[48] = "";
+	char	params[96], hdrs[1536] = "", clen[48] = "";
 	int	n, h = 0;
 
 	if (s->host_port == NULL || s->path_query == NULL ||
@@ -329,8 +339,8 @@ httpt_request(char *out, size_t cap, const struct httpt_spec *s)
 		    s->kind == HTTPT_PUSH ? "off" : "ack", s->off, s->n);
 	else
 		snprintf(params, sizeof(params), "&n=%" PRIu64, s->n);
-	/* Polls are GETs without a body; the rest POSTs with a length. */
-	if (s->kind != HTTPT_POLL)
+	/* GETs have no body; POSTs a length, 0 included. */
+	if (strcmp(httpt_method(s->kind), "POST") == 0)
 		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n",
 		    s->kind == HTTPT_PUSH ? s->blen : 0);
 	if (s->id != NULL)
@@ -355,7 +365,7 @@ httpt_request(char *out, size_t cap, const struct httpt_spec *s)
 	    "%s"
 	    "Connection: close\r\n"
 	    "\r\n",
-	    s->kind == HTTPT_POLL ? "GET" : "POST", s->prefix, s->path_query,
+	    httpt_method(s->kind), s->prefix, s->path_query,
 	    strchr(s->path_query, '?') != NULL ? '&' : '?',
 	    httpt_kind_name(s->kind), params, s->host_port, hdrs, clen);
 	if (n < 0 || (size_t)n >= cap)

@@ -5,7 +5,7 @@
  * The HTTP transport between two tunneld peers (docs/protocol.md, "HTTP
  * transport"): the kptunnel byte stream carried by plain HTTP/1.1
  * requests, for clients behind a proxy that refuses websocket upgrades.
- * One transport is an open (POST, answered with the transport's id), then
+ * One transport is an open (GET, answered with the transport's id), then
  * polls (GET, answered with the server's bytes from the offset the client
  * acknowledges, held until there are some) and pushes (POST, a bounded
  * body at an offset), and a close.  This module is the wire: requests and
@@ -96,6 +96,9 @@ enum httpt_kind httpt_kind_of(const char *target, size_t n);
 
 /* The name of kind for logs ("open", ...). */
 const char *httpt_kind_name(enum httpt_kind kind);
+
+/* The method of kind's requests: "GET" (open, poll) or "POST". */
+const char *httpt_method(enum httpt_kind kind);
 
 /*
  * Parses the complete head buf[0..hlen) of a request whose target names

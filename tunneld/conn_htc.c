@@ -34,7 +34,7 @@
 #define HTC_CLOSE_MS	2000
 #define HTC_BACKOFF_MS	250	/* doubled per failure, up to the cap */
 #define HTC_BACKOFF_CAP	4000
-#define HTC_FAILS_MAX	6	/* requests failed in a row: lost */
+#define HTC_FAILS_MAX	4	/* requests failed in a row: lost */
 #define HTC_DELIVER	65536	/* bytes given to the owner at once */
 #define HTC_REQ_HEAD	4096	/* a request's head, at most */
 /* What the owner may queue: the session stops far below (TUN_COALESCE). */

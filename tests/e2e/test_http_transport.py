@@ -1,0 +1,287 @@
+"""
+End-to-end tests of the HTTP transport (docs/protocol.md, "HTTP
+transport"): the kptunnel stream over plain HTTP/1.1 requests, for clients
+behind a proxy that refuses websocket.
+
+The proxy is the real tinyproxy from Debian, configured as a corporate
+proxy that will not carry websocket: CONNECT only to port 443 (so our
+client's CONNECT for ws:// is refused, 403), and, as tinyproxy always
+does, Upgrade headers stripped from what it forwards.  Plain requests it
+forwards in full (bodies, answers, our headers).  nginx in front of a
+server, without the lines that pass an upgrade on, is the other refusal: it
+strips Upgrade (the server answers 400) and buffers bodies and answers.
+
+Streams are checked end to end by SHA-256 (conftest's SinkSourceServer);
+cuts come from faultrelay between the client and the proxy.  The hostile
+cases speak raw HTTP to the server: forged transport ids, oversized and
+unlengthed bodies, floods of polls, unknown sessions at the dispatcher.
+Nothing sleeps to make an assertion: conditions are polled with a
+deadline.
+"""
+
+import os
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+import dispatch as D
+import faultrelay
+import peers
+from conftest import (CLIENT_SESSION, HOST, IO_TIMEOUT, LISTENING,
+                      SinkSourceServer, bidir_transfer, free_port,
+                      run_threads, wait_until)
+from dispatch import dispatch  # noqa: F401  (the fixture)
+from tunhelp import fwd
+
+PASS = ["-pass", "e2e-http-pass-0123456789", "-encPass",
+        "e2e-http-enc-0123456789"]
+A_PASS, A_ENC = "alpha-e2e-pass", "alpha-e2e-enc"
+MiB = 1 << 20
+ASAN = D.is_asan(D.TUNNELD)
+SLOW = 3.0 if ASAN else 1.0
+
+# Log lines of the client (tunneld/client_http.c, conn_htc.c).
+FELL_BACK = r"refused the websocket (CONNECT|upgrade) \(HTTP (\d+)\): " \
+    r"trying the HTTP transport"
+HT_OPEN = r"HTTP transport open"
+RESUMED = r"session \d+ resumed"
+
+
+# --------------------------------------------------------------------------
+# Fixtures and helpers
+
+
+@pytest.fixture
+def daemons():
+    made = []
+    yield made
+    for d in reversed(made):
+        if isinstance(d, peers.Daemon):
+            d.stop()
+        else:
+            d.close()
+
+
+@pytest.fixture
+def target(daemons):
+    t = SinkSourceServer()
+    daemons.append(t)
+    return t
+
+
+def refusing_proxy(tmp_path, daemons):
+    """tinyproxy that refuses CONNECT to anything but port 443."""
+    p = peers.Tinyproxy(str(tmp_path / "tinyproxy"), free_port(),
+                        extra=["ConnectPort 443"])
+    daemons.append(p)
+    return p
+
+
+def proxy_requests(p, kind):
+    """Requests of the HTTP transport of one kind tinyproxy forwarded."""
+    return re.findall(r"Request \(file descriptor \d+\): (GET|POST) "
+                      r"http://\S+[?&]ht=%s\b" % kind, p.text())
+
+
+def transfers(lport, target, n, up, down):
+    run_threads([lambda: bidir_transfer(lport, target, up, down)
+                 for _ in range(n)], timeout=IO_TIMEOUT * SLOW)
+
+
+class Http:
+    """Raw HTTP/1.1 exchanges with a server, one connection each."""
+
+    def __init__(self, port, path="/", session="raw-client"):
+        self.port = port
+        self.path = path
+        self.session = session
+        self.n = 0
+
+    def target(self, ht, **params):
+        self.n += 1
+        q = "session=%s&ht=%s" % (self.session, ht)
+        for k, v in params.items():
+            q += "&%s=%s" % (k, v)
+        return "%s?%s&n=%d" % (self.path, q, self.n)
+
+    def request(self, method, target, headers=None, body=b"",
+                length=True):
+        lines = ["%s %s HTTP/1.1" % (method, target),
+                 "Host: %s:%d" % (HOST, self.port)]
+        for k, v in (headers or {}).items():
+            lines.append("%s: %s" % (k, v))
+        if method == "POST" and length:
+            lines.append("Content-Length: %d" % len(body))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def exchange(self, raw, timeout=30.0):
+        return D.http_exchange(self.port, raw, timeout)
+
+    def open(self):
+        r = self.exchange(self.request("GET", self.target("open")))
+        assert r.status == 200, r
+        tid = r.header("Tunnel-Transport")
+        assert tid and re.fullmatch(r"[0-9a-f]{32}", tid), r
+        return tid
+
+    def poll(self, tid, ack=0, timeout=30.0):
+        return self.exchange(self.request(
+            "GET", self.target("poll", ack=ack),
+            {"Tunnel-Transport": tid}), timeout)
+
+    def push(self, tid, off, body, headers=None):
+        h = {"Tunnel-Transport": tid}
+        h.update(headers or {})
+        return self.exchange(self.request(
+            "POST", self.target("push", off=off), h, body))
+
+
+def forged_id():
+    return os.urandom(16).hex()
+
+
+# --------------------------------------------------------------------------
+# Transfers
+
+
+def test_standalone_http_transport(tunneld, target):
+    """-transport http against a standalone wsserver, no proxy: streams
+    both ways intact, and the server never saw an upgrade."""
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    srv = tunneld.server(sp, f, *PASS)
+    cl = tunneld.client(sp, f, *PASS, "-transport", "http")
+    transfers(lp, target, 3, 4 * MiB, 4 * MiB)
+    assert re.search(HT_OPEN, cl.stderr()), cl.describe()
+    assert "101" not in srv.stderr()
+
+
+def test_auto_through_refusing_proxy(tunneld, target, daemons, tmp_path):
+    """The default -transport auto behind tinyproxy that refuses CONNECT:
+    the client turns to the HTTP transport, whose requests the proxy
+    forwards as a forward proxy's; streams both ways intact."""
+    proxy = refusing_proxy(tmp_path, daemons)
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    tunneld.server(sp, f, *PASS)
+    cl = tunneld.client(sp, f, *PASS, "-proxy",
+                        "http://%s:%d/" % (HOST, proxy.port))
+    transfers(lp, target, 2, 3 * MiB, 3 * MiB)
+    err = cl.stderr()
+    m = re.search(FELL_BACK, err)
+    assert m and m.group(1) == "CONNECT" and m.group(2) == "403", err
+    assert proxy.connect_requests(), proxy.text()
+    assert proxy_requests(proxy, "open") and proxy_requests(proxy, "poll") \
+        and proxy_requests(proxy, "push"), proxy.text()[-3000:]
+
+
+def test_ws_only_client_stays_refused(tunneld, daemons, tmp_path, target):
+    """-transport ws behind the same proxy never tries HTTP; a server with
+    -transport ws refuses the HTTP transport's open (400)."""
+    proxy = refusing_proxy(tmp_path, daemons)
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    tunneld.server(sp, f, *PASS, "-transport", "ws")
+    cl = tunneld.start("wsclient", "%s:%d" % (HOST, sp), f, *PASS,
+                       "-transport", "ws", "-proxy",
+                       "http://%s:%d/" % (HOST, proxy.port), name="client")
+    cl.wait_for(r"proxy refused: HTTP/1\.1 403", count=2)
+    assert not re.search(FELL_BACK, cl.stderr())
+    assert not proxy_requests(proxy, "open")
+    r = Http(sp).exchange(Http(sp).request("GET", Http(sp).target("open")))
+    assert r.status == 400 and b"HTTP transport is off" in r.body, r
+
+
+def alpha(forwards, **kw):
+    t = dict(mode="server", **{"pass": A_PASS}, encPass=A_ENC,
+             forwards=forwards)
+    t.update(kw)
+    return t
+
+
+def dclient(tunneld, port, session, *args, ready=True):
+    return tunneld.start("wsclient", "%s:%d" % (HOST, port), *args,
+                         "-pass", A_PASS, "-encPass", A_ENC, "-session",
+                         session, ready=CLIENT_SESSION if ready else None,
+                         name="client")
+
+
+def test_dispatcher_through_refusing_proxy(dispatch, tunneld, target,
+                                           daemons, tmp_path):
+    """Through tinyproxy to the dispatcher, which relays each request to
+    the session's worker: the policy sees the open (a GET, ht=open) once,
+    one worker serves it all, streams both ways intact."""
+    proxy = refusing_proxy(tmp_path, daemons)
+    lp = free_port()
+    f = fwd(lp, target.port, "t,")
+    h, c = D.tenant_policy(tmp_path, {"alpha": alpha([f])})
+    d = dispatch.start(h, c)
+    session = D.new_session("alpha")
+    cl = dclient(tunneld, d.port, session, f, "-proxy",
+                 "http://%s:%d/" % (HOST, proxy.port))
+    cl.wait_for(LISTENING)
+    transfers(lp, target, 2, 3 * MiB, 3 * MiB)
+    assert re.search(FELL_BACK, cl.stderr()), cl.describe()
+    derr = d.stderr()
+    assert D.log_count(derr, r"START tenant=alpha") == 1 if hasattr(
+        D, "log_count") else len(re.findall(r"START tenant=alpha",
+                                            derr)) == 1, derr[-3000:]
+    ts = d.tunnels()
+    assert len(ts) == 1 and ts[0]["state"] == "connected", ts
+
+
+def test_dispatcher_cut_and_outage(dispatch, tunneld, target, daemons,
+                                   tmp_path):
+    """A fault relay between the client and the proxy cuts requests at any
+    byte, then an outage takes the transport down: requests are made again
+    at their offsets, the lost transport is replaced by a new one that
+    resumes the session on the same worker, and no byte is lost or
+    doubled (SHA-256 both ways)."""
+    proxy = refusing_proxy(tmp_path, daemons)
+    # Lifetimes of a few ms: a request and its answer take about that.
+    relay = faultrelay.RelayProcess(proxy.port, mode="cut", lo=0.002,
+                                    hi=0.03, seed=int.from_bytes(
+                                        os.urandom(4), "big"))
+    relay.start()
+    try:
+        relay.set_cutting(False)
+        lp = free_port()
+        f = fwd(lp, target.port, "t,")
+        h, c = D.tenant_policy(tmp_path, {"alpha": alpha([f])})
+        d = dispatch.start(h, c)
+        session = D.new_session("alpha")
+        cl = dclient(tunneld, d.port, session, f, "-proxy",
+                     "http://%s:%d/" % (HOST, relay.port))
+        cl.wait_for(LISTENING)
+        relay.set_cutting(True)
+        done = threading.Event()
+
+        def outage():
+            # Mid-transfer, long enough for the transport to be lost.
+            while relay.stats()["bytes_c2s"] < 4 * MiB:
+                if done.wait(0.05):
+                    return
+            relay.set_down(True)
+            done.wait(4.0)
+            relay.set_down(False)
+
+        t = threading.Thread(target=outage, daemon=True)
+        t.start()
+        try:
+            transfers(lp, target, 2, 8 * MiB, 8 * MiB)
+        finally:
+            done.set()
+            t.join(30)
+        stats = relay.stop()
+    finally:
+        relay.stop()
+    err = cl.stderr()
+    print("test_dispatcher_cut_and_outage: relay %r" % (stats,))
+    assert stats["cuts"] >= 3, stats
+    assert len(re.findall(RESUMED, err)) >= 1, err[-4000:]
+    assert len(re.findall(r"session \d+ established", err)) == 1, \
+        err[-4000:]
+    assert len(re.findall(r"START tenant=alpha", d.stderr())) == 1
