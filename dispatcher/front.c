@@ -47,6 +47,10 @@ front_first_call(struct disp *d, struct MHD_Connection *c, void **req_cls)
 	if (!iplimit_take(d, r))
 		return reply_now(c, d, 503,
 		    "too many requests from this address");
+	/* Before a body is read: one too long is refused unread. */
+	if (hrelay_too_long(c))
+		return reply_now(c, d, 413, "a body of the HTTP transport is "
+		    "at most 262144 bytes, with a Content-Length");
 	return MHD_YES;		/* headers are all here next call */
 }
 

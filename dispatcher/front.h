@@ -169,6 +169,9 @@ void	 fhead_sweep(struct disp *d, uint64_t now);
  * hrelay_kind: the ht= of c's query (HTTPT_NONE: none).
  */
 enum httpt_kind hrelay_kind(struct MHD_Connection *c);
+/* A push without a Content-Length, or one above HTTPT_BODY_MAX: refused
+ * before its body is read. */
+int	 hrelay_too_long(struct MHD_Connection *c);
 /* A body arrives: a push's (Content-Length within bounds) is collected
  * into r->relay from now on, anything else dropped. */
 void	 hrelay_begin(struct MHD_Connection *c, struct freq *r);

@@ -124,6 +124,23 @@ hrelay_new(struct freq *f, struct MHD_Connection *c, enum httpt_kind kind)
 	return r;
 }
 
+int
+hrelay_too_long(struct MHD_Connection *c)
+{
+	const char		*v;
+	char			*end;
+	unsigned long long	 n;
+
+	if (hrelay_kind(c) != HTTPT_PUSH)
+		return 0;
+	if ((v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH)) == NULL)
+		return 1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	return errno != 0 || *end != '\0' || n > HTTPT_BODY_MAX;
+}
+
 void
 hrelay_begin(struct MHD_Connection *c, struct freq *f)
 {

@@ -285,3 +285,180 @@ def test_dispatcher_cut_and_outage(dispatch, tunneld, target, daemons,
     assert len(re.findall(r"session \d+ established", err)) == 1, \
         err[-4000:]
     assert len(re.findall(r"START tenant=alpha", d.stderr())) == 1
+
+
+# --------------------------------------------------------------------------
+# The attacker: forged ids, bodies, floods (standalone server)
+
+
+def transport_gone(r):
+    return r.status == 404 and r.header("Tunnel-Transport") == "unknown"
+
+
+def test_forged_transport_id(tunneld, target):
+    """Requests naming a transport that does not exist are refused (404,
+    Tunnel-Transport: unknown) without touching the live one, whose
+    streams go on intact; a live transport's own offsets are checked."""
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    tunneld.server(sp, f, *PASS, "-handshakeTimeout", "30")
+    tunneld.client(sp, f, *PASS, "-transport", "http")
+    h = Http(sp)
+    assert transport_gone(h.poll(forged_id())), "forged poll"
+    assert transport_gone(h.push(forged_id(), 0, b"x" * 1000)), \
+        "forged push"
+    r = h.exchange(h.request("POST", h.target("close"),
+                             {"Tunnel-Transport": forged_id()}))
+    assert transport_gone(r), r
+    # A transport of ours (open, unauthenticated): the server's first
+    # bytes, then offsets it never sent or already dropped.
+    tid = h.open()
+    first = h.poll(tid, 0)
+    assert first.status == 200 and first.header("Tunnel-Offset") == "0" \
+        and len(first.body) > 0, first
+    assert h.poll(tid, len(first.body) + 1).status == 409
+    assert h.push(tid, 5, b"abc").status == 409, "push past the bytes"
+    transfers(lp, target, 1, 2 * MiB, 2 * MiB)
+
+
+def test_bodies_bounded(tunneld):
+    """A push's body must say its length (411 otherwise, chunked
+    included) and be at most 256 KiB (413, refused before it is read);
+    polls and opens carry none; methods are checked."""
+    sp = free_port()
+    tunneld.server(sp, *PASS, "-handshakeTimeout", "30")
+    h = Http(sp)
+    tid = h.open()
+    big = h.request("POST", h.target("push", off=0),
+                    {"Tunnel-Transport": tid, "Content-Length": 262145},
+                    length=False)
+    r = h.exchange(big)
+    assert r.status == 413, r
+    r = h.exchange(h.request("POST", h.target("push", off=0),
+                             {"Tunnel-Transport": tid,
+                              "Transfer-Encoding": "chunked"},
+                             b"5\r\nhello\r\n0\r\n\r\n", length=False))
+    assert r.status == 411, r
+    r = h.exchange(h.request("POST", h.target("push", off=0),
+                             {"Tunnel-Transport": tid}, length=False))
+    assert r.status == 411, r
+    r = h.exchange(h.request("GET", h.target("poll", ack=0),
+                             {"Tunnel-Transport": tid,
+                              "Content-Length": 5}, b"hello", length=False))
+    assert r.status == 400, r
+    assert h.exchange(h.request("POST", h.target("poll", ack=0),
+                                {"Tunnel-Transport": tid})).status == 405
+    assert h.exchange(h.request("GET", h.target("bogus"))).status == 400
+    r = h.exchange(h.request("GET", h.target("poll", ack=0),
+                             {"Tunnel-Transport": tid[:-1]}))
+    assert r.status == 400, r
+
+
+def test_poll_flood(tunneld, target):
+    """A client that floods its own transport with polls gets them
+    answered at once, empty (a transport holds one, the newest): the
+    server's descriptors stay bounded, and it goes on serving.  (Heads
+    being read count against -maxHandshakesPerAddr, 8 by default, which
+    would refuse most of this burst first: raised here.)"""
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    srv = tunneld.server(sp, f, *PASS, "-handshakeTimeout", "60",
+                         "-maxHandshakesPerAddr", "64")
+    tunneld.client(sp, f, *PASS, "-transport", "http")
+    h = Http(sp)
+    tid = h.open()
+    first = h.poll(tid, 0)
+    ack = len(first.body)
+    base = srv.fds()
+    n = 40
+    answers = [None] * n
+    socks = []
+    for i in range(n):
+        s = socket.create_connection((HOST, sp), timeout=30)
+        s.sendall(h.request("GET", h.target("poll", ack=ack),
+                            {"Tunnel-Transport": tid}))
+        socks.append(s)
+    t0 = time.monotonic()
+
+    def read(i):
+        buf = b""
+        try:
+            while True:
+                d = socks[i].recv(4096)
+                if not d:
+                    break
+                buf += d
+        except OSError:
+            pass
+        answers[i] = (buf, time.monotonic() - t0)
+
+    threads = [threading.Thread(target=read, args=(i,), daemon=True)
+               for i in range(n - 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i in range(n - 1):
+        buf, dt = answers[i]
+        assert buf.startswith(b"HTTP/1.1 200 "), (i, buf[:200])
+        assert b"\r\nContent-Length: 0\r\n" in buf, (i, buf[:300])
+        assert dt < 10.0 * SLOW, (i, dt)
+    # The newest is the one held.
+    socks[-1].settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        socks[-1].recv(1)
+    for s in socks:
+        s.close()
+    wait_until(lambda: srv.fds() <= base + 4, 10,
+               "the server's descriptors back near %d" % base)
+    transfers(lp, target, 1, 1 * MiB, 1 * MiB)
+
+
+def test_unauthenticated_transport_reaped(tunneld):
+    """An open that never authenticates ends with its handshake's
+    deadline: its id is refused from then on."""
+    sp = free_port()
+    tunneld.server(sp, *PASS, "-handshakeTimeout", "1")
+    h = Http(sp)
+    tid = h.open()
+    ack = len(h.poll(tid, 0).body)
+
+    def gone():
+        r = h.poll(tid, ack, timeout=30)
+        return transport_gone(r) or r.status == 410
+    wait_until(gone, 10 * SLOW, "the idle transport to be reaped")
+
+
+# --------------------------------------------------------------------------
+# The attacker at the dispatcher
+
+
+def test_dispatcher_refusals(dispatch, tunneld, target, tmp_path):
+    """At the dispatcher: a continuation for an unknown session and one
+    with a forged id for a live session are both refused 404 (transport
+    unknown) after the refusal delay, so neither tells a prober which
+    sessions live; an oversized push is refused at once (413); the live
+    tunnel goes on."""
+    lp = free_port()
+    f = fwd(lp, target.port, "t,")
+    h, c = D.tenant_policy(tmp_path, {"alpha": alpha([f])})
+    d = dispatch.start(h, c, "-refuseDelay", "1000")
+    session = D.new_session("alpha")
+    cl = dclient(tunneld, d.port, session, f, "-transport", "http")
+    cl.wait_for(LISTENING)
+    for sess in ("alpha.no-such-session", session):
+        hh = Http(d.port, session=sess)
+        r = hh.poll(forged_id())
+        assert transport_gone(r), (sess, r)
+        assert r.elapsed >= 0.9, (sess, r.elapsed)
+    hh = Http(d.port, session=session)
+    r = hh.exchange(hh.request("POST", hh.target("push", off=0),
+                               {"Tunnel-Transport": forged_id(),
+                                "Content-Length": 300000}, length=False))
+    assert r.status == 413 and r.elapsed < 0.9, r
+    r = hh.exchange(hh.request("POST", hh.target("poll", ack=0),
+                               {"Tunnel-Transport": forged_id()}))
+    assert r.status == 405, r
+    transfers(lp, target, 1, 2 * MiB, 2 * MiB)
+    # The policy saw the one open, not the requests after it.
+    assert len(re.findall(r"START tenant=alpha", d.stderr())) == 1
