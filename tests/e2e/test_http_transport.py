@@ -21,6 +21,7 @@ deadline.
 
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -78,6 +79,46 @@ def refusing_proxy(tmp_path, daemons):
                         extra=["ConnectPort 443"])
     daemons.append(p)
     return p
+
+
+# A reverse proxy as sites ship them without the websocket lines: the
+# Upgrade and Connection headers are hop-by-hop, so nginx drops them, and
+# it buffers request bodies and answers (its defaults).
+NGINX_PLAIN_SERVER = """\
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass http://{backend};
+            proxy_http_version 1.1;
+        }}
+    }}
+"""
+
+
+class PlainNginx(peers.Daemon):
+    """nginx on 127.0.0.1:port proxying plain HTTP to backend_port."""
+
+    def __init__(self, workdir, port, backend_port):
+        os.makedirs(workdir, exist_ok=True)
+        self.port = port
+        conf = os.path.join(workdir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(peers.NGINX_CONF.format(d=workdir, servers=(
+                NGINX_PLAIN_SERVER.format(host=HOST, port=port,
+                                          backend="%s:%d" % (
+                                              HOST, backend_port)))))
+        self.access_log = os.path.join(workdir, "nginx-access.log")
+        err = os.path.join(workdir, "nginx-error.log")
+        super().__init__("nginx", [shutil.which("nginx") or
+                                   "/usr/sbin/nginx", "-p", workdir, "-c",
+                                   conf, "-e", err], workdir, log=err)
+        wait_until(lambda: peers.tcp_accepts(port), peers.START_TIMEOUT,
+                   "nginx to listen on %d" % port)
+
+    def statuses(self, kind):
+        """Statuses nginx logged for requests of one kind (ht=...)."""
+        return re.findall(r'^(\d{3}) .*"(?:GET|POST) \S*[?&]ht=%s\b' % kind,
+                          self.text(self.access_log), re.M)
 
 
 def proxy_requests(p, kind):
@@ -176,6 +217,27 @@ def test_auto_through_refusing_proxy(tunneld, target, daemons, tmp_path):
     assert proxy.connect_requests(), proxy.text()
     assert proxy_requests(proxy, "open") and proxy_requests(proxy, "poll") \
         and proxy_requests(proxy, "push"), proxy.text()[-3000:]
+
+
+def test_auto_behind_nginx_without_upgrade(tunneld, target, daemons,
+                                          tmp_path):
+    """nginx in front of the server, configured without the websocket
+    lines: the upgrade reaches the server stripped (400 \"not websocket
+    protocol\"), the client turns to the HTTP transport, whose bounded
+    requests get through nginx's buffering; streams intact."""
+    sp, np, lp = free_port(), free_port(), free_port()
+    f = fwd(lp, target.port)
+    tunneld.server(sp, f, *PASS)
+    nginx = PlainNginx(str(tmp_path / "nginx"), np, sp)
+    daemons.append(nginx)
+    cl = tunneld.client(np, f, *PASS)
+    transfers(lp, target, 2, 3 * MiB, 3 * MiB)
+    m = re.search(FELL_BACK, cl.stderr())
+    assert m and m.group(1) == "upgrade" and m.group(2) == "400", \
+        cl.describe()
+    assert nginx.statuses("open") == ["200"], nginx.text(nginx.access_log)
+    assert "200" in nginx.statuses("poll") and \
+        "200" in nginx.statuses("push")
 
 
 def test_ws_only_client_stays_refused(tunneld, daemons, tmp_path, target):
