@@ -399,13 +399,28 @@ httpt_reason(int status)
 
 int
 httpt_response(char *out, size_t cap, int status, const char *id,
-    int64_t off, size_t blen, int text)
+    int64_t off, size_t blen, int text, const char *closed)
 {
 	char	idh[HTTPT_ID_LEN + 32] = "", offh[48] = "";
+	char	clh[HTTPT_CLOSED_MAX + 32] = "";
+	size_t	i, k;
 	int	n;
 
 	if (httpt_has_crlf(id) || status < 100 || status > 999)
 		return -1;
+	if (closed != NULL) {
+		k = (size_t)snprintf(clh, sizeof(clh), "%s: ",
+		    HTTPT_HDR_CLOSED);
+		for (i = 0; closed[i] != '\0' && i < HTTPT_CLOSED_MAX; i++)
+			clh[k++] = closed[i] >= 0x20 && closed[i] < 0x7f ?
+			    closed[i] : '?';
+		/* A value is not blank at its ends. */
+		if (i == 0 || clh[k - 1] == ' ')
+			clh[k++] = '.';
+		clh[k++] = '\r';
+		clh[k++] = '\n';
+		clh[k] = '\0';
+	}
 	if (id != NULL)
 		snprintf(idh, sizeof(idh), "%s: %.*s\r\n", HTTPT_HDR_ID,
 		    HTTPT_ID_LEN, id);
@@ -416,13 +431,13 @@ httpt_response(char *out, size_t cap, int status, const char *id,
 	    "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: %s\r\n"
 	    "Cache-Control: no-store\r\n"
-	    "%s%s"
+	    "%s%s%s"
 	    "Content-Length: %zu\r\n"
 	    "Connection: close\r\n"
 	    "\r\n",
 	    status, httpt_reason(status),
 	    text ? "text/plain; charset=utf-8" : "application/octet-stream",
-	    idh, offh, blen);
+	    idh, offh, clh, blen);
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	return n;
@@ -518,6 +533,11 @@ httpt_parse_response(const char *buf, size_t len, struct httpt_resp *r,
 			return -1;
 		}
 		r->off = (int64_t)v;
+	}
+	if ((i = http_hdr_find(&hs, "tunnel-closed", 0)) != -1) {
+		r->closed = 1;
+		http_err_line(r->why, hs.h[i].val, hs.h[i].vlen >
+		    HTTPT_CLOSED_MAX ? HTTPT_CLOSED_MAX : hs.h[i].vlen);
 	}
 	for (i = 0; (i = http_hdr_find(&hs, "tunnel-session", i)) != -1; i++)
 		if (http_caseeq(hs.h[i].val, hs.h[i].vlen,

@@ -33,6 +33,13 @@
 /* The offset of a poll answer's first byte, or the bytes a push answer
  * says the server holds. */
 #define HTTPT_HDR_OFFSET	"Tunnel-Offset"
+/*
+ * On the last answer of a transport the server closed, with nothing left
+ * to poll: why (printable text, at most HTTPT_CLOSED_MAX bytes), for the
+ * client to log as it logs a websocket close frame's reason.
+ */
+#define HTTPT_HDR_CLOSED	"Tunnel-Closed"
+#define HTTPT_CLOSED_MAX	120
 /* Offsets stay below this (a transport moves less than 4 EiB). */
 #define HTTPT_OFF_MAX		(UINT64_C(1) << 62)
 
@@ -79,6 +86,8 @@ struct httpt_resp {
 	int		 session_unknown;	/* WSUP_SESSION_HDR: unknown */
 	char		 id[HTTPT_ID_LEN + 1];	/* a well-formed id, or "" */
 	int64_t		 off;		/* HTTPT_HDR_OFFSET, -1: none */
+	int		 closed;	/* HTTPT_HDR_CLOSED was there */
+	char		 why[HTTPT_CLOSED_MAX + 1];	/* its text */
 };
 
 /* The dechunker of an answer's body (RFC 9112 7.1). */
@@ -118,10 +127,12 @@ int	 httpt_request(char *out, size_t cap, const struct httpt_spec *s);
 /*
  * An answer's head: status, the id header (id, or HTTPT_UNKNOWN, or NULL
  * for none), the offset header (off >= 0), blen body bytes of octets (or
- * of text, with text), "Connection: close".  Returns its length, or -1.
+ * of text, with text), the closed header when closed is not NULL (its
+ * text made printable and cut to HTTPT_CLOSED_MAX), "Connection: close".
+ * Returns its length, or -1.
  */
 int	 httpt_response(char *out, size_t cap, int status, const char *id,
-	    int64_t off, size_t blen, int text);
+	    int64_t off, size_t blen, int text, const char *closed);
 
 /*
  * Parses an answer's head from buf[0..len).  Returns the head's length,

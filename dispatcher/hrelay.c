@@ -320,6 +320,8 @@ hrelay_answer(struct MHD_Connection *c, struct freq *f)
 		snprintf(off, sizeof(off), "%" PRId64, r->resp.off);
 		MHD_add_response_header(resp, HTTPT_HDR_OFFSET, off);
 	}
+	if (r->resp.closed)
+		MHD_add_response_header(resp, HTTPT_HDR_CLOSED, r->resp.why);
 	rc = MHD_queue_response(c, (unsigned)r->resp.status, resp);
 	MHD_destroy_response(resp);
 	return rc;

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "err.h"
+#include "http.h"
 #include "httpt.h"
 #include "proxy.h"
 
@@ -528,8 +529,12 @@ htc_ended(struct htc *hc, struct htc_req *q)
 		return 1;
 	}
 	if (q->resp.status == 410) {
-		htc_why(q, why, sizeof(why), "the server closed the HTTP "
-		    "transport");
+		char text[HTTPT_CLOSED_MAX + 1];
+
+		http_err_line(text, (const char *)q->body, q->blen >
+		    HTTPT_CLOSED_MAX ? HTTPT_CLOSED_MAX : q->blen);
+		snprintf(why, sizeof(why), "the server closed the HTTP "
+		    "transport: %s", text);
 		conn_end(hc->c, CONN_WHY_PEER_CLOSE, why);
 		return 1;
 	}
@@ -590,13 +595,22 @@ htc_poll_done(struct htc *hc, struct htc_req *q, int ok)
 	}
 	hc->fails = 0;
 	htc_deliver(hc);
+	if (q->resp.closed && hc->c->state == CONN_OPEN) {
+		char why[ERR_LEN];
+
+		snprintf(why, sizeof(why), "the server closed the HTTP "
+		    "transport: %s", q->resp.why);
+		conn_end(hc->c, CONN_WHY_PEER_CLOSE, why);
+	}
 	return;
 failed:
 	if (hc->c->state == CONN_OPEN)
 		htc_failed(hc);
 }
 
-static void
+/* A push's answer: what the server acknowledged goes.  0, or -1 when
+ * the push failed (made again while open). */
+static int
 htc_push_done(struct htc *hc, struct htc_req *q, int ok)
 {
 	struct conn	*c = hc->c;
@@ -619,10 +633,11 @@ htc_push_done(struct htc *hc, struct htc_req *q, int ok)
 	if (acked > 0 && c->state == CONN_OPEN && c->cbs != NULL &&
 	    c->cbs->on_drain != NULL)
 		c->cbs->on_drain(c, c->arg);
-	return;
+	return 0;
 failed:
 	if (c->state == CONN_OPEN)
 		htc_failed(hc);
+	return -1;
 }
 
 /* q is over (done 2: answered, 1: failed, see last_err). */
@@ -643,9 +658,9 @@ htc_req_done(struct htc_req *q)
 			htc_poll_done(hc, q, ok);
 		break;
 	case HTTPT_PUSH:
-		if (hc->c->state == CONN_OPEN)
-			htc_push_done(hc, q, ok);
-		else if (!ok)
+		/* Closing, one try: what it did not carry is given up. */
+		if (htc_push_done(hc, q, ok) == -1 &&
+		    hc->c->state != CONN_OPEN)
 			buf_consume(&hc->up, buf_unread(&hc->up));
 		break;
 	case HTTPT_CLOSE:

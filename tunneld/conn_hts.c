@@ -89,6 +89,8 @@ static int		hts_on = 1;
 static void	hts_req_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
 static void	hts_req_answer(struct hts_req *, int, const char *, int64_t,
 		    const void *, size_t, int);
+static void	hts_req_reply(struct hts_req *, int, const char *, int64_t,
+		    const void *, size_t, int, const char *);
 static void	hts_finish(struct hts *);
 static void	hts_push_go(struct hts *);
 
@@ -215,11 +217,12 @@ hts_req_write_cb(uv_write_t *w, int status)
 
 /*
  * Answers q (detached) and closes its connection once written: status,
- * the id header, the offset header (off >= 0), blen bytes of body.
+ * the id header, the offset header (off >= 0), blen bytes of body, the
+ * reason its transport closed (or NULL).
  */
 static void
-hts_req_answer(struct hts_req *q, int status, const char *id, int64_t off,
-    const void *body, size_t blen, int text)
+hts_req_reply(struct hts_req *q, int status, const char *id, int64_t off,
+    const void *body, size_t blen, int text, const char *closed)
 {
 	uv_write_t	*w;
 	uv_buf_t	 b;
@@ -232,7 +235,8 @@ hts_req_answer(struct hts_req *q, int status, const char *id, int64_t off,
 	q->state = HR_ANSWER;
 	uv_read_stop((uv_stream_t *)q->tcp);
 	uv_timer_stop(&q->timer);
-	n = httpt_response(head, sizeof(head), status, id, off, blen, text);
+	n = httpt_response(head, sizeof(head), status, id, off, blen, text,
+	    closed);
 	if (n < 0 || (w = malloc(sizeof(*w) + n + blen)) == NULL) {
 		hts_req_close(q);
 		return;
@@ -251,6 +255,13 @@ hts_req_answer(struct hts_req *q, int status, const char *id, int64_t off,
 }
 
 static void
+hts_req_answer(struct hts_req *q, int status, const char *id, int64_t off,
+    const void *body, size_t blen, int text)
+{
+	hts_req_reply(q, status, id, off, body, blen, text, NULL);
+}
+
+static void
 hts_req_text(struct hts_req *q, int status, const char *text)
 {
 	hts_req_answer(q, status, NULL, -1, text, strlen(text), 1);
@@ -265,17 +276,25 @@ hts_req_unknown(struct hts_req *q)
 	hts_req_answer(q, 404, HTTPT_UNKNOWN, -1, text, sizeof(text) - 1, 1);
 }
 
-/* A poll of t answered with what t holds from its ack, up to the bound. */
+/*
+ * A poll of t answered with what t holds from its ack, up to the bound.
+ * Closing, the answer that takes the last bytes says why: the process may
+ * be gone before another poll (a worker whose tunnel ended).
+ */
 static void
 hts_poll_answer(struct hts *t, struct hts_req *q)
 {
-	size_t n = buf_unread(&t->down) - (size_t)(q->r.off - t->down_base);
+	size_t		 n = buf_unread(&t->down) -
+			    (size_t)(q->r.off - t->down_base);
+	const char	*closed = NULL;
 
 	if (n > HTTPT_BODY_MAX)
 		n = HTTPT_BODY_MAX;
+	else if (t->lingering)
+		closed = t->c->reason[0] ? t->c->reason : "transport closed";
 	t->down_sent = q->r.off + n;
-	hts_req_answer(q, 200, NULL, (int64_t)q->r.off,
-	    buf_head(&t->down) + (q->r.off - t->down_base), n, 0);
+	hts_req_reply(q, 200, NULL, (int64_t)q->r.off,
+	    buf_head(&t->down) + (q->r.off - t->down_base), n, 0, closed);
 }
 
 static void
@@ -596,7 +615,7 @@ hts_conn_reply(struct conn *c, int status, const char *text)
 	int	n;
 
 	n = httpt_response(head, sizeof(head), status, NULL, -1, strlen(text),
-	    1);
+	    1, NULL);
 	if (n > 0 && conn_send_raw(c, head, n) == 0)
 		conn_send_raw(c, text, strlen(text));
 }

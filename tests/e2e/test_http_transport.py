@@ -524,3 +524,83 @@ def test_dispatcher_refusals(dispatch, tunneld, target, tmp_path):
     transfers(lp, target, 1, 2 * MiB, 2 * MiB)
     # The policy saw the one open, not the requests after it.
     assert len(re.findall(r"START tenant=alpha", d.stderr())) == 1
+
+
+def test_limit_reason_reaches_client(dispatch, tunneld, tmp_path):
+    """A session ended at a limit (maxBytes) tells its client why, over
+    the HTTP transport as in a websocket close frame: the poll waiting at
+    the worker is answered with the reason (Tunnel-Closed; one that comes
+    later gets 410 with it while the transport lingers).  Upstream only,
+    into a sink, so that a poll is waiting when the limit strikes, as one
+    is whenever the server has nothing to send."""
+    sink = Sink()
+    lp = free_port()
+    f = fwd(lp, sink.port, "t,")
+    from test_tenant_limits import policy
+    h, c = policy(tmp_path, {"alpha": alpha([f], maxBytes=1000000)})
+    d = dispatch.start(h, c)
+    cl = dclient(tunneld, d.port, D.new_session("alpha"), f,
+                 "-transport", "http")
+    cl.wait_for(LISTENING)
+    s = socket.create_connection((HOST, lp), timeout=30 * SLOW)
+    try:
+        threading.Thread(target=lambda: _send_quietly(s, 4 << 20),
+                         daemon=True).start()
+        cl.wait_for(r"the server closed the HTTP transport: "
+                    r"maxBytes reached \(1000000 bytes\)",
+                    timeout=30 * SLOW)
+    finally:
+        s.close()
+        sink.close()
+
+
+class Sink:
+    """A TCP server that reads and drops everything."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.bind((HOST, 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drain, args=(c,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _drain(c):
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+def _send_quietly(s, n):
+    try:
+        s.sendall(b"x" * n)
+    except OSError:
+        pass
+
+
+def test_client_close_tells_server(tunneld, target):
+    """A client that stops closes its transport (ht=close): the server
+    hears it at once rather than after the idle time."""
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    srv = tunneld.server(sp, f, *PASS)
+    cl = tunneld.client(sp, f, *PASS, "-transport", "http")
+    transfers(lp, target, 1, 1 * MiB, 1 * MiB)
+    tunneld.check(cl)
+    srv.wait_for(r"transport lost: the client closed the HTTP transport",
+                 timeout=10 * SLOW)

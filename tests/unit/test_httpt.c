@@ -217,7 +217,7 @@ test_response(void **state)
 	char		 buf[512], err[ERR_LEN];
 	int		 n;
 
-	n = httpt_response(buf, sizeof(buf), 200, ID, 42, 10, 0);
+	n = httpt_response(buf, sizeof(buf), 200, ID, 42, 10, 0, NULL);
 	assert_true(n > 0);
 	assert_int_equal(httpt_parse_response(buf, n - 1, &r, err), 0);
 	assert_int_equal(httpt_parse_response(buf, n, &r, err), n);
@@ -226,12 +226,25 @@ test_response(void **state)
 	assert_int_equal(r.off, 42);
 	assert_string_equal(r.id, ID);
 	assert_false(r.unknown);
-	n = httpt_response(buf, sizeof(buf), 404, HTTPT_UNKNOWN, -1, 0, 1);
+	assert_false(r.closed);
+	n = httpt_response(buf, sizeof(buf), 404, HTTPT_UNKNOWN, -1, 0, 1,
+	    NULL);
 	assert_int_equal(httpt_parse_response(buf, n, &r, err), n);
 	assert_int_equal(r.status, 404);
 	assert_true(r.unknown);
 	assert_int_equal(r.off, -1);
 	assert_string_equal(r.id, "");
+	/* The reason a transport closed: printable, bounded. */
+	n = httpt_response(buf, sizeof(buf), 200, NULL, 7, 0, 0,
+	    "maxBytes reached\r\nX-Injected: 1");
+	assert_int_equal(httpt_parse_response(buf, n, &r, err), n);
+	assert_true(r.closed);
+	assert_string_equal(r.why, "maxBytes reached??X-Injected: 1");
+	assert_null(strstr(buf, "\r\nX-Injected"));
+	n = httpt_response(buf, sizeof(buf), 200, NULL, 7, 0, 0, "");
+	assert_int_equal(httpt_parse_response(buf, n, &r, err), n);
+	assert_true(r.closed);
+	assert_string_equal(r.why, ".");
 	/* A proxy's answers, as they come. */
 	assert_true(presp("HTTP/1.0 502 Bad Gateway\r\n\r\n", &r) > 0);
 	assert_int_equal(r.status, 502);
