@@ -604,3 +604,28 @@ def test_client_close_tells_server(tunneld, target):
     tunneld.check(cl)
     srv.wait_for(r"transport lost: the client closed the HTTP transport",
                  timeout=10 * SLOW)
+
+
+def test_tls_front_http_transport(tunneld, target, daemons, tmp_path):
+    """-tls with the HTTP transport: every request makes its own TLS
+    connection to nginx in front of the server, verified against the
+    test's CA, with the server's name; streams intact.  A certificate of
+    another name fails the transport's open as it fails an upgrade."""
+    pki = peers.Pki(str(tmp_path / "pki"))
+    good = pki.leaf("localhost", "DNS:localhost,IP:127.0.0.1")
+    wrong = pki.leaf("wrong", "DNS:wrong-name.invalid")
+    sp, gp, wp, lp = free_port(), free_port(), free_port(), free_port()
+    f = fwd(lp, target.port)
+    tunneld.server(sp, f, *PASS)
+    nginx = peers.Nginx(str(tmp_path / "nginx"), sp,
+                        [(gp,) + good, (wp,) + wrong])
+    daemons.append(nginx)
+    tunneld.start("wsclient", "localhost:%d" % gp, f, *PASS, "-tls",
+                  "-cafile", pki.ca, "-transport", "http",
+                  ready=CLIENT_SESSION, name="client")
+    transfers(lp, target, 1, 2 * MiB, 2 * MiB)
+    bad = tunneld.start("wsclient", "localhost:%d" % wp, fwd(free_port(),
+                        target.port), *PASS, "-tls", "-cafile", pki.ca,
+                        "-transport", "http", name="client")
+    bad.wait_for(r"certificate verification failed: hostname mismatch")
+    assert not re.search(CLIENT_SESSION, bad.stderr())
