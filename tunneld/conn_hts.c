@@ -63,7 +63,6 @@ struct hts_req {
 	size_t			 given;	/* delivered of them */
 	uv_shutdown_t		 sd;
 	int			 handles;	/* open: tcp, timer */
-	char			 peer[64];
 };
 
 /* A server transport: c->hts. */
@@ -538,7 +537,6 @@ hts_req_new(struct conn *c, const struct httpt_req *r, size_t hlen)
 	q->sd.data = q;
 	uv_timer_init(q->tcp->loop, &q->timer);
 	q->timer.data = q;
-	snprintf(q->peer, sizeof(q->peer), "%s", c->peer);
 	/* Bytes past the body would be a pipelined request: not read. */
 	if (extra > r->clen)
 		extra = r->clen;
