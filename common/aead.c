@@ -270,8 +270,8 @@ aead_nonce(struct aead *a, uint8_t iv[AEAD_NONCE_LEN])
 }
 
 int
-aead_seal(struct aead *a, const uint8_t *aad, size_t aadlen, uint8_t *p,
-    size_t n)
+aead_seal_to(struct aead *a, const uint8_t *aad, size_t aadlen,
+    const uint8_t *in, uint8_t *out, size_t n)
 {
 	uint8_t	iv[AEAD_NONCE_LEN];
 	int	outl;
@@ -281,14 +281,21 @@ aead_seal(struct aead *a, const uint8_t *aad, size_t aadlen, uint8_t *p,
 	if (EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, iv, 1) != 1 ||
 	    (aadlen > 0 && EVP_CipherUpdate(a->ctx, NULL, &outl, aad,
 	    (int)aadlen) != 1) ||
-	    (n > 0 && EVP_CipherUpdate(a->ctx, p, &outl, p, (int)n) != 1) ||
-	    EVP_CipherFinal_ex(a->ctx, p + n, &outl) != 1 ||
+	    (n > 0 && EVP_CipherUpdate(a->ctx, out, &outl, in, (int)n) != 1) ||
+	    EVP_CipherFinal_ex(a->ctx, out + n, &outl) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, AEAD_TAG_LEN,
-	    p + n) != 1) {
+	    out + n) != 1) {
 		ERR_clear_error();
 		return -1;
 	}
 	return 0;
+}
+
+int
+aead_seal(struct aead *a, const uint8_t *aad, size_t aadlen, uint8_t *p,
+    size_t n)
+{
+	return aead_seal_to(a, aad, aadlen, p, p, n);
 }
 
 int

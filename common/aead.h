@@ -54,13 +54,19 @@ struct aead	*aead_new(const uint8_t key[AEAD_KEY_LEN], char *err);
 void		 aead_free(struct aead *a);
 
 /*
- * Encrypts p[0..n) in place and appends the tag at p + n (the caller has
- * AEAD_TAG_LEN bytes there); the tag also covers aad[0..aadlen) (the
- * packet's header).  The nonce is the count of payloads sealed
- * so far (96-bit big-endian), so no nonce repeats under a key.  Returns
- * 0, or -1 (the counter is exhausted or EVP failed): the transport must
- * end.
+ * Encrypts in[0..n) into out[0..n) and appends the tag at out + n (the
+ * caller has AEAD_TAG_LEN bytes there); in == out seals in place, any
+ * other overlap is not allowed.  Sealing from the caller's copy straight
+ * into its output buffer saves a pass over the payload.  The tag also
+ * covers aad[0..aadlen) (the packet's header).  The nonce is the count of
+ * payloads sealed so far (96-bit big-endian), so no nonce repeats under a
+ * key.  Returns 0, or -1 (the counter is exhausted or EVP failed): the
+ * transport must end.
  */
+int		 aead_seal_to(struct aead *a, const uint8_t *aad,
+		    size_t aadlen, const uint8_t *in, uint8_t *out, size_t n);
+
+/* aead_seal_to in place: p[0..n) becomes ciphertext, the tag at p + n. */
 int		 aead_seal(struct aead *a, const uint8_t *aad, size_t aadlen,
 		    uint8_t *p, size_t n);
 

@@ -223,6 +223,12 @@ enc_cfb_encrypt(struct enc *e, uint8_t *p, size_t n)
 	return 0;
 }
 
+int
+enc_active(const struct enc *e)
+{
+	return e->ctx != NULL && e->left != 0;
+}
+
 void
 enc_packet(struct enc *e, uint8_t *p, size_t n)
 {

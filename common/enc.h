@@ -24,6 +24,12 @@ struct enc	*enc_new(const char *encpass, int enc_count, int decrypt,
 void		 enc_free(struct enc *e);
 
 /*
+ * 1 while enc_packet still transforms payloads; 0 for a state made with
+ * enc_count 0, and once the first encCount + 1 payloads have passed.
+ */
+int		 enc_active(const struct enc *e);
+
+/*
  * Transforms one NORMAL payload in place (call once per packet, also for
  * zero-length ones, which count but do not advance the stream).
  */

@@ -5,6 +5,7 @@
  */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "enc.h"
 #include "err.h"
@@ -64,13 +65,28 @@ xc_overhead(const struct xcipher *x)
 }
 
 int
+xc_slow(const struct xcipher *x)
+{
+	return x->aead == NULL && enc_active(x->cfb);
+}
+
+int
+xc_seal_to(struct xcipher *x, const uint8_t *hdr, size_t hlen,
+    const uint8_t *in, uint8_t *out, size_t n)
+{
+	if (x->aead != NULL)
+		return aead_seal_to(x->aead, hdr, hlen, in, out, n);
+	if (in != out)
+		memcpy(out, in, n);
+	enc_packet(x->cfb, out, n);
+	return 0;
+}
+
+int
 xc_seal(struct xcipher *x, const uint8_t *hdr, size_t hlen, uint8_t *p,
     size_t n)
 {
-	if (x->aead != NULL)
-		return aead_seal(x->aead, hdr, hlen, p, n);
-	enc_packet(x->cfb, p, n);
-	return 0;
+	return xc_seal_to(x, hdr, hlen, p, p, n);
 }
 
 int

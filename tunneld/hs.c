@@ -35,8 +35,7 @@ hs_timer_closed(uv_handle_t *h)
 static void
 hs_free(struct hs *h)
 {
-	if (h->tun->o != NULL && hs_role(h) == HS_ROLE_SERVER)
-		TAILQ_REMOVE(&h->tun->handshakes, h, link);
+	TAILQ_REMOVE(&h->tun->handshakes, h, link);
 	xport_free(&h->x);
 	uv_timer_stop(&h->timer);
 	h->timer.data = h;
@@ -161,8 +160,7 @@ hs_new(struct tun *t, struct conn *c)
 	h->win[0] = h->win[1] = TUN_WINDOW;
 	uv_timer_init(t->loop, &h->timer);
 	h->timer.data = h;
-	if (cli_mode_is_server(t->o->mode))
-		TAILQ_INSERT_TAIL(&t->handshakes, h, link);
+	TAILQ_INSERT_TAIL(&t->handshakes, h, link);
 	conn_set_owner(c, &hs_cbs, h);
 	if (hs_new_xport(h, c, err) == -1) {
 		hs_fail(h, err);

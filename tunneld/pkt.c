@@ -44,6 +44,13 @@ pkt_put32(uint8_t *b, uint32_t v)
 ssize_t
 pkt_parse(uint8_t *in, size_t len, struct pkt *p, char *err)
 {
+	return pkt_parse_tagged(in, len, 0, p, err);
+}
+
+ssize_t
+pkt_parse_tagged(uint8_t *in, size_t len, size_t tag, struct pkt *p,
+    char *err)
+{
 	uint64_t	u;
 	size_t		plen;
 
@@ -65,7 +72,7 @@ pkt_parse(uint8_t *in, size_t len, struct pkt *p, char *err)
 	case PKT_DUMMY:
 		return 1;
 	case PKT_SYNC:
-		if (len < PKT_SYNC_LEN)
+		if (len < PKT_SYNC_LEN + tag)
 			return 0;
 		p->citi = pkt_get32(in + 1);
 		/* Two's complement on the wire; avoid an out-of-range cast. */
@@ -74,7 +81,9 @@ pkt_parse(uint8_t *in, size_t len, struct pkt *p, char *err)
 			p->packno = (int64_t)u;
 		else
 			p->packno = -(int64_t)(~u) - 1;
-		return PKT_SYNC_LEN;
+		p->payload = in + PKT_SYNC_LEN;
+		p->len = (uint16_t)tag;
+		return PKT_SYNC_LEN + tag;
 	default:
 		/* EOS (2) and NORMAL_DIRECT (4) are internal to Go, never sent. */
 		err_set(err, "illegal kind 0x%02x", in[0]);

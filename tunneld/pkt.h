@@ -35,6 +35,14 @@ struct pkt {
  * caller needs at most PKT_NORMAL_HDR + PKT_MAX_PAYLOAD bytes buffered.
  */
 ssize_t	pkt_parse(uint8_t *in, size_t len, struct pkt *p, char *err);
+/*
+ * As pkt_parse, where tag bytes follow every SYNC's 13 (the AEAD mode
+ * between tunneld peers seals SYNCs too: docs/protocol.md): a SYNC is
+ * returned once they are present, with payload pointing at them and len
+ * = tag.  pkt_parse is pkt_parse_tagged with tag 0 (kptunnel's SYNC).
+ */
+ssize_t	pkt_parse_tagged(uint8_t *in, size_t len, size_t tag, struct pkt *p,
+	    char *err);
 
 void	pkt_put_normal_hdr(uint8_t out[PKT_NORMAL_HDR], uint32_t citi,
 	    uint16_t len);

@@ -33,8 +33,13 @@ static void	sess_take_leftover(struct sess *, struct xport *);
 void
 xport_free(struct xport *x)
 {
-	xc_free(x->enc);
+	/* A seal queue owns the sending cipher: it goes with the queue. */
+	if (x->sq != NULL)
+		sealq_close(x->sq);
+	else
+		xc_free(x->enc);
 	xc_free(x->dec);
+	x->sq = NULL;
 	x->enc = x->dec = NULL;
 	buf_free(&x->in);
 }
@@ -362,7 +367,8 @@ sess_send_sync(struct sess *s, uint32_t citi, int64_t packno)
 static void
 sess_update_congestion(struct sess *s)
 {
-	size_t	pending = s->x ? conn_pending(s->x->conn) : 0;
+	size_t	pending = s->x ? conn_pending(s->x->conn) +
+		    sealq_bytes(s->x->sq) : 0;
 	int	was = s->congested;
 
 	if (s->unsent_bytes + pending > TUN_CONGEST_HIGH ||
@@ -375,6 +381,50 @@ sess_update_congestion(struct sess *s)
 		mux_congestion(s, s->congested);
 }
 
+/* A buffer back from the transport's seal queue (sealq_cb). */
+static void
+sess_sealed(void *arg, struct obuf *b, int rc)
+{
+	struct sess	*s = arg;
+	struct xport	*x = s->x;
+
+	if (rc == -1) {
+		free(b);
+		sess_detach(s, "cannot seal a packet");
+		return;
+	}
+	if (b == NULL) {
+		sess_flush(s);
+		return;
+	}
+	if (x == NULL || x->conn == NULL)
+		free(b);
+	else
+		(void)conn_send(x->conn, b);	/* a failure closes the conn */
+}
+
+/*
+ * Seals and writes a filled buffer of a slow cipher holding payload bytes
+ * to seal: on the loop when they are few and nothing waits before them,
+ * else through the transport's seal queue, whose callback writes it.
+ * Returns 0, 1 when the conn is no longer open (b is freed), or -1 when
+ * sealing failed (the transport must end).
+ */
+static int
+sess_xmit(struct sess *s, struct xport *x, struct obuf *b, size_t payload)
+{
+	if (x->sq == NULL && payload > SEALQ_INLINE_MAX)
+		x->sq = sealq_new(s->tun->loop, x->enc, sess_sealed, s);
+	if (x->sq != NULL && sealq_wants(x->sq, payload))
+		return sealq_push(x->sq, b);
+	/* Nothing queued: no job uses the cipher now. */
+	if (sealq_seal(x->enc, b->mem + CONN_HEADROOM, b->len) == -1) {
+		free(b);
+		return -1;
+	}
+	return conn_send(x->conn, b) == -1 ? 1 : 0;
+}
+
 /* Writes queued packets while the kernel takes them, coalesced. */
 void
 sess_flush(struct sess *s)
@@ -383,26 +433,39 @@ sess_flush(struct sess *s)
 	struct obuf	*b;
 	struct opkt	*p;
 	uint8_t		*w;
-	size_t		 len, ov;
-	int		 broken = 0;
+	size_t		 len, ov, payload;
+	int		 rc = 0, direct;
 
 	ov = x != NULL ? xc_overhead(x->enc) : 0;
 	while (x != NULL && !s->closing && (s->cursor != NULL ||
-	    s->dummy_due) && conn_pending(x->conn) < TUN_COALESCE) {
+	    s->dummy_due) && conn_pending(x->conn) < TUN_COALESCE &&
+	    !sealq_full(x->sq)) {
 		if ((b = conn_obuf(TUN_COALESCE)) == NULL)
 			break;
 		w = b->mem + CONN_HEADROOM;
-		len = 0;
+		len = payload = 0;
+		/*
+		 * A slow cipher seals the whole buffer, off the loop when it
+		 * is large (sess_xmit); the others seal each packet straight
+		 * from the history into the buffer.
+		 */
+		direct = x->sq == NULL && !xc_slow(x->enc);
 		if (s->dummy_due) {
 			w[len++] = PKT_DUMMY;
 			s->dummy_due = 0;
 		}
 		while ((p = s->cursor) != NULL) {
 			if (p->kind == PKT_SYNC) {
-				if (len + PKT_SYNC_LEN > TUN_COALESCE)
+				if (len + PKT_SYNC_LEN + ov > TUN_COALESCE)
 					break;
 				pkt_put_sync(w + len, p->citi, p->packno);
-				len += PKT_SYNC_LEN;
+				/* The AEAD mode seals it too: a tag, no text. */
+				if (ov > 0 && xc_seal(x->enc, w + len,
+				    PKT_SYNC_LEN, w + len + PKT_SYNC_LEN, 0) == -1) {
+					rc = -1;
+					break;
+				}
+				len += PKT_SYNC_LEN + ov;
 			} else {
 				if (len + PKT_NORMAL_HDR + p->len + ov >
 				    TUN_COALESCE)
@@ -411,29 +474,37 @@ sess_flush(struct sess *s)
 				pkt_put_normal_hdr(w + len, p->citi,
 				    (uint16_t)(p->len + ov));
 				len += PKT_NORMAL_HDR;
-				memcpy(w + len, p->data, p->len);
-				if (xc_seal(x->enc, w + len - PKT_NORMAL_HDR,
-				    PKT_NORMAL_HDR, w + len, p->len) == -1) {
-					broken = 1;
-					break;
-				}
+				/* Sealed in the buffer: history keeps plain. */
+				if (direct) {
+					if (xc_seal_to(x->enc, w + len -
+					    PKT_NORMAL_HDR, PKT_NORMAL_HDR,
+					    p->data, w + len, p->len) == -1) {
+						rc = -1;
+						break;
+					}
+				} else
+					memcpy(w + len, p->data, p->len);
 				len += p->len + ov;
+				payload += p->len;
 			}
 			s->unsent_bytes -= p->len;
 			s->write_no++;
 			s->cursor = TAILQ_NEXT(p, link);
 		}
-		if (broken) {
-			/* Unsent packets stay queued for the next transport. */
+		if (rc == -1) {
 			free(b);
 			break;
 		}
 		b->len = len;
 		s->bytes_out += len;
-		if (conn_send(x->conn, b) == -1)
+		if (direct) {
+			if (conn_send(x->conn, b) == -1)
+				break;
+		} else if ((rc = sess_xmit(s, x, b, payload)) != 0)
 			break;
 	}
-	if (broken) {
+	if (rc == -1) {
+		/* Unsent packets stay in the history for the next transport. */
 		sess_detach(s, "cannot seal a packet (nonce counter spent)");
 		return;
 	}
@@ -448,6 +519,17 @@ sess_packet(struct sess *s, struct xport *x, struct pkt *p, char *err)
 
 	switch (p->kind) {
 	case PKT_SYNC:
+		/*
+		 * It counts in ReadNo as a NORMAL packet does, so in the AEAD
+		 * mode a dropped or forged one must fail here, not shift the
+		 * resume point.
+		 */
+		if (p->len > 0 && xc_open(x->dec, p->payload - PKT_SYNC_LEN,
+		    PKT_SYNC_LEN, p->payload, p->len, &len) == -1) {
+			err_set(err, "a SYNC failed authentication (citi %08"
+			    PRIx32 "): closing the connection", p->citi);
+			return -1;
+		}
 		s->read_no++;
 		return mux_sync(s, p->citi, p->packno, err);
 	case PKT_NORMAL:
@@ -487,7 +569,8 @@ sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
 	ssize_t		used;
 
 	while (off < n && s->x == x && !s->closing) {
-		used = pkt_parse(in + off, n - off, &p, err);
+		used = pkt_parse_tagged(in + off, n - off,
+		    xc_overhead(x->dec), &p, err);
 		if (used == 0)
 			break;
 		if (used < 0)
@@ -507,10 +590,10 @@ sess_parse(struct sess *s, struct xport *x, uint8_t *in, size_t n, char *err)
 
 /* How many more bytes the packet split across reads needs. */
 static size_t
-sess_need(const struct buf *in)
+sess_need(const struct xport *x)
 {
-	const uint8_t	*h = buf_head(in);
-	size_t		 have = buf_unread(in);
+	const uint8_t	*h = buf_head(&x->in);
+	size_t		 have = buf_unread(&x->in);
 
 	switch (h[0]) {
 	case PKT_NORMAL:
@@ -518,7 +601,7 @@ sess_need(const struct buf *in)
 			return PKT_NORMAL_HDR - have;
 		return PKT_NORMAL_HDR + ((size_t)h[5] << 8 | h[6]) - have;
 	case PKT_SYNC:
-		return PKT_SYNC_LEN - have;
+		return PKT_SYNC_LEN + xc_overhead(x->dec) - have;
 	}
 	return 1;		/* pkt_parse judges the kind */
 }
@@ -543,7 +626,7 @@ sess_on_data(struct sess *s, uint8_t *in, size_t n)
 	sess_lim_in(s, n);
 	while (n > 0 && s->x == x && !s->closing) {
 		if (buf_unread(&x->in) > 0) {
-			take = sess_need(&x->in);
+			take = sess_need(x);
 			if (take > n)
 				take = n;
 			if (buf_append(&x->in, in, take, TUN_INBUF_MAX) == -1) {

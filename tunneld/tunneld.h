@@ -24,6 +24,7 @@
 #include "pkt.h"
 #include "proxy.h"
 #include "ratelog.h"
+#include "sealq.h"
 #include "tbucket.h"
 #include "ctlmsg.h"
 
@@ -50,6 +51,10 @@
 #define TUN_CONGEST_HIGH	(1024 * 1024)	/* unsent bytes: stop reading */
 #define TUN_CONGEST_LOW		(256 * 1024)
 #define TUN_HISTORY_MAX		(64u * 1024 * 1024)
+/* malloc: buffers below this come from the heap (tun_malloc_tune) */
+#define TUN_MMAP_MIN		(512 * 1024)
+/* malloc: free heap kept while traffic flows (tun_malloc_tune) */
+#define TUN_TRIM_KEEP		(16 * 1024 * 1024)
 /*
  * Our CITI ids: clear of Go's (which count from 1 on both sides) and of
  * each other's when both ends are tunneld and both listen.
@@ -138,10 +143,10 @@ struct tun {
 	int			 stopping;
 	int			 worker;	/* hooks set: run by the dispatcher */
 	char			 stop_reason[64];	/* "signal 15", or "" */
+	TAILQ_HEAD(, hs)	 handshakes;	/* in progress, either role */
 	/* server */
 	uv_tcp_t		 listener;
 	TAILQ_HEAD(, sess)	 sessions;
-	TAILQ_HEAD(, hs)	 handshakes;
 	int64_t			 next_session_id;
 	/* client */
 	struct sess		*csess;		/* the one session */
@@ -166,6 +171,7 @@ struct xport {
 	struct conn	*conn;
 	struct xcipher	*enc;		/* what we send */
 	struct xcipher	*dec;		/* what we receive */
+	struct sealq	*sq;		/* sealing off the loop, or NULL */
 	struct buf	 in;		/* de-framed bytes not yet parsed */
 	int		 proven;	/* the peer sent a packet on it */
 };
@@ -295,7 +301,7 @@ void	 hs_start(struct tun *t, struct conn *c);
 /* Client side (t->csess, if any, is resumed); a failure calls
  * client_connection_lost, a definitive refusal client_fatal. */
 void	 hs_client(struct tun *t, struct conn *c);
-/* Server: fails every handshake in progress (tun_stop). */
+/* Fails every handshake in progress, a client's too (tun_stop). */
 void	 hs_close_all(struct tun *t);
 
 /*

@@ -61,6 +61,7 @@ LABEL = b"tunneld-aead-v1"
 # The window extension's member, and kptunnel's window (docs/protocol.md).
 WINDOW_KEY = "TunneldWindow"
 KPT_WINDOW = 59
+TAG_LEN = 16
 # The log line of either side for a connection that runs the mode.
 AEAD_LOG = r"AEAD mode \(AES-256-GCM\) on this connection"
 # Handshake NORMAL packets per direction: magic, AuthChallenge, AuthResult
@@ -127,10 +128,10 @@ def normal_header(citi, length):
 class Pkt:
     """One packet of the session phase, as the sender sent it.
 
-    kind, citi; raw (the packet's bytes); payload (NORMAL: as on the wire);
-    n (NORMAL: its index among this flow's session NORMAL packets, the
-    AEAD counter); seq (its index among this flow's session NORMAL and
-    SYNC packets, what WriteNo/ReadNo count); plain (NORMAL: the payload
+    kind, citi; raw (the packet's bytes); payload (NORMAL: as on the wire;
+    SYNC in the AEAD mode: its tag); n and seq (its index among this
+    flow's session NORMAL and SYNC packets: the AEAD counter, and what
+    WriteNo/ReadNo count); plain (NORMAL: the payload
     opened or decrypted, None if it did not open); packno (SYNC)."""
 
     __slots__ = ("kind", "citi", "raw", "payload", "n", "seq", "plain",
@@ -164,7 +165,7 @@ class Flow:
         self.hs_left = HS_PACKETS[name]
         self.hs_index = 0
         self.gcm = None
-        self.ctr = 0                     # session NORMAL packets seen
+        self.ctr = 0                     # session NORMAL + SYNC packets
         self.seq = 0                     # session NORMAL + SYNC packets seen
         self.opened = 0
         self.failed = 0
@@ -382,6 +383,14 @@ class WireRelay:
             p, used = G.parse_packet(flow.pbuf)
             if p is None:
                 break
+            if p.kind == G.KIND_SYNC and flow.session() and \
+                    flow.conn.mode == "aead":
+                # The mode seals SYNCs too: a tag follows the 13 bytes.
+                if len(flow.pbuf) < used + TAG_LEN:
+                    break
+                p.payload = bytes(flow.pbuf[used:used + TAG_LEN])
+                p.raw = bytes(flow.pbuf[:used + TAG_LEN])
+                used += TAG_LEN
             flow.pbuf = flow.pbuf[used:]
             if not flow.session():
                 if p.kind != G.KIND_NORMAL:
@@ -445,10 +454,16 @@ class WireRelay:
             flow.dummies += 1
             return pkt
         flow.seq += 1
+        flow.ctr += 1
         if p.kind == G.KIND_SYNC:
             flow.syncs += 1
+            if flow.conn.mode == "aead":
+                try:
+                    flow.gcm.decrypt(nonce(pkt.n), p.payload, p.raw[:13])
+                    flow.opened += 1
+                except Exception:       # noqa: B902 - InvalidTag
+                    flow.failed += 1
             return pkt
-        flow.ctr += 1
         if flow.conn.mode == "aead":
             try:
                 pkt.plain = flow.gcm.decrypt(nonce(pkt.n), p.payload,

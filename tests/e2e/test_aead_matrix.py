@@ -23,8 +23,9 @@ wire and not only in the logs.
     packet cut short, a packet moved to another CITI, a packet sent twice,
     a packet of an earlier connection sent again: the receiver refuses it,
     the connection closes, the session resumes, the bytes arrive whole.
-    SYNC packets are not authenticated: a dropped or forged SYNC shifts the
-    receiver's packet count, which a resume trusts (xfail, see below).
+    SYNC packets, which count in ReadNo, are sealed too: a dropped or
+    forged SYNC fails the connection instead of shifting the receiver's
+    packet count, which a resume trusts.
  4. Go-shaped peers stay on CFB: a tunneld server with -noAead (an
     unmarked Challenge, as Go's) and a tunneld client with -noAead (an
     unmarked Hint) against a default peer: no marks, no log line, and the
@@ -40,6 +41,7 @@ a handshake, and idle workers whose dispatcher dies.
 """
 
 import hashlib
+import os
 import re
 import signal
 import struct
@@ -415,10 +417,6 @@ def test_cfb_accepts_tampering(tunneld, sink_source, tunnels):
 # one more (a packet is skipped: lost bytes).  The relay knows how many
 # packets it really delivered before it cut the connection: a receiver
 # must not resume from a count that differs from that.
-SYNC_XFAIL = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="SYNC packets are not authenticated but count in "
-    "WriteNo/ReadNo: a dropped or forged SYNC shifts the resume point")
 
 
 class SyncTamper:
@@ -455,8 +453,11 @@ class SyncTamper:
         if self.data < self.at:
             return None
         self.state = "done"
-        self.delivered = pkt.seq + 1
-        forged = struct.pack(">BIq", G.KIND_SYNC, 0x7ffffff0, 29)
+        # The mode seals SYNCs: a forged one (with a tag made up, the key
+        # being unknown) fails, and nothing after it is read.
+        self.delivered = pkt.seq
+        forged = struct.pack(">BIq", G.KIND_SYNC, 0x7ffffff0, 29) + \
+            os.urandom(16)
         return [forged, pkt.raw, CUT]
 
 
@@ -498,7 +499,6 @@ def sync_run(tunneld, sink_source, tunnels, tamper):
         wait_until(lambda: tamper.state == "done" or done.is_set(), 60,
                    "the transfer")
         if tamper.state != "done":
-            # Not an AssertionError: the xfail does not cover this.
             pytest.fail("the relay found no SYNC to tamper with (%s)" %
                         tamper.state)
         sync_check(t, tamper)
@@ -512,22 +512,23 @@ def sync_run(tunneld, sink_source, tunnels, tamper):
         t.client.kill()
 
 
-@SYNC_XFAIL
 def test_dropped_sync(tunneld, sink_source, tunnels):
     """A SYNC dropped, then the connection cut after a data packet of the
-    same direction: the receiver must resume from the SYNC it did not get
-    (today it counts one packet fewer than it got in order, and the data
-    packet comes again: duplicated bytes)."""
+    same direction: the receiver must resume from the SYNC it did not get.
+    SYNCs count in ReadNo; before the mode sealed them, the receiver
+    counted one packet fewer than it got in order, and the data packet
+    came again (duplicated bytes).  Sealed, the packet after the gap fails
+    (its counter is one ahead) and the resume asks for the SYNC."""
     sync_run(tunneld, sink_source, tunnels, SyncTamper("drop"))
 
 
-@SYNC_XFAIL
 @pytest.mark.parametrize("direction", ["c2s", "s2c"])
 def test_forged_sync(tunneld, sink_source, tunnels, direction):
     """A SYNC for an unknown CITI added before a data packet, then the
     connection cut after it: the receiver must resume from what it really
-    got (today it counts the forged SYNC, and the resume skips a packet:
-    lost bytes)."""
+    got.  Before the mode sealed SYNCs it counted the forged one, and the
+    resume skipped a packet (lost bytes); now the forged SYNC fails, and
+    the resume starts at it."""
     sync_run(tunneld, sink_source, tunnels, SyncTamper("forge", direction))
 
 
@@ -621,17 +622,13 @@ def test_dispatcher_worker(dispatch, tunneld, sink_source, tmp_path):
 # Found while building this matrix
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a client stopped during its handshake goes on "
-                   "to establish the session and keeps running")
 def test_client_stopped_in_handshake(tunneld, port, capture_relay):
     """SIGTERM while the client waits for the server's handshake bytes
     (here held by a relay): once they come, the client must not establish
-    a session but exit 0.  tun_stop() closes a client's retry timer and
-    session but not a handshake in progress (hs_close_all() covers the
-    server's only), so the handshake completes, a new session starts,
-    its forwards listen, and the process runs on.  The suite's relays
-    met it at teardown: a connection cut as the client got SIGTERM."""
+    a session but exit 0.  tun_stop() used to close a client's retry timer
+    and session but not a handshake in progress (hs_close_all() covered
+    the server's only), so the handshake completed, a new session started,
+    its forwards listened, and the process ran on."""
     sp, lp = port(), port()
     tunneld.server(sp, "-allowClientForwards", *PASS, mode="server")
     r = capture_relay(sp)

@@ -1,6 +1,7 @@
 /*
  * libFuzzer target for tunneld/pkt.c.  The input is what a peer sends after
- * the websocket layer: the lack-offset pattern, then packets.  Checks that
+ * the websocket layer: the lack-offset pattern, then packets (with SYNCs
+ * tagged as in the AEAD mode when the first byte is odd).  Checks that
  * the parsers stay inside the input, agree with themselves when the input
  * arrives in two pieces, and report errors only through their return
  * value.  Any input is acceptable; only a parser bug aborts.
@@ -31,6 +32,8 @@ struct fuzz_rec {
 #define FUZZ_MAXREC	4096
 
 static struct fuzz_rec	fuzz_whole[FUZZ_MAXREC], fuzz_split[FUZZ_MAXREC];
+/* Bytes after a SYNC: 0 (kptunnel) or 16 (the AEAD mode's tag). */
+static size_t		fuzz_tag;
 
 /*
  * Parses data[0..have) from *off on, as a caller would after each append,
@@ -47,7 +50,8 @@ fuzz_parse(uint8_t *data, size_t have, size_t *off, struct fuzz_rec *rec,
 
 	while (*n < FUZZ_MAXREC) {
 		err[0] = '\0';
-		r = pkt_parse(data + *off, have - *off, &p, err);
+		r = pkt_parse_tagged(data + *off, have - *off, fuzz_tag, &p,
+		    err);
 		if (r == -1) {
 			FUZZ_CHECK(err[0] != '\0');
 			FUZZ_CHECK(*off < have);
@@ -68,7 +72,9 @@ fuzz_parse(uint8_t *data, size_t have, size_t *off, struct fuzz_rec *rec,
 			FUZZ_CHECK(r == 1);
 			break;
 		case PKT_SYNC:
-			FUZZ_CHECK(r == PKT_SYNC_LEN);
+			FUZZ_CHECK((size_t)r == PKT_SYNC_LEN + fuzz_tag);
+			FUZZ_CHECK(p.len == fuzz_tag);
+			FUZZ_CHECK(p.payload == data + *off + PKT_SYNC_LEN);
 			break;
 		default:
 			abort();
@@ -98,6 +104,9 @@ LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
 	if ((data = malloc(size > 0 ? size : 1)) == NULL)
 		return 0;
 	memcpy(data, in, size);
+
+	/* The first byte's low bit: SYNCs with the AEAD mode's tag. */
+	fuzz_tag = size > 0 && (data[0] & 1) ? 16 : 0;
 
 	/* The lack-offset reader on the prefix; 0 until complete. */
 	lack = pkt_lack_parse(data, size, err);

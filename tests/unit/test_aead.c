@@ -203,6 +203,52 @@ test_marks(void **state)
 	assert_true(aead_mark_check("p", "e", AEAD_MARK_HINT, CH, m));
 }
 
+/*
+ * Sealing from a separate copy gives the bytes sealing in place gives,
+ * with the header as additional data, and leaves the copy as it was; for
+ * CFB too (copy, then the stream).
+ */
+static void
+test_seal_to(void **state)
+{
+	static const uint8_t hdr[7] = { 0, 0x80, 0, 0, 1, 0x01, 0x10 };
+	uint8_t		 key[32], src[256], in[256 + AEAD_TAG_LEN];
+	uint8_t		 out[256 + AEAD_TAG_LEN];
+	struct xcipher	*a, *b, *c, *d;
+	char		 err[ERR_LEN];
+	size_t		 i, n;
+
+	(void)state;
+	memset(key, 9, sizeof(key));
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 7 + 1);
+	assert_non_null(a = xc_aead_new(key, err));
+	assert_non_null(b = xc_aead_new(key, err));
+	assert_non_null(c = xc_cfb_new("e", -1, 0, err));
+	assert_non_null(d = xc_cfb_new("e", -1, 0, err));
+	/* Odd lengths too: GCM's and CFB's partial blocks. */
+	for (n = 0; n <= sizeof(src); n += 37) {
+		memcpy(in, src, n);
+		assert_int_equal(xc_seal(a, hdr, sizeof(hdr), in, n), 0);
+		memset(out, 0xee, sizeof(out));
+		assert_int_equal(xc_seal_to(b, hdr, sizeof(hdr), src, out, n),
+		    0);
+		assert_memory_equal(in, out, n + AEAD_TAG_LEN);
+		memcpy(in, src, n);
+		assert_int_equal(xc_seal(c, hdr, sizeof(hdr), in, n), 0);
+		assert_int_equal(xc_seal_to(d, hdr, sizeof(hdr), src, out, n),
+		    0);
+		if (n > 0)
+			assert_memory_equal(in, out, n);
+	}
+	for (i = 0; i < sizeof(src); i++)
+		assert_int_equal(src[i], (uint8_t)(i * 7 + 1));
+	xc_free(a);
+	xc_free(b);
+	xc_free(c);
+	xc_free(d);
+}
+
 static void
 test_xcipher(void **state)
 {
@@ -240,6 +286,7 @@ main(void)
 		cmocka_unit_test(test_nonce_unique),
 		cmocka_unit_test(test_marks),
 		cmocka_unit_test(test_xcipher),
+		cmocka_unit_test(test_seal_to),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -373,7 +373,7 @@ test_parse_sync(void **state)
 		0x03, 0x00, 0x00, 0x00, 0x01,
 		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3b,
 	};
-	uint8_t			b[PKT_SYNC_LEN + 1];
+	uint8_t			b[PKT_SYNC_LEN + 16];
 	struct pkt		p;
 	char			err[ERR_LEN];
 	size_t			k;
@@ -406,6 +406,15 @@ test_parse_sync(void **state)
 	pkt_put_sync(b, 0, INT64_MAX);
 	assert_int_equal(pkt_parse(b, PKT_SYNC_LEN, &p, err), PKT_SYNC_LEN);
 	assert_true(p.packno == INT64_MAX);
+	/* The AEAD mode's SYNC: whole only with its tag. */
+	memset(b + PKT_SYNC_LEN, 0xaa, 16);
+	assert_int_equal(pkt_parse_tagged(b, PKT_SYNC_LEN + 15, 16, &p, err),
+	    0);
+	assert_int_equal(pkt_parse_tagged(b, PKT_SYNC_LEN + 16, 16, &p, err),
+	    PKT_SYNC_LEN + 16);
+	assert_true(p.packno == INT64_MAX);
+	assert_int_equal(p.len, 16);
+	assert_ptr_equal(p.payload, b + PKT_SYNC_LEN);
 }
 
 static void
