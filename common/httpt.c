@@ -231,6 +231,9 @@ httpt_request_params(struct httpt_req *r, int *status, char *err)
 	size_t		 qn, vn;
 	const char	*key;
 
+	uint64_t	 hold;
+
+	r->hold_ms = HTTPT_HOLD_MS;
 	if (r->kind != HTTPT_PUSH && r->kind != HTTPT_POLL)
 		return 0;
 	key = r->kind == HTTPT_PUSH ? "off" : "ack";
@@ -241,6 +244,22 @@ httpt_request_params(struct httpt_req *r, int *status, char *err)
 		    httpt_kind_name(r->kind), key);
 		return httpt_refuse(status, 400);
 	}
+	if (r->kind != HTTPT_POLL)
+		return 0;
+	switch (httpt_param(q, qn, "hold", &v, &vn)) {
+	case 0:
+		return 0;
+	case 1:
+		if (httpt_number(v, vn, &hold) == 0)
+			break;
+		/* FALLTHROUGH */
+	default:
+		err_set(err, "hold= is one number of milliseconds");
+		return httpt_refuse(status, 400);
+	}
+	/* Clamped, not refused: what the server holds is its own bound. */
+	r->hold_ms = hold < HTTPT_HOLD_MIN_MS ? HTTPT_HOLD_MIN_MS :
+	    hold > HTTPT_HOLD_MS ? HTTPT_HOLD_MS : (unsigned)hold;
 	return 0;
 }
 
@@ -334,7 +353,10 @@ httpt_request(char *out, size_t cap, const struct httpt_spec *s)
 	    httpt_has_crlf(s->proxy_auth) || httpt_has_crlf(s->extra_header) ||
 	    s->kind < HTTPT_OPEN || s->kind > HTTPT_CLOSE)
 		return -1;
-	if (s->kind == HTTPT_PUSH || s->kind == HTTPT_POLL)
+	if (s->kind == HTTPT_POLL && s->hold_ms != 0)
+		snprintf(params, sizeof(params), "&ack=%" PRIu64 "&hold=%u"
+		    "&n=%" PRIu64, s->off, s->hold_ms, s->n);
+	else if (s->kind == HTTPT_PUSH || s->kind == HTTPT_POLL)
 		snprintf(params, sizeof(params), "&%s=%" PRIu64 "&n=%" PRIu64,
 		    s->kind == HTTPT_PUSH ? "off" : "ack", s->off, s->n);
 	else

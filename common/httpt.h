@@ -21,8 +21,14 @@
 
 /* Bytes of a push's body and of a poll's answer, at most. */
 #define HTTPT_BODY_MAX		(256 * 1024)
-/* How long a poll is held for the server's bytes before an empty answer. */
+/*
+ * How long a poll is held for the server's bytes before an empty answer:
+ * at most HTTPT_HOLD_MS, or the hold= the poll asks for, from
+ * HTTPT_HOLD_MIN_MS up (a client behind a proxy that cuts requests idle
+ * for less asks for less).
+ */
 #define HTTPT_HOLD_MS		15000
+#define HTTPT_HOLD_MIN_MS	1000
 /* A transport id: 16 random bytes as lower-case hex. */
 #define HTTPT_ID_BYTES		16
 #define HTTPT_ID_LEN		(2 * HTTPT_ID_BYTES)
@@ -59,6 +65,7 @@ struct httpt_req {
 	char		 id[HTTPT_ID_LEN + 1];	/* "" for an open */
 	uint64_t	 off;		/* push: the body's; poll: the ack */
 	size_t		 clen;		/* Content-Length */
+	unsigned	 hold_ms;	/* poll: how long to hold it */
 };
 
 /* What a request is made of, for its client (or a relay). */
@@ -72,6 +79,7 @@ struct httpt_spec {
 	uint64_t	 off;		/* push: the body's offset; poll: ack */
 	uint64_t	 n;		/* a counter, so no cache answers */
 	size_t		 blen;		/* push: the body's length */
+	unsigned	 hold_ms;	/* poll: 0, or the hold= asked for */
 	const char	*user_agent;	/* NULL: none */
 	const char	*proxy_auth;	/* base64 "user:pass" or NULL */
 	const char	*extra_header;	/* "Name: value" or NULL */

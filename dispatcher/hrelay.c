@@ -211,6 +211,18 @@ hrelay_request(struct hrelay *r, struct MHD_Connection *c, const char *id)
 		if (errno != 0 || *end != '\0' || s.off >= HTTPT_OFF_MAX)
 			return -1;
 	}
+	/* The worker clamps it; a malformed one it refuses. */
+	if (r->kind == HTTPT_POLL && (v = MHD_lookup_connection_value(c,
+	    MHD_GET_ARGUMENT_KIND, "hold")) != NULL) {
+		unsigned long h;
+
+		errno = 0;
+		h = strtoul(v, &end, 10);
+		if (*v < '0' || *v > '9' || errno != 0 || *end != '\0')
+			return -1;
+		s.hold_ms = h < HTTPT_HOLD_MIN_MS ? HTTPT_HOLD_MIN_MS :
+		    h > HTTPT_HOLD_MS ? HTTPT_HOLD_MS : (unsigned)h;
+	}
 	if ((r->outlen = httpt_request(head, sizeof(head), &s)) == (size_t)-1 ||
 	    (r->out = malloc(r->outlen + r->blen)) == NULL)
 		return -1;

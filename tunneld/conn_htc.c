@@ -31,7 +31,7 @@
 
 #define HTC_OPEN_MS	20000
 #define HTC_PUSH_MS	30000
-#define HTC_POLL_MS	(HTTPT_HOLD_MS + 15000)
+#define HTC_POLL_MARGIN	15000	/* a poll's answer after its hold */
 #define HTC_CLOSE_MS	2000
 #define HTC_BACKOFF_MS	250	/* doubled per failure, up to the cap */
 #define HTC_BACKOFF_CAP	4000
@@ -62,6 +62,7 @@ struct htc_req {
 	size_t		 blen;
 	uint64_t	 off;		/* push: its offset; poll: its ack */
 	size_t		 len;		/* push: its bytes */
+	uint64_t	 t0;		/* made at, ms (loop time) */
 	int		 done;
 };
 
@@ -91,6 +92,7 @@ struct htc {
 	uv_timer_t	*timer;		/* the conn's handle: backoff, close */
 	int		 fails;
 	int		 backoff;	/* waiting before the next request */
+	unsigned	 hold_ms;	/* what polls ask the server to hold */
 	int		 finished;
 	char		 last_err[ERR_LEN];
 };
@@ -405,8 +407,11 @@ htc_req_new(struct htc *hc, enum httpt_kind kind, uv_tcp_t *tcp)
 			blen = HTTPT_BODY_MAX;
 		s.off = q->off = hc->up_base;
 		s.blen = q->len = blen;
-	} else if (kind == HTTPT_POLL)
+	} else if (kind == HTTPT_POLL) {
 		s.off = q->off = hc->down;
+		s.hold_ms = hc->hold_ms;
+	}
+	q->t0 = uv_now(hc->loop);
 	if ((n = httpt_request(head, sizeof(head), &s)) < 0 ||
 	    (q->out = malloc(n + blen)) == NULL) {
 		free(q);
@@ -420,8 +425,8 @@ htc_req_new(struct htc *hc, enum httpt_kind kind, uv_tcp_t *tcp)
 	q->timer.data = q;
 	q->handles = 2;
 	uv_timer_start(&q->timer, htc_req_timeout, kind == HTTPT_OPEN ?
-	    HTC_OPEN_MS : kind == HTTPT_POLL ? HTC_POLL_MS : kind ==
-	    HTTPT_CLOSE ? HTC_CLOSE_MS : HTC_PUSH_MS, 0);
+	    HTC_OPEN_MS : kind == HTTPT_POLL ? hc->hold_ms + HTC_POLL_MARGIN :
+	    kind == HTTPT_CLOSE ? HTC_CLOSE_MS : HTC_PUSH_MS, 0);
 	q->connect.data = q;
 	if (tcp != NULL) {
 		q->tcp = tcp;
@@ -575,7 +580,7 @@ htc_open_done(struct htc *hc, struct htc_req *q, int ok)
 static void
 htc_poll_done(struct htc *hc, struct htc_req *q, int ok)
 {
-	uint64_t skip;
+	uint64_t skip, held;
 
 	if (!ok || htc_ended(hc, q))
 		goto failed;
@@ -604,6 +609,20 @@ htc_poll_done(struct htc *hc, struct htc_req *q, int ok)
 	}
 	return;
 failed:
+	/*
+	 * A poll that failed after it was held a while met something on the
+	 * way that cuts requests idle that long (a proxy's timeout): later
+	 * polls ask the server to hold them at most half as long, and this
+	 * one is no failure of the transport.
+	 */
+	held = uv_now(hc->loop) - q->t0;
+	if (hc->c->state == CONN_OPEN && hc->hold_ms > HTTPT_HOLD_MIN_MS &&
+	    held >= HTTPT_HOLD_MIN_MS) {
+		held /= 2;
+		hc->hold_ms = held < HTTPT_HOLD_MIN_MS ? HTTPT_HOLD_MIN_MS :
+		    held < hc->hold_ms / 2 ? (unsigned)held : hc->hold_ms / 2;
+		return;
+	}
 	if (hc->c->state == CONN_OPEN)
 		htc_failed(hc);
 }
@@ -860,6 +879,7 @@ conn_new_http(uv_loop_t *loop, uv_tcp_t *tcp, const struct sockaddr *sa,
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	hc->c = c;
 	hc->loop = loop;
+	hc->hold_ms = HTTPT_HOLD_MS;
 	uv_timer_init(loop, hc->timer);
 	hc->timer->data = hc;
 	c->loop = loop;

@@ -369,7 +369,7 @@ hts_poll(struct hts *t, struct hts_req *q)
 		q->t = t;
 		q->state = HR_HELD;
 		t->poll = q;
-		uv_timer_start(&q->timer, hts_req_timeout, HTTPT_HOLD_MS, 0);
+		uv_timer_start(&q->timer, hts_req_timeout, q->r.hold_ms, 0);
 	}
 	if (drop > 0 && !t->lingering && c->cbs != NULL &&
 	    c->cbs->on_drain != NULL)

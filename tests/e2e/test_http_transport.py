@@ -629,3 +629,27 @@ def test_tls_front_http_transport(tunneld, target, daemons, tmp_path):
                         "-transport", "http", name="client")
     bad.wait_for(r"certificate verification failed: hostname mismatch")
     assert not re.search(CLIENT_SESSION, bad.stderr())
+
+
+def test_proxy_cutting_idle_polls(tunneld, target, daemons, tmp_path):
+    """A proxy that cuts requests idle for 3 s (tinyproxy's Timeout) cuts
+    every poll held 15 s: the client asks for shorter holds from then on
+    (half what it saw), and the transport lives on through the idle time;
+    streams intact afterwards."""
+    # After the helper's "Timeout 600": the last one counts.
+    proxy = peers.Tinyproxy(str(tmp_path / "tinyproxy"), free_port(),
+                            extra=["ConnectPort 443", "Timeout 3"])
+    daemons.append(proxy)
+    sp, lp = free_port(), free_port()
+    f = fwd(lp, target.port)
+    tunneld.server(sp, f, *PASS)
+    cl = tunneld.client(sp, f, *PASS, "-transport", "http", "-proxy",
+                        "http://%s:%d/" % (HOST, proxy.port))
+
+    def short_polls():
+        return len(re.findall(r"ht=poll&ack=\d+&hold=1\d\d\d&",
+                              proxy.text()))
+    wait_until(lambda: short_polls() >= 4, 30 * SLOW,
+               "polls asking for a hold below tinyproxy's 3 s")
+    transfers(lp, target, 1, 1 * MiB, 1 * MiB)
+    assert "transport lost" not in cl.stderr(), cl.describe()

@@ -186,6 +186,10 @@ test_request_refusals(void **state)
 		{ "POST /?ht=push&off=0 HTTP/1.1\r\nTunnel-Transport: " ID
 		  "\r\nContent-Length: -5\r\n\r\n", 400 },
 		{ "GET /?ht=open HTTP/2\r\n\r\n", 400 },
+		{ "GET /?ht=poll&ack=0&hold=x HTTP/1.1\r\nTunnel-Transport: "
+		  ID "\r\n\r\n", 400 },
+		{ "GET /?ht=poll&ack=0&hold=1&hold=2 HTTP/1.1\r\n"
+		  "Tunnel-Transport: " ID "\r\n\r\n", 400 },
 		{ "GET /?ht=bogus HTTP/1.1\r\n\r\n", 400 },
 	};
 	struct httpt_req r;
@@ -200,6 +204,19 @@ test_request_refusals(void **state)
 	    0);
 	assert_int_equal(r.clen, HTTPT_BODY_MAX);
 	assert_int_equal(parse("GET /?ht=open HTTP/1.0\r\n\r\n", &r), 0);
+	/* A poll's hold: asked for, clamped to the server's bounds. */
+	assert_int_equal(parse("GET /?ht=poll&ack=0 HTTP/1.1\r\n"
+	    "Tunnel-Transport: " ID "\r\n\r\n", &r), 0);
+	assert_int_equal(r.hold_ms, HTTPT_HOLD_MS);
+	assert_int_equal(parse("GET /?ht=poll&ack=0&hold=2500 HTTP/1.1\r\n"
+	    "Tunnel-Transport: " ID "\r\n\r\n", &r), 0);
+	assert_int_equal(r.hold_ms, 2500);
+	assert_int_equal(parse("GET /?ht=poll&ack=0&hold=1 HTTP/1.1\r\n"
+	    "Tunnel-Transport: " ID "\r\n\r\n", &r), 0);
+	assert_int_equal(r.hold_ms, HTTPT_HOLD_MIN_MS);
+	assert_int_equal(parse("GET /?ht=poll&ack=0&hold=99999999 HTTP/1.1\r\n"
+	    "Tunnel-Transport: " ID "\r\n\r\n", &r), 0);
+	assert_int_equal(r.hold_ms, HTTPT_HOLD_MS);
 }
 
 static ssize_t
