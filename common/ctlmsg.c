@@ -374,6 +374,11 @@ conn_enc(struct jw *w, const struct ctlmsg *m)
 	crypto_b64(c->extra, c->nextra, b64);
 	jw_str(w, "extra", b64);
 	free(b64);
+	/* Only then: a hand-over's message stays what it was. */
+	if (c->http) {
+		jw_bool(w, "http", 1);
+		jw_str(w, "remote", c->remote);
+	}
 }
 
 static int
@@ -383,6 +388,9 @@ conn_dec(const json_t *o, struct ctlmsg *m, char *err)
 	json_t			*v = json_object_get(o, "extra");
 	size_t			 len;
 
+	if (jr_bool(o, "http", &c->http, err) == -1 ||
+	    jr_str(o, "remote", c->remote, sizeof(c->remote), 0, err) == -1)
+		return -1;
 	if (v == NULL)
 		return 0;
 	if (!json_is_string(v) ||

@@ -61,6 +61,7 @@ enum ctl_type {
 #define CTLMSG_EXTRA_MAX	48000	/* base64 of it fits in CTL_MSG_MAX */
 #define CTLMSG_MAX_DESTS	64	/* destination patterns (destpat.h) */
 #define CTLMSG_DEST_LEN		272
+#define CTLMSG_REMOTE_LEN	64	/* a client's address */
 
 /* CONFIG's numbers: range and the default when the field is absent. */
 #define CTLMSG_IDLE_MIN		0	/* idleTimeout, s; 0: never */
@@ -131,6 +132,10 @@ struct ctlmsg_ready {			/* CTL_READY */
 struct ctlmsg_conn {			/* CTL_CONN, with the client's fd */
 	uint8_t	*extra;			/* owned; NULL when nextra is 0 */
 	size_t	 nextra;		/* <= CTLMSG_EXTRA_MAX */
+	/* Set: the fd is a relay of one request of the HTTP transport, not
+	 * an upgraded socket; its client is remote (for logs). */
+	int	 http;
+	char	 remote[CTLMSG_REMOTE_LEN];
 };
 
 struct ctlmsg_stats {			/* CTL_STATS */

@@ -215,6 +215,7 @@ struct admit {
 	struct policy		*p;		/* +ref, once loaded */
 	const char		*session, *mode, *key;
 	char			 rkey[64];	/* -spawnRate bucket */
+	enum httpt_kind		 ht;		/* the HTTP transport's ht= */
 	enum MHD_Result		 res;
 };
 
@@ -223,6 +224,19 @@ admit_answer(struct admit *fr, enum MHD_Result res)
 {
 	fr->res = res;
 	return 1;
+}
+
+/* The HTTP transport's open, to the worker r->w: timed as a hand-over. */
+static enum MHD_Result
+admit_relay_open(struct admit *fr)
+{
+	enum MHD_Result rc;
+
+	rc = hrelay_start(fr->c, fr->r, fr->method);
+	if (hrelay_started(fr->r))
+		hist_observe(&fr->d->m.admission[fr->r->route],
+		    disp_now_us() - fr->r->t0_us);
+	return rc;
 }
 
 /* The path and -ip, before anything of the request is read. */
@@ -265,6 +279,7 @@ admit_headers(struct admit *fr)
 	    "mode");
 	fr->session = fr->session ? fr->session : "";
 	fr->mode = fr->mode ? fr->mode : "";
+	fr->ht = hrelay_kind(c);
 	memset(q, 0, sizeof(*q));
 	q->method = fr->method;
 	q->path = fr->url;
@@ -315,6 +330,37 @@ admit_policy(struct admit *fr)
 	return admit_answer(fr, reply_now(fr->c, d, 200, info));
 }
 
+/*
+ * A request of the HTTP transport other than its open goes to the worker
+ * of its session, as a transport it already has: no policy call (the
+ * open had them), no log line (a client makes several a second).  An
+ * unknown session is refused as an unknown transport, after the delay.
+ */
+static int
+admit_ht(struct admit *fr)
+{
+	struct dworker	*w = NULL;
+	char		 wkey[DISP_KEY_LEN + 1];
+
+	if (fr->ht == HTTPT_NONE || fr->ht == HTTPT_OPEN)
+		return 0;
+	if (fr->ht == HTTPT_BAD)
+		return admit_answer(fr, reply_now(fr->c, fr->d, 400,
+		    "ht= is open, poll, push or close"));
+	if (fr->session[0] != '\0') {
+		wreg_key(fr->session, wkey);
+		w = wreg_find(fr->d, wkey);
+	}
+	if (w == NULL) {
+		fr->r->ht_unknown = 1;
+		return admit_answer(fr, reply_later(fr->c, fr->r, 404,
+		    "unknown transport"));
+	}
+	fr->r->w = w;
+	fr->r->route = DRT_SESSION;
+	return admit_answer(fr, hrelay_start(fr->c, fr->r, fr->method));
+}
+
 /* The RFC 6455 upgrade, checked as tunneld checks it. */
 static int
 admit_websocket(struct admit *fr)
@@ -322,6 +368,9 @@ admit_websocket(struct admit *fr)
 	const char	*body;
 	int		 status;
 
+	/* The HTTP transport's open is no upgrade: its worker checks it. */
+	if (fr->ht == HTTPT_OPEN)
+		return 0;
 	if ((fr->key = admit_ws_check(fr->method, &fr->h, &status,
 	    &body)) == NULL)
 		return admit_answer(fr, reply_now(fr->c, fr->d, status,
@@ -350,7 +399,8 @@ admit_route(struct admit *fr)
 		    wkey, fr->mode[0] ? fr->mode : "no mode", (int)w->pid);
 		fr->r->w = w;
 		fr->r->route = DRT_SESSION;
-		return admit_answer(fr, admit_upgrade(fr->c, fr->r,
+		return admit_answer(fr, fr->ht == HTTPT_OPEN ?
+		    admit_relay_open(fr) : admit_upgrade(fr->c, fr->r,
 		    fr->key));
 	}
 	if (strcmp(fr->mode, "Reconnect") == 0 ||
@@ -465,7 +515,8 @@ admit_spawn(struct admit *fr, struct policy_tunnel *ti)
 	    fr->r->remote, w->tenant, w->key, (int)w->pid);
 	fr->r->w = w;
 	fr->r->route = DRT_NEW;
-	return admit_answer(fr, admit_upgrade(fr->c, fr->r, fr->key));
+	return admit_answer(fr, fr->ht == HTTPT_OPEN ? admit_relay_open(fr) :
+	    admit_upgrade(fr->c, fr->r, fr->key));
 }
 
 /* The steps in their order; see front.h. */
@@ -485,6 +536,7 @@ admit_request(struct MHD_Connection *c, struct freq *r, const char *url,
 	fr.method = method;
 	admit_remote(c, r->remote, sizeof(r->remote), &fr.ss);
 	if (admit_path(&fr) == 0 && admit_headers(&fr) == 0 &&
+	    admit_ht(&fr) == 0 &&
 	    admit_policy(&fr) == 0 && admit_websocket(&fr) == 0 &&
 	    admit_route(&fr) == 0 &&
 	    admit_tunnel_info(&fr, &ti) == 0)

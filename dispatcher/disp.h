@@ -128,6 +128,7 @@ struct ipslot;
 struct rateslot;
 struct fconn;
 struct delayed;
+struct hrelay;
 
 /* The policy's calls, timed each (tunneld_policy_seconds{call}). */
 enum disp_policy_call {
@@ -221,6 +222,9 @@ struct disp {
 	int		 nauthed;	/* DW_AUTHED workers */
 	int		 npending;	/* DW_PENDING ones and spawns under way */
 	TAILQ_HEAD(, delayed) delayed;
+	TAILQ_HEAD(, hrelay) relays;	/* HTTP transport, under lock */
+	int		 nrelays;	/* relays in progress, under lock */
+	uv_async_t	 relay_wake;	/* relays queued for the loop */
 	struct ipslot	*ipslots[DISP_IPSLOTS];	/* under lock */
 	struct ipslot	*headslots[DISP_IPSLOTS];	/* under lock */
 	TAILQ_HEAD(, fconn) heads;	/* under lock */
@@ -273,6 +277,10 @@ void	 front_stop(struct disp *d);
 /* Loop thread, every tick: head deadlines, -spawnRate buckets and the
  * refusals whose delay is over.  Takes disp.lock itself. */
 void	 front_delay_tick(struct disp *d);
+/* hrelay.c, loop thread: at start, the relays' queue and wake-up; when
+ * stopping, before front_stop, every relay ends (answered 502). */
+void	 hrelay_init(struct disp *d);
+void	 hrelay_stop(struct disp *d);
 
 /*
  * srate.c (-spawnRate): gives a token back to the bucket of ip (a key
@@ -355,6 +363,10 @@ int	 wrpc_wait(int fd, uint64_t deadline);
  * caller's to close either way (the worker holds its own copy). */
 int	 wrpc_handover(struct dworker *w, int fd, const void *extra,
 	    size_t n, char *err);
+/* Hands the worker one end of a relay of a request of the HTTP
+ * transport (CTL_CONN marked http, with the client's address remote, for
+ * its logs).  As wrpc_handover. */
+int	 wrpc_relay(struct dworker *w, int fd, const char *remote, char *err);
 /* Asks w to end its tunnel (CTL_STOP, no answer).  0, or -1 with err. */
 int	 wrpc_stop(struct dworker *w, char *err);
 /* The figures (CTL_STATS) of the worker at sock into st.  0, or -1 with

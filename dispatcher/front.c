@@ -47,6 +47,10 @@ front_first_call(struct disp *d, struct MHD_Connection *c, void **req_cls)
 	if (!iplimit_take(d, r))
 		return reply_now(c, d, 503,
 		    "too many requests from this address");
+	/* Before a body is read: one too long is refused unread. */
+	if (hrelay_too_long(c))
+		return reply_now(c, d, 413, "a body of the HTTP transport is "
+		    "at most 262144 bytes, with a Content-Length");
 	return MHD_YES;		/* headers are all here next call */
 }
 
@@ -62,8 +66,13 @@ front_access(void *cls, struct MHD_Connection *c, const char *url,
 		return front_first_call(d, c, req_cls);
 	if (r->status != 0)		/* back from the refusal delay */
 		return reply_delayed(c, r);
+	if (hrelay_started(r))		/* back from the worker */
+		return hrelay_answer(c, r);
 	if (*upload_data_size != 0) {
-		*upload_data_size = 0;	/* a body is not expected: drop it */
+		/* Only a push of the HTTP transport has one to keep. */
+		hrelay_begin(c, r);
+		hrelay_body(r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
 	if (!r->counted)	/* refused at the first call */
@@ -80,6 +89,7 @@ front_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	if (r == NULL)
 		return;
 	iplimit_release(r->d, r);
+	hrelay_release(r);
 	if (r->w != NULL)
 		wreg_unref(r->d, r->w);
 	free(r);

@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 
 #include "disp.h"
+#include "httpt.h"
 
 /*
  * One request of the public port, libmicrohttpd's req_cls: allocated at
@@ -37,6 +38,9 @@ struct freq {
 	enum disp_route	 route;		/* ... a new worker, or its session's */
 	uint64_t	 t0_us;		/* its head complete (disp_now_us) */
 	char		 remote[64];
+	struct hrelay	*relay;		/* a request of the HTTP transport */
+	int		 relay_refused;	/* its body is not collected */
+	int		 ht_unknown;	/* the refusal: no such transport */
 };
 
 /* Requests in progress (-perIp) or incomplete heads (-headPerIp) of one
@@ -159,6 +163,28 @@ void	 fhead_notify(void *cls, struct MHD_Connection *c,
 void	 fhead_done(struct disp *d, struct MHD_Connection *c);
 /* Loop thread: shuts down the connections past their deadline at now. */
 void	 fhead_sweep(struct disp *d, uint64_t now);
+
+/*
+ * hrelay.c: requests of the HTTP transport, relayed to their worker.
+ * hrelay_kind: the ht= of c's query (HTTPT_NONE: none).
+ */
+enum httpt_kind hrelay_kind(struct MHD_Connection *c);
+/* A push without a Content-Length, or one above HTTPT_BODY_MAX: refused
+ * before its body is read. */
+int	 hrelay_too_long(struct MHD_Connection *c);
+/* A body arrives: a push's (Content-Length within bounds) is collected
+ * into r->relay from now on, anything else dropped. */
+void	 hrelay_begin(struct MHD_Connection *c, struct freq *r);
+void	 hrelay_body(struct freq *r, const char *data, size_t n);
+/* Admitted for worker r->w: relayed, with c suspended until the answer
+ * (MHD_YES), or refused at once. */
+enum MHD_Result hrelay_start(struct MHD_Connection *c, struct freq *r,
+	    const char *method);
+/* 1 once r's relay started: the next call answers (hrelay_answer). */
+int	 hrelay_started(const struct freq *r);
+enum MHD_Result hrelay_answer(struct MHD_Connection *c, struct freq *r);
+/* The request is over: its part of the relay goes. */
+void	 hrelay_release(struct freq *r);
 
 /*
  * srate.c: -spawnRate.  srate_take takes one token from the bucket of

@@ -394,6 +394,7 @@ disp_loop_init(struct disp *d)
 	d->loop->data = d;
 	uv_async_init(d->loop, &d->wake, disp_wake_cb);
 	d->wake.data = d;
+	hrelay_init(d);
 	uv_timer_init(d->loop, &d->tick);
 	d->tick.data = d;
 	uv_timer_start(&d->tick, disp_tick_cb, 100, 100);
@@ -446,6 +447,7 @@ disp_serve(struct disp *d)
 static void
 disp_shutdown(struct disp *d)
 {
+	hrelay_stop(d);
 	front_stop(d);
 	console_stop(d);
 	wspawn_pool_close(d);

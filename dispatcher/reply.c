@@ -69,6 +69,19 @@ reply_make(struct MHD_Connection *c, struct disp *d, int status,
 static const char *const reply_unknown_hdr[] = {
 	WSUP_SESSION_HDR, WSUP_SESSION_UNKNOWN
 };
+/* For a request of the HTTP transport: its transport is gone. */
+static const char *const reply_ht_unknown_hdr[] = {
+	HTTPT_HDR_ID, HTTPT_UNKNOWN
+};
+
+/* The marker header of r's refusal, or NULL. */
+static const char *const *
+reply_hdr(const struct freq *r)
+{
+	if (r->unknown)
+		return reply_unknown_hdr;
+	return r->ht_unknown ? reply_ht_unknown_hdr : NULL;
+}
 
 enum MHD_Result
 reply_now(struct MHD_Connection *c, struct disp *d, int status,
@@ -80,8 +93,7 @@ reply_now(struct MHD_Connection *c, struct disp *d, int status,
 enum MHD_Result
 reply_delayed(struct MHD_Connection *c, struct freq *r)
 {
-	return reply_make(c, r->d, r->status, r->body, r->unknown ?
-	    reply_unknown_hdr : NULL);
+	return reply_make(c, r->d, r->status, r->body, reply_hdr(r));
 }
 
 enum MHD_Result
@@ -92,8 +104,7 @@ reply_later(struct MHD_Connection *c, struct freq *r, int status,
 	struct delayed	*dl;
 
 	if (d->refuse_delay_ms == 0 || (dl = calloc(1, sizeof(*dl))) == NULL)
-		return reply_make(c, d, status, body, r->unknown ?
-		    reply_unknown_hdr : NULL);
+		return reply_make(c, d, status, body, reply_hdr(r));
 	r->status = status;
 	snprintf(r->body, sizeof(r->body), "%s", body);
 	dl->conn = c;

@@ -140,6 +140,30 @@ done:
 }
 
 int
+wrpc_relay(struct dworker *w, int fd, const char *remote, char *err)
+{
+	struct ctlmsg	*m, *r;
+	int		 rc = -1;
+
+	m = malloc(sizeof(*m));
+	r = malloc(sizeof(*r));
+	if (m == NULL || r == NULL) {
+		err_set(err, "out of memory");
+		goto done;
+	}
+	ctlmsg_init(m, CTL_CONN);
+	m->u.conn.http = 1;
+	snprintf(m->u.conn.remote, sizeof(m->u.conn.remote), "%s", remote);
+	rc = wrpc_ask(w->sock, w->uid, m, fd, CTL_CONN_OK, DISP_HANDOVER_MS, r,
+	    err);
+	ctlmsg_clear(r);
+done:
+	free(m);
+	free(r);
+	return rc;
+}
+
+int
 wrpc_stop(struct dworker *w, char *err)
 {
 	int fd, rc;

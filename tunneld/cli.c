@@ -41,7 +41,8 @@ enum cli_opt_id {
 	OPT_HELP, OPT_VERSION, OPT_ALLOWCLIFWD, OPT_ACCEPTSRVFWD,
 	OPT_MAXHSADDR, OPT_NOAEAD, OPT_WINDOW, OPT_LOGFORMAT, OPT_RENEW,
 	OPT_UDPTIMEOUT, OPT_UDPFLOWS,
-	OPT_SOCKS, OPT_SOCKSAUTHFILE, OPT_TRANSPARENT, OPT_DESTINATIONS
+	OPT_SOCKS, OPT_SOCKSAUTHFILE, OPT_TRANSPARENT, OPT_DESTINATIONS,
+	OPT_TRANSPORT
 };
 
 /* flag: boolean, value optional (only after '='). */
@@ -88,6 +89,7 @@ static const struct opt_def cli_table[] = {
 	{ "socksAuthFile",	OPT_SOCKSAUTHFILE,	0 },
 	{ "transparent",	OPT_TRANSPARENT,	0 },
 	{ "destinations",	OPT_DESTINATIONS,	0 },
+	{ "transport",		OPT_TRANSPORT,		0 },
 };
 
 #define CLI_NOPTS	(sizeof(cli_table) / sizeof(cli_table[0]))
@@ -208,6 +210,8 @@ cli_apply(struct cli_opts *o, enum cli_opt_id id, const char *name,
 		return cli_socks_auth_file(o, val, err);
 	case OPT_DESTINATIONS:
 		return cli_destinations(o, val, err);
+	case OPT_TRANSPORT:
+		return cli_transport(o, val, err);
 	default:
 		/* -console, -prof: kptunnel's debug console and Go profiler,
 		 * no equivalent; -help, -version: answered by cli_option. */
@@ -423,7 +427,8 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *out,
 	}
 	if (rc == -1 || cli_positionals(o, c.pos, c.npos, err) == -1 ||
 	    cli_udp_check(o, err) == -1 || cli_socks_finish(o, err) == -1 ||
-	    cli_environment(o, err) == -1) {
+	    cli_environment(o, err) == -1 ||
+	    cli_transport_check(o, err) == -1) {
 		cli_free(o);
 		return -1;
 	}

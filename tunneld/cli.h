@@ -30,6 +30,11 @@
 #define CLI_ARGV_ENCPASS	0x2
 #define CLI_ARGV_PROXY		0x4
 
+/* -transport (cli_opts.transport). */
+#define CLI_TRANSPORT_AUTO	0	/* websocket, HTTP once refused */
+#define CLI_TRANSPORT_WS	1
+#define CLI_TRANSPORT_HTTP	2
+
 /* Indices of common/mode.c's table (mode_flags, mode_name). */
 enum cli_mode {
 	MODE_WSSERVER,
@@ -73,6 +78,7 @@ struct cli_opts {
 	int		 no_aead;	/* -noAead: never offer the AEAD mode */
 	int		 window;	/* -window, in packets (TUN_WINDOW_*) */
 	int		 renew;		/* -renew: a gone session is replaced */
+	int		 transport;	/* -transport: CLI_TRANSPORT_* */
 	/* Per-tenant limits (worker: the policy's; 0: none); its
 	 * session_timeout is unused, session_timeout above is the one. */
 	struct ctlmsg_limits lim;

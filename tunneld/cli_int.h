@@ -76,5 +76,9 @@ const char *cli_version(void);
 
 /* cli_udp.c: UDP forwards need what carries them: 0, or -1 with err. */
 int	 cli_udp_check(const struct cli_opts *o, char *err);
+/* cli_transport.c: -transport auto|ws|http into o->transport; and,
+ * once the mode is known, whether it has a choice.  0, or -1 with err. */
+int	 cli_transport(struct cli_opts *o, const char *val, char *err);
+int	 cli_transport_check(const struct cli_opts *o, char *err);
 
 #endif

@@ -26,6 +26,7 @@ struct dial {
 	uv_connect_t	 connect;
 	uv_tcp_t	*tcp;
 	struct tun	*tun;
+	struct sockaddr_storage sa;	/* dialled: the HTTP transport's */
 };
 
 static void	client_attempt(uv_timer_t *);
@@ -275,8 +276,12 @@ client_connected(uv_connect_t *req, int status)
 	cp.ssl_ctx = t->ssl_ctx;
 	cp.tls_host = o->server.name[0] ? o->server.name : "localhost";
 	cp.tls_verify_name = !o->insecure;
-	c = conn_new(t->loop, d->tcp, cli_mode_is_ws(o->mode) ?
-	    CONN_WS_CLIENT : CONN_RAW_CLIENT, &cp, NULL, NULL, err);
+	if (cli_mode_is_ws(o->mode) && client_use_http(t))
+		c = conn_new_http(t->loop, d->tcp, (struct sockaddr *)&d->sa,
+		    &cp, NULL, NULL, err);
+	else
+		c = conn_new(t->loop, d->tcp, cli_mode_is_ws(o->mode) ?
+		    CONN_WS_CLIENT : CONN_RAW_CLIENT, &cp, NULL, NULL, err);
 	d->tcp = NULL;
 	free(d);
 	if (c == NULL) {
@@ -302,6 +307,8 @@ client_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		return;
 	}
 	uv_tcp_init(d->tun->loop, d->tcp);
+	memcpy(&d->sa, res->ai_addr, res->ai_addrlen <= sizeof(d->sa) ?
+	    res->ai_addrlen : sizeof(d->sa));
 	d->connect.data = d;
 	rc = uv_tcp_connect(&d->connect, d->tcp, res->ai_addr,
 	    client_connected);

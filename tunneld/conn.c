@@ -24,7 +24,6 @@
 #include "wsup.h"
 
 static void	conn_read_cb(uv_stream_t *, ssize_t, const uv_buf_t *);
-static void	conn_close_cb(uv_handle_t *);
 static void	conn_write_cb(uv_write_t *, int);
 static int	conn_tls_pump(struct conn *);
 
@@ -98,7 +97,8 @@ conn_held(const struct conn *c)
 static void
 conn_start_reading(struct conn *c)
 {
-	if (c->reading || conn_held(c) || c->state == CONN_CLOSING)
+	if (c->reading || conn_held(c) || c->state == CONN_CLOSING ||
+	    c->tcp == NULL)
 		return;
 	if (uv_read_start((uv_stream_t *)c->tcp, conn_alloc_cb,
 	    conn_read_cb) == 0)
@@ -108,6 +108,12 @@ conn_start_reading(struct conn *c)
 size_t
 conn_pending(const struct conn *c)
 {
+	if (c->hts != NULL)
+		return conn_hts_pending(c);
+	if (c->htc != NULL)
+		return conn_htc_pending(c);
+	if (c->tcp == NULL)
+		return 0;
 	return uv_stream_get_write_queue_size((const uv_stream_t *)c->tcp);
 }
 
@@ -250,6 +256,10 @@ conn_send_raw(struct conn *c, const void *p, size_t n)
 int
 conn_send(struct conn *c, struct obuf *b)
 {
+	if (c->hts != NULL)
+		return conn_hts_send(c, b);
+	if (c->htc != NULL)
+		return conn_htc_send(c, b);
 	if (c->state != CONN_OPEN) {
 		free(b);
 		return -1;
@@ -343,6 +353,7 @@ conn_new(uv_loop_t *loop, uv_tcp_t *tcp, enum conn_kind kind,
 		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
 		return NULL;
 	}
+	c->loop = loop;
 	c->tcp = tcp;
 	c->shutdown.data = c;
 	c->kind = kind;
@@ -445,6 +456,24 @@ conn_is_ws(const struct conn *c)
 	return c->kind == CONN_WS_SERVER || c->kind == CONN_WS_CLIENT;
 }
 
+int
+conn_is_http(const struct conn *c)
+{
+	return c->kind == CONN_HTTP_SERVER || c->kind == CONN_HTTP_CLIENT;
+}
+
+void
+conn_set_peer_name(struct conn *c, const char *name)
+{
+	snprintf(c->peer, sizeof(c->peer), "%s", name);
+}
+
+int
+conn_proxy_refusal(const struct conn *c)
+{
+	return c->proxy_status;
+}
+
 void
 conn_pause(struct conn *c)
 {
@@ -465,6 +494,12 @@ conn_proxy_answer(struct conn *c)
 	if (n == 0)
 		return 0;
 	if (n < 0) {
+		int unused;
+
+		/* Its status tells the client what the proxy allows. */
+		if ((c->proxy_status = wsup_client_refusal((char *)c->rbuf,
+		    c->rlen, &unused)) < 0)
+			c->proxy_status = 0;
 		conn_end(c, CONN_WHY_PROTOCOL, err);
 		return -1;
 	}
@@ -597,6 +632,13 @@ conn_resume(struct conn *c)
 	if (!c->paused)
 		return;
 	c->paused = 0;
+	if (c->hts != NULL || c->htc != NULL) {
+		if (c->hts != NULL)
+			conn_hts_resume(c);
+		else
+			conn_htc_resume(c);
+		return;
+	}
 	if (!c->throttled)
 		conn_unhold(c);
 }
@@ -638,7 +680,7 @@ conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	conn_process(c);
 }
 
-static void
+void
 conn_close_cb(uv_handle_t *h)
 {
 	struct conn *c = h->data;
@@ -648,6 +690,8 @@ conn_close_cb(uv_handle_t *h)
 		return;
 	if (c->cbs != NULL && c->cbs->on_close != NULL)
 		c->cbs->on_close(c, c->arg, c->reason);
+	conn_hts_free(c);
+	conn_htc_free(c);
 	tls_free(c->tls);
 	free(c->tbuf);
 	free(c->request);
@@ -732,6 +776,7 @@ static const struct {
 	[CONN_WHY_REFUSED] =	{ "refused", 1 },
 	[CONN_WHY_BACKLOG] =	{ "backlog", 1 },
 	[CONN_WHY_RESOURCE] =	{ "resource", 1 },
+	[CONN_WHY_HANDED] =	{ "handed", 0 },
 };
 
 const char *
@@ -767,6 +812,17 @@ conn_end(struct conn *c, enum conn_why why, const char *detail)
 
 	if (c->state == CONN_CLOSING)
 		return;
+	if (c->hts != NULL || c->htc != NULL) {
+		c->state = CONN_CLOSING;
+		c->why = why;
+		if (c->reason != detail)
+			snprintf(c->reason, sizeof(c->reason), "%s", detail);
+		if (c->hts != NULL)
+			conn_hts_end(c);
+		else
+			conn_htc_end(c);
+		return;
+	}
 	/*
 	 * The owner's reason, when it asked, goes in the close frame
 	 * (printable ASCII, so valid UTF-8): the client logs why its tunnel

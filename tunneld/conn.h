@@ -3,9 +3,11 @@
 
 /*
  * One transport connection: a TCP socket carrying the kptunnel byte stream,
- * raw or inside websocket frames after an HTTP/1.1 upgrade.  The owner sees
- * only the de-framed byte stream; the conn answers pings and close frames
- * itself and applies framing and client masking to what the owner sends.
+ * raw or inside websocket frames after an HTTP/1.1 upgrade, or a series of
+ * plain HTTP/1.1 requests (the HTTP transport, conn_hts.c and conn_htc.c,
+ * for proxies that refuse upgrades).  The owner sees only the de-framed
+ * byte stream; the conn answers pings and close frames itself and applies
+ * framing and client masking to what the owner sends.
  */
 
 #include <stddef.h>
@@ -65,7 +67,9 @@ enum conn_kind {
 	CONN_RAW_SERVER,
 	CONN_RAW_CLIENT,
 	CONN_WS_SERVER,
-	CONN_WS_CLIENT
+	CONN_WS_CLIENT,
+	CONN_HTTP_SERVER,	/* was a CONN_WS_SERVER: see conn_hts_allow */
+	CONN_HTTP_CLIENT	/* conn_new_http */
 };
 
 struct conn_client_params {
@@ -132,6 +136,8 @@ enum conn_why {
 	CONN_WHY_REFUSED,	/* we refused the upgrade (HTTP status) */
 	CONN_WHY_BACKLOG,	/* the peer does not read what it asked for */
 	CONN_WHY_RESOURCE,	/* out of memory, or a request we cannot send */
+	CONN_WHY_HANDED,	/* its request belonged to an HTTP transport
+				 * that exists: the owner just lets it go */
 	CONN_NWHY
 };
 
@@ -181,5 +187,32 @@ int		 conn_upgrade_refusal(const struct conn *c,
 
 /* Refuses a server-side ws request with an HTTP status and closes. */
 void		 conn_http_refuse(struct conn *c, int status, const char *body);
+
+/*
+ * The HTTP transport (docs/protocol.md).  A client transport dials sa
+ * (the server, or the -proxy) for each request; the open request goes on
+ * tcp, connected to sa already.  Through a proxy, plain HTTP requests go
+ * in a forward proxy's absolute-form, TLS ones through CONNECT.  The conn
+ * is open once the server answered the open; a refused open reads as a
+ * refused upgrade (conn_upgrade_refusal).  On failure tcp is closed and
+ * freed and NULL is returned.
+ */
+struct conn	*conn_new_http(uv_loop_t *loop, uv_tcp_t *tcp,
+		    const struct sockaddr *sa,
+		    const struct conn_client_params *cp,
+		    const struct conn_cbs *cbs, void *arg, char *err);
+int		 conn_is_http(const struct conn *c);
+
+/*
+ * Whether websocket server conns take the HTTP transport's requests too
+ * (1, the default) or refuse them (0: -transport ws).  Per process.
+ */
+void		 conn_hts_allow(int on);
+
+/* The peer's name for logs, when getpeername cannot tell (a relay). */
+void		 conn_set_peer_name(struct conn *c, const char *name);
+
+/* The status with which an HTTP proxy refused our CONNECT, or 0. */
+int		 conn_proxy_refusal(const struct conn *c);
 
 #endif

@@ -24,8 +24,12 @@ enum conn_state {
 	CONN_CLOSING
 };
 
+struct hts;
+struct htc;
+
 struct conn {
-	uv_tcp_t		*tcp;
+	uv_loop_t		*loop;
+	uv_tcp_t		*tcp;		/* NULL for the HTTP transport */
 	enum conn_kind		 kind;
 	enum conn_state		 state;
 	const struct conn_cbs	*cbs;
@@ -52,6 +56,9 @@ struct conn {
 	uv_shutdown_t		 shutdown;
 	struct tls		*tls;		/* client -tls, or NULL */
 	uint8_t			*tbuf;		/* TLS records read */
+	int			 proxy_status;	/* a refused CONNECT's */
+	struct hts		*hts;		/* CONN_HTTP_SERVER */
+	struct htc		*htc;		/* CONN_HTTP_CLIENT */
 };
 
 /* conn.c */
@@ -74,6 +81,9 @@ int		 conn_send_raw(struct conn *c, const void *p, size_t n);
 /* Closes c for why, detail for logs (see conn.h's enum conn_why). */
 void		 conn_end(struct conn *c, enum conn_why why,
 		    const char *detail);
+
+/* The close callback of c's handle (h->data is c): on_close, then free. */
+void		 conn_close_cb(uv_handle_t *h);
 
 /* conn_ws.c */
 
@@ -102,5 +112,29 @@ int		 conn_ws_upgrade(struct conn *c);
  * if the conn closed.
  */
 int		 conn_ws_deliver(struct conn *c);
+
+/* conn_hts.c: the HTTP transport's server side. */
+
+/*
+ * A server conn's complete head c->rbuf[0..hlen): 0 if it is no request
+ * of the HTTP transport (the upgrade goes on), else the request is taken:
+ * an open makes c a transport (0 with c open), anything else goes to its
+ * transport and c ends (-1, as when the request is refused).
+ */
+int		 conn_hts_take(struct conn *c, size_t hlen);
+int		 conn_hts_send(struct conn *c, struct obuf *b);
+size_t		 conn_hts_pending(const struct conn *c);
+void		 conn_hts_resume(struct conn *c);
+/* conn_end's part, c CLOSING with why and reason set. */
+void		 conn_hts_end(struct conn *c);
+/* What is left once c's handle closed. */
+void		 conn_hts_free(struct conn *c);
+
+/* conn_htc.c: the client side; the same, for a CONN_HTTP_CLIENT. */
+int		 conn_htc_send(struct conn *c, struct obuf *b);
+size_t		 conn_htc_pending(const struct conn *c);
+void		 conn_htc_resume(struct conn *c);
+void		 conn_htc_end(struct conn *c);
+void		 conn_htc_free(struct conn *c);
 
 #endif

@@ -15,6 +15,7 @@
 #include "conn_int.h"
 #include "crypto.h"
 #include "err.h"
+#include "http.h"
 #include "ws.h"
 #include "wsup.h"
 
@@ -159,6 +160,12 @@ conn_ws_upgrade(struct conn *c)
 	int			 status, len;
 
 	if (c->kind == CONN_WS_SERVER) {
+		/* A request of the HTTP transport is not an upgrade. */
+		if ((n = http_head_end((char *)c->rbuf, c->rlen, &status,
+		    NULL)) > 0 && (len = conn_hts_take(c, n)) != 0)
+			return len;
+		if (c->state != CONN_HANDSHAKE)
+			return 0;
 		n = wsup_server_parse_request((char *)c->rbuf, c->rlen, &req,
 		    &status, err);
 		if (n == 0)

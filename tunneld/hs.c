@@ -401,8 +401,10 @@ hs_on_open(struct conn *c, void *arg)
 {
 	struct hs *h = arg;
 
-	if (hs_role(h) == HS_ROLE_CLIENT)
+	if (hs_role(h) == HS_ROLE_CLIENT) {
 		client_upgraded(h->tun);
+		client_transport_opened(h->tun, c);
+	}
 	/* The server speaks first (wire spec 5). */
 	else if (hs_send_lack(h) == -1)
 		hs_fail(h, "cannot send");
@@ -433,9 +435,14 @@ hs_on_close(struct conn *c, void *arg, const char *reason)
 		return;
 	t = h->tun;
 	h->x.conn = NULL;
-	log_info("%s: closed during handshake: %s", conn_peer(c), reason);
-	if (hs_role(h) == HS_ROLE_CLIENT)
+	/* Its request went to an HTTP transport: no handshake of its own. */
+	if (conn_why(c) != CONN_WHY_HANDED)
+		log_info("%s: closed during handshake: %s", conn_peer(c),
+		    reason);
+	if (hs_role(h) == HS_ROLE_CLIENT) {
 		conn_upgrade_refusal(c, &unknown);
+		client_transport_refused(t, c);
+	}
 	hs_fail(h, reason);
 	/* After hs_fail scheduled the retry, which this may replace. */
 	if (unknown)

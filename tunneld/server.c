@@ -287,6 +287,7 @@ server_start(struct tun *t, char *err)
 	int			 rc;
 
 	ratelog_init(&server_refuse_log, 0, 0);
+	conn_hts_allow(o->transport != CLI_TRANSPORT_WS);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;

@@ -182,6 +182,8 @@ struct tun {
 	int			 renewals;	/* -renew: recent new sessions */
 	uint64_t		 renewed_at;	/* the last one, ms */
 	int64_t			 renewed_from;	/* id of the session it replaced */
+	int			 http_now;	/* -transport auto: HTTP next */
+	int			 http_proven;	/* an HTTP transport opened */
 	uv_signal_t		 sigint, sigterm;
 };
 
@@ -511,6 +513,15 @@ void	 client_session_gone(struct tun *t, const char *why);
 /* Logs a definitive failure and stops the process with code 1. */
 void	 client_fatal(struct tun *t, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+
+/* client_http.c: -transport.  Whether the next dial takes the HTTP
+ * transport. */
+int	 client_use_http(const struct tun *t);
+/* c closed in its handshake: a refused upgrade or CONNECT turns auto to
+ * the HTTP transport, a refused HTTP transport (never opened) back. */
+void	 client_transport_refused(struct tun *t, const struct conn *c);
+/* c opened (upgraded, or the HTTP transport's open answered). */
+void	 client_transport_opened(struct tun *t, const struct conn *c);
 
 /*
  * tun.c: the one start-up path of a standalone tunneld and a worker.

@@ -115,13 +115,22 @@ worker_take_conn(struct worker *w, struct channel *c,
 		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
 		return;
 	}
-	conn = conn_adopt(w->tun.loop, tcp, m->extra, m->nextra, err);
+	/* A relayed request of the HTTP transport is read as a standalone
+	 * server reads one it accepted. */
+	if (m->http)
+		conn = conn_new(w->tun.loop, tcp, CONN_WS_SERVER, NULL, NULL,
+		    NULL, err);
+	else
+		conn = conn_adopt(w->tun.loop, tcp, m->extra, m->nextra, err);
 	worker_reply_type(c, CTL_CONN_OK);
 	if (conn == NULL) {
 		log_warnx("control: %s", err);
 		return;
 	}
-	log_info("%s: connection handed over", conn_peer(conn));
+	if (m->http)
+		conn_set_peer_name(conn, m->remote[0] ? m->remote : "relay");
+	else
+		log_info("%s: connection handed over", conn_peer(conn));
 	hs_start(&w->tun, conn);
 }
 

@@ -140,10 +140,12 @@ class Tinyproxy(Daemon):
 
     No User/Group: as root it then stays root (with a warning), which lets
     it write its log into our private temporary directory.  No ConnectPort
-    line: CONNECT is allowed to every port.
+    line: CONNECT is allowed to every port, unless `extra` (more config
+    lines) has one.
     """
 
-    def __init__(self, workdir, port, basic_auth=None, name="tinyproxy"):
+    def __init__(self, workdir, port, basic_auth=None, name="tinyproxy",
+                 extra=()):
         os.makedirs(workdir, exist_ok=True)
         self.port = port
         log = os.path.join(workdir, name + ".log")
@@ -161,6 +163,7 @@ class Tinyproxy(Daemon):
         ]
         if basic_auth is not None:
             lines.append("BasicAuth %s %s" % basic_auth)
+        lines.extend(extra)
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         super().__init__(name, [shutil.which("tinyproxy") or "tinyproxy",

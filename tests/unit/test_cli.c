@@ -480,6 +480,10 @@ test_usage_errors(void **state)
 	    "forward ':1': illegal forward. need ','");
 	expect_usage_error(ARGV("wsserver", ":1", ":1,h:99999"),
 	    "forward ':1,h:99999': dst: port out of range");
+	expect_usage_error(ARGV("wsclient", "h:1", ":1,h:2", "-transport",
+	    "tcp"), "-transport: auto, ws or http, not 'tcp'");
+	expect_usage_error(ARGV("client", "h:1", ":1,h:2", "-transport",
+	    "http"), "-transport: mode client has no websocket");
 
 	/* At most MSG_MAX_FWDS forwards. */
 	many[0] = "tunneld";
@@ -525,6 +529,7 @@ test_help_version(void **state)
 		"[10]", "[30]", "[600]", "[20]", "[-1]", "[/]",
 		"0 success", "1 runtime error", "2 usage error",
 		"-renew", "3 a client's session is gone",
+		"-transport",
 	};
 	size_t	 i;
 

@@ -85,6 +85,8 @@ fill(struct ctlmsg *m, int type)
 		m->u.conn.extra = malloc(sizeof(extra));
 		memcpy(m->u.conn.extra, extra, sizeof(extra));
 		m->u.conn.nextra = sizeof(extra) - 1;	/* one '=' */
+		m->u.conn.http = 1;
+		strcpy(m->u.conn.remote, "[2001:db8::1]");
 		break;
 	case CTL_STATS:
 		m->u.stats.pid = 9;
@@ -169,6 +171,8 @@ same(const struct ctlmsg *x, const struct ctlmsg *y)
 		assert_int_equal(x->u.conn.nextra, y->u.conn.nextra);
 		assert_memory_equal(x->u.conn.extra, y->u.conn.extra,
 		    x->u.conn.nextra);
+		assert_int_equal(x->u.conn.http, y->u.conn.http);
+		assert_string_equal(x->u.conn.remote, y->u.conn.remote);
 	} else
 		assert_memory_equal(&x->u, &y->u, sizeof(x->u));
 }
@@ -342,6 +346,10 @@ test_refusals(void **state)
 	refused("{\"type\":4,\"extra\":\"abc\"}", "not base64");
 	refused("{\"type\":4,\"extra\":\"a=bc\"}", "not base64");
 	refused("{\"type\":4,\"extra\":7}", "extra must be a string");
+	refused("{\"type\":4,\"http\":1}", "http must be true or false");
+	refused("{\"type\":4,\"http\":true,\"remote\":\"0123456789012345"
+	    "6789012345678901234567890123456789012345678901234\"}",
+	    "remote is too long");
 	/* oversize strings and lists */
 	memset(big, 'x', sizeof(big));
 	snprintf(big, sizeof(big), "{\"type\":19,\"src\":\"%0*d\"}",
